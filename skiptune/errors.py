@@ -1,0 +1,36 @@
+"""The one exception base of skiptune and its subclasses.
+
+Every error a user can cause derives from :class:`SkiptuneError`; its message is one
+line that says what was received and what to do instead. The CLI catches this base
+alone and renders it without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "NonFiniteSampleError",
+    "SkiptuneError",
+    "StorageError",
+]
+
+
+class SkiptuneError(Exception):
+    """Base of every error skiptune raises on purpose."""
+
+
+class ConfigurationError(SkiptuneError, ValueError):
+    """A parameter, option or combination of them is invalid."""
+
+
+class CheckpointError(SkiptuneError):
+    """A model file or folder cannot be loaded safely as a checkpoint."""
+
+
+class NonFiniteSampleError(SkiptuneError):
+    """Sampling produced NaN or infinite values."""
+
+
+class StorageError(SkiptuneError):
+    """The study database cannot be opened, read or written."""
