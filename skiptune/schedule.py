@@ -1,0 +1,111 @@
+"""The skip schedule: one factor ρ per skip connection, from the deepest to the shallowest.
+
+Skip-Tuning (Ma et al., ICML 2024, arXiv 2402.15170) multiplies the skip tensor the
+decoder consumes by ρ_i, interpolated from ``rho_bottom`` at the deepest skip (i = 0,
+nearest the bottleneck) to ``rho_top`` at the shallowest (i = k, nearest the image).
+The ρ here is the skip factor only; the Karras σ-schedule exponent is named
+``schedule_exponent`` everywhere in skiptune.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from skiptune.errors import ConfigurationError
+
+__all__ = ["SHAPES", "RhoSchedule", "interpolation_weights"]
+
+SHAPES = ("linear", "power", "cosine")
+
+
+def interpolation_weights(num_skips: int, *, shape: str = "linear", gamma: float = 1.0) -> list[float]:
+    """Return w_i in [0, 1] for i = 0 (bottom) .. k (top); ρ_i = ρ_bottom + w_i·(ρ_top − ρ_bottom).
+
+    ``linear``: w_i = i/k, the paper's schedule. ``power``: w_i = (i/k)^gamma (gamma < 1 moves
+    the factors toward ρ_top sooner, gamma > 1 later). ``cosine``: w_i = (1 − cos(π·i/k))/2,
+    an ease that stays near ρ_bottom at the deep end and near ρ_top at the shallow end.
+    A single skip gets w = 1, that is ρ_top.
+    """
+    if num_skips < 1:
+        raise ConfigurationError(f"a schedule needs at least one skip, got num_skips={num_skips}")
+    if not math.isfinite(gamma) or gamma <= 0:
+        raise ConfigurationError(f"gamma must be a finite number > 0, got {gamma}")
+    k = num_skips - 1
+    if k == 0:
+        return [1.0]
+    positions = [i / k for i in range(num_skips)]
+    if shape == "linear":
+        return positions
+    if shape == "power":
+        return [t**gamma for t in positions]
+    if shape == "cosine":
+        return [(1.0 - math.cos(math.pi * t)) / 2.0 for t in positions]
+    raise ConfigurationError(f"unknown schedule shape {shape!r}; choose one of {', '.join(SHAPES)}")
+
+
+@dataclass(frozen=True)
+class RhoSchedule:
+    """Skip factors interpolated from ``rho_bottom`` (deepest skip) to ``rho_top`` (shallowest).
+
+    Args:
+        rho_bottom: factor of the deepest skip, nearest the bottleneck (≥ 0).
+        rho_top: factor of the shallowest skip, nearest the input and output (≥ 0).
+        shape: ``"linear"`` (the paper's), ``"power"`` (exponent ``gamma``) or ``"cosine"``.
+        gamma: exponent of the ``power`` shape; ignored by the others.
+    """
+
+    rho_bottom: float
+    rho_top: float = 1.0
+    shape: str = "linear"
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("rho_bottom", "rho_top"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        if self.shape not in SHAPES:
+            raise ConfigurationError(
+                f"unknown schedule shape {self.shape!r}; choose one of {', '.join(SHAPES)}"
+            )
+        if not math.isfinite(self.gamma) or self.gamma <= 0:
+            raise ConfigurationError(f"gamma must be a finite number > 0, got {self.gamma!r}")
+
+    @classmethod
+    def identity(cls) -> RhoSchedule:
+        """ρ = 1 at every skip: the untuned model."""
+        return cls(rho_bottom=1.0, rho_top=1.0)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.rho_bottom == 1.0 and self.rho_top == 1.0
+
+    def factors(self, num_skips: int) -> list[float]:
+        """One factor per skip: index 0 = the deepest skip (bottom), last = the shallowest (top)."""
+        weights = interpolation_weights(num_skips, shape=self.shape, gamma=self.gamma)
+        span = self.rho_top - self.rho_bottom
+        return [self.rho_bottom + w * span for w in weights]
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {
+            "rho_bottom": self.rho_bottom,
+            "rho_top": self.rho_top,
+            "shape": self.shape,
+            "gamma": self.gamma,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RhoSchedule:
+        """Build from a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``."""
+        if "rho_bottom" not in data:
+            raise ConfigurationError(f"a schedule needs 'rho_bottom'; got keys {sorted(data)}")
+        unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma"}
+        if unknown:
+            raise ConfigurationError(f"unknown schedule keys {sorted(unknown)}")
+        return cls(
+            rho_bottom=float(data["rho_bottom"]),
+            rho_top=float(data.get("rho_top", 1.0)),
+            shape=str(data.get("shape", "linear")),
+            gamma=float(data.get("gamma", 1.0)),
+        )
