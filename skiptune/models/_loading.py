@@ -1,0 +1,77 @@
+"""Find the adapter that can load a model source and load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.models._base import TunableModel
+
+__all__ = ["load_model", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to use: the one asked for, else the GPU when there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigurationError(
+            f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'"
+        ) from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"device {device!r} was asked for but this machine has no usable CUDA GPU; "
+            "use --device cpu"
+        )
+    if resolved.type == "cuda" and resolved.index is not None:
+        if resolved.index >= torch.cuda.device_count():
+            raise ConfigurationError(
+                f"device {device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} GPU(s)"
+            )
+    return resolved
+
+
+def load_model(
+    source: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    trust_pickle: bool = False,
+) -> TunableModel:
+    """Load a diffusion model as a σ-space denoiser with tunable skip sites.
+
+    Args:
+        source: a skiptune checkpoint (``.pt``), a diffusers ``UNet2DModel`` folder saved
+            with ``save_pretrained`` (with its scheduler config), or ``module:attr`` naming a
+            user adapter (see ``docs/custom_models.md``).
+        device: where to put the net; default the GPU when there is one, else the CPU.
+        trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
+            arbitrary code: pass True only for files from a source you trust.
+
+    Returns:
+        A :class:`TunableModel` in eval mode on ``device``.
+    """
+    from skiptune.models import custom, diffusers_unet, native
+
+    resolved = resolve_device(device)
+    text = str(source)
+    path = Path(text).expanduser()
+    if not path.exists() and custom.is_adapter_spec(text):
+        return custom.load(text, device=resolved)
+    if not path.exists():
+        raise CheckpointError(
+            f"model {text!r} not found: pass a skiptune .pt checkpoint, a diffusers "
+            "UNet2DModel folder, or module:attr naming an adapter"
+        )
+    if path.is_dir():
+        if diffusers_unet.is_diffusers_folder(path):
+            return diffusers_unet.load(path, device=resolved)
+        raise CheckpointError(
+            f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
+            "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained folder"
+        )
+    return native.load(path, device=resolved, trust_pickle=trust_pickle)
