@@ -19,7 +19,9 @@ __all__ = ["SHAPES", "RhoSchedule", "interpolation_weights"]
 SHAPES = ("linear", "power", "cosine")
 
 
-def interpolation_weights(num_skips: int, *, shape: str = "linear", gamma: float = 1.0) -> list[float]:
+def interpolation_weights(
+    num_skips: int, *, shape: str = "linear", gamma: float = 1.0
+) -> list[float]:
     """Return w_i in [0, 1] for i = 0 (bottom) .. k (top); ρ_i = ρ_bottom + w_i·(ρ_top − ρ_bottom).
 
     ``linear``: w_i = i/k, the paper's schedule. ``power``: w_i = (i/k)^gamma (gamma < 1 moves
@@ -97,7 +99,10 @@ class RhoSchedule:
 
     @classmethod
     def from_dict(cls, data: dict) -> RhoSchedule:
-        """Build from a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``."""
+        """Build from a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``.
+
+        Raises ConfigurationError on a missing ``rho_bottom`` or an unknown key.
+        """
         if "rho_bottom" not in data:
             raise ConfigurationError(f"a schedule needs 'rho_bottom'; got keys {sorted(data)}")
         unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma"}

@@ -99,7 +99,7 @@ def skip_tuning(
     factors = _factors_per_site(model, schedule)
     handles = []
     try:
-        for site, factor in zip(model.skip_sites, factors):
+        for site, factor in zip(model.skip_sites, factors, strict=True):
             handles.append(_install(site, factor))
         yield model
     finally:

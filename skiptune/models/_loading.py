@@ -19,20 +19,16 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ConfigurationError(
-            f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'"
-        ) from e
+        raise ConfigurationError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from e
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(
             f"device {device!r} was asked for but this machine has no usable CUDA GPU; "
             "use --device cpu"
         )
-    if resolved.type == "cuda" and resolved.index is not None:
-        if resolved.index >= torch.cuda.device_count():
-            raise ConfigurationError(
-                f"device {device!r} does not exist: this machine has "
-                f"{torch.cuda.device_count()} GPU(s)"
-            )
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ConfigurationError(
+            f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
     return resolved
 
 

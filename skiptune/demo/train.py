@@ -1,0 +1,246 @@
+"""Train the demonstration model: skiptune's EDM U-Net on the MNIST training part.
+
+    python -m skiptune.demo.train [--steps 20000] [--batch-size 128] [--device cpu|cuda]
+
+EDM's training recipe (Karras et al. 2022, section 5): σ drawn log-normally
+(P_mean = −1.2, P_std = 1.2), loss weight (σ² + σ_data²)/(σ·σ_data)², an EMA of the
+weights. The run is resumable: it keeps its full state in ``--state`` every
+``--save-every`` steps and continues from there when started again with the same
+arguments. The EMA weights are written as a skiptune checkpoint to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from skiptune.data.mnist import load_mnist, split_indices
+from skiptune.models.native import build_net, save_checkpoint
+from skiptune.models.unet import UNetConfig
+
+__all__ = ["DEMO_CONFIG", "TrainSettings", "edm_loss", "train"]
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+# 28×28 MNIST, three resolutions (28, 14, 7), two blocks each: 9 skips, ≈1.8 M parameters.
+DEMO_CONFIG = UNetConfig(
+    img_resolution=28,
+    in_channels=1,
+    out_channels=1,
+    model_channels=32,
+    channel_mult=(1, 2, 2),
+    channel_mult_emb=4,
+    num_blocks=2,
+    attn_resolutions=(7,),
+    dropout=0.1,
+    num_groups=8,
+    attn_heads_channels=32,
+)
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run; everything that decides the result is here, and stored with it."""
+
+    steps: int = 20000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    ema_decay: float = 0.9995
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    seed: int = 0
+    held_out: int = 2000
+
+
+def edm_loss(
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+) -> torch.Tensor:
+    """EDM's weighted denoising loss (Karras et al. 2022, eq. 2 with Table 1's σ and weighting)."""
+    rnd = torch.randn((images.shape[0],), generator=generator, device=images.device)
+    sigma = (rnd * p_std + p_mean).exp()
+    sd = net.sigma_data
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    noise = torch.randn(images.shape, generator=generator, device=images.device)
+    denoised = net(images + noise * sigma.view(-1, 1, 1, 1), sigma)
+    return (weight.view(-1, 1, 1, 1) * (denoised - images) ** 2).mean()
+
+
+def _lr_at(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up, then a cosine decay to a tenth of the peak."""
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(settings.steps - settings.warmup_steps, 1)
+    return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _training_images(settings: TrainSettings, mnist_dir: str | None) -> torch.Tensor:
+    images, _labels = load_mnist(mnist_dir)
+    train_idx, _held = split_indices(len(images), held_out=settings.held_out, seed=settings.seed)
+    pixels = torch.from_numpy(images[train_idx]).float()
+    return (pixels / 127.5 - 1.0).unsqueeze(1)
+
+
+def train(
+    settings: TrainSettings,
+    *,
+    out: Path,
+    state_path: Path,
+    device: torch.device,
+    mnist_dir: str | None = None,
+    save_every: int = 1000,
+    console: Console | None = None,
+) -> Path:
+    """Train (or resume) the demonstration model and write its EMA weights to ``out``."""
+    console = console or Console()
+    torch.manual_seed(settings.seed)
+    data = _training_images(settings, mnist_dir).to(device)
+    net = build_net("edm-unet", DEMO_CONFIG.to_dict()).to(device).train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    step, seconds, losses = 0, 0.0, []
+
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["settings"] != settings.__dict__:
+            raise SystemExit(
+                f"{state_path} was written with other settings {state['settings']}; "
+                "pass the same settings or another --state"
+            )
+        net.load_state_dict(state["net"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"].cpu())
+        step, seconds, losses = state["step"], state["seconds"], list(state["losses"])
+        console.print(f"resuming at step {step} from {state_path}")
+
+    def checkpoint_state() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save(
+            {
+                "settings": settings.__dict__,
+                "net": net.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "step": step,
+                "seconds": seconds,
+                "losses": losses,
+            },
+            tmp,
+        )
+        tmp.replace(state_path)
+
+    columns = (
+        TextColumn("[bold]training[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    running = torch.zeros((), device=device)
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("train", total=settings.steps, completed=step, loss="–")
+        started = time.perf_counter()
+        while step < settings.steps:
+            # One optimisation step on a random batch of the training part.
+            index = torch.randint(
+                len(data), (settings.batch_size,), generator=generator, device=device
+            )
+            loss = edm_loss(
+                net, data[index], generator, p_mean=settings.p_mean, p_std=settings.p_std
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, settings)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
+                    p_ema.lerp_(p, 1 - settings.ema_decay)
+            running += loss.detach()
+            step += 1
+            if step % 100 == 0 or step == settings.steps:
+                mean_loss = float(running) / (100 if step % 100 == 0 else step % 100)
+                running.zero_()
+                losses.append((step, mean_loss))
+                progress.update(task, completed=step, loss=f"{mean_loss:.4f}")
+            if step % save_every == 0 or step == settings.steps:
+                seconds_now = seconds + time.perf_counter() - started
+                seconds, started = seconds_now, time.perf_counter()
+                checkpoint_state()
+
+    final_loss = losses[-1][1] if losses else float("nan")
+    save_checkpoint(
+        out,
+        ema,
+        sigma_min=SIGMA_MIN,
+        sigma_max=SIGMA_MAX,
+        metadata={
+            "dataset": "MNIST test set, 10,000 images 28×28, training part",
+            "split": {"seed": settings.seed, "held_out": settings.held_out},
+            "training": {
+                **settings.__dict__,
+                "device": device.type,
+                "seconds": round(seconds, 1),
+                "final_loss": final_loss,
+                "command": "python -m skiptune.demo.train",
+            },
+            "feature_net": "digit_features.pt",
+            "reference": "mnist_reference.npz",
+        },
+    )
+    console.print(
+        f"wrote {out} after {step} steps in {seconds / 60:.1f} min, loss {final_loss:.4f}"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    defaults = TrainSettings()
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=ASSETS / "demo_unet.pt")
+    parser.add_argument("--state", type=Path, default=Path("runs/demo/train_state.pt"))
+    parser.add_argument("--mnist", default=None, help="folder of the MNIST IDX files")
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = TrainSettings(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
+    train(
+        settings,
+        out=args.out,
+        state_path=args.state,
+        device=torch.device(args.device),
+        mnist_dir=args.mnist,
+        save_every=args.save_every,
+    )
+
+
+if __name__ == "__main__":
+    main()

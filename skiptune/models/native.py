@@ -1,0 +1,209 @@
+"""skiptune's own checkpoint format: tensors and plain config, loadable with ``weights_only``.
+
+A checkpoint is a dict::
+
+    {"format": "skiptune-checkpoint", "format_version": 1,
+     "architecture": "edm-unet", "config": {...},      # plain types only
+     "ema": {name: tensor}, "metadata": {...}}       # resolution, channels, σ range…
+
+It is read with ``torch.load(..., weights_only=True)``, which refuses any pickled code.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from skiptune.errors import CheckpointError
+from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
+
+__all__ = ["ARCHITECTURES", "FORMAT", "FORMAT_VERSION", "build_net", "load", "save_checkpoint"]
+
+FORMAT = "skiptune-checkpoint"
+FORMAT_VERSION = 1
+ARCHITECTURES = ("edm-unet",)
+_REQUIRED_KEYS = ("format", "format_version", "architecture", "config", "ema", "metadata")
+_REQUIRED_METADATA = ("resolution", "channels", "sigma_min", "sigma_max", "sigma_data")
+
+
+def build_net(architecture: str, config: dict[str, Any]) -> EDMPrecond:
+    """Instantiate the preconditioned net of a registered architecture from its config."""
+    if architecture == "edm-unet":
+        unet_config = UNetConfig.from_dict(config)
+        return EDMPrecond(EDMUNet(unet_config), sigma_data=unet_config.sigma_data)
+    raise CheckpointError(
+        f"unknown architecture {architecture!r}; this skiptune knows {', '.join(ARCHITECTURES)}"
+    )
+
+
+def save_checkpoint(
+    path: str | Path,
+    net: EDMPrecond,
+    *,
+    sigma_min: float,
+    sigma_max: float,
+    metadata: dict[str, Any] | None = None,
+    architecture: str = "edm-unet",
+) -> Path:
+    """Write ``net``'s weights (give the EMA weights) and config as a skiptune checkpoint.
+
+    Args:
+        path: destination ``.pt`` file; written to a temporary file first, then renamed, so
+            a crash never leaves a half-written checkpoint.
+        net: an :class:`EDMPrecond` as built by :func:`build_net`.
+        sigma_min, sigma_max: the σ range the model was trained for.
+        metadata: anything else worth keeping (dataset, split, training record); plain types.
+    """
+    config = net.unet.config
+    meta = {
+        "resolution": config.img_resolution,
+        "channels": config.in_channels,
+        "sigma_min": float(sigma_min),
+        "sigma_max": float(sigma_max),
+        "sigma_data": float(net.sigma_data),
+        **(metadata or {}),
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": config.to_dict(),
+        "ema": {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()},
+        "metadata": meta,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def _read(path: Path, *, trust_pickle: bool) -> Any:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"model file {str(path)!r} is empty; pass a skiptune .pt checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"model file {str(path)!r} contains pickled Python objects, which can run code "
+                "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
+                "if you trust where it came from"
+            ) from None
+        raise CheckpointError(
+            f"model file {str(path)!r} is not a readable checkpoint ({e}); pass a skiptune .pt "
+            "checkpoint"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"model file {str(path)!r} is not a readable torch checkpoint (truncated or another "
+            f"file type: {reason}); pass a skiptune .pt checkpoint"
+        ) from None
+
+
+def _validate(path: Path, payload: Any) -> None:
+    expected = "a skiptune checkpoint dict with keys " + ", ".join(_REQUIRED_KEYS)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"model file {str(path)!r} is a torch file but not {expected}")
+    missing = [k for k in _REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}; expected {expected}")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {version!r}, newer than this "
+            f"skiptune reads ({FORMAT_VERSION}); upgrade skiptune"
+        )
+    missing_meta = [k for k in _REQUIRED_METADATA if k not in payload["metadata"]]
+    if missing_meta:
+        raise CheckpointError(f"checkpoint {str(path)!r} metadata lacks {missing_meta}")
+    meta = payload["metadata"]
+    lo, hi = meta["sigma_min"], meta["sigma_max"]
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has an invalid σ range [{lo}, {hi}]; need 0 < σ_min < σ_max"
+        )
+
+
+def _wrap(net: EDMPrecond, meta: dict[str, Any], fingerprint: str, source: str) -> TunableModel:
+    config = net.unet.config
+    sites = tuple(SkipSite(name=f"skip{i}", module=tap) for i, tap in enumerate(net.unet.skip_taps))
+    return TunableModel(
+        net=net,
+        denoise_fn=net,
+        skip_sites=sites,
+        image_shape=(config.in_channels, config.img_resolution, config.img_resolution),
+        sigma_min=float(meta["sigma_min"]),
+        sigma_max=float(meta["sigma_max"]),
+        sigma_data=float(meta["sigma_data"]),
+        fingerprint=fingerprint,
+        family="skiptune",
+        metadata=dict(meta),
+        source=source,
+    )
+
+
+def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> TunableModel:
+    _validate(path, payload)
+    try:
+        net = build_net(payload["architecture"], payload["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} has an invalid config: {e}") from None
+    state = payload["ema"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"checkpoint {str(path)!r}: 'ema' must map names to tensors")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: its weights do not match its config ({first})"
+        ) from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has non-finite weights (NaN or inf) in {bad[0]}"
+            + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+            + "; retrain or restore an earlier checkpoint"
+        )
+    fingerprint = fingerprint_state_dict(state)
+    net.eval().requires_grad_(False).to(device)
+    return _wrap(net, payload["metadata"], fingerprint, str(path))
+
+
+def load(path: Path, *, device: torch.device, trust_pickle: bool = False) -> TunableModel:
+    """Load a skiptune checkpoint; with ``trust_pickle`` also a pickled :class:`EDMPrecond`."""
+    payload = _read(path, trust_pickle=trust_pickle)
+    if trust_pickle and isinstance(payload, nn.Module):
+        if not isinstance(payload, EDMPrecond):
+            raise CheckpointError(
+                f"model file {str(path)!r} holds a pickled {type(payload).__name__}; only a "
+                "pickled skiptune EDMPrecond can be wrapped. Write a custom adapter instead "
+                "(docs/custom_models.md)"
+            )
+        config = payload.unet.config
+        meta = {
+            "resolution": config.img_resolution,
+            "channels": config.in_channels,
+            "sigma_min": 0.002,
+            "sigma_max": 80.0,
+            "sigma_data": payload.sigma_data,
+        }
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": "edm-unet",
+            "config": config.to_dict(),
+            "ema": payload.state_dict(),
+            "metadata": meta,
+        }
+    return _from_payload(path, payload, device)
