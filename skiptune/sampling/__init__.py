@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.solvers import (
+    SAMPLERS,
+    Denoiser,
+    Sampler,
+    SamplerCallback,
+    SamplerSpec,
+    ddim,
+    dpmpp_2m,
+    euler,
+    get_sampler,
+    heun,
+    nfe_for_steps,
+    steps_for_nfe,
+    unipc,
+)
 
 __all__ = [
+    "SAMPLERS",
+    "Denoiser",
+    "Sampler",
+    "SamplerCallback",
+    "SamplerSpec",
+    "ddim",
     "ddim_sigmas",
+    "dpmpp_2m",
+    "euler",
+    "get_sampler",
+    "heun",
     "karras_sigmas",
+    "nfe_for_steps",
+    "steps_for_nfe",
+    "unipc",
 ]
