@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from skiptune.sampling.noise import initial_noise
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
 from skiptune.sampling.solvers import (
     SAMPLERS,
@@ -31,6 +32,7 @@ __all__ = [
     "euler",
     "get_sampler",
     "heun",
+    "initial_noise",
     "karras_sigmas",
     "nfe_for_steps",
     "steps_for_nfe",
