@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from skiptune.sampling._run import SamplingModel, sample, sigma_grid
 from skiptune.sampling.noise import initial_noise
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
 from skiptune.sampling.solvers import (
@@ -26,6 +27,7 @@ __all__ = [
     "Sampler",
     "SamplerCallback",
     "SamplerSpec",
+    "SamplingModel",
     "ddim",
     "ddim_sigmas",
     "dpmpp_2m",
@@ -35,6 +37,8 @@ __all__ = [
     "initial_noise",
     "karras_sigmas",
     "nfe_for_steps",
+    "sample",
+    "sigma_grid",
     "steps_for_nfe",
     "unipc",
 ]
