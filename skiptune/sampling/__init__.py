@@ -1,0 +1,44 @@
+"""σ-space ODE samplers with exact NFE, their σ grids, seeded noise and the ``sample`` call."""
+
+from __future__ import annotations
+
+from skiptune.sampling._run import SamplingModel, sample, sigma_grid
+from skiptune.sampling.noise import initial_noise
+from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.solvers import (
+    SAMPLERS,
+    Denoiser,
+    Sampler,
+    SamplerCallback,
+    SamplerSpec,
+    ddim,
+    dpmpp_2m,
+    euler,
+    get_sampler,
+    heun,
+    nfe_for_steps,
+    steps_for_nfe,
+    unipc,
+)
+
+__all__ = [
+    "SAMPLERS",
+    "Denoiser",
+    "Sampler",
+    "SamplerCallback",
+    "SamplerSpec",
+    "SamplingModel",
+    "ddim",
+    "ddim_sigmas",
+    "dpmpp_2m",
+    "euler",
+    "get_sampler",
+    "heun",
+    "initial_noise",
+    "karras_sigmas",
+    "nfe_for_steps",
+    "sample",
+    "sigma_grid",
+    "steps_for_nfe",
+    "unipc",
+]
