@@ -1,0 +1,20 @@
+"""Model adapters: load a checkpoint as a σ-space denoiser with tunable skip sites."""
+
+from __future__ import annotations
+
+from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models._loading import load_model, resolve_device
+from skiptune.models.native import save_checkpoint
+from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
+
+__all__ = [
+    "EDMPrecond",
+    "EDMUNet",
+    "SkipSite",
+    "TunableModel",
+    "UNetConfig",
+    "fingerprint_state_dict",
+    "load_model",
+    "resolve_device",
+    "save_checkpoint",
+]

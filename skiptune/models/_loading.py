@@ -51,23 +51,28 @@ def load_model(
     Returns:
         A :class:`TunableModel` in eval mode on ``device``.
     """
-    from skiptune.models import custom, diffusers_unet, native
-
     resolved = resolve_device(device)
     text = str(source)
     path = Path(text).expanduser()
-    if not path.exists() and custom.is_adapter_spec(text):
-        return custom.load(text, device=resolved)
+    if not path.exists():
+        from skiptune.models import custom
+
+        if custom.is_adapter_spec(text):
+            return custom.load(text, device=resolved)
     if not path.exists():
         raise CheckpointError(
             f"model {text!r} not found: pass a skiptune .pt checkpoint, a diffusers "
             "UNet2DModel folder, or module:attr naming an adapter"
         )
     if path.is_dir():
+        from skiptune.models import diffusers_unet
+
         if diffusers_unet.is_diffusers_folder(path):
             return diffusers_unet.load(path, device=resolved)
         raise CheckpointError(
             f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
             "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained folder"
         )
+    from skiptune.models import native
+
     return native.load(path, device=resolved, trust_pickle=trust_pickle)
