@@ -48,14 +48,8 @@ SUPPORTED_UP_BLOCKS = frozenset(
     {"UpBlock2D", "AttnUpBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D", "ResnetUpsampleBlock2D"}
 )
 _INSTALL_HINT = "pip install 'skiptune[diffusers]'"
-# DDPMScheduler's defaults, for configs that omit a key (diffusers does the same).
-_SCHEDULER_DEFAULTS = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.0001,
-    "beta_end": 0.02,
-    "beta_schedule": "linear",
-    "prediction_type": "epsilon",
-}
+# DDPMScheduler's defaults, for configs that name a beta_schedule but omit these keys.
+_SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
 
 
 def is_diffusers_folder(path: str | Path) -> bool:
@@ -100,9 +94,10 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         ) from e
 
     scheduler_path = _scheduler_config_path(unet_dir)
-    scheduler_config = {**_SCHEDULER_DEFAULTS, **_read_json(scheduler_path)}
+    scheduler_config = _read_json(scheduler_path)
     sigmas = discrete_sigmas_from_scheduler_config(scheduler_config)
-    prediction_type = str(scheduler_config["prediction_type"])
+    # Configs written before diffusers had v-prediction omit the key: they predict ε.
+    prediction_type = str(scheduler_config.get("prediction_type", "epsilon"))
     if prediction_type not in PREDICTION_TYPES:
         raise CheckpointError(
             f"{scheduler_path} has prediction_type {prediction_type!r}; skiptune supports "
@@ -135,17 +130,19 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         channels=out_channels,
         integer_timesteps=config.time_embedding_type == "learned",
     )
+    table = sigmas.to(torch.float32)
     return TunableModel(
         net=net,
         denoise_fn=denoiser,
         skip_sites=skip_sites,
         image_shape=_image_shape(unet_dir, config),
-        sigma_min=float(sigmas[0]),
-        sigma_max=float(sigmas[-1]),
+        # The ends of the float32 table itself, so that σ snapped to the table match them.
+        sigma_min=float(table[0]),
+        sigma_max=float(table[-1]),
         fingerprint=fingerprint_state_dict(net.state_dict()),
         family="diffusers",
         sigma_data=0.5,
-        discrete_sigmas=sigmas.to(device=device, dtype=torch.float32),
+        discrete_sigmas=table.to(device),
         metadata={
             "diffusers_version": diffusers.__version__,
             "scheduler": scheduler_config.get("_class_name", ""),

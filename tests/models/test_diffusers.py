@@ -153,8 +153,7 @@ def test_load_model_offline(load_model, folder: Path) -> None:
     sigmas = model.discrete_sigmas
     assert sigmas is not None and sigmas.shape == (1000,) and sigmas.dtype == torch.float32
     assert bool((sigmas.diff() > 0).all())
-    assert model.sigma_min == pytest.approx(float(sigmas[0]))
-    assert model.sigma_max == pytest.approx(float(sigmas[-1]))
+    assert (model.sigma_min, model.sigma_max) == (float(sigmas[0]), float(sigmas[-1]))
     assert model.fingerprint == fingerprint_state_dict(model.net.state_dict())
     assert model.metadata["prediction_type"] == "epsilon"
     # The pipeline root and the unet folder itself name the same model.
@@ -197,11 +196,23 @@ def test_missing_scheduler_config(diffusers, tmp_path: Path) -> None:
         diffusers_unet.load(tmp_path, device="cpu")
 
 
-def test_unsupported_prediction_type(diffusers, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("scheduler_config", "message"),
+    [
+        ({"prediction_type": "flow"}, r"prediction_type 'flow'; skiptune supports"),
+        ({"beta_schedule": "sigmoid"}, r"beta_schedule 'sigmoid' is not supported"),
+        # A score-SDE VE scheduler has σ but no betas: not a DDPM-family model.
+        ({"_class_name": "ScoreSdeVeScheduler", "sigma_max": 1348.0}, r"no beta_schedule"),
+    ],
+)
+def test_unsupported_scheduler(diffusers, tmp_path: Path, scheduler_config, message) -> None:
     folder = save_folder(tmp_path, TWO_LEVELS)
     path = folder.parent / "scheduler" / "scheduler_config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "prediction_type": "flow"}))
-    with pytest.raises(CheckpointError, match=r"prediction_type 'flow'; skiptune supports"):
+    config = json.loads(path.read_text())
+    if "_class_name" in scheduler_config:  # replace it whole
+        config = {}
+    path.write_text(json.dumps({**config, **scheduler_config}))
+    with pytest.raises(CheckpointError, match=message):
         diffusers_unet.load(folder, device="cpu")
 
 
