@@ -1,0 +1,434 @@
+"""Wrap a diffusers ``UNet2DModel`` (a discrete-time DDPM-family model) as an EDM denoiser.
+
+A folder saved with ``UNet2DModel.save_pretrained`` holds ``config.json`` and the weights;
+its scheduler config lies beside them (``scheduler_config.json``) or, as pipelines save it,
+in ``../scheduler/``. A pipeline folder (``unet/`` and ``scheduler/`` inside) works too.
+
+The VP model sees x_vp = α·y + s·n with α = √ᾱ_t, s = √(1 − ᾱ_t); in EDM's σ-space
+(x = y + σ·n) that is x = x_vp/α with σ = s/α = √((1 − ᾱ)/ᾱ) (Karras et al. 2022, §C.3;
+Song et al. 2021). So D(x; σ) feeds the net x/√(σ² + 1) at the training timestep whose σ
+matches, interpolated in log σ between the table's entries, and converts the prediction
+(ε, v or x0) into x0.
+
+Each up block of ``UNet2DModel`` receives its skips as the tuple ``res_samples`` (its
+second positional input) and pops them from the end; the skip sites point there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "PREDICTION_TYPES",
+    "SUPPORTED_UP_BLOCKS",
+    "discrete_sigmas_from_scheduler_config",
+    "is_diffusers_folder",
+    "load",
+    "sigma_to_timestep",
+    "x0_from_prediction",
+]
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# Up blocks that take (hidden_states, res_hidden_states_tuple, temb, ...) positionally and
+# pop one skip from the end of the tuple per resnet (checked in diffusers' unet_2d_blocks.py).
+SUPPORTED_UP_BLOCKS = frozenset(
+    {"UpBlock2D", "AttnUpBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D", "ResnetUpsampleBlock2D"}
+)
+_INSTALL_HINT = "pip install 'skiptune[diffusers]'"
+# DDPMScheduler's defaults, for configs that name a beta_schedule but omit these keys.
+_SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
+
+
+def is_diffusers_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a ``UNet2DModel`` folder, or a pipeline folder with one in ``unet/``.
+
+    Reads ``config.json`` only, so it works without diffusers installed.
+    """
+    return _unet_folder(Path(path)) is not None
+
+
+def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableModel:
+    """Load a ``UNet2DModel`` folder, offline, as a σ-space denoiser with its skip sites.
+
+    Args:
+        path: the folder ``save_pretrained`` wrote (or a pipeline folder with ``unet/``);
+            the scheduler config must be beside it or in ``../scheduler/``.
+        device: where to put the net.
+
+    Returns:
+        A :class:`TunableModel` with family ``"diffusers"``: images in [-1, 1], σ from the
+        training table (``discrete_sigmas``, ascending; ``sigma_min``/``sigma_max`` its ends),
+        and one skip site per tensor the encoder hands to the decoder, bottom → top.
+
+    Raises:
+        CheckpointError: diffusers is not installed, the folder or its scheduler config is
+            missing or unreadable, or the model is of a kind skiptune does not support
+            (class-conditional, Fourier time embedding, unknown block, schedule or prediction).
+    """
+    folder = Path(path).expanduser()
+    unet_dir = _unet_folder(folder)
+    if unet_dir is None:
+        raise CheckpointError(
+            f"{str(folder)!r} has no config.json with _class_name UNet2DModel; pass the folder "
+            "that UNet2DModel.save_pretrained wrote"
+        )
+    try:
+        import diffusers
+    except ImportError as e:
+        raise CheckpointError(
+            f"{str(folder)!r} is a diffusers UNet2DModel folder, but diffusers is not installed; "
+            f"run: {_INSTALL_HINT}"
+        ) from e
+
+    scheduler_path = _scheduler_config_path(unet_dir)
+    scheduler_config = _read_json(scheduler_path)
+    sigmas = discrete_sigmas_from_scheduler_config(scheduler_config)
+    # Configs written before diffusers had v-prediction omit the key: they predict ε.
+    prediction_type = str(scheduler_config.get("prediction_type", "epsilon"))
+    if prediction_type not in PREDICTION_TYPES:
+        raise CheckpointError(
+            f"{scheduler_path} has prediction_type {prediction_type!r}; skiptune supports "
+            f"{', '.join(PREDICTION_TYPES)}"
+        )
+
+    try:
+        # local_files_only: never reach for the Hub. low_cpu_mem_usage needs accelerate; asking
+        # for it only when present avoids diffusers' warning about its absence.
+        net = diffusers.UNet2DModel.from_pretrained(
+            unet_dir,
+            local_files_only=True,
+            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: {e}"
+        ) from e
+    config = net.config
+    _check_supported(unet_dir, config)
+    out_channels = _prediction_channels(unet_dir, config, scheduler_config)
+    skip_sites = _skip_sites(unet_dir, net)
+
+    net.to(device)
+    net.eval()
+    denoiser = _DiffusersDenoiser(
+        net,
+        log_sigmas=sigmas.log(),
+        prediction_type=prediction_type,
+        channels=out_channels,
+        integer_timesteps=config.time_embedding_type == "learned",
+    )
+    table = sigmas.to(torch.float32)
+    return TunableModel(
+        net=net,
+        denoise_fn=denoiser,
+        skip_sites=skip_sites,
+        image_shape=_image_shape(unet_dir, config),
+        # The ends of the float32 table itself, so that σ snapped to the table match them.
+        sigma_min=float(table[0]),
+        sigma_max=float(table[-1]),
+        fingerprint=fingerprint_state_dict(net.state_dict()),
+        family="diffusers",
+        sigma_data=0.5,
+        discrete_sigmas=table.to(device),
+        metadata={
+            "diffusers_version": diffusers.__version__,
+            "scheduler": scheduler_config.get("_class_name", ""),
+            "beta_schedule": scheduler_config.get("beta_schedule"),
+            "num_train_timesteps": len(sigmas),
+            "prediction_type": prediction_type,
+        },
+        source=str(folder),
+    )
+
+
+def discrete_sigmas_from_scheduler_config(config: Mapping[str, Any]) -> torch.Tensor:
+    """σ_t = √((1 − ᾱ_t)/ᾱ_t) for the training timesteps t = 0 … T−1 of a DDPM-family scheduler.
+
+    Args:
+        config: a diffusers scheduler config (``scheduler_config.json``) with
+            ``num_train_timesteps``, ``beta_schedule`` (linear, scaled_linear or
+            squaredcos_cap_v2), ``beta_start`` and ``beta_end``, or with ``trained_betas``.
+
+    Returns:
+        σ as float64 of shape [T], ascending; entry t belongs to timestep t.
+    """
+    if config.get("rescale_betas_zero_snr"):
+        raise CheckpointError(
+            "the scheduler config sets rescale_betas_zero_snr, which makes the last σ infinite; "
+            "skiptune supports schedules with finite σ only"
+        )
+    trained = config.get("trained_betas")
+    if trained is not None:
+        betas = torch.tensor(trained, dtype=torch.float64)
+    else:
+        if "beta_schedule" not in config:
+            raise CheckpointError(
+                "the scheduler config has no beta_schedule; skiptune supports DDPM-family (VP) "
+                f"schedulers with beta_schedule one of {', '.join(BETA_SCHEDULES)}"
+            )
+        betas = _betas(
+            str(config["beta_schedule"]),
+            int(config.get("num_train_timesteps", _SCHEDULER_DEFAULTS["num_train_timesteps"])),
+            float(config.get("beta_start", _SCHEDULER_DEFAULTS["beta_start"])),
+            float(config.get("beta_end", _SCHEDULER_DEFAULTS["beta_end"])),
+        )
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt()
+    if (
+        sigmas.numel() < 2
+        or not torch.isfinite(sigmas).all()
+        or (sigmas <= 0).any()
+        or (sigmas.diff() <= 0).any()
+    ):
+        raise CheckpointError(
+            "the scheduler config gives σ that are not finite, positive and increasing over the "
+            "timesteps; check its betas"
+        )
+    return sigmas
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """The continuous training timestep of each σ, interpolated linearly in log σ.
+
+    Args:
+        sigma: σ ≥ 0 of shape [batch]; values outside the table are clamped to its ends.
+        log_sigmas: log σ of timesteps 0 … T−1, ascending.
+
+    Returns:
+        t in [0, T−1] of shape [batch], with the dtype of ``log_sigmas``; exact integers at
+        the table's σ.
+    """
+    sigma = sigma.to(device=log_sigmas.device, dtype=log_sigmas.dtype)
+    log_sigma = sigma.clamp(min=log_sigmas[0].exp(), max=log_sigmas[-1].exp()).log()
+    high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, log_sigmas.numel() - 1)
+    low = high - 1
+    weight = (log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])
+    return low.to(log_sigmas.dtype) + weight.clamp(0.0, 1.0)
+
+
+def x0_from_prediction(
+    output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """Turn the net's prediction at x = y + σ·n (EDM's σ-space) into the estimate of y.
+
+    With α = 1/√(1 + σ²) and s = σ·α, the net saw x_vp = α·x = α·y + s·n.
+    ``epsilon`` (ε̂ ≈ n): y = (x_vp − s·ε̂)/α = x − σ·ε̂.
+    ``v_prediction`` (v̂ ≈ α·n − s·y, Salimans & Ho 2022): α·x_vp − s·v = (α² + s²)·y = y,
+    so y = α²·x − σ·α·v̂. ``sample``: the output is y already.
+
+    Args:
+        output: the net's prediction, shape of x.
+        x: the σ-space input [batch, C, H, W].
+        sigma: σ of shape [batch].
+        prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
+    """
+    s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+    if prediction_type == "epsilon":
+        return x - s * output
+    if prediction_type == "v_prediction":
+        alpha = 1.0 / (s * s + 1.0).sqrt()
+        return alpha * (alpha * x) - (s * alpha) * output
+    if prediction_type == "sample":
+        return output
+    raise ConfigurationError(
+        f"unknown prediction_type {prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}"
+    )
+
+
+class _DiffusersDenoiser:
+    """D(x; σ) for a discrete-time VP ``UNet2DModel`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        log_sigmas: torch.Tensor,
+        prediction_type: str,
+        channels: int,
+        integer_timesteps: bool,
+    ) -> None:
+        self.net = net
+        self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
+        self.prediction_type = prediction_type
+        self.channels = channels
+        self.integer_timesteps = integer_timesteps
+        self._tables: dict[torch.device, torch.Tensor] = {}
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            # float64 keeps t exact at the table's σ; MPS has no float64.
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            self._tables[device] = self.log_sigmas.to(device=device, dtype=dtype)
+        return self._tables[device]
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        x_vp = x / (s * s + 1.0).sqrt()
+        t = sigma_to_timestep(sigma, self._table(x.device))
+        # A learned (nn.Embedding) time embedding takes integer timesteps only.
+        t = t.round().long() if self.integer_timesteps else t.float()
+        net_dtype = next(self.net.parameters()).dtype
+        output = self.net(x_vp.to(net_dtype), t, return_dict=False)[0]
+        # A learned-variance model appends its variance channels; only the first half is ε/v/x0.
+        output = output[:, : self.channels].to(x.dtype)
+        return x0_from_prediction(output, x, sigma, self.prediction_type)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _is_unet_config(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("_class_name") == "UNet2DModel"
+
+
+def _unet_folder(folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    if _is_unet_config(folder / "config.json"):
+        return folder
+    if _is_unet_config(folder / "unet" / "config.json"):
+        return folder / "unet"
+    return None
+
+
+def _scheduler_config_path(unet_dir: Path) -> Path:
+    candidates = [
+        unet_dir / "scheduler_config.json",
+        unet_dir.parent / "scheduler" / "scheduler_config.json",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(
+        f"no scheduler config for the UNet2DModel in {str(unet_dir)!r}: looked for "
+        f"{' and '.join(str(c) for c in candidates)}; save the training scheduler there with "
+        "scheduler.save_pretrained(...)"
+    )
+
+
+def _check_supported(unet_dir: Path, config: Any) -> None:
+    if config.time_embedding_type == "fourier":
+        raise CheckpointError(
+            f"the UNet2DModel in {str(unet_dir)!r} uses a Fourier time embedding (a score-SDE "
+            "VE model); skiptune supports DDPM-family models with positional or learned timesteps"
+        )
+    if config.num_class_embeds is not None or config.class_embed_type is not None:
+        raise CheckpointError(
+            f"the UNet2DModel in {str(unet_dir)!r} is class-conditional; skiptune supports "
+            "unconditional UNet2DModel only"
+        )
+
+
+def _prediction_channels(unet_dir: Path, config: Any, scheduler_config: Mapping) -> int:
+    in_channels, out_channels = int(config.in_channels), int(config.out_channels)
+    if out_channels == in_channels:
+        return in_channels
+    if out_channels == 2 * in_channels and scheduler_config.get("variance_type") in (
+        "learned",
+        "learned_range",
+    ):
+        return in_channels
+    raise CheckpointError(
+        f"the UNet2DModel in {str(unet_dir)!r} has in_channels={in_channels} but "
+        f"out_channels={out_channels}; skiptune needs a prediction with the image's channels"
+    )
+
+
+def _image_shape(unet_dir: Path, config: Any) -> tuple[int, int, int]:
+    size = config.sample_size
+    if size is None:
+        raise CheckpointError(
+            f"the UNet2DModel config in {str(unet_dir)!r} has no sample_size; set it to the "
+            "training resolution in config.json"
+        )
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return (int(config.in_channels), int(height), int(width))
+
+
+def _skip_sites(unet_dir: Path, net: nn.Module) -> tuple[SkipSite, ...]:
+    """One site per skip, bottom → top, in the order the up blocks consume them.
+
+    ``UNet2DModel.forward`` hands up block i the last ``len(resnets)`` skips of the stack as
+    its second positional input, and the block pops them from the end of that tuple. The
+    first skip consumed (up block 0, last element) is the deepest, the last (the final up
+    block, element 0: conv_in's output) is the shallowest.
+    """
+    sites: list[SkipSite] = []
+    for i, block in enumerate(net.up_blocks):
+        kind = type(block).__name__
+        if kind not in SUPPORTED_UP_BLOCKS:
+            raise CheckpointError(
+                f"the UNet2DModel in {str(unet_dir)!r} has an up block {kind}, which skiptune "
+                f"does not support; supported: {', '.join(sorted(SUPPORTED_UP_BLOCKS))}"
+            )
+        count = len(block.resnets)
+        for m in range(count):
+            sites.append(
+                SkipSite(
+                    name=f"up_blocks.{i}.resnets.{m}",
+                    module=block,
+                    input_index=1,
+                    tuple_index=count - 1 - m,
+                )
+            )
+    # The encoder pushes conv_in's output, then one tensor per resnet and per downsampler.
+    pushed = 1 + sum(
+        len(block.resnets) + len(getattr(block, "downsamplers", None) or ())
+        for block in net.down_blocks
+    )
+    if len(sites) != pushed:
+        raise CheckpointError(
+            f"the UNet2DModel in {str(unet_dir)!r} pushes {pushed} skips but its up blocks "
+            f"consume {len(sites)}; this layout is not supported"
+        )
+    return tuple(sites)
+
+
+def _betas(schedule: str, steps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """β_t of diffusers' DDPM-family schedulers, in float64."""
+    if steps < 2:
+        raise CheckpointError(f"num_train_timesteps must be ≥ 2, got {steps}")
+    if schedule == "linear":
+        return torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    if schedule == "scaled_linear":
+        return torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
+    if schedule == "squaredcos_cap_v2":
+        # GLIDE / improved DDPM cosine schedule (Nichol & Dhariwal 2021), β capped at 0.999.
+        def alpha_bar(t: float) -> float:
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        return torch.tensor(
+            [
+                min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), 0.999)
+                for i in range(steps)
+            ],
+            dtype=torch.float64,
+        )
+    raise CheckpointError(
+        f"beta_schedule {schedule!r} is not supported; skiptune supports "
+        f"{', '.join(BETA_SCHEDULES)} (or trained_betas)"
+    )
