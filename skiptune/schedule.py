@@ -85,8 +85,12 @@ class RhoSchedule:
 
     def factors(self, num_skips: int) -> list[float]:
         """One factor per skip: index 0 = the deepest skip (bottom), last = the shallowest (top)."""
-        weights = interpolation_weights(num_skips, shape=self.shape, gamma=self.gamma)
         span = self.rho_top - self.rho_bottom
+        if self.shape == "linear" and num_skips > 1:
+            # The paper's formula, evaluated as written: ρ_i = ρ_bottom + i·(ρ_top − ρ_bottom)/k.
+            k = num_skips - 1
+            return [self.rho_bottom + i * span / k for i in range(num_skips)]
+        weights = interpolation_weights(num_skips, shape=self.shape, gamma=self.gamma)
         return [self.rho_bottom + w * span for w in weights]
 
     def to_dict(self) -> dict[str, float | str]:

@@ -1,0 +1,21 @@
+"""Shared fixtures: the shipped demonstration model and the MNIST folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CHECKPOINT = REPO_ROOT / "skiptune" / "assets" / "demo_unet.pt"
+
+# Two cores: one thread per test process keeps small-tensor tests fast and predictable.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    from skiptune.models import load_model
+
+    return load_model(DEMO_CHECKPOINT, device="cpu")
