@@ -7,7 +7,6 @@ the digits themselves gives a domain FID that needs no download. The weights shi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -20,6 +19,7 @@ from torch import nn
 
 from skiptune.data.mnist import MNIST_RESOLUTION
 from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.models._base import fingerprint_state_dict
 
 __all__ = [
     "DEFAULT_FEATURE_NET_PATH",
@@ -175,25 +175,9 @@ class DigitFeatureNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _fingerprint_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
-    """Hex SHA-256 over the names, dtypes, shapes and bytes of the tensors, in name order.
-
-    The same scheme as :func:`skiptune.models._base.fingerprint_state_dict`, but it also
-    accepts the 0-dimensional tensors BatchNorm keeps (``num_batches_tracked``).
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().to("cpu").contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def feature_net_fingerprint(net: DigitFeatureNet) -> str:
     """Hex SHA-256 of the net's state dict (names, dtypes, shapes, bytes, in name order)."""
-    return _fingerprint_state_dict(net.state_dict())
+    return fingerprint_state_dict(net.state_dict())
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -249,7 +233,7 @@ def save_feature_net(
             **(metadata or {}),
             "accuracy": float(accuracy),
             "split": {key: int(value) for key, value in split.items()},
-            "fingerprint": _fingerprint_state_dict(state_dict),
+            "fingerprint": fingerprint_state_dict(state_dict),
         },
     }
     _check_plain(checkpoint["metadata"], "metadata")
