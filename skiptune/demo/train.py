@@ -126,6 +126,10 @@ def train(
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"].cpu())
+        # Dropout draws from the global generator: restore it too, or a resumed run diverges.
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         step, seconds, losses = state["step"], state["seconds"], list(state["losses"])
         console.print(f"resuming at step {step} from {state_path}")
 
@@ -139,6 +143,8 @@ def train(
                 "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "step": step,
                 "seconds": seconds,
                 "losses": losses,

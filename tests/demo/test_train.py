@@ -1,0 +1,62 @@
+"""The demonstration model's training script: EDM loss, and resuming where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import skiptune.demo.train as training
+from skiptune import load_model
+from skiptune.demo.train import TrainSettings, train
+
+SETTINGS = TrainSettings(steps=4, batch_size=4, warmup_steps=2)
+
+
+def _run(tmp: Path, name: str) -> Path:
+    return train(
+        SETTINGS,
+        out=tmp / f"{name}.pt",
+        state_path=tmp / f"{name}-state.pt",
+        device=torch.device("cpu"),
+        save_every=2,
+    )
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch) -> None:
+    straight = load_model(_run(tmp_path, "straight"), device="cpu")
+
+    calls = {"n": 0}
+    real_loss = training.edm_loss
+
+    def loss_then_crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the state of step 2 was saved
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training, "edm_loss", loss_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "resumed")
+    assert not (tmp_path / "resumed.pt").exists()
+    monkeypatch.setattr(training, "edm_loss", real_loss)
+    resumed = load_model(_run(tmp_path, "resumed"), device="cpu")
+
+    assert resumed.fingerprint == straight.fingerprint
+    assert resumed.metadata["training"]["steps"] == 4
+    assert resumed.metadata["split"] == {"seed": 0, "held_out": 2000}
+
+
+def test_edm_loss_is_smaller_for_the_trained_model(demo_model) -> None:
+    from skiptune.data import load_mnist
+
+    images, _ = load_mnist()
+    batch = (torch.from_numpy(images[:64]).float() / 127.5 - 1).unsqueeze(1)
+    untrained = training.build_net("edm-unet", training.DEMO_CONFIG.to_dict()).eval()
+    losses = []
+    for net in (untrained, demo_model.net):
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            losses.append(float(training.edm_loss(net, batch, generator)))
+    assert losses[1] < 0.5 * losses[0]
