@@ -28,6 +28,13 @@ from skiptune.tuner._events import (
     TrialStarted,
     Waiting,
 )
+from skiptune.tuner._output import (
+    plot_front,
+    quiet_optuna,
+    sample_images,
+    save_images,
+    write_samples,
+)
 from skiptune.tuner._pareto import (
     FrontPoint,
     SpeedClaim,
@@ -80,10 +87,15 @@ __all__ = [
     "pareto_front",
     "pareto_mask",
     "plan_search",
+    "plot_front",
     "prepare_study",
     "queued_schedules",
+    "quiet_optuna",
     "run_study",
+    "sample_images",
+    "save_images",
     "search",
     "speed_claims",
     "study_name",
+    "write_samples",
 ]
