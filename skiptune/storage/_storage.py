@@ -445,7 +445,7 @@ def _prepare_schema(storage: Storage) -> None:
                         f"schema {stored}); this skiptune ({skiptune_version()}) reads schema "
                         f"{SCHEMA_VERSION} and older: upgrade skiptune (pip install -U skiptune)"
                     )
-        for version in range(stored or SCHEMA_VERSION, SCHEMA_VERSION):
+        for version in range(SCHEMA_VERSION if stored is None else stored, SCHEMA_VERSION):
             MIGRATIONS[version](connection)
         Base.metadata.create_all(connection)
         values = {"version": SCHEMA_VERSION, "skiptune_version": skiptune_version()}
@@ -504,5 +504,11 @@ def open_storage(
         raise
     except sqlalchemy.exc.SQLAlchemyError as e:
         storage.dispose()
-        raise StorageError(f"cannot open the database {display}: {_first_line(e)}") from None
+        reason = _first_line(e)
+        if storage.is_sqlite and ("unable to open" in reason or "readonly" in reason):
+            raise StorageError(
+                f"cannot write the database {parsed.database!r} ({reason}): its place is "
+                "read-only; pass a path in a writable folder with --db"
+            ) from None
+        raise StorageError(f"cannot open the database {display}: {reason}") from None
     return storage
