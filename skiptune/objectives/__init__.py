@@ -1,11 +1,29 @@
 """Proxy FID/KID objectives: feature extractors, reference statistics and rungs of N.
 
 A trial's score is the Fréchet distance (or KID) between features of images sampled with
-fixed seeds under a skip schedule and features of real reference images.
+fixed seeds under a skip schedule and the features of real reference images::
+
+    config = ObjectiveConfig(sampler="heun", nfe=9, rungs=(64, 256))
+    objective = build_objective(model, config)
+    objective.evaluate(RhoSchedule(rho_bottom=0.6)).value
 """
 
 from __future__ import annotations
 
+from skiptune.objectives._features import (
+    EXTRACTOR_NAMES,
+    INCEPTION_FILENAME,
+    INCEPTION_URL,
+    INCEPTION_WEIGHTS_ENV,
+    DigitFeatureExtractor,
+    FeatureExtractor,
+    InceptionFeatureExtractor,
+    InputSpec,
+    TorchScriptFeatureExtractor,
+    find_inception_weights,
+    load_feature_extractor,
+    quantize_images,
+)
 from skiptune.objectives._maths import (
     frechet_distance,
     gaussian_statistics,
@@ -13,7 +31,19 @@ from skiptune.objectives._maths import (
 )
 
 __all__ = [
+    "EXTRACTOR_NAMES",
+    "INCEPTION_FILENAME",
+    "INCEPTION_URL",
+    "INCEPTION_WEIGHTS_ENV",
+    "DigitFeatureExtractor",
+    "FeatureExtractor",
+    "InceptionFeatureExtractor",
+    "InputSpec",
+    "TorchScriptFeatureExtractor",
+    "find_inception_weights",
     "frechet_distance",
     "gaussian_statistics",
     "kernel_inception_distance",
+    "load_feature_extractor",
+    "quantize_images",
 ]
