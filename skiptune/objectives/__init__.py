@@ -10,6 +10,11 @@ fixed seeds under a skip schedule and the features of real reference images::
 
 from __future__ import annotations
 
+from skiptune.objectives._cache import (
+    DirectoryStatisticsCache,
+    StatisticsCache,
+    statistics_key,
+)
 from skiptune.objectives._features import (
     EXTRACTOR_NAMES,
     INCEPTION_FILENAME,
@@ -29,6 +34,7 @@ from skiptune.objectives._maths import (
     gaussian_statistics,
     kernel_inception_distance,
 )
+from skiptune.objectives._reference import ReferenceStatistics, load_reference
 
 __all__ = [
     "EXTRACTOR_NAMES",
@@ -36,14 +42,19 @@ __all__ = [
     "INCEPTION_URL",
     "INCEPTION_WEIGHTS_ENV",
     "DigitFeatureExtractor",
+    "DirectoryStatisticsCache",
     "FeatureExtractor",
     "InceptionFeatureExtractor",
     "InputSpec",
+    "ReferenceStatistics",
+    "StatisticsCache",
     "TorchScriptFeatureExtractor",
     "find_inception_weights",
     "frechet_distance",
     "gaussian_statistics",
     "kernel_inception_distance",
     "load_feature_extractor",
+    "load_reference",
     "quantize_images",
+    "statistics_key",
 ]
