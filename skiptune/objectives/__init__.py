@@ -34,6 +34,15 @@ from skiptune.objectives._maths import (
     gaussian_statistics,
     kernel_inception_distance,
 )
+from skiptune.objectives._objective import (
+    METRICS,
+    Evaluation,
+    ObjectiveConfig,
+    ProxyObjective,
+    RungReport,
+    build_objective,
+    evaluate,
+)
 from skiptune.objectives._reference import ReferenceStatistics, load_reference
 
 __all__ = [
@@ -41,14 +50,21 @@ __all__ = [
     "INCEPTION_FILENAME",
     "INCEPTION_URL",
     "INCEPTION_WEIGHTS_ENV",
+    "METRICS",
     "DigitFeatureExtractor",
     "DirectoryStatisticsCache",
+    "Evaluation",
     "FeatureExtractor",
     "InceptionFeatureExtractor",
     "InputSpec",
+    "ObjectiveConfig",
+    "ProxyObjective",
     "ReferenceStatistics",
+    "RungReport",
     "StatisticsCache",
     "TorchScriptFeatureExtractor",
+    "build_objective",
+    "evaluate",
     "find_inception_weights",
     "frechet_distance",
     "gaussian_statistics",
