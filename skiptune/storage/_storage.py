@@ -149,7 +149,9 @@ class Storage:
             kwargs["heartbeat_stale_trial_callback"] = stale_trial_callback
         url = self.url.render_as_string(hide_password=False)
         try:
-            with _quiet_experimental_warnings():
+            # Optuna creates its tables on first use; two processes doing that at once on a
+            # server collide ("duplicate key ... pg_type"), so creation takes turns.
+            with self.lock("optuna-tables"), _quiet_experimental_warnings():
                 return optuna.storages.RDBStorage(url, engine_kwargs=self.engine_kwargs(), **kwargs)
         except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
             raise StorageError(
