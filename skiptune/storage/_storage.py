@@ -109,6 +109,7 @@ class Storage:
         if self.is_sqlite:
             _make_sqlite_transactions_immediate(self.engine)
         self._thread_lock = threading.Lock()
+        self._optuna_storages: dict[tuple[int | None, int | None], Any] = {}
         self.statistics_cache = DatabaseStatisticsCache(self)
 
     # -- engine ---------------------------------------------------------------------------
@@ -139,9 +140,16 @@ class Storage:
         grace_period: int | None = None,             # seconds without one before it is stale
         stale_trial_callback: Callable[..., None] | None = None,
     ) -> Any:
-        """Optuna's ``RDBStorage`` on this database, with heartbeats when asked for."""
+        """Optuna's ``RDBStorage`` on this database, with heartbeats when asked for.
+
+        One instance per heartbeat setting, reused: each holds its own connection pool, so a
+        process keeps at most two (plain, and with heartbeats) whatever it opens.
+        """
         import optuna
 
+        key = (heartbeat_interval, grace_period)
+        if key in self._optuna_storages:
+            return self._optuna_storages[key]
         kwargs: dict[str, Any] = {}
         if heartbeat_interval is not None:
             kwargs["heartbeat_interval"] = heartbeat_interval
@@ -152,15 +160,22 @@ class Storage:
             # Optuna creates its tables on first use; two processes doing that at once on a
             # server collide ("duplicate key ... pg_type"), so creation takes turns.
             with self.lock("optuna-tables"), _quiet_experimental_warnings():
-                return optuna.storages.RDBStorage(url, engine_kwargs=self.engine_kwargs(), **kwargs)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=self.engine_kwargs(), **kwargs
+                )
         except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
             raise StorageError(
                 f"cannot open Optuna's tables in {self.display_url}: {_first_line(e)}"
             ) from None
+        self._optuna_storages[key] = storage
+        return storage
 
     def dispose(self) -> None:
-        """Close every pooled connection (before a fork, or when done)."""
+        """Close every pooled connection, skiptune's and Optuna's (before a fork, or when done)."""
         self.engine.dispose()
+        for storage in self._optuna_storages.values():
+            storage.engine.dispose()
+        self._optuna_storages.clear()
 
     # -- transactions and locks ------------------------------------------------------------
 

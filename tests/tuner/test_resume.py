@@ -79,3 +79,28 @@ def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
     assert stored == expected
     (summary,) = list_studies(storage)
     assert summary.finished == summary.trials_total == 7 and summary.running == 0
+
+
+def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    process = start_search("--model", str(DEMO), "--nfe", "3", "--trials", "5", "--rungs",
+                           "16,64", "--no-pruning", "--db", str(db), "--device", "cpu",
+                           "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = _states(db)
+        if any(s == "COMPLETE" for _, s in states) and any(s == "RUNNING" for _, s in states):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)                        # well inside the trial's two seconds of sampling
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("error: interrupted")
+    assert "rerun the same command" in err and "Traceback" not in err
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(db).optuna_storage())
+    trials = study.get_trials()
+    (interrupted,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted.user_attrs["failure_kind"] == "interrupted"
+    (queued,) = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted.number]
+    assert queued.state == TrialState.WAITING and queued.params == interrupted.params
