@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,28 @@ from skiptune.tuner._events import EventCallback
 from skiptune.tuner._results import StudySummary, summarize
 from skiptune.tuner._study import Objective, prepare_study, run_study
 
-__all__ = ["plan_search", "search"]
+__all__ = ["plan_search", "search", "sigterm_as_interrupt"]
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler's pre-emption) acts like Ctrl-C.
+
+    The running trial is then failed and re-queued at once instead of waiting to go stale.
+    Only in the main thread, where Python can install handlers; the old handler comes back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def plan_search(
@@ -137,16 +162,18 @@ def search(
     studies = [prepare_study(storage, config)[0] for config, _objective in plans]
     options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
     if workers == 1:
-        return [
-            run_study(storage, config, objective, on_event=on_event, **options)
-            for config, objective in plans
-        ]
+        with sigterm_as_interrupt():
+            return [
+                run_study(storage, config, objective, on_event=on_event, **options)
+                for config, objective in plans
+            ]
     configs = [config for config, _objective in plans]
     del plans, loaded                          # free the planning copy before workers load theirs
-    _run_workers(
-        storage, configs, workers=workers, model=str(model), device=device,
-        trust_pickle=trust_pickle, on_event=on_event, **options,
-    )
+    with sigterm_as_interrupt():
+        _run_workers(
+            storage, configs, workers=workers, model=str(model), device=device,
+            trust_pickle=trust_pickle, on_event=on_event, **options,
+        )
     return [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
 
 
@@ -176,6 +203,7 @@ def _worker_main(
     """
     torch.set_num_threads(threads)
     try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)     # like Ctrl-C, see above
         from skiptune.objectives import ObjectiveConfig, build_objective
 
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
@@ -259,6 +287,14 @@ def _run_workers(
                 on_event(event)
     except KeyboardInterrupt:
         interrupted = True
+        # Ctrl-C reaches every process of the terminal's group; a SIGTERM sent to this
+        # process alone is passed on, so each worker fails and re-queues its own trial.
+        deadline = time.monotonic() + 2.0
+        for process in processes:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
     finally:
         for process in processes:
             process.join(timeout=60)

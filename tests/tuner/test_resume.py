@@ -81,7 +81,10 @@ def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
     assert summary.finished == summary.trials_total == 7 and summary.running == 0
 
 
-def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(
+    stop: signal.Signals, tmp_path: Path
+) -> None:
     db = tmp_path / "s.db"
     process = start_search("--model", str(DEMO), "--nfe", "3", "--trials", "5", "--rungs",
                            "16,64", "--no-pruning", "--db", str(db), "--device", "cpu",
@@ -93,7 +96,7 @@ def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(tmp_path: 
             break
         time.sleep(0.05)
     time.sleep(0.5)                        # well inside the trial's two seconds of sampling
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
