@@ -483,12 +483,14 @@ def open_storage(
     *,
     pool_size: int = 2,          # connections kept open per process (servers only)
     max_overflow: int = 2,       # extra connections allowed at peaks (servers only)
+    must_exist: bool = False,    # refuse to create a new SQLite file (for reading results)
 ) -> Storage:
     """Open (creating if needed) the study database and skiptune's tables in it.
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``)
             or a plain file path, which means SQLite; None means ``./skiptune.db``.
+        must_exist: raise StorageError instead of creating a SQLite file that is not there.
         pool_size, max_overflow: connection pool of a database server, per process. Each
             worker process opens two pools (skiptune's and Optuna's), so a server must allow
             about ``workers × 2 × (pool_size + max_overflow)`` connections.
@@ -501,6 +503,11 @@ def open_storage(
     display = mask_url(parsed)
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_path(parsed)
+        if must_exist and not Path(str(parsed.database)).exists():
+            raise StorageError(
+                f"no database at {parsed.database!r}; run skiptune-search first, or pass the "
+                "database it wrote with --db"
+            )
     try:
         storage = Storage(parsed, pool_size=pool_size, max_overflow=max_overflow)
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as e:

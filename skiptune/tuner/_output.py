@@ -49,7 +49,7 @@ def plot_front(
         raise ConfigurationError(
             "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
         ) from None
-    storage = db if isinstance(db, Storage) else open_storage(db)
+    storage = db if isinstance(db, Storage) else open_storage(db, must_exist=True)
     reports = front_report(storage, group=group)
     if not reports:
         raise ConfigurationError(

@@ -139,6 +139,14 @@ def test_user_mistakes_are_one_line_and_exit_1(argv: list[str], message: str,
     assert message in line and "hunter2" not in result.output
 
 
+def test_reading_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.db"
+    for command in (["best"], ["front"], ["studies"], ["export", "--nfe", "9", "-o", "x.json"]):
+        result = runner.invoke(cli.app, [*command, "--db", str(missing)])
+        assert result.exit_code == 1 and "no database at" in _one_error_line(result)
+    assert not missing.exists()
+
+
 def test_usage_errors_exit_2() -> None:
     result = runner.invoke(cli.search_app, ["--model", str(DEMO), "--nfe", "3",
                                             "--optimizer", "bayes"])
