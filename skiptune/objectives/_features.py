@@ -228,8 +228,11 @@ def find_inception_weights(weights: str | os.PathLike[str] | None = None) -> Pat
         ConfigurationError: a named file does not exist, or none was found; the message names
             the file, where to put it and the URL it comes from.
     """
-    for value, origin in ((weights, "inception_weights"), (os.environ.get(INCEPTION_WEIGHTS_ENV),
-                                                           f"${INCEPTION_WEIGHTS_ENV}")):
+    named = (
+        (weights, "inception_weights"),
+        (os.environ.get(INCEPTION_WEIGHTS_ENV), f"${INCEPTION_WEIGHTS_ENV}"),
+    )
+    for value, origin in named:
         if value:
             path = _weights_in(Path(value).expanduser())
             if not path.is_file():

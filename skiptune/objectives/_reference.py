@@ -180,12 +180,58 @@ def _image_batches(files: Sequence[Path], *, batch_size: int) -> Iterator[torch.
         yield batch.to(torch.float32).div_(127.5).sub_(1.0)
 
 
+class _RunningStatistics:
+    """Mean and covariance accumulated batch by batch, without keeping the features.
+
+    Sums are taken of x − shift, with shift the first batch's mean, so that
+    Σ = (Σ(x−s)(x−s)ᵀ − n·m·mᵀ)/(n − 1) does not cancel catastrophically when the mean is
+    large next to the spread (the shifted-data algorithm).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shift: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+        self.outer: np.ndarray | None = None
+
+    def add(self, features: np.ndarray) -> None:
+        batch = np.asarray(features, dtype=np.float64)
+        if self.shift is None:
+            self.shift = batch.mean(axis=0)
+            self.total = np.zeros_like(self.shift)
+            self.outer = np.zeros((batch.shape[1], batch.shape[1]))
+        centred = batch - self.shift
+        self.total += centred.sum(axis=0)
+        self.outer += centred.T @ centred
+        self.count += len(batch)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) float64, sigma normalised by N − 1 as :func:`gaussian_statistics`."""
+        if self.count < 2 or self.shift is None:
+            raise ConfigurationError(
+                f"a covariance needs at least 2 reference images, got {self.count}; add images"
+            )
+        offset = self.total / self.count
+        sigma = (self.outer - self.count * np.outer(offset, offset)) / (self.count - 1)
+        return self.shift + offset, (sigma + sigma.T) / 2.0
+
+
 def _folder_features(
-    folder: Path, files: Sequence[Path], extractor: FeatureExtractor, *, progress: bool
-) -> np.ndarray:
-    """Features float64 [N, D] of every image in ``files``, with a rich progress bar."""
+    folder: Path,
+    files: Sequence[Path],
+    extractor: FeatureExtractor,
+    *,
+    progress: bool,
+    keep_features: bool,
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """(mu, sigma) of the features of every image in ``files``, with a rich progress bar.
+
+    Only running sums are kept (a 50,000-image folder of 2048-d Inception features would
+    otherwise hold 800 MB); with ``keep_features`` also the features, float32 [N, D].
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    running = _RunningStatistics()
     chunks = []
     with Progress(
         "[progress.description]{task.description}",
@@ -197,17 +243,20 @@ def _folder_features(
     ) as bar:
         task = bar.add_task(f"reference features of {folder}", total=len(files))
         for batch in _image_batches(files, batch_size=_FOLDER_BATCH):
-            chunks.append(np.asarray(extractor(batch), dtype=np.float64))
+            features = extractor(batch)
+            running.add(features)
+            if keep_features:
+                chunks.append(np.asarray(features, dtype=np.float32))
             bar.advance(task, len(batch))
-    return np.concatenate(chunks)
+    return running.result(), np.concatenate(chunks) if keep_features else None
 
 
 def _kid_sample(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """At most KID_REFERENCE_SIZE rows, a seeded random subset when there are more."""
+    """At most KID_REFERENCE_SIZE rows of float32 [N, D], a seeded subset when there are more."""
     if len(features) <= KID_REFERENCE_SIZE:
-        return features.astype(np.float32)
+        return features
     rows = np.sort(np.random.default_rng(seed).choice(len(features), KID_REFERENCE_SIZE, False))
-    return features[rows].astype(np.float32)
+    return features[rows]
 
 
 def _from_folder(
@@ -233,8 +282,9 @@ def _from_folder(
             return ReferenceStatistics.from_statistics(
                 *hit, source=source, count=len(files), extractor=extractor.identity
             )
-    features = _folder_features(folder, files, extractor, progress=progress)
-    mu, sigma = gaussian_statistics(features)
+    (mu, sigma), features = _folder_features(
+        folder, files, extractor, progress=progress, keep_features=need_features
+    )
     meta = {
         "source": source,
         "count": len(files),
@@ -248,7 +298,7 @@ def _from_folder(
         source=source,
         count=len(files),
         extractor=extractor.identity,
-        features=_kid_sample(features) if need_features else None,
+        features=None if features is None else _kid_sample(features),
     )
 
 

@@ -230,3 +230,32 @@ def test_reference_statistics_are_checked(digits: DigitFeatureExtractor) -> None
     assert load_reference(statistics, digits) is statistics
     with pytest.raises(ConfigurationError, match="expected \\[D\\] and \\[D, D\\]"):
         ReferenceStatistics.from_statistics(np.zeros(3), np.eye(4), source="test")
+
+
+def test_running_statistics_match_the_two_pass_ones_even_far_from_zero() -> None:
+    from skiptune.objectives._reference import _RunningStatistics
+
+    rng = np.random.default_rng(5)
+    features = 1e6 + rng.normal(size=(700, 8)) @ rng.normal(size=(8, 8))
+    running = _RunningStatistics()
+    for start in range(0, 700, 256):
+        running.add(features[start : start + 256])
+    mu, sigma = gaussian_statistics(features)
+    running_mu, running_sigma = running.result()
+    np.testing.assert_allclose(running_mu, mu, rtol=1e-12)
+    np.testing.assert_allclose(running_sigma, sigma, rtol=1e-7, atol=1e-7)
+
+
+def test_folder_reference_with_features_for_kid(
+    tmp_path: Path, mnist_digits: np.ndarray, counting: CountingExtractor
+) -> None:
+    write_pngs(tmp_path / "ref", mnist_digits[:12])
+    cache = DirectoryStatisticsCache(tmp_path / "stats")
+    load_reference(tmp_path / "ref", counting, cache=cache, progress=False)
+    with_features = load_reference(
+        tmp_path / "ref", counting, cache=cache, progress=False, need_features=True
+    )
+    # KID needs the features themselves, which the cache does not hold: computed again.
+    assert counting.images_seen == 24
+    assert with_features.features.shape == (12, 128)
+    assert with_features.features.dtype == np.float32
