@@ -1,0 +1,512 @@
+"""The command line: parse, call the library, render. No torch or Optuna logic lives here.
+
+``skiptune`` has the subcommands search, best, front, export, studies, plot and sample;
+``skiptune-search`` is the search command alone. Every :class:`SkiptuneError` becomes one
+line on stderr (``error: ...``) and exit code 1; usage errors exit 2, as typer does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from skiptune.errors import SkiptuneError
+
+__all__ = ["app", "main", "search_app", "search_main"]
+
+T = TypeVar("T")
+
+_EPILOG_SEARCH = """\
+Examples:
+
+  skiptune-search --model ckpt.pt --nfe 9
+
+  skiptune-search --model ckpt.pt --nfe 5 --nfe 9 --nfe 15 --sampler unipc --trials 60
+
+  skiptune-search --model ckpt.pt --nfe 9 --rho-top 1.0 --db postgresql+psycopg://me@db/skiptune
+
+Rerun the same command after a crash or Ctrl-C to resume; a finished study prints its result.
+"""
+
+app = typer.Typer(
+    help="Automatic Skip-Tuning: search the skip-connection scales ρ that make a diffusion "
+    "U-Net sample well in few steps, and read the results back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+search_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                         rich_markup_mode=None)
+
+_stderr = Console(stderr=True, highlight=False)
+_stdout = Console(highlight=False)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="SKIPTUNE_DB",
+        help="Study database: a path (SQLite) or a SQLAlchemy URL such as "
+        "postgresql+psycopg://user@host/db. Default ./skiptune.db; env SKIPTUNE_DB.",
+        show_default=False,
+    ),
+]
+GroupOption = Annotated[
+    str | None,
+    typer.Option("--study", help="Study group (default: named after the model file)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
+
+
+# -- error handling at the edge --------------------------------------------------------------
+
+
+def _fail(message: str, *, code: int = 1) -> typer.Exit:
+    # One line, no markup, no wrapping: scripts grep it and humans read it.
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(code)
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """Run one library call; a SkiptuneError becomes one line on stderr and exit code 1."""
+    try:
+        return fn()
+    except SkiptuneError as e:
+        raise _fail(str(e)) from None
+
+
+def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}",
+                                 param_hint=name) from None
+    if count is not None and len(values) != count:
+        raise typer.BadParameter(f"expected {count} numbers like 0.3,1.2, got {text!r}",
+                                 param_hint=name)
+    return values
+
+
+def _ints(text: str | None, *, name: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected whole numbers like 64,256, got {text!r}",
+                                 param_hint=name) from None
+
+
+def _set(**options: Any) -> dict[str, Any]:
+    """Only the options the user set, so that the library's defaults stay the single source."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _schedule_text(schedule: dict[str, Any] | None) -> str:
+    if not schedule:
+        return "—"
+    text = f"{schedule['rho_bottom']:.3f} → {schedule['rho_top']:.3f} {schedule['shape']}"
+    if schedule["shape"] == "power":
+        text += f" γ={schedule['gamma']:.2f}"
+    return text
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+class _SearchProgress:
+    """Renders search events: one progress bar per study, best so far against the baseline."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.fields[study]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._best: dict[str, str] = {}
+
+    def __enter__(self) -> _SearchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def _task(self, study: str, nfe: int | None = None, total: int = 0, done: int = 0) -> TaskID:
+        if study not in self._tasks:
+            label = f"{nfe} NFE" if nfe is not None else study
+            self._tasks[study] = self._progress.add_task(
+                study, total=total, completed=done, study=label, status=""
+            )
+        return self._tasks[study]
+
+    def __call__(self, event: Any) -> None:
+        from skiptune import tuner
+
+        if isinstance(event, tuner.StudyStarted):
+            task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
+            self._progress.update(task, total=event.trials_total, completed=event.finished,
+                                  status="resumed" if event.resumed else "started")
+        elif isinstance(event, tuner.TrialStarted):
+            self._progress.update(
+                self._task(event.study_name),
+                status=f"trial {event.finished + 1}/{event.trials_total} "
+                f"ρ {_schedule_text(event.schedule)} ({event.role})"
+                f"{self._best.get(event.study_name, '')}",
+            )
+        elif isinstance(event, tuner.RungDone):
+            self._progress.update(
+                self._task(event.study_name),
+                status=f"trial #{event.trial_number} rung {event.rung_index + 1} "
+                f"N={event.num_samples}: {event.value:.4g}"
+                f"{self._best.get(event.study_name, '')}",
+            )
+        elif isinstance(event, tuner.TrialFinished):
+            best = f" · best {_number(event.best_value)} vs ρ=1 {_number(event.baseline_value)}"
+            self._best[event.study_name] = best
+            self._progress.update(
+                self._task(event.study_name), completed=event.finished,
+                status=f"#{event.trial_number} {event.state} {_number(event.value)}{best}",
+            )
+        elif isinstance(event, tuner.Waiting):
+            self._progress.update(
+                self._task(event.study_name),
+                status=f"waiting for {event.running} running trial(s) to end or go stale",
+            )
+
+
+def _summary_table(summaries: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("group", "sampler", "NFE", "best ρ bottom → top", "proxy", "ρ = 1", "gain",
+                   "N", "trials"):
+        numeric = column in ("NFE", "proxy", "ρ = 1", "gain", "N")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for s in summaries:
+        gain = s.improvement
+        table.add_row(
+            s.group, s.sampler, str(s.nfe),
+            _schedule_text(None if s.best_schedule is None else s.best_schedule.to_dict()),
+            _number(s.best_value), _number(s.baseline_value),
+            "—" if gain is None else f"{gain:.0%}", str(s.num_samples),
+            f"{s.finished}/{s.trials_total}",
+        )
+    return table
+
+
+def search_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), diffusers "
+                                       "UNet2DModel folder, or module:attr adapter.")],
+    nfe: Annotated[list[int], typer.Option("--nfe", min=1, help="Step budget in denoiser "
+                                           "calls; repeat for several (one study each).")],
+    sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "
+                                                "ddim. [default: heun]")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
+                                               "should reach. [default: 30]")] = None,
+    db: DbOption = None,
+    study: GroupOption = None,
+    metric: Annotated[Literal["fd", "kid"] | None, typer.Option(
+        help="Proxy metric. [default: fd]")] = None,
+    features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
+                                                 "a TorchScript file.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
+                                            "of statistics, or cleanfid:NAME/SPLIT/RES. Default: "
+                                            "the model's own, if it carries one.")] = None,
+    rungs: Annotated[str | None, typer.Option(help="Sample counts N of the fidelity rungs, "
+                                              "e.g. 64,256.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Noise seed of sample 0 (and the "
+                                             "optimizer's seed). [default: 0]")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images sampled at once.")] = None,
+    optimizer: Annotated[Literal["tpe", "gp", "cmaes", "random", "grid"] | None, typer.Option(
+        help="Optimizer. [default: tpe]")] = None,
+    rho_bottom_range: Annotated[str | None, typer.Option(help="low,high of ρ_bottom, e.g. "
+                                                         "0.3,1.2.")] = None,
+    rho_top: Annotated[float | None, typer.Option(min=0.0, help="Fix ρ_top, e.g. 1.0 (the "
+                                                  "paper's usual choice).")] = None,
+    rho_top_range: Annotated[str | None, typer.Option(help="low,high of ρ_top, e.g. "
+                                                      "0.3,1.2.")] = None,
+    shapes: Annotated[str | None, typer.Option(help="Interpolation shapes to try, e.g. "
+                                               "linear,power,cosine.")] = None,
+    no_pruning: Annotated[bool, typer.Option("--no-pruning", help="Measure every trial at "
+                                             "every rung.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. "
+                                               "[default: auto]")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a checkpoint "
+                                               "that holds pickled code (trusted files only).")]
+    = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
+                                                "(one per GPU); PostgreSQL only.")] = None,
+    heartbeat: Annotated[int | None, typer.Option(min=1, help="Seconds between a running "
+                                                  "trial's heartbeats. [default: 10]")] = None,
+    grace: Annotated[int | None, typer.Option(min=1, help="Seconds without a heartbeat before "
+                                              "a trial is failed and re-queued. [default: 30]")]
+    = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
+                                        "table (or JSON).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the skip schedule ρ per step budget; resumes a stored study."""
+    from skiptune import tuner
+
+    if rho_top is not None and rho_top_range is not None:
+        raise typer.BadParameter("pass --rho-top (fixed) or --rho-top-range, not both",
+                                 param_hint="--rho-top")
+    space_options = _set(
+        rho_bottom=_floats(rho_bottom_range, name="--rho-bottom-range", count=2),
+        rho_top=rho_top if rho_top is not None else _floats(rho_top_range,
+                                                            name="--rho-top-range", count=2),
+        shapes=tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None,
+    )
+    objective_options = _set(
+        metric=metric, features=features, reference=ref,
+        rungs=_ints(rungs, name="--rungs"), batch_size=batch_size,
+    )
+    options = _set(
+        sampler=sampler, trials=trials, db=db, group=study, optimizer=optimizer, seed=seed,
+        device=device, workers=workers, heartbeat_interval=heartbeat, grace_period=grace,
+    )
+    if space_options:
+        options["space"] = _call(lambda: tuner.SearchSpace(**space_options))
+    if objective_options:
+        options["objective_options"] = objective_options
+    if no_pruning:
+        options["pruning"] = False
+    tuner.quiet_optuna()
+    started = time.monotonic()
+    try:
+        if quiet or as_json:
+            summaries = _call(lambda: tuner.search(model, nfe=nfe, trust_pickle=trust_pickle,
+                                                   **options))
+        else:
+            with _SearchProgress(_stderr) as progress:
+                summaries = _call(lambda: tuner.search(
+                    model, nfe=nfe, trust_pickle=trust_pickle, on_event=progress, **options
+                ))
+    except KeyboardInterrupt:
+        raise _fail(
+            "interrupted: the running trial was marked failed and re-queued; rerun the same "
+            "command to resume (finished trials are kept)",
+            code=130,
+        ) from None
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return
+    elapsed = time.monotonic() - started
+    _stdout.print(_summary_table(summaries, f"skiptune search ({elapsed:.0f} s)"))
+
+
+search_app.command(help="Search the skip schedule ρ per step budget; resumes a stored study.",
+                   epilog=_EPILOG_SEARCH)(search_command)
+app.command("search", help="Search the skip schedule ρ per step budget; resumes a stored "
+            "study.", epilog=_EPILOG_SEARCH)(search_command)
+
+
+# -- reading results -------------------------------------------------------------------------
+
+
+@app.command(epilog="Examples:\n\n  skiptune best\n\n  skiptune best --db runs.db --json")
+def best(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = False) -> None:
+    """The best ρ per study (one row per step budget), against the baseline ρ = 1."""
+    from skiptune import tuner
+
+    summaries = _call(lambda: tuner.list_studies(db, group=study))
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return
+    if not summaries:
+        raise _fail("no skiptune studies in this database; run skiptune-search first")
+    _stdout.print(_summary_table(summaries, "best ρ per step budget"))
+
+
+@app.command(epilog="Examples:\n\n  skiptune front\n\n  skiptune front --study demo_unet --json")
+def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = False) -> None:
+    """The Pareto front of NFE against proxy value, tuned and baseline, and what it means."""
+    from skiptune import tuner
+
+    reports = _call(lambda: tuner.front_report(db, group=study))
+    if as_json:
+        typer.echo(json.dumps([_report_dict(r) for r in reports], indent=2))
+        return
+    if not reports:
+        raise _fail("no finished trials in this database yet; run skiptune-search first")
+    for report in reports:
+        table = Table(title=f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
+                      "(* = on the front)")
+        for column in ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"):
+            table.add_column(column)
+        baseline = {(b.study_name): b for b in report.baseline}
+        for t in report.tuned:
+            b = baseline.get(t.study_name)
+            table.add_row(
+                str(t.nfe), t.sampler, f"{t.value:.4g}{' *' if t.on_front else ''}",
+                _schedule_text(t.schedule),
+                "—" if b is None else f"{b.value:.4g}{' *' if b.on_front else ''}",
+            )
+        _stdout.print(table)
+        _stdout.print(report.sentence)
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    def point(p: Any) -> dict[str, Any]:
+        return {"study": p.study_name, "sampler": p.sampler, "nfe": p.nfe, "value": p.value,
+                "on_front": p.on_front, "schedule": p.schedule}
+
+    return {
+        "metric": report.metric,
+        "num_samples": report.num_samples,
+        "seed": report.seed,
+        "tuned": [point(p) for p in report.tuned],
+        "baseline": [point(p) for p in report.baseline],
+        "claims": [
+            {"tuned_nfe": c.tuned_nfe, "baseline_nfe": c.baseline_nfe, "saving": c.saving}
+            for c in report.claims
+        ],
+        "sentence": report.sentence,
+    }
+
+
+@app.command(epilog="Examples:\n\n  skiptune export --nfe 9 -o rho.json\n\n"
+             "  skiptune export --nfe 9 --sampler unipc --study mymodel -o rho.json")
+def export(
+    nfe: Annotated[int, typer.Option("--nfe", min=1, help="Step budget of the study.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="JSON file to write.")],
+    sampler: Annotated[str | None, typer.Option(help="Sampler, when several were "
+                                                "searched.")] = None,
+    db: DbOption = None,
+    study: GroupOption = None,
+) -> None:
+    """Write the best ρ at one step budget as JSON, for one's own sampling code."""
+    from skiptune import tuner
+
+    exported = _call(lambda: tuner.export_schedule(db, nfe=nfe, sampler=sampler, group=study,
+                                                   path=output))
+    baseline = _number(exported.baseline_value)
+    _stdout.print(
+        f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
+        f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs {baseline} at "
+        f"ρ = 1, N = {exported.num_samples}"
+    )
+
+
+@app.command(epilog="Examples:\n\n  skiptune studies\n\n  skiptune studies --json")
+def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = False) -> None:
+    """Every skiptune study in the database: trials, states, timing."""
+    from skiptune import tuner
+
+    summaries = _call(lambda: tuner.list_studies(db, group=study))
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return
+    table = Table(title="skiptune studies (states: complete/pruned/non-finite/running)")
+    for column in ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"):
+        table.add_column(column, overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s.study_name, s.model_fingerprint[:8], f"{s.metric} N={s.num_samples}",
+            f"{s.finished}/{s.trials_total}", f"{s.complete}/{s.pruned}/{s.failed}/{s.running}",
+            _number(s.best_value), _number(s.baseline_value),
+            "—" if s.seconds_per_trial is None else f"{s.seconds_per_trial:.1f}",
+        )
+    _stdout.print(table)
+
+
+@app.command(epilog="Examples:\n\n  skiptune plot -o front.png")
+def plot(
+    output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write.")],
+    db: DbOption = None,
+    study: GroupOption = None,
+) -> None:
+    """PNG: proxy value against NFE (tuned vs baseline) and against ρ_bottom per NFE."""
+    from skiptune import tuner
+
+    written = _call(lambda: tuner.plot_front(db, output, group=study))
+    _stdout.print(f"wrote {written}")
+
+
+@app.command(epilog="Examples:\n\n  skiptune sample --model ckpt.pt --nfe 9 --rho-bottom 0.6 "
+             "-n 64 -o grid.png\n\n  skiptune sample --model ckpt.pt --from rho.json -o x.npz")
+def sample(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model to sample.")],
+    output: Annotated[str, typer.Option("--output", "-o", help=".png (grid) or .npz (uint8 "
+                                        "images).")],
+    nfe: Annotated[int | None, typer.Option(min=1, help="Denoiser calls per image.")] = None,
+    rho_bottom: Annotated[float | None, typer.Option(min=0.0, help="ρ of the deepest "
+                                                     "skip.")] = None,
+    rho_top: Annotated[float | None, typer.Option(min=0.0, help="ρ of the shallowest skip. "
+                                                  "[default: 1.0]")] = None,
+    shape: Annotated[Literal["linear", "power", "cosine"] | None, typer.Option(
+        help="Interpolation shape. [default: linear]")] = None,
+    gamma: Annotated[float | None, typer.Option(min=0.0, help="Exponent of the power "
+                                                "shape.")] = None,
+    from_file: Annotated[str | None, typer.Option("--from", help="A file written by skiptune "
+                                                  "export.")] = None,
+    allow_other_weights: Annotated[bool, typer.Option(help="Use an export searched on other "
+                                                      "weights.")] = False,
+    sampler: Annotated[str | None, typer.Option(help="[default: heun]")] = None,
+    num_samples: Annotated[int, typer.Option("-n", "--num-samples", min=1)] = 64,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+) -> None:
+    """Sample images under a schedule to look at its effect (.png grid or .npz)."""
+    from skiptune import tuner
+    from skiptune.schedule import RhoSchedule
+
+    schedule = None
+    if rho_bottom is not None:
+        schedule = _call(lambda: RhoSchedule(**_set(rho_bottom=rho_bottom, rho_top=rho_top,
+                                                     shape=shape, gamma=gamma)))
+    elif from_file is None:
+        raise typer.BadParameter("pass --rho-bottom (and --nfe) or --from rho.json",
+                                 param_hint="--rho-bottom")
+    written = _call(lambda: tuner.write_samples(
+        model, output, schedule=schedule, exported=from_file,
+        allow_other_weights=allow_other_weights, nfe=nfe, sampler=sampler,
+        num_samples=num_samples, seed=seed, device=device, trust_pickle=trust_pickle,
+    ))
+    _stdout.print(
+        f"wrote {written['path']}: {written['num_samples']} images, ρ "
+        f"{_schedule_text(written['schedule'])}, {written['nfe']} NFE ({written['sampler']})"
+    )
+
+
+def main() -> None:
+    """Entry point of ``skiptune``."""
+    app()
+
+
+def search_main() -> None:
+    """Entry point of ``skiptune-search``: the search command alone."""
+    search_app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

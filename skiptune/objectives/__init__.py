@@ -1,0 +1,76 @@
+"""Proxy FID/KID objectives: feature extractors, reference statistics and rungs of N.
+
+A trial's score is the Fréchet distance (or KID) between features of images sampled with
+fixed seeds under a skip schedule and the features of real reference images::
+
+    config = ObjectiveConfig(sampler="heun", nfe=9, rungs=(64, 256))
+    objective = build_objective(model, config)
+    objective.evaluate(RhoSchedule(rho_bottom=0.6)).value
+"""
+
+from __future__ import annotations
+
+from skiptune.objectives._cache import (
+    DirectoryStatisticsCache,
+    StatisticsCache,
+    statistics_key,
+)
+from skiptune.objectives._features import (
+    EXTRACTOR_NAMES,
+    INCEPTION_FILENAME,
+    INCEPTION_URL,
+    INCEPTION_WEIGHTS_ENV,
+    DigitFeatureExtractor,
+    FeatureExtractor,
+    InceptionFeatureExtractor,
+    InputSpec,
+    TorchScriptFeatureExtractor,
+    find_inception_weights,
+    load_feature_extractor,
+    quantize_images,
+)
+from skiptune.objectives._maths import (
+    frechet_distance,
+    gaussian_statistics,
+    kernel_inception_distance,
+)
+from skiptune.objectives._objective import (
+    METRICS,
+    Evaluation,
+    ObjectiveConfig,
+    ProxyObjective,
+    RungReport,
+    build_objective,
+    evaluate,
+)
+from skiptune.objectives._reference import ReferenceStatistics, load_reference
+
+__all__ = [
+    "EXTRACTOR_NAMES",
+    "INCEPTION_FILENAME",
+    "INCEPTION_URL",
+    "INCEPTION_WEIGHTS_ENV",
+    "METRICS",
+    "DigitFeatureExtractor",
+    "DirectoryStatisticsCache",
+    "Evaluation",
+    "FeatureExtractor",
+    "InceptionFeatureExtractor",
+    "InputSpec",
+    "ObjectiveConfig",
+    "ProxyObjective",
+    "ReferenceStatistics",
+    "RungReport",
+    "StatisticsCache",
+    "TorchScriptFeatureExtractor",
+    "build_objective",
+    "evaluate",
+    "find_inception_weights",
+    "frechet_distance",
+    "gaussian_statistics",
+    "kernel_inception_distance",
+    "load_feature_extractor",
+    "load_reference",
+    "quantize_images",
+    "statistics_key",
+]

@@ -1,0 +1,405 @@
+"""The proxy objective: score a skip schedule by FD or KID of fixed-seed samples, rung by rung."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skiptune.errors import ConfigurationError
+from skiptune.models._base import TunableModel
+from skiptune.objectives._cache import StatisticsCache
+from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
+from skiptune.objectives._maths import (
+    _frechet_from_root,
+    _symmetric_sqrt,
+    gaussian_statistics,
+    kernel_inception_distance,
+)
+from skiptune.objectives._paths import ASSETS_DIR
+from skiptune.objectives._reference import ReferenceStatistics, load_reference
+from skiptune.sampling import get_sampler, initial_noise, sample
+from skiptune.schedule import RhoSchedule
+from skiptune.skips import skip_tuning
+
+__all__ = [
+    "METRICS",
+    "Evaluation",
+    "ObjectiveConfig",
+    "ProxyObjective",
+    "RungReport",
+    "build_objective",
+    "evaluate",
+]
+
+METRICS = ("fd", "kid")
+OBJECTIVE_VERSION = 1
+"""Bumped whenever the same configuration would score differently; part of the identity."""
+
+RungReport = Callable[[int, int, float], None]
+"""``report(rung_index, num_samples, value)``, called after each rung; it may raise."""
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Everything that determines a proxy score, resolved once and stored with the study.
+
+    Attributes:
+        sampler: a name in ``skiptune.sampling.SAMPLERS`` (``"heun"``, ``"dpmpp_2m"``…).
+        nfe: exact number of denoiser evaluations per sample.
+        metric: ``"fd"`` (Fréchet distance, FID with Inception features) or ``"kid"``.
+        features: ``"digits"``, ``"inception"`` or a TorchScript path (see
+            :func:`load_feature_extractor`).
+        reference: a folder of images, an ``.npz`` or ``cleanfid:NAME/SPLIT/RES``; None takes
+            the model's own (``metadata["reference"]`` in ``skiptune/assets/``).
+        rungs: sample counts N at which the score is computed, strictly increasing, each ≥ 2;
+            a larger rung reuses the smaller ones' samples (the same seeds).
+        seed: sample j is drawn from seed ``seed + j`` (common random numbers).
+        batch_size: samples generated (and featurised) at once.
+        schedule_exponent: exponent of the Karras σ grid (EDM's ρ = 7, never the skip factor).
+    """
+
+    sampler: str
+    nfe: int
+    metric: str = "fd"
+    features: str = "digits"
+    reference: str | None = None
+    rungs: tuple[int, ...] = (64, 256)
+    seed: int = 0
+    batch_size: int = 128
+    schedule_exponent: float = 7.0
+
+    def __post_init__(self) -> None:
+        # Path-like features/reference become strings so the config stays JSON-able.
+        object.__setattr__(self, "features", os.fspath(self.features))
+        if self.reference is not None:
+            object.__setattr__(self, "reference", os.fspath(self.reference))
+        if isinstance(self.rungs, (list, tuple)):
+            object.__setattr__(self, "rungs", tuple(self.rungs))
+        else:
+            raise ConfigurationError(
+                f"rungs must be a tuple of sample counts such as (64, 256), got {self.rungs!r}"
+            )
+        if self.metric not in METRICS:
+            raise ConfigurationError(
+                f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}"
+            )
+        get_sampler(self.sampler).steps_for_nfe(self.nfe)  # raises for an unreachable budget
+        rungs = self.rungs
+        if not rungs or not all(_whole(n) and n >= 2 for n in rungs):
+            raise ConfigurationError(
+                f"rungs must be sample counts ≥ 2 such as (64, 256), got {rungs!r}"
+            )
+        if any(later <= earlier for earlier, later in itertools.pairwise(rungs)):
+            raise ConfigurationError(f"rungs must be strictly increasing, got {rungs!r}")
+        if not _whole(self.seed) or self.seed < 0:
+            raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
+        if not _whole(self.batch_size) or self.batch_size < 1:
+            raise ConfigurationError(
+                f"batch_size must be a whole number ≥ 1, got {self.batch_size!r}"
+            )
+        exponent = self.schedule_exponent
+        if not isinstance(exponent, numbers.Real) or not math.isfinite(exponent) or exponent <= 0:
+            raise ConfigurationError(
+                f"schedule_exponent must be a finite number > 0, got {exponent!r}"
+            )
+        if not self.features:
+            raise ConfigurationError("features must name an extractor, e.g. 'digits'")
+
+    @property
+    def num_samples(self) -> int:
+        """Samples a full evaluation generates: the last rung."""
+        return self.rungs[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (rungs as a list)."""
+        data = asdict(self)
+        data["rungs"] = list(self.rungs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ObjectiveConfig:
+        """Build from :meth:`to_dict`'s output; unknown or missing keys are a ConfigurationError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown objective config keys {unknown}; use {sorted(known)}"
+            )
+        missing = sorted({"sampler", "nfe"} - set(data))
+        if missing:
+            raise ConfigurationError(f"objective config lacks {missing}")
+        values = dict(data)
+        if isinstance(values.get("rungs"), list):
+            values["rungs"] = tuple(values["rungs"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The score of one schedule.
+
+    Attributes:
+        value: the metric at the last rung reached (FD or KID, lower is better).
+        rung_values: ((N, value), …) for each rung computed, in order.
+        num_samples: images generated.
+        seconds_sampling: wall time in the sampler (U-Net evaluations).
+        seconds_features: wall time in the feature extractor.
+        seconds_total: wall time of the whole evaluation (also the metric and bookkeeping).
+    """
+
+    value: float
+    rung_values: tuple[tuple[int, float], ...]
+    num_samples: int
+    seconds_sampling: float
+    seconds_features: float
+    seconds_total: float
+
+
+def _as_schedule(schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
+    """What skip_tuning takes: a RhoSchedule, one built from a mapping, or a factor tensor."""
+    if isinstance(schedule, RhoSchedule):
+        return schedule
+    if isinstance(schedule, Mapping):
+        return RhoSchedule.from_dict(schedule)
+    if isinstance(schedule, torch.Tensor) and schedule.ndim == 1:
+        return schedule
+    raise ConfigurationError(
+        "a schedule must be a RhoSchedule, a mapping such as {'rho_bottom': 0.6} or a factor "
+        f"tensor [num_skips], got {type(schedule).__name__}"
+    )
+
+
+class ProxyObjective:
+    """Scores skip schedules of one model by proxy FID (or KID) on fixed-seed samples.
+
+    Build it with :func:`build_objective`. The extractor and reference are resolved once;
+    :meth:`evaluate` then only samples, featurises and compares.
+    """
+
+    def __init__(
+        self,
+        model: TunableModel,
+        config: ObjectiveConfig,
+        *,
+        extractor: FeatureExtractor,
+        reference: ReferenceStatistics,
+    ) -> None:
+        if reference.feature_dim != extractor.feature_dim:
+            raise ConfigurationError(
+                f"reference {reference.source} is {reference.feature_dim}-d but the extractor "
+                f"gives {extractor.feature_dim}-d features; use matching --ref and --features"
+            )
+        if config.metric == "kid" and reference.features is None:
+            raise ConfigurationError(
+                f"KID needs reference features, and reference {reference.source} has none; "
+                "load it with need_features=True or use metric 'fd'"
+            )
+        self.model = model
+        self.config = config
+        self.extractor = extractor
+        self.reference = reference
+        # √Σ_ref is the same for every trial: one eigen-decomposition instead of one per trial.
+        self._reference_root = _symmetric_sqrt(reference.sigma)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the scores depend on; a resumed study must find the same dict.
+
+        Keys: ``objective_version``, ``model`` (weights fingerprint), ``extractor_identity``
+        (name and weights hash), ``reference_identity`` (hash of mu and sigma),
+        ``reference_count``, and every field of the config (``reference`` there is the
+        source as given, None for the model's default).
+        """
+        return {
+            "objective_version": OBJECTIVE_VERSION,
+            "model": self.model.fingerprint,
+            "extractor_identity": self.extractor.identity,
+            "reference_identity": self.reference.identity,
+            "reference_count": self.reference.count,
+            **self.config.to_dict(),
+        }
+
+    def score(self, features: np.ndarray) -> float:
+        """The metric of generated features float [N, D] against the reference."""
+        if self.config.metric == "fd":
+            mu, sigma = gaussian_statistics(features)
+            reference = self.reference
+            return _frechet_from_root(
+                reference.mu, reference.sigma, self._reference_root, mu, sigma
+            )
+        if self.config.metric == "kid":
+            assert self.reference.features is not None  # checked in __init__
+            return kernel_inception_distance(
+                features, self.reference.features, seed=self.config.seed
+            )
+        raise ConfigurationError(
+            f"unknown metric {self.config.metric!r}; choose one of {', '.join(METRICS)}"
+        )
+
+    def evaluate(
+        self,
+        schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor,
+        *,
+        report: RungReport | None = None,  # called after each rung; may raise to stop
+    ) -> Evaluation:
+        """Sample under ``schedule`` and score the samples at each rung.
+
+        Sample j starts from the noise of seed ``config.seed + j``, so every schedule sees the
+        same noise and a larger rung extends a smaller one. Images are generated batch by
+        batch (at most ``batch_size``; a batch never straddles a rung, so a rung's samples do
+        not depend on the rungs after it) and only their features are kept. After rung k
+        with N_k samples, ``report(k, N_k, value)`` is called; whatever it raises (e.g.
+        ``optuna.TrialPruned``) propagates and stops the evaluation.
+
+        Args:
+            schedule: a :class:`RhoSchedule`, a mapping for ``RhoSchedule.from_dict`` or a
+                factor tensor [num_skips] (bottom → top).
+            report: optional rung callback.
+
+        Returns:
+            The :class:`Evaluation` (value at the last rung, all rung values, timings).
+
+        Raises:
+            NonFiniteSampleError: the sampler produced NaN or infinite images.
+        """
+        config, model = self.config, self.model
+        factors = _as_schedule(schedule)
+        started = time.perf_counter()
+        seconds_sampling = seconds_features = 0.0
+        chunks: list[np.ndarray] = []
+        rung_values: list[tuple[int, float]] = []
+        done = 0
+        with skip_tuning(model, factors):
+            for index, rung in enumerate(config.rungs):
+                while done < rung:
+                    count = min(config.batch_size, rung - done)
+                    noise = initial_noise(count, model.image_shape, seed=config.seed, start=done)
+                    tick = time.perf_counter()
+                    images = sample(
+                        model,
+                        noise,
+                        sampler=config.sampler,
+                        nfe=config.nfe,
+                        schedule_exponent=config.schedule_exponent,
+                    )
+                    tock = time.perf_counter()
+                    chunks.append(np.asarray(self.extractor(images), dtype=np.float64))
+                    seconds_sampling += tock - tick
+                    seconds_features += time.perf_counter() - tock
+                    done += count
+                value = self.score(np.concatenate(chunks))
+                rung_values.append((rung, value))
+                if report is not None:
+                    report(index, rung, value)
+        return Evaluation(
+            value=rung_values[-1][1],
+            rung_values=tuple(rung_values),
+            num_samples=done,
+            seconds_sampling=seconds_sampling,
+            seconds_features=seconds_features,
+            seconds_total=time.perf_counter() - started,
+        )
+
+
+def _default_reference(model: TunableModel) -> Path:
+    """The reference a model names in its metadata, in ``skiptune/assets/``."""
+    name = model.metadata.get("reference")
+    if not name:
+        raise ConfigurationError(
+            "the model carries no default reference statistics; pass --ref (a folder of real "
+            "images or an .npz with mu and sigma) and --features (digits, inception or a "
+            "TorchScript file)"
+        )
+    path = ASSETS_DIR / str(name)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"the model names reference {name!r}, but {path} does not exist; run "
+            "python -m skiptune.objectives.mnist_reference or pass --ref"
+        )
+    return path
+
+
+def build_objective(
+    model: TunableModel,
+    config: ObjectiveConfig,
+    *,
+    device: torch.device | str | None = None,  # where features are computed; default: model's
+    cache: StatisticsCache | None = None,      # reference statistics cache (folder sources)
+    inception_weights: str | os.PathLike[str] | None = None,  # for features "inception"
+    progress: bool = True,                     # progress bar while computing a reference
+) -> ProxyObjective:
+    """Resolve the feature extractor and reference statistics of ``config`` for ``model``.
+
+    The reference is ``config.reference`` or, when None, the one the model's metadata names
+    (the demonstration model names the shipped ``mnist_reference.npz``).
+
+    Raises:
+        ConfigurationError: no reference can be found, the extractor cannot take the
+            model's images, or the reference does not match the extractor.
+    """
+    extractor = load_feature_extractor(
+        config.features, device=device, model=model, inception_weights=inception_weights
+    )
+    source = config.reference if config.reference is not None else _default_reference(model)
+    reference = load_reference(
+        source,
+        extractor,
+        cache=cache,
+        progress=progress,
+        need_features=config.metric == "kid",
+    )
+    return ProxyObjective(model, config, extractor=extractor, reference=reference)
+
+
+def evaluate(
+    model: TunableModel,
+    schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor,
+    *,
+    sampler: str,                          # a name in SAMPLERS
+    nfe: int,                              # exact denoiser evaluations per sample
+    num_samples: int,                      # N, samples seeded seed .. seed + N − 1
+    metric: str = "fd",                    # "fd" or "kid"
+    seed: int = 0,
+    batch_size: int = 128,
+    features: str = "digits",              # "digits", "inception" or a TorchScript path
+    reference: str | None = None,          # default: the model's own reference
+    device: torch.device | str | None = None,
+    cache: StatisticsCache | None = None,
+    inception_weights: str | os.PathLike[str] | None = None,
+) -> float:
+    """Proxy FID (or KID) of ``model`` under ``schedule`` at ``num_samples`` samples.
+
+    One call of :func:`build_objective` and :meth:`ProxyObjective.evaluate` with a single
+    rung; to score many schedules, build the objective once instead.
+
+    Returns:
+        The metric value (lower is better).
+    """
+    config = ObjectiveConfig(
+        sampler=sampler,
+        nfe=nfe,
+        metric=metric,
+        features=features,
+        reference=reference,
+        rungs=(num_samples,),
+        seed=seed,
+        batch_size=batch_size,
+    )
+    objective = build_objective(
+        model, config, device=device, cache=cache, inception_weights=inception_weights
+    )
+    return objective.evaluate(schedule).value

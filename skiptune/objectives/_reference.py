@@ -1,0 +1,482 @@
+"""Reference statistics: the Gaussian fit of the real images' features that FID compares to."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from skiptune.errors import ConfigurationError
+from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
+from skiptune.objectives._features import FeatureExtractor
+from skiptune.objectives._maths import gaussian_statistics
+from skiptune.objectives._paths import sha256_file
+
+__all__ = [
+    "CLEANFID_PREFIX",
+    "IMAGE_SUFFIXES",
+    "ReferenceStatistics",
+    "cleanfid_stats_folder",
+    "load_reference",
+    "statistics_identity",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CLEANFID_PREFIX = "cleanfid:"
+CLEANFID_STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
+KID_REFERENCE_SIZE = 10_000
+"""Reference features kept for KID; its subsets hold at most 1,000, so more adds nothing."""
+
+_FOLDER_BATCH = 256
+_GRAY_MODES = ("1", "L", "LA")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # 16-bit and float: no [0, 255] reading
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceStatistics:
+    """The Gaussian fit (and optionally a feature sample) of a reference image set.
+
+    Attributes:
+        mu: mean feature vector, float64 [D].
+        sigma: feature covariance, float64 [D, D].
+        count: number of reference images, or None when the source does not say.
+        identity: hex SHA-256 of ``mu`` and ``sigma`` (:func:`statistics_identity`), so the
+            same statistics have the same identity whatever file or cache they came from.
+        source: where they came from, for people (a path, a clean-fid name…).
+        extractor: identity of the extractor that computed them, when the source says.
+        features: float32 [M, D] reference features for KID, or None when not loaded.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    count: int | None
+    identity: str
+    source: str
+    extractor: str | None = None
+    features: np.ndarray | None = None
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    @classmethod
+    def from_statistics(
+        cls,
+        mu: np.ndarray,
+        sigma: np.ndarray,
+        *,
+        source: str,
+        count: int | None = None,
+        extractor: str | None = None,
+        features: np.ndarray | None = None,
+    ) -> ReferenceStatistics:
+        """Check shapes and finiteness, convert to float64 and compute the identity."""
+        mu = np.asarray(mu, dtype=np.float64)
+        sigma = np.asarray(sigma, dtype=np.float64)
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise ConfigurationError(
+                f"reference {source} has mu of shape {mu.shape} and sigma of shape "
+                f"{sigma.shape}; expected [D] and [D, D]"
+            )
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise ConfigurationError(f"reference {source} holds NaN or infinite statistics")
+        if features is not None:
+            features = np.asarray(features, dtype=np.float32)
+            if features.ndim != 2 or features.shape[1] != mu.shape[0]:
+                raise ConfigurationError(
+                    f"reference {source} has features of shape {features.shape}, expected "
+                    f"[M, {mu.shape[0]}]"
+                )
+        return cls(
+            mu=mu,
+            sigma=sigma,
+            count=count,
+            identity=statistics_identity(mu, sigma),
+            source=source,
+            extractor=extractor,
+            features=features,
+        )
+
+
+def statistics_identity(mu: np.ndarray, sigma: np.ndarray) -> str:
+    """Hex SHA-256 of float64 little-endian ``mu`` and ``sigma`` and their shapes."""
+    digest = hashlib.sha256()
+    for array in (mu, sigma):
+        array = np.ascontiguousarray(array, dtype="<f8")
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+# --- Folders of images ----------------------------------------------------------------------
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """PNG and JPEG files under ``folder``, recursively, in a stable (sorted) order."""
+    files = [
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    ]
+    return sorted(files, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def _content_hash(folder: Path, files: Sequence[Path]) -> str:
+    """Hex SHA-256 over each file's relative name and bytes: changes when any image does."""
+    digest = hashlib.sha256()
+    for path in files:
+        name = path.relative_to(folder).as_posix().encode()
+        digest.update(len(name).to_bytes(8, "little") + name)
+        digest.update(bytes.fromhex(sha256_file(path)))
+    return digest.hexdigest()
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 [H, W, C], C = 1 for grayscale, else 3 (alpha dropped)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = None if mode in _WIDE_MODES else np.asarray(
+                image.convert("L" if mode in _GRAY_MODES else "RGB")
+            )
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ConfigurationError(
+            f"reference image {path} cannot be read ({e}); remove or replace it"
+        ) from e
+    if array is None:
+        raise ConfigurationError(
+            f"reference image {path} has {mode} pixels, not 8-bit; save the reference images "
+            "as 8-bit grayscale or RGB"
+        )
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _image_batches(files: Sequence[Path], *, batch_size: int) -> Iterator[torch.Tensor]:
+    """Images float [B, C, H, W] in [-1, 1]; every image must have the first one's shape."""
+    first_shape: tuple[int, ...] | None = None
+    for start in range(0, len(files), batch_size):
+        arrays = []
+        for path in files[start : start + batch_size]:
+            array = _read_image(path)
+            if first_shape is None:
+                first_shape = array.shape
+            elif array.shape != first_shape:
+                height, width, channels = array.shape
+                raise ConfigurationError(
+                    f"reference image {path} is {height}×{width}×{channels}, but "
+                    f"{files[0]} is {first_shape[0]}×{first_shape[1]}×{first_shape[2]}; "
+                    "give a folder of images of one size and colour mode"
+                )
+            arrays.append(array)
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        yield batch.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+class _RunningStatistics:
+    """Mean and covariance accumulated batch by batch, without keeping the features.
+
+    Sums are taken of x − shift, with shift the first batch's mean, so that
+    Σ = (Σ(x−s)(x−s)ᵀ − n·m·mᵀ)/(n − 1) does not cancel catastrophically when the mean is
+    large next to the spread (the shifted-data algorithm).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shift: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+        self.outer: np.ndarray | None = None
+
+    def add(self, features: np.ndarray) -> None:
+        batch = np.asarray(features, dtype=np.float64)
+        if self.shift is None:
+            self.shift = batch.mean(axis=0)
+            self.total = np.zeros_like(self.shift)
+            self.outer = np.zeros((batch.shape[1], batch.shape[1]))
+        centred = batch - self.shift
+        self.total += centred.sum(axis=0)
+        self.outer += centred.T @ centred
+        self.count += len(batch)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) float64, sigma normalised by N − 1 as :func:`gaussian_statistics`."""
+        if self.count < 2 or self.shift is None:
+            raise ConfigurationError(
+                f"a covariance needs at least 2 reference images, got {self.count}; add images"
+            )
+        offset = self.total / self.count
+        sigma = (self.outer - self.count * np.outer(offset, offset)) / (self.count - 1)
+        return self.shift + offset, (sigma + sigma.T) / 2.0
+
+
+def _folder_features(
+    folder: Path,
+    files: Sequence[Path],
+    extractor: FeatureExtractor,
+    *,
+    progress: bool,
+    keep_features: bool,
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """(mu, sigma) of the features of every image in ``files``, with a rich progress bar.
+
+    Only running sums are kept (a 50,000-image folder of 2048-d Inception features would
+    otherwise hold 800 MB); with ``keep_features`` also the features, float32 [N, D].
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    running = _RunningStatistics()
+    chunks = []
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"reference features of {folder}", total=len(files))
+        for batch in _image_batches(files, batch_size=_FOLDER_BATCH):
+            features = extractor(batch)
+            running.add(features)
+            if keep_features:
+                chunks.append(np.asarray(features, dtype=np.float32))
+            bar.advance(task, len(batch))
+    return running.result(), np.concatenate(chunks) if keep_features else None
+
+
+def _kid_sample(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """At most KID_REFERENCE_SIZE rows of float32 [N, D], a seeded subset when there are more."""
+    if len(features) <= KID_REFERENCE_SIZE:
+        return features
+    rows = np.sort(np.random.default_rng(seed).choice(len(features), KID_REFERENCE_SIZE, False))
+    return features[rows]
+
+
+def _from_folder(
+    folder: Path,
+    extractor: FeatureExtractor,
+    *,
+    cache: StatisticsCache,
+    progress: bool,
+    need_features: bool,
+) -> ReferenceStatistics:
+    files = _image_files(folder)
+    if not files:
+        raise ConfigurationError(
+            f"reference folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images; "
+            "point --ref at a folder of real images or an .npz with mu and sigma"
+        )
+    content = _content_hash(folder, files)
+    key = statistics_key(content_hash=content, extractor_identity=extractor.identity)
+    source = str(folder)
+    if not need_features:
+        hit = cache.get(key)
+        if hit is not None:
+            return ReferenceStatistics.from_statistics(
+                *hit, source=source, count=len(files), extractor=extractor.identity
+            )
+    (mu, sigma), features = _folder_features(
+        folder, files, extractor, progress=progress, keep_features=need_features
+    )
+    meta = {
+        "source": source,
+        "count": len(files),
+        "content_hash": content,
+        "extractor": extractor.identity,
+    }
+    cache.put(key, mu, sigma, meta=meta)
+    return ReferenceStatistics.from_statistics(
+        mu,
+        sigma,
+        source=source,
+        count=len(files),
+        extractor=extractor.identity,
+        features=None if features is None else _kid_sample(features),
+    )
+
+
+# --- .npz files -----------------------------------------------------------------------------
+
+
+def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
+    """Statistics from an .npz: skiptune's, clean-fid's or EDM's (``mu``, ``sigma``).
+
+    Also read: ``count``, ``extractor`` (an extractor identity), ``feature_net`` (a digit
+    net fingerprint), and reference features for KID under ``features`` (skiptune) or
+    ``feats`` (clean-fid's ``*_kid.npz``); a file with only features gets mu and sigma from them.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigurationError(
+            f"reference {path} is not a readable .npz file ({e}); pass an .npz with mu and sigma"
+        ) from e
+    features = arrays.get("features", arrays.get("feats"))
+    if "mu" in arrays and "sigma" in arrays:
+        mu, sigma = arrays["mu"], arrays["sigma"]
+    elif features is not None and not ({"mu", "sigma"} & set(arrays)):
+        mu, sigma = gaussian_statistics(features)
+    else:
+        missing = sorted({"mu", "sigma"} - set(arrays))
+        raise ConfigurationError(
+            f"reference {path} lacks {missing} (it holds {sorted(arrays)}); pass an .npz with "
+            "mu [D] and sigma [D, D], as clean-fid and EDM write them"
+        )
+    if need_features and features is None:
+        raise ConfigurationError(
+            f"reference {path} holds no reference features ('features' or 'feats'), which KID "
+            "needs; use --metric fd, or a folder of reference images"
+        )
+    extractor = str(arrays["extractor"]) if "extractor" in arrays else None
+    if extractor is None and "feature_net" in arrays:
+        extractor = f"digits:{arrays['feature_net']}"
+    count = int(arrays["count"]) if "count" in arrays else None
+    return ReferenceStatistics.from_statistics(
+        mu,
+        sigma,
+        source=str(path),
+        count=count,
+        extractor=extractor,
+        features=features if need_features else None,
+    )
+
+
+# --- clean-fid's published statistics -------------------------------------------------------
+
+
+def cleanfid_stats_folder() -> Path:
+    """The folder where clean-fid keeps (and downloads) its reference statistics."""
+    import cleanfid
+
+    return Path(cleanfid.__file__).resolve().parent / "stats"
+
+
+def _from_cleanfid(
+    spec: str, extractor: FeatureExtractor, *, need_features: bool
+) -> ReferenceStatistics:
+    """``cleanfid:NAME/SPLIT/RES`` → clean-fid's ``NAME_clean_SPLIT_RES.npz`` (Inception)."""
+    parts = spec.removeprefix(CLEANFID_PREFIX).split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigurationError(
+            f"clean-fid reference {spec!r} must read cleanfid:NAME/SPLIT/RES, e.g. "
+            "cleanfid:cifar10/train/32"
+        )
+    if not extractor.identity.startswith("inception-clean:"):
+        raise ConfigurationError(
+            f"clean-fid statistics {spec!r} are Inception-v3 features, but the extractor is "
+            f"{extractor.name!r}; use --features inception"
+        )
+    name, split, resolution = parts
+    filename = f"{name}_clean_{split}_{resolution}{'_kid' if need_features else ''}.npz".lower()
+    path = cleanfid_stats_folder() / filename
+    if not path.is_file():
+        raise ConfigurationError(
+            f"clean-fid statistics {filename} are not available offline; download "
+            f"{CLEANFID_STATS_URL}{filename} into {path.parent}"
+        )
+    statistics = _from_npz(path, need_features=need_features)
+    # The file carries no extractor identity; it is clean-fid's Inception by construction.
+    return ReferenceStatistics.from_statistics(
+        statistics.mu,
+        statistics.sigma,
+        source=spec,
+        count=statistics.count,
+        extractor=extractor.identity,
+        features=statistics.features,
+    )
+
+
+# --- Dispatch -------------------------------------------------------------------------------
+
+
+def _check_matches(statistics: ReferenceStatistics, extractor: FeatureExtractor) -> None:
+    if statistics.feature_dim != extractor.feature_dim:
+        raise ConfigurationError(
+            f"reference {statistics.source} has {statistics.feature_dim}-d statistics but the "
+            f"{extractor.name} extractor gives {extractor.feature_dim}-d features; compute the "
+            "reference with the same --features"
+        )
+    if statistics.extractor is not None and statistics.extractor != extractor.identity:
+        raise ConfigurationError(
+            f"reference {statistics.source} was computed with extractor "
+            f"{statistics.extractor[:60]}, not with {extractor.identity[:60]}; recompute it "
+            "with the same --features"
+        )
+
+
+def load_reference(
+    source: str | os.PathLike[str] | ReferenceStatistics,
+    extractor: FeatureExtractor,
+    *,
+    cache: StatisticsCache | None = None,  # default: DirectoryStatisticsCache()
+    progress: bool = True,                 # rich progress bar while computing a folder
+    need_features: bool = False,           # also load reference features (KID needs them)
+) -> ReferenceStatistics:
+    """Load or compute reference statistics for ``extractor``.
+
+    Args:
+        source: one of
+
+            * a folder of ``.png``/``.jpg``/``.jpeg`` images (searched recursively; one size
+              and colour mode; pixels [0, 255] read as [-1, 1]): features are computed batch
+              by batch and (mu, sigma) cached under the folder's content hash (file names
+              and bytes) and the extractor identity;
+            * an ``.npz`` with ``mu`` [D] and ``sigma`` [D, D] (skiptune's, clean-fid's and
+              EDM's layout), optionally ``count``, ``extractor``, ``features``/``feats``;
+            * ``cleanfid:NAME/SPLIT/RES`` (e.g. ``cleanfid:cifar10/train/32``): clean-fid's
+              published Inception statistics, when the file is in clean-fid's stats folder;
+            * a :class:`ReferenceStatistics`, checked and returned.
+        extractor: the feature extractor the generated images will be scored with.
+        cache: where folder statistics are kept between runs.
+        progress: show a progress bar while computing folder features.
+        need_features: load a sample of reference features too (for KID).
+
+    Returns:
+        The :class:`ReferenceStatistics`.
+
+    Raises:
+        ConfigurationError: the source is missing, empty, unreadable, incomplete, or does
+            not match the extractor (feature dimension or identity).
+    """
+    if isinstance(source, ReferenceStatistics):
+        statistics = source
+        if need_features and statistics.features is None:
+            raise ConfigurationError(
+                f"reference {statistics.source} carries no features, which KID needs; "
+                "load it with need_features=True"
+            )
+    else:
+        text = os.fspath(source)
+        path = Path(text).expanduser()
+        if text.startswith(CLEANFID_PREFIX):
+            statistics = _from_cleanfid(text, extractor, need_features=need_features)
+        elif path.is_dir():
+            statistics = _from_folder(
+                path,
+                extractor,
+                cache=DirectoryStatisticsCache() if cache is None else cache,
+                progress=progress,
+                need_features=need_features,
+            )
+        elif path.is_file() and path.suffix.lower() == ".npz":
+            statistics = _from_npz(path, need_features=need_features)
+        elif path.exists():
+            raise ConfigurationError(
+                f"reference {text} is neither a folder of images nor an .npz file; pass one "
+                "of those or cleanfid:NAME/SPLIT/RES"
+            )
+        else:
+            raise ConfigurationError(
+                f"reference {text} does not exist; pass a folder of images, an .npz with mu "
+                "and sigma, or cleanfid:NAME/SPLIT/RES"
+            )
+    _check_matches(statistics, extractor)
+    return statistics

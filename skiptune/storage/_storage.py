@@ -1,0 +1,538 @@
+"""Open the study database: engine settings per backend, schema versioning, locks, records."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event, inspect, select
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from skiptune.errors import StorageError
+from skiptune.storage._models import (
+    SCHEMA_VERSION,
+    Base,
+    FrontPointRow,
+    LockRow,
+    RunRow,
+    SchemaVersionRow,
+    skiptune_version,
+    utcnow,
+)
+from skiptune.storage._stats import DatabaseStatisticsCache
+from skiptune.storage._url import mask_url, normalise_url
+
+__all__ = ["MIGRATIONS", "FrontRecord", "RunRecord", "Storage", "open_storage"]
+
+# MIGRATIONS[v] upgrades skiptune's tables from schema version v to v + 1, inside one
+# transaction. Empty while there is one version; keep every step once it ships.
+MIGRATIONS: dict[int, Callable[[sqlalchemy.Connection], None]] = {}
+
+_SQLITE_BUSY_TIMEOUT_S = 60.0     # wait this long for another writer before "database is locked"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One search invocation as stored in ``skiptune_runs``."""
+
+    study_name: str
+    study_group: str
+    model_fingerprint: str
+    model_path: str
+    sampler: str
+    nfe: int
+    objective_identity: dict[str, Any]
+    config: dict[str, Any]
+    skiptune_version: str
+    created: Any
+
+
+@dataclass(frozen=True)
+class FrontRecord:
+    """A measured point of a study: its best tuned schedule or its baseline (ρ = 1).
+
+    ``value`` is the proxy value (lower is better) at ``num_samples`` images from noise seed
+    ``seed``; ``comparison_key`` is equal only for points measured the same way (metric,
+    features, reference, N, seed), the only ones that may be compared.
+    """
+
+    study_group: str
+    study_name: str
+    kind: str                          # "tuned" or "baseline"
+    sampler: str
+    nfe: int
+    value: float
+    metric: str
+    num_samples: int
+    seed: int
+    comparison_key: str
+    model_fingerprint: str
+    trial_number: int
+    schedule: dict[str, Any]
+    baseline_value: float | None = None
+    on_front: bool = False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class Storage:
+    """skiptune's view of one study database (the same one that holds Optuna's tables).
+
+    Build it with :func:`open_storage`. ``url`` carries the password, for connecting only;
+    ``display_url`` is what may be printed, logged or stored.
+    """
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        pool_size: int,
+        max_overflow: int,
+    ) -> None:
+        self.url = url
+        self.display_url = mask_url(url)
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.engine = sqlalchemy.create_engine(url, **self.engine_kwargs())
+        if self.is_sqlite:
+            _make_sqlite_transactions_immediate(self.engine)
+        self._thread_lock = threading.Lock()
+        self._optuna_storages: dict[tuple[int | None, int | None], Any] = {}
+        self.statistics_cache = DatabaseStatisticsCache(self)
+
+    # -- engine ---------------------------------------------------------------------------
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Engine options for this backend, also given to Optuna's RDBStorage.
+
+        SQLite: a busy timeout, so a writer waits for another instead of failing at once.
+        Other backends: a small pool (each worker holds a few connections: its own, Optuna's
+        and the heartbeat thread's) and ``pool_pre_ping`` to survive dropped connections.
+        """
+        if self.is_sqlite:
+            return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+        return {
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_pre_ping": True,
+        }
+
+    def optuna_storage(
+        self,
+        *,
+        heartbeat_interval: int | None = None,       # seconds between a trial's heartbeats
+        grace_period: int | None = None,             # seconds without one before it is stale
+        stale_trial_callback: Callable[..., None] | None = None,
+    ) -> Any:
+        """Optuna's ``RDBStorage`` on this database, with heartbeats when asked for.
+
+        One instance per heartbeat setting, reused: each holds its own connection pool, so a
+        process keeps at most two (plain, and with heartbeats) whatever it opens.
+        """
+        import optuna
+
+        key = (heartbeat_interval, grace_period)
+        if key in self._optuna_storages:
+            return self._optuna_storages[key]
+        kwargs: dict[str, Any] = {}
+        if heartbeat_interval is not None:
+            kwargs["heartbeat_interval"] = heartbeat_interval
+            kwargs["grace_period"] = grace_period
+            kwargs["heartbeat_stale_trial_callback"] = stale_trial_callback
+        url = self.url.render_as_string(hide_password=False)
+        try:
+            # Optuna creates its tables on first use; two processes doing that at once on a
+            # server collide ("duplicate key ... pg_type"), so creation takes turns.
+            with self.lock("optuna-tables"), _quiet_experimental_warnings():
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=self.engine_kwargs(), **kwargs
+                )
+        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
+            raise StorageError(
+                f"cannot open Optuna's tables in {self.display_url}: {_first_line(e)}"
+            ) from None
+        self._optuna_storages[key] = storage
+        return storage
+
+    def dispose(self) -> None:
+        """Close every pooled connection, skiptune's and Optuna's (before a fork, or when done)."""
+        self.engine.dispose()
+        for storage in self._optuna_storages.values():
+            storage.engine.dispose()
+        self._optuna_storages.clear()
+
+    # -- transactions and locks ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except sqlalchemy.exc.IntegrityError:
+            raise
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise StorageError(f"database error in {self.display_url}: {_first_line(e)}") from None
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold a named lock shared by every worker on this database while the block runs.
+
+        PostgreSQL and other servers: ``SELECT … FOR UPDATE`` on a row of ``skiptune_locks``,
+        in a transaction of its own. SQLite has no row locks, so an exclusive ``flock`` on a
+        file beside the database stands in (workers on one machine only).
+        """
+        if self.is_sqlite:
+            with self._thread_lock, _file_lock(Path(f"{self.url.database}.skiptune-lock")):
+                yield
+            return
+        self._ensure_lock_row(name)
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                connection.execute(
+                    select(LockRow.name).where(LockRow.name == name).with_for_update()
+                )
+                yield
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise StorageError(f"database error in {self.display_url}: {_first_line(e)}") from None
+
+    def _ensure_lock_row(self, name: str) -> None:
+        with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.session() as session:
+            if session.get(LockRow, name) is None:
+                session.add(LockRow(name=name))
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def record_run(
+        self,
+        *,
+        study_name: str,
+        study_group: str,
+        model_fingerprint: str,
+        model_path: str,
+        sampler: str,
+        nfe: int,
+        objective_identity: dict[str, Any],
+        config: dict[str, Any],
+    ) -> None:
+        """Add a row to ``skiptune_runs`` for one search invocation on one study."""
+        with self.session() as session:
+            session.add(
+                RunRow(
+                    study_name=study_name,
+                    study_group=study_group,
+                    model_fingerprint=model_fingerprint,
+                    model_path=model_path,
+                    sampler=sampler,
+                    nfe=nfe,
+                    objective_identity=json.dumps(objective_identity, sort_keys=True, default=str),
+                    config=json.dumps(config, sort_keys=True, default=str),
+                    skiptune_version=skiptune_version(),
+                    created=utcnow(),
+                )
+            )
+
+    def runs(self, *, study_name: str | None = None) -> list[RunRecord]:
+        """Stored runs, oldest first, of one study or of all."""
+        query = select(RunRow).order_by(RunRow.id)
+        if study_name is not None:
+            query = query.where(RunRow.study_name == study_name)
+        with self.session() as session:
+            return [
+                RunRecord(
+                    study_name=row.study_name,
+                    study_group=row.study_group,
+                    model_fingerprint=row.model_fingerprint,
+                    model_path=row.model_path,
+                    sampler=row.sampler,
+                    nfe=row.nfe,
+                    objective_identity=json.loads(row.objective_identity),
+                    config=json.loads(row.config),
+                    skiptune_version=row.skiptune_version,
+                    created=row.created,
+                )
+                for row in session.scalars(query)
+            ]
+
+    # -- Pareto front ---------------------------------------------------------------------
+
+    def front_records(
+        self, *, group: str | None = None, kind: str | None = None
+    ) -> list[FrontRecord]:
+        """Stored front points (every study's tuned and baseline point), by group, NFE, kind."""
+        query = select(FrontPointRow).order_by(
+            FrontPointRow.study_group, FrontPointRow.nfe, FrontPointRow.kind, FrontPointRow.id
+        )
+        if group is not None:
+            query = query.where(FrontPointRow.study_group == group)
+        if kind is not None:
+            query = query.where(FrontPointRow.kind == kind)
+        with self.session() as session:
+            return [_record_from_row(row) for row in session.scalars(query)]
+
+    def update_front(
+        self,
+        *,
+        group: str,
+        study_name: str,
+        points: Sequence[FrontRecord],
+        on_front: Callable[[Sequence[FrontRecord]], Sequence[bool]],
+    ) -> list[FrontRecord]:
+        """Replace ``study_name``'s points by ``points`` and re-flag the group's front, atomically.
+
+        ``on_front`` receives every point of the group after the replacement and returns, for
+        each, whether it is on the front. One transaction: a reader sees the old front or the
+        new one, never a mix. Callers serialise concurrent updates of a group with
+        :meth:`lock`. Returns the group's points as stored.
+        """
+        with self.session() as session:
+            session.execute(
+                sqlalchemy.delete(FrontPointRow).where(FrontPointRow.study_name == study_name)
+            )
+            for point in points:
+                session.add(_row_from_record(point))
+            session.flush()
+            rows = list(
+                session.scalars(
+                    select(FrontPointRow)
+                    .where(FrontPointRow.study_group == group)
+                    .order_by(FrontPointRow.id)
+                )
+            )
+            flags = list(on_front([_record_from_row(row) for row in rows]))
+            if len(flags) != len(rows):
+                raise StorageError(f"on_front returned {len(flags)} flags for {len(rows)} points")
+            for row, flag in zip(rows, flags, strict=True):
+                row.on_front = bool(flag)
+            return [_record_from_row(row) for row in rows]
+
+
+def _record_from_row(row: FrontPointRow) -> FrontRecord:
+    return FrontRecord(
+        study_group=row.study_group,
+        study_name=row.study_name,
+        kind=row.kind,
+        sampler=row.sampler,
+        nfe=row.nfe,
+        value=row.value,
+        metric=row.metric,
+        num_samples=row.num_samples,
+        seed=row.seed,
+        comparison_key=row.comparison_key,
+        model_fingerprint=row.model_fingerprint,
+        trial_number=row.trial_number,
+        schedule=json.loads(row.schedule),
+        baseline_value=row.baseline_value,
+        on_front=bool(row.on_front),
+    )
+
+
+def _row_from_record(record: FrontRecord) -> FrontPointRow:
+    return FrontPointRow(
+        study_group=record.study_group,
+        study_name=record.study_name,
+        kind=record.kind,
+        sampler=record.sampler,
+        nfe=record.nfe,
+        value=record.value,
+        baseline_value=record.baseline_value,
+        metric=record.metric,
+        num_samples=record.num_samples,
+        seed=record.seed,
+        comparison_key=record.comparison_key,
+        model_fingerprint=record.model_fingerprint,
+        trial_number=record.trial_number,
+        schedule=json.dumps(record.schedule, sort_keys=True),
+        on_front=record.on_front,
+        updated=utcnow(),
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (held for the lock's lifetime)
+    except OSError as e:
+        raise StorageError(f"cannot create the lock file {str(path)!r}: {e.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def _quiet_experimental_warnings() -> Iterator[None]:
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _make_sqlite_transactions_immediate(engine: Engine) -> None:
+    """WAL journal and ``BEGIN IMMEDIATE`` transactions on SQLite.
+
+    WAL lets readers go on while one process writes. A deferred transaction that reads and
+    then writes fails at once ("database is locked") if another connection wrote meanwhile,
+    which Optuna's heartbeat thread does every few seconds; an immediate one takes the write
+    lock first and waits up to the busy timeout instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None   # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sqlalchemy.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _check_sqlite_path(url: URL) -> None:
+    """Refuse, in one line, a SQLite path that cannot hold a database."""
+    database = url.database
+    if database in (None, "", ":memory:"):
+        raise StorageError(
+            "an in-memory SQLite database cannot be shared between skiptune and Optuna; "
+            "pass a file path such as skiptune.db"
+        )
+    path = Path(database)
+    if path.is_dir():
+        raise StorageError(f"--db {str(path)!r} is a folder; pass a file path such as skiptune.db")
+    if not path.parent.is_dir():
+        raise StorageError(
+            f"the folder of the database {str(path)!r} does not exist; create it or pass "
+            "another path"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StorageError(f"the database {str(path)!r} is not readable and writable by you")
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise StorageError(
+            f"cannot create the database {str(path)!r}: its folder is read-only; pass a path "
+            "in a writable folder"
+        )
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise StorageError(
+                    f"{str(path)!r} is not a SQLite database; pass another path with --db"
+                )
+
+
+def _prepare_schema(storage: Storage) -> None:
+    """Create skiptune's tables, or upgrade older ones; refuse tables of a newer skiptune."""
+    engine = storage.engine
+    with engine.begin() as connection:
+        tables = set(inspect(connection).get_table_names())
+        stored: int | None = None
+        if SchemaVersionRow.__tablename__ in tables:
+            row = connection.execute(
+                select(SchemaVersionRow.version, SchemaVersionRow.skiptune_version).where(
+                    SchemaVersionRow.id == 1
+                )
+            ).first()
+            if row is not None:
+                stored = int(row[0])
+                if stored > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{storage.display_url} was written by a newer skiptune ({row[1]}, "
+                        f"schema {stored}); this skiptune ({skiptune_version()}) reads schema "
+                        f"{SCHEMA_VERSION} and older: upgrade skiptune (pip install -U skiptune)"
+                    )
+        for version in range(SCHEMA_VERSION if stored is None else stored, SCHEMA_VERSION):
+            MIGRATIONS[version](connection)
+        Base.metadata.create_all(connection)
+        values = {"version": SCHEMA_VERSION, "skiptune_version": skiptune_version()}
+        if stored is None:
+            connection.execute(
+                sqlalchemy.insert(SchemaVersionRow).values(id=1, updated=utcnow(), **values)
+            )
+        elif stored < SCHEMA_VERSION:
+            connection.execute(
+                sqlalchemy.update(SchemaVersionRow)
+                .where(SchemaVersionRow.id == 1)
+                .values(updated=utcnow(), **values)
+            )
+
+
+def open_storage(
+    url: str | Path | None = None,
+    *,
+    pool_size: int = 2,          # connections kept open per process (servers only)
+    max_overflow: int = 2,       # extra connections allowed at peaks (servers only)
+    must_exist: bool = False,    # refuse to create a new SQLite file (for reading results)
+) -> Storage:
+    """Open (creating if needed) the study database and skiptune's tables in it.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``)
+            or a plain file path, which means SQLite; None means ``./skiptune.db``.
+        must_exist: raise StorageError instead of creating a SQLite file that is not there.
+        pool_size, max_overflow: connection pool of a database server, per process. Each
+            worker process opens two pools (skiptune's and Optuna's), so a server must allow
+            about ``workers × 2 × (pool_size + max_overflow)`` connections.
+
+    Raises StorageError, in one line with any password masked, for a URL that cannot be
+    parsed, a missing driver, a path in a read-only place, a file that is not a database, a
+    server that refuses the connection, or tables written by a newer skiptune.
+    """
+    parsed = normalise_url(url)
+    display = mask_url(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_path(parsed)
+        if must_exist and not Path(str(parsed.database)).exists():
+            raise StorageError(
+                f"no database at {parsed.database!r}; run skiptune-search first, or pass the "
+                "database it wrote with --db"
+            )
+    try:
+        storage = Storage(parsed, pool_size=pool_size, max_overflow=max_overflow)
+    except (sqlalchemy.exc.NoSuchModuleError, ImportError) as e:
+        raise StorageError(
+            f"no database driver for {display} ({_first_line(e)}); for PostgreSQL install "
+            "psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://"
+        ) from None
+    except sqlalchemy.exc.ArgumentError as e:
+        raise StorageError(f"invalid database URL {display}: {_first_line(e)}") from None
+    try:
+        try:
+            _prepare_schema(storage)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Another process created the tables at the same moment: check again.
+            _prepare_schema(storage)
+    except StorageError:
+        storage.dispose()
+        raise
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        storage.dispose()
+        reason = _first_line(e)
+        if storage.is_sqlite and ("unable to open" in reason or "readonly" in reason):
+            raise StorageError(
+                f"cannot write the database {parsed.database!r} ({reason}): its place is "
+                "read-only; pass a path in a writable folder with --db"
+            ) from None
+        raise StorageError(f"cannot open the database {display}: {reason}") from None
+    return storage

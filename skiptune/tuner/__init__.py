@@ -1,0 +1,101 @@
+"""The search service: resumable Optuna studies of the skip schedule, one per step budget.
+
+``search(model, nfe=9)`` plans a study (``plan_search``), creates or resumes it in the
+database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
+the study has its total; ``best_schedule``, ``export_schedule``/``load_exported``,
+``front_report`` and ``list_studies`` read the results back. ``pareto_front`` and
+``speed_claims`` are the pure maths behind the front.
+"""
+
+from __future__ import annotations
+
+from skiptune.tuner._config import (
+    OPTIMIZERS,
+    SearchConfig,
+    SearchSpace,
+    comparison_key,
+    config_differences,
+    default_group,
+    study_name,
+)
+from skiptune.tuner._events import (
+    EventCallback,
+    RungDone,
+    SearchEvent,
+    StudyDone,
+    StudyStarted,
+    TrialFinished,
+    TrialStarted,
+    Waiting,
+)
+from skiptune.tuner._output import (
+    plot_front,
+    quiet_optuna,
+    sample_images,
+    save_images,
+    write_samples,
+)
+from skiptune.tuner._pareto import (
+    FrontPoint,
+    SpeedClaim,
+    describe_claim,
+    pareto_front,
+    pareto_mask,
+    speed_claims,
+)
+from skiptune.tuner._results import (
+    ExportedSchedule,
+    FrontReport,
+    StudySummary,
+    best_schedule,
+    export_schedule,
+    front_report,
+    list_studies,
+    load_exported,
+)
+from skiptune.tuner._search import plan_search, search
+from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules
+from skiptune.tuner._study import prepare_study, run_study
+
+__all__ = [
+    "OPTIMIZERS",
+    "PAPER_SCHEDULES",
+    "EventCallback",
+    "ExportedSchedule",
+    "FrontPoint",
+    "FrontReport",
+    "RungDone",
+    "SearchConfig",
+    "SearchEvent",
+    "SearchSpace",
+    "SpeedClaim",
+    "StudyDone",
+    "StudyStarted",
+    "StudySummary",
+    "TrialFinished",
+    "TrialStarted",
+    "Waiting",
+    "best_schedule",
+    "comparison_key",
+    "config_differences",
+    "default_group",
+    "describe_claim",
+    "export_schedule",
+    "front_report",
+    "list_studies",
+    "load_exported",
+    "pareto_front",
+    "pareto_mask",
+    "plan_search",
+    "plot_front",
+    "prepare_study",
+    "queued_schedules",
+    "quiet_optuna",
+    "run_study",
+    "sample_images",
+    "save_images",
+    "search",
+    "speed_claims",
+    "study_name",
+    "write_samples",
+]

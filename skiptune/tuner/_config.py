@@ -1,0 +1,291 @@
+"""The one resolved configuration of a search: built at the edge, stored, compared on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skiptune.errors import ConfigurationError
+from skiptune.schedule import SHAPES
+
+__all__ = [
+    "OPTIMIZERS",
+    "SearchConfig",
+    "SearchSpace",
+    "comparison_key",
+    "config_differences",
+    "default_group",
+    "study_name",
+]
+
+OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "grid")
+
+# Fields that may change between runs of one study: the total to reach, where the weights
+# file lies now (the fingerprint is what identifies them), and throughput knobs that do not
+# change the measured values.
+_MAY_DIFFER = frozenset({"trials", "model", "pruning", "objective.batch_size"})
+_NOT_IDENTITY_KEYS = frozenset({"batch_size", "device"})
+
+
+def _check_range(name: str, bounds: Sequence[float]) -> tuple[float, float]:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be two numbers low,high; got {bounds!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or low >= high:
+        raise ConfigurationError(
+            f"{name} must be finite numbers with 0 ≤ low < high, got {low},{high}; "
+            "pass e.g. 0.3,1.2"
+        )
+    return low, high
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where the search looks for a schedule.
+
+    Args:
+        rho_bottom: (low, high) of the deepest skip's factor.
+        rho_top: (low, high) of the shallowest skip's factor, or one number to fix it.
+        shapes: the interpolation shapes to try (``linear``, ``power``, ``cosine``).
+        gamma: (low, high) of the ``power`` shape's exponent, searched on a log scale.
+        grid_step: spacing of ρ values for the ``grid`` optimizer only.
+    """
+
+    rho_bottom: tuple[float, float] = (0.3, 1.2)
+    rho_top: tuple[float, float] | float = (0.3, 1.2)
+    shapes: tuple[str, ...] = SHAPES
+    gamma: tuple[float, float] = (0.25, 4.0)
+    grid_step: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rho_bottom", _check_range("rho_bottom range", self.rho_bottom))
+        if isinstance(self.rho_top, (int, float)):
+            top = float(self.rho_top)
+            if not math.isfinite(top) or top < 0:
+                raise ConfigurationError(f"a fixed rho_top must be a finite number ≥ 0, got {top}")
+            object.__setattr__(self, "rho_top", top)
+        else:
+            object.__setattr__(self, "rho_top", _check_range("rho_top range", self.rho_top))
+        shapes = tuple(self.shapes)
+        unknown = [s for s in shapes if s not in SHAPES]
+        if not shapes or unknown or len(set(shapes)) != len(shapes):
+            raise ConfigurationError(
+                f"shapes must be distinct names among {', '.join(SHAPES)}, got {list(shapes)}"
+            )
+        object.__setattr__(self, "shapes", shapes)
+        low, high = _check_range("gamma range", self.gamma)
+        if low <= 0:
+            raise ConfigurationError(f"gamma range must be > 0 (log scale), got {low},{high}")
+        object.__setattr__(self, "gamma", (low, high))
+        if not math.isfinite(self.grid_step) or self.grid_step <= 0:
+            raise ConfigurationError(f"grid_step must be > 0, got {self.grid_step}")
+
+    @property
+    def rho_top_fixed(self) -> bool:
+        return isinstance(self.rho_top, float)
+
+    def rho_top_bounds(self) -> tuple[float, float]:
+        """(low, high) of rho_top; low == high when it is fixed."""
+        if isinstance(self.rho_top, float):
+            return (self.rho_top, self.rho_top)
+        return self.rho_top
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("rho_bottom", "gamma", "shapes"):
+            data[name] = list(data[name])
+        if not self.rho_top_fixed:
+            data["rho_top"] = list(data["rho_top"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        top = data.get("rho_top", (0.3, 1.2))
+        return cls(
+            rho_bottom=tuple(data.get("rho_bottom", (0.3, 1.2))),
+            rho_top=float(top) if isinstance(top, (int, float)) else tuple(top),
+            shapes=tuple(data.get("shapes", SHAPES)),
+            gamma=tuple(data.get("gamma", (0.25, 4.0))),
+            grid_step=float(data.get("grid_step", 0.05)),
+        )
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines one study: which model, how it is measured, how it is searched.
+
+    Built by :func:`skiptune.tuner.plan_search` from the model and the user's options,
+    stored with the study (Optuna study user attribute ``skiptune_config``) and compared on
+    every resume: any difference but ``trials``, ``model`` (the path; the weights are
+    identified by ``model_fingerprint``), ``pruning`` and the batch size is refused.
+
+    Args:
+        model: the model source as given (path or ``module:attr``).
+        model_fingerprint: SHA-256 of the weights.
+        sampler: the σ-space sampler's name.
+        nfe: denoiser calls per image.
+        objective: ``ObjectiveConfig.to_dict()`` of the proxy objective (same sampler, NFE, seed).
+        objective_identity: the built objective's identity (config, features, reference).
+        trials: the total of finished trials the study should reach.
+        optimizer: one of ``OPTIMIZERS``.
+        space: the search space.
+        seed: noise seed of sample 0 (common random numbers) and the optimizer's seed.
+        group: the study group, the first part of the study name.
+        pruning: stop clearly bad schedules after a rung (successive halving).
+    """
+
+    model: str
+    model_fingerprint: str
+    sampler: str
+    nfe: int
+    objective: dict[str, Any]
+    objective_identity: dict[str, Any]
+    trials: int = 30
+    optimizer: str = "tpe"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    seed: int = 0
+    group: str = "default"
+    pruning: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigurationError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
+            raise ConfigurationError(f"trials must be a whole number ≥ 1, got {self.trials!r}")
+        if self.optimizer == "grid" and "power" in self.space.shapes:
+            raise ConfigurationError(
+                "the grid optimizer cannot search the power shape's continuous exponent; pass "
+                "shapes without power (e.g. --shapes linear,cosine) or another optimizer"
+            )
+        _check_group(self.group)
+
+    @property
+    def study_name(self) -> str:
+        return study_name(group=self.group, sampler=self.sampler, nfe=self.nfe)
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.objective.get("rungs", ()))
+
+    @property
+    def num_samples(self) -> int:
+        """N of the final rung: the number of images every complete trial is measured on."""
+        return self.rungs[-1] if self.rungs else 0
+
+    @property
+    def metric(self) -> str:
+        return str(self.objective.get("metric", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["space"] = self.space.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        values = dict(data)
+        values["space"] = SearchSpace.from_dict(values.get("space", {}))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _check_group(group: str) -> None:
+    if not isinstance(group, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", group):
+        raise ConfigurationError(
+            f"study group {group!r} must be 1–64 letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit; pass e.g. --study mymodel"
+        )
+
+
+def default_group(model: str | Path) -> str:
+    """The study group named after the model: the file or folder stem, or an adapter's attr."""
+    text = str(model).rstrip("/\\")
+    name = text.rsplit(":", 1)[-1] if ":" in text and not Path(text).exists() else Path(text).stem
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:64]
+    return name or "default"
+
+
+def study_name(*, group: str, sampler: str, nfe: int) -> str:
+    """The study's name, ``skiptune-<group>-<sampler>-nfe<NFE>``.
+
+    Deliberately no hash of the configuration in it: rerunning with other weights, another
+    metric or other seeds must meet the stored study and be refused by the comparison, not
+    start a fresh study silently. ``--study`` picks another group for a separate study.
+    """
+    return f"skiptune-{group}-{sampler}-nfe{nfe}"
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(data, (list, tuple)):
+        return {prefix[:-1]: json.dumps(list(data), sort_keys=True, default=str)}
+    return {prefix[:-1]: data}
+
+
+def _ignored(name: str) -> bool:
+    if name in _MAY_DIFFER:
+        return True
+    return name.startswith("objective_identity.") and name.rsplit(".", 1)[-1] in _NOT_IDENTITY_KEYS
+
+
+def config_differences(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """Dotted names of the fields whose values differ, e.g. ``objective.metric``, sorted.
+
+    Fields that may change between runs of a study (``trials``, ``model``, ``pruning``, batch
+    size) are left out. Numbers compare by value (1 == 1.0).
+    """
+    old, new = _flatten(stored), _flatten(requested)
+    names = sorted(set(old) | set(new))
+    absent = "<absent>"
+    return [n for n in names if not _ignored(n) and old.get(n, absent) != new.get(n, absent)]
+
+
+def describe_differences(
+    stored: Mapping[str, Any], requested: Mapping[str, Any], names: Sequence[str], *, limit: int = 4
+) -> str:
+    """``field: stored → requested`` for the first few differing fields, in one line."""
+    old, new = _flatten(stored), _flatten(requested)
+
+    def show(value: Any) -> str:
+        text = "<absent>" if value is None else str(value)
+        return text if len(text) <= 24 else text[:10] + "…" + text[-6:]
+
+    parts = [f"{n}: {show(old.get(n))} → {show(new.get(n))}" for n in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return "; ".join(parts) + more
+
+
+def comparison_key(identity: Mapping[str, Any], *, num_samples: int, seed: int) -> str:
+    """Short hash equal only for measurements that may be compared across step budgets.
+
+    The objective identity without the sampler, NFE, rungs and batch size, plus the final N
+    and the noise seed: the same metric, features and reference at the same N and seeds.
+    """
+
+    def strip(data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {
+                k: strip(v)
+                for k, v in data.items()
+                if k not in {"sampler", "nfe", "rungs", "batch_size", "device"}
+            }
+        if isinstance(data, (list, tuple)):
+            return [strip(v) for v in data]
+        return data
+
+    payload = {"identity": strip(identity), "num_samples": num_samples, "seed": seed}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,91 @@
+"""What a search reports while it runs: plain, picklable records handed to a callback.
+
+The library never prints; the CLI renders these (rich progress), and worker processes send
+them to the parent through a queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EventCallback",
+    "RungDone",
+    "SearchEvent",
+    "StudyDone",
+    "StudyStarted",
+    "TrialFinished",
+    "TrialStarted",
+    "Waiting",
+]
+
+
+@dataclass(frozen=True)
+class StudyStarted:
+    study_name: str
+    nfe: int
+    sampler: str
+    trials_total: int
+    finished: int               # trials already finished when this run began
+    resumed: bool
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    study_name: str
+    trial_number: int
+    schedule: dict[str, Any]
+    role: str                   # "baseline", "paper" or "search"
+    finished: int
+    trials_total: int
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class RungDone:
+    study_name: str
+    trial_number: int
+    rung_index: int
+    num_samples: int
+    value: float
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    study_name: str
+    trial_number: int
+    state: str                  # "complete", "pruned" or "failed"
+    value: float | None
+    schedule: dict[str, Any]
+    best_value: float | None
+    baseline_value: float | None
+    finished: int
+    trials_total: int
+    seconds: float
+    reason: str = ""
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Every remaining slot is held by a running trial; wait for it to end or go stale."""
+
+    study_name: str
+    running: int
+    seconds: float
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class StudyDone:
+    study_name: str
+    summary: Any                # a StudySummary
+    worker: int = 0
+
+
+SearchEvent = StudyStarted | TrialStarted | RungDone | TrialFinished | Waiting | StudyDone
+EventCallback = Callable[[SearchEvent], None]

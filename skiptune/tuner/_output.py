@@ -1,0 +1,211 @@
+"""Files a user looks at: the front as a PNG plot, and sample images under a schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from skiptune.errors import ConfigurationError, StorageError
+from skiptune.models import TunableModel, load_model
+from skiptune.sampling import initial_noise, sample
+from skiptune.schedule import RhoSchedule
+from skiptune.skips import skip_tuning
+from skiptune.storage import Storage, open_storage
+from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._results import CONFIG_ATTR, front_report
+
+__all__ = ["plot_front", "quiet_optuna", "sample_images", "save_images", "write_samples"]
+
+
+def quiet_optuna() -> None:
+    """Keep Optuna's INFO lines ("Trial 3 finished...") off the terminal; warnings stay."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def plot_front(
+    db: str | Path | Storage | None,
+    path: str | Path,
+    *,
+    group: str | None = None,
+) -> Path:
+    """Write a PNG: proxy value against NFE (tuned and baseline), and value against ρ_bottom.
+
+    Left panel: every stored tuned and baseline point per comparable measurement set, the
+    front drawn as a line. Right panel: complete trials' value against rho_bottom, one
+    colour per NFE. Needs matplotlib (``pip install 'skiptune[plot]'``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigurationError(
+            "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
+        ) from None
+    storage = db if isinstance(db, Storage) else open_storage(db, must_exist=True)
+    reports = front_report(storage, group=group)
+    if not reports:
+        raise ConfigurationError(
+            f"nothing to plot: no finished trials in {storage.display_url}"
+            + (f" for group {group}" if group else "")
+        )
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for report in reports:
+        label = f"{report.metric}, N={report.num_samples}"
+        series = ((report.tuned, "o-", "tuned"), (report.baseline, "s--", "ρ = 1"))
+        for points, style, name in series:
+            front = [p for p in points if p.on_front]
+            left.plot(
+                [p.nfe for p in front], [p.value for p in front], style, label=f"{name} ({label})"
+            )
+            others = [p for p in points if not p.on_front]
+            if others:
+                left.plot([p.nfe for p in others], [p.value for p in others], "x", color="grey")
+    left.set_xlabel("NFE (denoiser calls per image)")
+    left.set_ylabel("proxy value (lower is better)")
+    left.set_title("Pareto front: quality against step budget")
+    left.legend(fontsize=8)
+    optuna_storage = storage.optuna_storage()
+    for frozen in optuna.get_all_study_summaries(optuna_storage, include_best_trial=False):
+        data = frozen.user_attrs.get(CONFIG_ATTR)
+        if data is None:
+            continue
+        config = SearchConfig.from_dict(data)
+        if group is not None and config.group != group:
+            continue
+        study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)
+        complete = [
+            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
+        if complete:
+            right.scatter(
+                [t.params["rho_bottom"] for t in complete], [t.value for t in complete],
+                s=14, label=f"{config.sampler}, {config.nfe} NFE",
+            )
+    right.set_xlabel("ρ_bottom (deepest skip's factor)")
+    right.set_ylabel("proxy value of complete trials")
+    right.set_title("Value against ρ_bottom")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    target = Path(path)
+    try:
+        figure.savefig(target, dpi=120)
+    except OSError as e:
+        raise StorageError(f"cannot write {str(target)!r}: {e.strerror}") from None
+    finally:
+        plt.close(figure)
+    return target
+
+
+@torch.no_grad()
+def sample_images(
+    model: TunableModel,
+    *,
+    schedule: RhoSchedule,
+    nfe: int,                            # denoiser calls per image
+    sampler: str = "heun",
+    num_samples: int = 64,
+    seed: int = 0,                       # sample j uses noise seed seed + j
+    batch_size: int = 64,
+    schedule_exponent: float = 7.0,      # Karras σ-grid exponent (not a skip factor)
+) -> torch.Tensor:
+    """Images [num_samples, C, H, W] in [-1, 1] sampled under ``schedule`` on the model's device."""
+    if num_samples < 1 or batch_size < 1:
+        raise ConfigurationError(
+            f"num_samples and batch_size must be ≥ 1, got {num_samples} and {batch_size}"
+        )
+    batches = []
+    with skip_tuning(model, schedule):
+        for start in range(0, num_samples, batch_size):
+            count = min(batch_size, num_samples - start)
+            noise = initial_noise(count, model.image_shape, seed=seed, start=start)
+            batches.append(
+                sample(model, noise, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent)
+                .clamp(-1, 1)
+                .cpu()
+            )
+    return torch.cat(batches)
+
+
+def save_images(images: torch.Tensor, path: str | Path) -> Path:
+    """Write images in [-1, 1]: ``.png`` as one grid, ``.npz`` as uint8 [N, H, W, C] ``images``."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    try:
+        if suffix == ".npz":
+            np.savez_compressed(target, images=pixels.permute(0, 2, 3, 1).numpy())
+        elif suffix == ".png":
+            from PIL import Image
+            from torchvision.utils import make_grid
+
+            nrow = max(1, math.ceil(math.sqrt(images.shape[0])))
+            grid = make_grid(pixels, nrow=nrow, padding=2, pad_value=255)
+            array = grid.permute(1, 2, 0).numpy()
+            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(target)
+        else:
+            raise ConfigurationError(
+                f"cannot write images to {str(target)!r}: use a .png (grid) or .npz (arrays) name"
+            )
+    except OSError as e:
+        raise StorageError(f"cannot write {str(target)!r}: {e.strerror}") from None
+    return target
+
+
+def write_samples(
+    model: str | Path,
+    path: str | Path,
+    *,
+    schedule: RhoSchedule | None = None,
+    exported: str | Path | None = None,  # a file written by ``skiptune export``
+    allow_other_weights: bool = False,
+    nfe: int | None = None,
+    sampler: str | None = None,
+    num_samples: int = 64,
+    seed: int = 0,
+    device: str | None = None,
+    trust_pickle: bool = False,
+) -> dict[str, Any]:
+    """Load ``model``, sample under a schedule (given, or from an export) and write ``path``.
+
+    With ``exported``, its schedule, NFE and sampler are used unless ``nfe``/``sampler`` are
+    given, and a file searched on other weights is refused unless ``allow_other_weights``.
+    Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
+    """
+    from skiptune.tuner._results import load_exported
+
+    loaded = load_model(model, device=None if device in (None, "auto") else device,
+                        trust_pickle=trust_pickle)
+    exponent = 7.0
+    if exported is not None:
+        found = load_exported(exported, model=loaded, allow_other_weights=allow_other_weights)
+        schedule = schedule or found.schedule
+        nfe = nfe if nfe is not None else found.nfe
+        sampler = sampler or found.sampler
+        exponent = found.schedule_exponent or exponent
+    if schedule is None or nfe is None:
+        raise ConfigurationError(
+            "pass a schedule (--rho-bottom, optionally --rho-top) and --nfe, or --from rho.json"
+        )
+    images = sample_images(
+        loaded, schedule=schedule, nfe=nfe, sampler=sampler or "heun", num_samples=num_samples,
+        seed=seed, schedule_exponent=exponent,
+    )
+    written = save_images(images, path)
+    return {
+        "path": str(written),
+        "schedule": schedule.to_dict(),
+        "nfe": nfe,
+        "sampler": sampler or "heun",
+        "num_samples": num_samples,
+        "seed": seed,
+        "model_fingerprint": loaded.fingerprint,
+    }

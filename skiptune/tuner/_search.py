@@ -1,0 +1,308 @@
+"""The search service: plan one study per step budget, then run it in one or more workers."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import skiptune.errors as errors
+from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune.models import TunableModel, load_model
+from skiptune.sampling import steps_for_nfe
+from skiptune.storage import Storage, open_storage
+from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
+from skiptune.tuner._events import EventCallback
+from skiptune.tuner._results import StudySummary, summarize
+from skiptune.tuner._study import Objective, prepare_study, run_study
+
+__all__ = ["plan_search", "search", "sigterm_as_interrupt"]
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler's pre-emption) acts like Ctrl-C.
+
+    The running trial is then failed and re-queued at once instead of waiting to go stale.
+    Only in the main thread, where Python can install handlers; the old handler comes back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def plan_search(
+    model: TunableModel,
+    *,
+    nfe: int,                                  # denoiser calls per image
+    sampler: str = "heun",
+    trials: int = 30,                          # total of finished trials to reach
+    optimizer: str = "tpe",
+    space: SearchSpace | None = None,
+    seed: int = 0,                             # noise seed of sample 0, and optimizer seed
+    group: str | None = None,                  # study group; default: named after the model
+    pruning: bool = True,
+    objective_options: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    cache: Any = None,                         # a StatisticsCache (the database's, usually)
+) -> tuple[SearchConfig, Objective]:
+    """Resolve one study's configuration and build its objective.
+
+    ``objective_options`` are forwarded to ``ObjectiveConfig`` (metric, features, reference,
+    rungs, batch_size, schedule_exponent); only the ones given, so that the objective's own
+    defaults stay the single source. Raises ConfigurationError for a budget the sampler
+    cannot meet, an unknown option, or a model that carries no reference when none is given.
+    """
+    from skiptune.objectives import ObjectiveConfig, build_objective
+
+    steps_for_nfe(sampler, nfe)        # an unreachable budget fails before any loading
+    options = dict(objective_options or {})
+    clashing = {"sampler", "nfe", "seed"} & set(options)
+    if clashing:
+        raise ConfigurationError(
+            f"pass {', '.join(sorted(clashing))} to the search itself, not in objective_options"
+        )
+    try:
+        objective_config = ObjectiveConfig(sampler=sampler, nfe=nfe, seed=seed, **options)
+    except TypeError as e:
+        raise ConfigurationError(f"unknown objective option: {e}") from None
+    objective = build_objective(model, objective_config, device=device, cache=cache)
+    config = SearchConfig(
+        model=str(model.source),
+        model_fingerprint=model.fingerprint,
+        sampler=sampler,
+        nfe=nfe,
+        objective=objective_config.to_dict(),
+        objective_identity=dict(objective.identity),
+        trials=trials,
+        optimizer=optimizer,
+        space=space or SearchSpace(),
+        seed=seed,
+        group=group or default_group(model.source),
+        pruning=pruning,
+    )
+    return config, objective
+
+
+def search(
+    model: str | Path,
+    *,
+    nfe: int | Sequence[int],                  # one or several step budgets, one study each
+    db: str | Path | Storage | None = None,    # SQLAlchemy URL or path; default ./skiptune.db
+    sampler: str = "heun",
+    trials: int = 30,
+    optimizer: str = "tpe",
+    space: SearchSpace | None = None,
+    seed: int = 0,
+    group: str | None = None,
+    pruning: bool = True,
+    objective_options: Mapping[str, Any] | None = None,
+    device: str | None = None,                 # "auto"/None, "cpu", "cuda", "cuda:N"
+    trust_pickle: bool = False,
+    workers: int = 1,                          # processes on this machine (one per GPU)
+    heartbeat_interval: int = 10,              # seconds between a running trial's heartbeats
+    grace_period: int = 30,                    # seconds without one before a trial is stale
+    on_event: EventCallback | None = None,
+) -> list[StudySummary]:
+    """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
+
+    One study per budget, named ``skiptune-<group>-<sampler>-nfe<NFE>``. ``trials`` is the
+    total of finished trials (complete, pruned, or failed with non-finite samples) the study
+    should reach: rerunning after a crash or Ctrl-C completes it, and a study that already
+    has its total returns its summary at once. A stored study searched with other settings
+    (weights, metric, seeds, rungs, reference, space...) is refused with ConfigurationError.
+
+    With ``workers`` > 1, that many processes share each study (PostgreSQL or another
+    server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
+    printed. Returns one summary per budget, in the order given.
+    """
+    budgets = [nfe] if isinstance(nfe, int) else list(nfe)
+    if not budgets or len(set(budgets)) != len(budgets):
+        raise ConfigurationError(f"pass one or more distinct step budgets, got {budgets}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    for budget in budgets:
+        steps_for_nfe(sampler, budget)
+    storage = db if isinstance(db, Storage) else open_storage(db)
+    if workers > 1 and storage.is_sqlite:
+        raise ConfigurationError(
+            f"{workers} workers cannot share SQLite ({storage.display_url}): it lets one "
+            "process write at a time; use PostgreSQL, e.g. --db "
+            "postgresql+psycopg://user@host/db, or --workers 1"
+        )
+    device = None if device in (None, "auto") else device
+    loaded = load_model(model, device=device, trust_pickle=trust_pickle)
+    plans = [
+        plan_search(
+            loaded, nfe=budget, sampler=sampler, trials=trials, optimizer=optimizer,
+            space=space, seed=seed, group=group, pruning=pruning,
+            objective_options=objective_options, device=loaded.device,
+            cache=storage.statistics_cache,
+        )
+        for budget in budgets
+    ]
+    studies = [prepare_study(storage, config)[0] for config, _objective in plans]
+    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    if workers == 1:
+        with sigterm_as_interrupt():
+            return [
+                run_study(storage, config, objective, on_event=on_event, **options)
+                for config, objective in plans
+            ]
+    configs = [config for config, _objective in plans]
+    del plans, loaded                          # free the planning copy before workers load theirs
+    with sigterm_as_interrupt():
+        _run_workers(
+            storage, configs, workers=workers, model=str(model), device=device,
+            trust_pickle=trust_pickle, on_event=on_event, **options,
+        )
+    return [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
+
+
+def _worker_device(device: str | None, worker: int) -> str | None:
+    """One GPU per worker when the device is left to us and there are several."""
+    if device is None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return f"cuda:{worker % torch.cuda.device_count()}"
+    return device
+
+
+def _worker_main(
+    worker: int,
+    url: str,
+    pool: tuple[int, int],
+    configs: list[SearchConfig],
+    model: str,
+    device: str | None,
+    trust_pickle: bool,
+    threads: int,
+    options: dict[str, int],
+    events: Any,
+) -> None:
+    """One worker process: load the model, rebuild each study's objective, run the studies.
+
+    Every outcome goes to ``events`` as a tuple (kind, worker, error type, message), so the
+    parent can re-raise a worker's SkiptuneError as its own one-line error.
+    """
+    torch.set_num_threads(threads)
+    try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)     # like Ctrl-C, see above
+        from skiptune.objectives import ObjectiveConfig, build_objective
+
+        storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
+        loaded = load_model(model, device=_worker_device(device, worker), trust_pickle=trust_pickle)
+        for config in configs:
+            if loaded.fingerprint != config.model_fingerprint:
+                raise ConfigurationError(
+                    f"worker {worker} loaded other weights from {model} than the study's"
+                )
+            objective = build_objective(
+                loaded, ObjectiveConfig.from_dict(config.objective), device=loaded.device,
+                cache=storage.statistics_cache,
+            )
+            differences = config_differences(config.objective_identity, dict(objective.identity))
+            if differences:
+                raise ConfigurationError(
+                    f"worker {worker} measures differently from the study: {', '.join(differences)}"
+                )
+            run_study(storage, config, objective, worker=worker, on_event=events.put, **options)
+        events.put(("done", worker, None, None))
+    except KeyboardInterrupt:
+        events.put(("interrupted", worker, None, None))
+    except SkiptuneError as e:
+        events.put(("error", worker, type(e).__name__, str(e)))
+    except BaseException as e:
+        events.put(("error", worker, "SkiptuneError", f"worker {worker} crashed: {e!r}"))
+        raise
+
+
+def _run_workers(
+    storage: Storage,
+    configs: list[SearchConfig],
+    *,
+    workers: int,
+    model: str,
+    device: str | None,
+    trust_pickle: bool,
+    on_event: EventCallback | None,
+    heartbeat_interval: int,
+    grace_period: int,
+) -> None:
+    context = multiprocessing.get_context("spawn")     # CUDA and forked pools do not mix
+    events = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    url = storage.url.render_as_string(hide_password=False)
+    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    storage.dispose()
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(i, url, (storage.pool_size, storage.max_overflow), configs, model, device,
+                  trust_pickle, threads, options, events),
+            name=f"skiptune-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    failure: tuple[str, str] | None = None
+    interrupted = False
+    pending = set(range(workers))
+    try:
+        while pending:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i in pending if not processes[i].is_alive()]
+                for i in dead:
+                    pending.discard(i)
+                    if processes[i].exitcode not in (0, None) and failure is None:
+                        failure = ("SkiptuneError",
+                                   f"worker {i} died with exit code {processes[i].exitcode}")
+                continue
+            if isinstance(event, tuple):
+                kind, worker, error_type, message = event
+                pending.discard(worker)
+                if kind == "error" and failure is None:
+                    failure = (error_type, message)
+                interrupted = interrupted or kind == "interrupted"
+            elif on_event is not None:
+                on_event(event)
+    except KeyboardInterrupt:
+        interrupted = True
+        # Ctrl-C reaches every process of the terminal's group; a SIGTERM sent to this
+        # process alone is passed on, so each worker fails and re-queues its own trial.
+        deadline = time.monotonic() + 2.0
+        for process in processes:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+        events.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    if failure is not None:
+        error_type = getattr(errors, failure[0], SkiptuneError)
+        if not (isinstance(error_type, type) and issubclass(error_type, SkiptuneError)):
+            error_type = SkiptuneError
+        raise error_type(failure[1])

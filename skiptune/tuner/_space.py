@@ -1,0 +1,164 @@
+"""The search space as Optuna parameters, the schedules queued first, optimizers and pruner."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+
+from skiptune.errors import ConfigurationError
+from skiptune.schedule import RhoSchedule
+from skiptune.tuner._config import OPTIMIZERS, SearchConfig, SearchSpace
+
+__all__ = [
+    "PAPER_SCHEDULES",
+    "ROLE_ATTR",
+    "make_pruner",
+    "make_sampler",
+    "queued_schedules",
+    "schedule_from_params",
+    "suggest_schedule",
+]
+
+ROLE_ATTR = "skiptune_role"    # trial user attribute: "baseline", "paper" or absent (searched)
+
+# Schedules Ma et al. (ICML 2024, arXiv 2402.15170) report as best, (rho_bottom, rho_top):
+# EDM Heun 9 NFE, EDM UniPC 9 NFE, consistency-distilled EDM at 1 step.
+PAPER_SCHEDULES: tuple[tuple[float, float], ...] = ((0.55, 1.0), (0.68, 1.0), (0.91, 0.96))
+
+
+@contextmanager
+def _enqueued_values_allowed() -> Iterator[None]:
+    # The baseline ρ = 1 is measured even when the user's bounds exclude 1; Optuna then warns
+    # that the enqueued value is out of range, and uses it, which is what we want.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Fixed parameter")
+        yield
+
+
+def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
+    """Ask ``trial`` for a schedule in ``space``: rho_bottom, rho_top, shape, gamma (power only).
+
+    A fixed rho_top is a one-value parameter, so every trial records its full schedule.
+    """
+    with _enqueued_values_allowed():
+        rho_bottom = trial.suggest_float("rho_bottom", *space.rho_bottom)
+        rho_top = trial.suggest_float("rho_top", *space.rho_top_bounds())
+        shape = trial.suggest_categorical("shape", list(space.shapes))
+        gamma = trial.suggest_float("gamma", *space.gamma, log=True) if shape == "power" else 1.0
+    return RhoSchedule(rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma)
+
+
+def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
+    """The schedule a trial's parameters stand for."""
+    return RhoSchedule(
+        rho_bottom=float(params["rho_bottom"]),
+        rho_top=float(params.get("rho_top", 1.0)),
+        shape=str(params.get("shape", "linear")),
+        gamma=float(params.get("gamma", 1.0)),
+    )
+
+
+def _inside(value: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] - 1e-12 <= value <= bounds[1] + 1e-12
+
+
+def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
+    """(params, role) of the trials queued before any search: the baseline, then the paper's.
+
+    The baseline ρ = 1 is always measured (on the same seeds as every trial), with the first
+    listed shape that has no exponent (any shape gives all ones when both ends are 1). The
+    paper's linear schedules are queued only where they lie inside the space.
+    """
+    plain = [s for s in space.shapes if s != "power"]
+    baseline: dict[str, Any] = {"rho_bottom": 1.0, "rho_top": 1.0}
+    baseline["shape"] = plain[0] if plain else "power"
+    if not plain:
+        baseline["gamma"] = 1.0
+    queued = [(baseline, "baseline")]
+    if "linear" in space.shapes:
+        for bottom, top in PAPER_SCHEDULES:
+            if _inside(bottom, space.rho_bottom) and _inside(top, space.rho_top_bounds()):
+                queued.append(({"rho_bottom": bottom, "rho_top": top, "shape": "linear"}, "paper"))
+    return queued
+
+
+def _grid(space: SearchSpace) -> dict[str, list[Any]]:
+    def axis(low: float, high: float) -> list[float]:
+        count = math.floor((high - low) / space.grid_step + 1e-9) + 1
+        return [round(low + i * space.grid_step, 10) for i in range(count)]
+
+    return {
+        "rho_bottom": axis(*space.rho_bottom),
+        "rho_top": axis(*space.rho_top_bounds()) if not space.rho_top_fixed else [space.rho_top],
+        "shape": list(space.shapes),
+    }
+
+
+def grid_size(space: SearchSpace) -> int:
+    """How many points the ``grid`` optimizer visits."""
+    return math.prod(len(values) for values in _grid(space).values())
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler without its ``study.stop()`` at exhaustion, which works only in optimize().
+
+    The search loop stops by itself: the grid optimizer's total is capped at the grid size.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+def make_sampler(config: SearchConfig, *, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``config.optimizer``, seeded by ``config.seed`` (+ worker index).
+
+    TPE is multivariate (ρ_bottom and ρ_top interact) with grouped conditional parameters
+    (gamma exists for the power shape only) and a constant liar, so that parallel workers do
+    not all try the same point.
+    """
+    seed = config.seed + 1000 * worker
+    name = config.optimizer
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                n_startup_trials=max(4, min(10, config.trials // 3)),
+            )
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "the cmaes optimizer needs the cmaes package: pip install cmaes"
+            ) from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return _AskTellGridSampler(_grid(config.space), seed=seed)
+    raise ConfigurationError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    """Successive halving over the objective's rungs of N, or no pruning.
+
+    A trial goes past a rung only if it is among the best third of the trials that reached
+    that rung. Successive halving fits rungs of growing N (one aggregate value per rung);
+    Wilcoxon's test wants a value per instance, which a Fréchet distance has not.
+    """
+    if not config.pruning or len(config.rungs) < 2:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=config.rungs[0], reduction_factor=3, min_early_stopping_rate=0
+    )

@@ -1,0 +1,337 @@
+"""One study: create or resume it, queue its baselines once, and run trials until its total.
+
+The loop is Optuna's ask/tell with heartbeats (as ``study.optimize`` runs them), plus what
+``optimize`` lacks here: a total shared by every worker, stale trials failed and re-queued
+before new work, and the stored front updated after each trial.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import TrialState
+
+from skiptune.errors import ConfigurationError, NonFiniteSampleError
+from skiptune.schedule import RhoSchedule
+from skiptune.storage import Storage
+from skiptune.tuner._config import SearchConfig, config_differences, describe_differences
+from skiptune.tuner._events import (
+    EventCallback,
+    RungDone,
+    StudyDone,
+    StudyStarted,
+    TrialFinished,
+    TrialStarted,
+    Waiting,
+)
+from skiptune.tuner._results import (
+    CONFIG_ATTR,
+    FAILURE_KIND_ATTR,
+    SEEDED_ATTR,
+    TOTAL_ATTR,
+    StudySummary,
+    is_finished,
+    summarize,
+    update_front,
+)
+from skiptune.tuner._space import (
+    ROLE_ATTR,
+    grid_size,
+    make_pruner,
+    make_sampler,
+    queued_schedules,
+    suggest_schedule,
+)
+
+__all__ = ["Objective", "effective_total", "prepare_study", "run_study"]
+
+_MAX_RETRIES = 3     # a trial whose worker dies this often is not re-queued again
+
+
+class Objective(Protocol):
+    """What the search needs of a built objective (``skiptune.objectives.build_objective``)."""
+
+    @property
+    def identity(self) -> dict[str, Any]: ...
+
+    def evaluate(
+        self,
+        schedule: RhoSchedule,
+        *,
+        report: Callable[[int, int, float], None] | None = None,
+    ) -> Any: ...
+
+
+@contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    # Heartbeats and their retry callback are marked experimental; the warnings are noise here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def effective_total(config: SearchConfig) -> int:
+    """The finished trials the study must reach; the grid optimizer stops at its grid's end."""
+    if config.optimizer == "grid":
+        return min(config.trials, grid_size(config.space) + len(queued_schedules(config.space)))
+    return config.trials
+
+
+def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study, bool]:
+    """Create the study of ``config``, or check that the stored one was searched the same way.
+
+    Under the study's lock: create it (or compare the stored configuration and refuse any
+    difference), record the total to reach, and queue the baseline and the paper's schedules
+    exactly once however many workers start together. Returns (study, resumed).
+    """
+    name = config.study_name
+    optuna_storage = storage.optuna_storage()
+    requested = config.to_dict()
+    with storage.lock(f"study:{name}"):
+        try:
+            study = optuna.load_study(study_name=name, storage=optuna_storage)
+            resumed = True
+        except KeyError:
+            study = optuna.create_study(
+                study_name=name, storage=optuna_storage, direction="minimize"
+            )
+            study.set_user_attr(CONFIG_ATTR, requested)
+            resumed = False
+        stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored is None:
+            raise ConfigurationError(
+                f"study {name} in {storage.display_url} was not created by skiptune; pass "
+                "another study group (--study) or another database"
+            )
+        differences = config_differences(stored, requested)
+        if differences:
+            raise ConfigurationError(
+                f"study {name} in {storage.display_url} was searched with other settings "
+                f"({describe_differences(stored, requested, differences)}); rerun with the "
+                "stored settings, or pass another study group (--study NAME) for a separate study"
+            )
+        study.set_user_attr(TOTAL_ATTR, effective_total(config))
+        if not study.user_attrs.get(SEEDED_ATTR):
+            for params, role in queued_schedules(config.space):
+                study.enqueue_trial(params, user_attrs={ROLE_ATTR: role})
+            study.set_user_attr(SEEDED_ATTR, True)
+    storage.record_run(
+        study_name=name,
+        study_group=config.group,
+        model_fingerprint=config.model_fingerprint,
+        model_path=config.model,
+        sampler=config.sampler,
+        nfe=config.nfe,
+        objective_identity=config.objective_identity,
+        config=requested,
+    )
+    return study, resumed
+
+
+def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a failed trial's parameters again (its role kept), as the stale-trial retry does."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k == ROLE_ATTR},
+            system_attrs={
+                "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                "retry_history": history,
+            },
+        )
+    )
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(is_finished(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return finished, running
+
+
+def run_study(
+    storage: Storage,
+    config: SearchConfig,
+    objective: Objective,
+    *,
+    worker: int = 0,                         # index of this worker (seeds its optimizer)
+    heartbeat_interval: int = 10,            # seconds between a running trial's heartbeats
+    grace_period: int = 30,                  # seconds without one before a trial is stale
+    on_event: EventCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> StudySummary:
+    """Run trials of ``config``'s study until it has ``effective_total(config)`` finished.
+
+    The study must exist (:func:`prepare_study`). Several workers may run this on one study
+    at once: asking for a trial is serialised by the study's lock, so the total is exact.
+    Trials left RUNNING by a dead worker go stale after ``grace_period`` seconds without a
+    heartbeat; they are then failed and their parameters re-queued before any new trial.
+    When every remaining slot is held by a running trial, this worker waits for it.
+
+    A trial with non-finite samples is failed with the reason (user attribute ``failure``)
+    and the study goes on; any other error fails the trial and propagates. On
+    KeyboardInterrupt the running trial is failed, re-queued, and the interrupt propagates.
+    """
+    emit = on_event or (lambda _event: None)
+    name = config.study_name
+    with _quiet_experimental():
+        optuna_storage = storage.optuna_storage(
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRIES),
+        )
+    study = optuna.load_study(
+        study_name=name,
+        storage=optuna_storage,
+        sampler=make_sampler(config, worker=worker),
+        pruner=make_pruner(config),
+    )
+    total = effective_total(config)
+    first = True
+    while True:
+        with storage.lock(f"study:{name}"):
+            with _quiet_experimental():
+                optuna.storages.fail_stale_trials(study)
+            finished, running = _counts(study)
+            if first:
+                emit(StudyStarted(name, config.nfe, config.sampler, total, finished,
+                                  finished > 0 or running > 0, worker))
+                first = False
+            trial = None
+            if finished < total and finished + running < total:
+                with warnings.catch_warnings():
+                    # Optuna warns that heartbeats are meant for optimize(); this loop is
+                    # optimize()'s ask/tell with the same heartbeat thread around each trial.
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+                # A first heartbeat before the lock is released: a worker killed right now
+                # leaves a trial that goes stale, never one that stays RUNNING for ever.
+                optuna_storage.record_heartbeat(trial._trial_id)
+        if finished >= total:
+            break
+        if trial is None:
+            emit(Waiting(name, running, float(heartbeat_interval), worker))
+            sleep(heartbeat_interval)
+            continue
+        _run_trial(
+            study, trial, config, objective, optuna_storage=optuna_storage, storage=storage,
+            finished=finished, total=total, worker=worker, emit=emit,
+        )
+    summary = summarize(study, config)
+    emit(StudyDone(name, summary, worker))
+    return summary
+
+
+def _run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SearchConfig,
+    objective: Objective,
+    *,
+    optuna_storage: Any,
+    storage: Storage,
+    finished: int,
+    total: int,
+    worker: int,
+    emit: EventCallback,
+) -> None:
+    role = str(trial.user_attrs.get(ROLE_ATTR, "search"))
+    schedule = suggest_schedule(trial, config.space)
+    emit(TrialStarted(study.study_name, trial.number, schedule.to_dict(), role, finished, total,
+                      worker))
+    last_rung = len(config.rungs) - 1
+
+    def report(rung_index: int, num_samples: int, value: float) -> None:
+        trial.report(value, num_samples)
+        emit(RungDone(study.study_name, trial.number, rung_index, num_samples, value, worker))
+        # The baseline is asked too, so the pruner counts it at each rung, but it is never
+        # stopped: every study must measure its own baseline at full N.
+        stop = rung_index < last_rung and config.pruning and trial.should_prune()
+        if stop and role != "baseline":
+            raise optuna.TrialPruned(
+                f"pruned after rung {rung_index} (N = {num_samples}, value {value:.4g})"
+            )
+
+    start = time.monotonic()
+    state, value, reason = TrialState.COMPLETE, None, ""
+    with get_heartbeat_thread(trial._trial_id, optuna_storage):
+        try:
+            evaluation = objective.evaluate(schedule, report=report)
+            value = float(evaluation.value)
+            if not math.isfinite(value):
+                raise NonFiniteSampleError(f"the objective returned {value}")
+            trial.set_user_attr("num_samples", int(evaluation.num_samples))
+            trial.set_user_attr("rung_values", [list(rv) for rv in evaluation.rung_values])
+            for attr in ("seconds_sampling", "seconds_features", "seconds_total"):
+                trial.set_user_attr(attr, float(getattr(evaluation, attr)))
+        except optuna.TrialPruned as e:
+            state, reason = TrialState.PRUNED, str(e)
+        except NonFiniteSampleError as e:
+            state, reason = TrialState.FAIL, f"non-finite samples: {e}"
+            trial.set_user_attr("failure", reason)
+            trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
+        except KeyboardInterrupt:
+            _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted")
+            raise
+        except BaseException as e:
+            reason = f"{type(e).__name__}: {e}"
+            trial.set_user_attr("failure", reason[:2000])
+            trial.set_user_attr(FAILURE_KIND_ATTR, "error")
+            _tell(study, trial, state=TrialState.FAIL)
+            raise
+    seconds = time.monotonic() - start
+    told = _tell(study, trial, state=state, value=value if state == TrialState.COMPLETE else None)
+    if not told:
+        state, reason = TrialState.FAIL, "declared stale by another worker and re-queued"
+    if state == TrialState.COMPLETE:
+        update_front(storage, study, config)
+    summary = summarize(study, config)
+    emit(
+        TrialFinished(
+            study.study_name, trial.number,
+            {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed"),
+            value, schedule.to_dict(), summary.best_value, summary.baseline_value,
+            summary.finished, total, seconds, reason, worker,
+        )
+    )
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, *, state: TrialState, value: float | None = None
+) -> bool:
+    """Tell the trial's end; False if it had already been failed as stale by another worker."""
+    try:
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    except ValueError as e:
+        if "finished" in str(e).lower():
+            return False
+        raise
+    return True
+
+
+def _fail_and_requeue(
+    study: optuna.Study, trial: optuna.Trial, optuna_storage: Any, reason: str, kind: str
+) -> None:
+    try:
+        trial.set_user_attr("failure", reason)
+        trial.set_user_attr(FAILURE_KIND_ATTR, kind)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if _tell(study, trial, state=TrialState.FAIL):
+        _requeue(study, optuna_storage.get_trial(trial._trial_id))

@@ -1,0 +1,88 @@
+"""Shared by the tuner, storage and CLI tests: the demo model, tiny rungs, PostgreSQL schemas."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "skiptune" / "assets" / "demo_unet.pt"
+TINY = {"rungs": (16, 32)}                  # about one second per trial at 3 NFE on one core
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FAST_HEARTBEAT = {"heartbeat_interval": 1, "grace_period": 3}
+
+_demo_db: dict[str, Path] = {}
+
+
+def demo_database(root: Path) -> Path:
+    """A database holding a finished search of the demo model at 3 and 5 NFE (run once)."""
+    if "path" not in _demo_db:
+        from skiptune.tuner import search
+
+        torch.set_num_threads(1)
+        path = root / "demo.db"
+        search(DEMO, nfe=[3, 5], db=path, trials=5, device="cpu", objective_options=TINY,
+               **FAST_HEARTBEAT)
+        _demo_db["path"] = path
+    return _demo_db["path"]
+
+
+def perturbed_checkpoint(path: Path) -> Path:
+    """A copy of the demo checkpoint with one weight nudged: other weights, other fingerprint."""
+    payload = torch.load(DEMO, map_location="cpu", weights_only=True)
+    name = next(iter(payload["ema"]))
+    payload["ema"][name] = payload["ema"][name] + 1e-3
+    torch.save(payload, path)
+    return path
+
+
+def pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test",
+                             connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, as a URL whose search_path points at it."""
+    import psycopg
+
+    schema = f"skiptune_test_{uuid.uuid4().hex[:12]}"
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for a skiptune subprocess run from this source tree, on one CPU thread."""
+    env = dict(os.environ)
+    paths = [str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env.update(PYTHONPATH=os.pathsep.join(paths), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return env
+
+
+def search_command(*args: str) -> list[str]:
+    """argv that runs ``skiptune-search ARGS`` with this interpreter and source tree."""
+    return [sys.executable, "-c", "from skiptune.cli import search_main; search_main()", *args]
+
+
+def start_search(*args: str, **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen(search_command(*args), env=cli_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)

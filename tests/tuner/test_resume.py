@@ -1,0 +1,109 @@
+"""A search killed with SIGKILL mid-trial resumes to its exact total, losing nothing."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from skiptune.storage import open_storage
+from skiptune.tuner import SearchConfig, list_studies
+from skiptune.tuner._results import front_points_of
+from tests.tuner.helpers import DEMO, cli_env, search_command, start_search
+
+pytestmark = pytest.mark.slow
+
+STUDY = "skiptune-demo_unet-heun-nfe3"
+
+
+def _states(db: Path) -> list[tuple[int, str]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as connection:
+        try:
+            return connection.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+        except sqlite3.OperationalError:
+            return []                      # tables not created yet
+
+
+def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    args = ("--model", str(DEMO), "--nfe", "3", "--trials", "7", "--rungs", "16,32",
+            "--db", str(db), "--device", "cpu", "--heartbeat", "1", "--grace", "3", "--quiet")
+    process = start_search(*args)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        states = _states(db)
+        finished = [n for n, s in states if s in ("COMPLETE", "PRUNED")]
+        running = [n for n, s in states if s == "RUNNING"]
+        if len(finished) >= 3 and running:
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    else:
+        pytest.fail("the search did not reach three finished trials in time")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    storage = open_storage(db)
+    before = {t.number: t for t in optuna.load_study(
+        study_name=STUDY, storage=storage.optuna_storage()).get_trials()}
+    killed = [n for n, t in before.items() if t.state == TrialState.RUNNING]
+    kept = {n: t.value for n, t in before.items() if t.state in (TrialState.COMPLETE,
+                                                                  TrialState.PRUNED)}
+    assert len(killed) == 1 and len(kept) >= 3
+
+    rerun = subprocess.run(search_command(*args), env=cli_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+
+    study = optuna.load_study(study_name=STUDY, storage=storage.optuna_storage())
+    trials = {t.number: t for t in study.get_trials()}
+    finished = [t for t in trials.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 7
+    assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+    assert {n: trials[n].value for n in kept} == kept              # nothing finished was lost
+    assert trials[killed[0]].state == TrialState.FAIL              # the zombie was failed...
+    retried = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed[0]]
+    assert len(retried) == 1 and retried[0].params == trials[killed[0]].params   # ...and re-run
+    assert retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    expected = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
+    stored = {(r.kind, r.value, r.trial_number) for r in storage.front_records()}
+    assert stored == expected
+    (summary,) = list_studies(storage)
+    assert summary.finished == summary.trials_total == 7 and summary.running == 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(
+    stop: signal.Signals, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    process = start_search("--model", str(DEMO), "--nfe", "3", "--trials", "5", "--rungs",
+                           "16,64", "--no-pruning", "--db", str(db), "--device", "cpu",
+                           "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = _states(db)
+        if any(s == "COMPLETE" for _, s in states) and any(s == "RUNNING" for _, s in states):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)                        # well inside the trial's two seconds of sampling
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("error: interrupted")
+    assert "rerun the same command" in err and "Traceback" not in err
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(db).optuna_storage())
+    trials = study.get_trials()
+    (interrupted,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted.user_attrs["failure_kind"] == "interrupted"
+    (queued,) = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted.number]
+    assert queued.state == TrialState.WAITING and queued.params == interrupted.params
