@@ -9,6 +9,8 @@ automatically and applies it in one call::
     with skiptune.skip_tuning(model, skiptune.RhoSchedule(rho_bottom=0.6)):
         images = skiptune.sample(model, skiptune.initial_noise(16, model.image_shape, seed=0),
                                  sampler="heun", nfe=9)
+
+or, with what a search stored: ``skiptune.best_schedule("skiptune.db", model, nfe=9)``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from skiptune.sampling import (
 )
 from skiptune.schedule import SHAPES, RhoSchedule
 from skiptune.skips import skip_tuning
+from skiptune.tuner import best_schedule, load_exported
 
 __version__ = "0.1.0"
 
@@ -56,8 +59,10 @@ __all__ = [
     "TunableModel",
     "UNetConfig",
     "__version__",
+    "best_schedule",
     "initial_noise",
     "karras_sigmas",
+    "load_exported",
     "load_model",
     "nfe_for_steps",
     "sample",

@@ -12,7 +12,7 @@ import sqlalchemy
 from skiptune.errors import StorageError
 from skiptune.storage import SCHEMA_VERSION, FrontRecord, Storage, mask_url, open_storage
 from skiptune.storage import _storage as storage_module
-from tests.tuner.helpers import pg_available, pg_schema
+from tests.tuner.helpers import pg_schema, require_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,8 +20,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "study.db")
         return
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    require_postgres()
     with pg_schema() as schema_url:
         yield schema_url
 

@@ -54,6 +54,18 @@ def pg_available() -> bool:
         return False
 
 
+def require_postgres() -> None:
+    """Skip a PostgreSQL test where no server runs; fail it in CI (SKIPTUNE_REQUIRE_POSTGRES=1)."""
+    import pytest
+
+    if pg_available():
+        return
+    message = "PostgreSQL is not reachable at 127.0.0.1:5432"
+    if os.environ.get("SKIPTUNE_REQUIRE_POSTGRES") == "1":
+        pytest.fail(message + " and SKIPTUNE_REQUIRE_POSTGRES=1")
+    pytest.skip(message)
+
+
 @contextlib.contextmanager
 def pg_schema() -> Iterator[str]:
     """A fresh PostgreSQL schema for one test, as a URL whose search_path points at it."""

@@ -12,15 +12,14 @@ from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
 from skiptune.tuner import list_studies
-from tests.tuner.helpers import DEMO, pg_available, pg_schema, start_search
+from tests.tuner.helpers import DEMO, pg_schema, require_postgres, start_search
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    require_postgres()
     with pg_schema() as url:
         yield url
 
