@@ -138,7 +138,7 @@ def _retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                 if not _is_transient(e):
                     raise                     # a bad password or database: say so at once
                 elapsed = time.monotonic() - started
-                if elapsed + delay > seconds:
+                if elapsed >= seconds:
                     where = f"{engine.url.host or 'localhost'}:{engine.url.port or 'default port'}"
                     raise StorageError(
                         f"cannot reach the database {display} ({_first_line(e, engine.url)}) "
@@ -146,8 +146,9 @@ def _retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                         f"s; check that the server runs and accepts connections at {where} "
                         f"(host, port, firewall), or set {RETRY_ENV} to wait longer"
                     ) from None
-                # Jitter: workers that lost the server together do not return in lockstep.
-                time.sleep(delay * random.uniform(0.75, 1.25))
+                # Jitter: workers that lost the server together do not return in lockstep;
+                # the last wait is cut short so that the total stays within ``seconds``.
+                time.sleep(min(delay * random.uniform(0.75, 1.25), seconds - elapsed))
                 delay = min(2 * delay, _MAX_DELAY_S)
         raise AssertionError("unreachable")
 

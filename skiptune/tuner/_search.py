@@ -162,6 +162,9 @@ def search(
     studies = [prepare_study(storage, config)[0] for config, _objective in plans]
     options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
     if workers == 1:
+        # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
+        # storage); closing it keeps a worker at 4 server connections instead of 6.
+        storage.dispose()
         with sigterm_as_interrupt():
             return [
                 run_study(storage, config, objective, on_event=on_event, **options)
