@@ -139,7 +139,7 @@ def _retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                     raise                     # a bad password or database: say so at once
                 elapsed = time.monotonic() - started
                 if elapsed >= seconds:
-                    where = f"{engine.url.host or 'localhost'}:{engine.url.port or 'default port'}"
+                    where = _host_port(engine.url)
                     raise StorageError(
                         f"cannot reach the database {display} ({_first_line(e, engine.url)}) "
                         f"after {attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} "
@@ -151,6 +151,12 @@ def _retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                 time.sleep(min(delay * random.uniform(0.75, 1.25), seconds - elapsed))
                 delay = min(2 * delay, _MAX_DELAY_S)
         raise AssertionError("unreachable")
+
+
+def _host_port(url: URL) -> str:
+    """``host:port`` the driver dials (the backend's usual port when the URL names none)."""
+    port = url.port or {"postgresql": 5432, "mysql": 3306}.get(url.get_backend_name())
+    return f"{url.host or 'localhost'}{f':{port}' if port else ''}"
 
 
 def _resolve_retry_seconds(value: float | None) -> float:
@@ -276,6 +282,27 @@ class Storage:
             storage.engine.dispose()
         self._optuna_storages.clear()
 
+    def database_error(self, error: BaseException) -> StorageError:
+        """``error`` from the database (or Optuna's wrapping of it) as one StorageError line.
+
+        A connection lost mid-query says so and how to go on; anything else names the URL
+        and the driver's first line. Never a password.
+        """
+        cause = error
+        if not isinstance(error, sqlalchemy.exc.SQLAlchemyError) and error.__cause__ is not None:
+            cause = error.__cause__               # Optuna's StorageInternalError wraps the driver's
+        reason = _first_line(cause, self.url)
+        lost = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
+            cause.connection_invalidated or _is_transient(cause.orig)
+        )
+        if lost:
+            return StorageError(
+                f"lost the connection to the database {self.display_url} ({reason}); check that "
+                "the server runs and is reachable, then rerun the same command to resume "
+                "(finished trials are kept)"
+            )
+        return StorageError(f"database error in {self.display_url}: {reason}")
+
     # -- transactions and locks ------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -287,9 +314,7 @@ class Storage:
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StorageError(
-                f"database error in {self.display_url}: {_first_line(e, self.url)}"
-            ) from None
+            raise self.database_error(e) from None
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -311,9 +336,7 @@ class Storage:
                 )
                 yield
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StorageError(
-                f"database error in {self.display_url}: {_first_line(e, self.url)}"
-            ) from None
+            raise self.database_error(e) from None
 
     def _ensure_lock_row(self, name: str) -> None:
         with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.session() as session:

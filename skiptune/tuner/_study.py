@@ -10,20 +10,20 @@ from __future__ import annotations
 import copy
 import datetime
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 import optuna
 import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from skiptune._failpoints import failpoint
-from skiptune.errors import ConfigurationError, NonFiniteSampleError
+from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner._config import SearchConfig, config_differences, describe_differences
@@ -80,6 +80,34 @@ def _quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+@contextmanager
+def _heartbeats(optuna_storage: Any, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while the block runs, as optimize() does.
+
+    Unlike Optuna's heartbeat thread, one that cannot be written is skipped, not raised with a
+    traceback: a database that went away is reported once, by the main thread, and a trial
+    that misses heartbeats is at worst failed as stale and re-queued.
+    """
+    interval = optuna_storage.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with suppress(SkiptuneError, optuna.exceptions.OptunaError,
+                          sqlalchemy.exc.SQLAlchemyError):
+                optuna_storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"skiptune-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def effective_total(config: SearchConfig) -> int:
@@ -318,7 +346,7 @@ def _run_trial(
 
     start = time.monotonic()
     state, value, reason = TrialState.COMPLETE, None, ""
-    with get_heartbeat_thread(trial._trial_id, optuna_storage):
+    with _heartbeats(optuna_storage, trial._trial_id):
         try:
             evaluation = objective.evaluate(schedule, report=report)
             value = float(evaluation.value)

@@ -44,7 +44,7 @@ from tests.tuner.helpers import DEMO, pg_schema, require_postgres
 pytestmark = pytest.mark.slow
 
 REFERENCE_IMAGES = 300          # two batches of reference features, so a kill can fall between
-TOTAL = 20
+TOTAL = 16
 
 # Where each run dies, in order. "random" is a SIGKILL from the test 0–1.5 s (seeded) into
 # the run's trials;

@@ -51,6 +51,7 @@ class _Proxy:
             self.port = probe.getsockname()[1]
         self._sockets: list[socket.socket] = []
         self._running = threading.Event()
+        self._lock = threading.Lock()                    # stop() cannot miss a new connection
         self.accepted = 0
 
     def start(self) -> None:
@@ -65,12 +66,13 @@ class _Proxy:
 
     def stop(self) -> None:
         """Close the port and cut every connection, as a restarting server does."""
-        self._running.clear()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self._sockets = []
+        with self._lock:
+            self._running.clear()
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets = []
 
     def restart_in(self, seconds: float) -> None:
         self.stop()
@@ -84,9 +86,13 @@ class _Proxy:
                 continue
             except OSError:
                 return
-            self.accepted += 1
-            server = socket.create_connection(("127.0.0.1", 5432))
-            self._sockets += [client, server]
+            with self._lock:
+                if not self._running.is_set():
+                    client.close()
+                    return
+                self.accepted += 1
+                server = socket.create_connection(("127.0.0.1", 5432))
+                self._sockets += [client, server]
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
@@ -140,3 +146,39 @@ def test_a_server_that_answers_no_is_not_retried() -> None:
         open_storage("postgresql+psycopg://postgres@127.0.0.1:5432/skiptune_no_such_db",
                      retry_seconds=30)
     assert time.monotonic() - started < 5                # a refusal by the server is final
+
+
+def test_a_server_gone_mid_search_ends_it_with_one_line(proxied_url: tuple[str, _Proxy]) -> None:
+    url, proxy = proxied_url
+    proxy.start()
+    direct = sqlalchemy.create_engine(url.replace(f":{proxy.port}/", ":5432/"))
+    search = subprocess.Popen(
+        search_command("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "30",
+                       "--db", url, "--device", "cpu", "--heartbeat", "1", "--quiet"),
+        env={**cli_env(), "SKIPTUNE_DB_RETRY_SECONDS": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _complete_trials(direct):                  # mid-search: one trial done
+        assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+        time.sleep(0.1)
+    proxy.stop()                                         # and the server is gone for good
+    _, err = search.communicate(timeout=120)
+    direct.dispose()
+    assert search.returncode == 1
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err   # not a thread's
+    line = err.strip()
+    # Cut mid-query, or refused when reconnecting: which one depends on the moment.
+    assert line.startswith(("error: lost the connection to the database postgresql+psycopg://",
+                            "error: cannot reach the database postgresql+psycopg://")), line
+    assert "rerun the same command" in line or "SKIPTUNE_DB_RETRY_SECONDS" in line
+
+
+def _complete_trials(engine: sqlalchemy.Engine) -> int:
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text(
+                "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+            )).scalar_one()
+    except sqlalchemy.exc.ProgrammingError:
+        return 0                                         # Optuna's tables not there yet
