@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError
 from skiptune.models._base import TunableModel
 from skiptune.objectives._cache import StatisticsCache
@@ -297,7 +298,9 @@ class ProxyObjective:
                         schedule_exponent=config.schedule_exponent,
                     )
                     tock = time.perf_counter()
-                    chunks.append(np.asarray(self.extractor(images), dtype=np.float64))
+                    features = np.asarray(self.extractor(images), dtype=np.float64)
+                    failpoint("features-batch")
+                    chunks.append(features)
                     seconds_sampling += tock - tick
                     seconds_features += time.perf_counter() - tock
                     done += count

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
@@ -245,6 +246,7 @@ def _folder_features(
         for batch in _image_batches(files, batch_size=_FOLDER_BATCH):
             features = extractor(batch)
             running.add(features)
+            failpoint("reference-batch")
             if keep_features:
                 chunks.append(np.asarray(features, dtype=np.float32))
             bar.advance(task, len(batch))

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import torch
 
+from skiptune._failpoints import armed, failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
 from skiptune.sampling.solvers import SAMPLERS, SamplerCallback, get_sampler
@@ -77,9 +78,14 @@ def sample(
     """
     spec = get_sampler(sampler)
     sigmas = sigma_grid(model, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent)
+    denoise = model.denoise
+    if armed("sampling-step"):         # fault-injection tests only: die inside the solver
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            failpoint("sampling-step")
+            return model.denoise(x, sigma)
     with torch.no_grad():
         x = noise.to(model.device) * sigmas[0].item()
-        images = spec.fn(model.denoise, x, sigmas, callback=callback)
+        images = spec.fn(denoise, x, sigmas, callback=callback)
     if not bool(torch.isfinite(images).all()):
         raise NonFiniteSampleError(
             f"{spec.name} at {nfe} NFE produced NaN or infinite values; check the model and "

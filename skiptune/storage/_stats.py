@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy
 
+from skiptune._failpoints import failpoint
 from skiptune.errors import StorageError
 from skiptune.storage._models import ReferenceStatisticsRow, utcnow
 
@@ -71,6 +72,8 @@ class DatabaseStatisticsCache:
                 else:
                     for name, value in values.items():
                         setattr(row, name, value)
+                session.flush()
+                failpoint("stats-put")     # the row is written, not yet committed
         except sqlalchemy.exc.IntegrityError:
             # Another worker inserted the same key first; its statistics are the same numbers.
             return

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
+import math
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
+from skiptune._failpoints import failpoint
 from skiptune.errors import StorageError
 from skiptune.storage._models import (
     SCHEMA_VERSION,
@@ -38,6 +43,10 @@ __all__ = ["MIGRATIONS", "FrontRecord", "RunRecord", "Storage", "open_storage"]
 MIGRATIONS: dict[int, Callable[[sqlalchemy.Connection], None]] = {}
 
 _SQLITE_BUSY_TIMEOUT_S = 60.0     # wait this long for another writer before "database is locked"
+RETRY_ENV = "SKIPTUNE_DB_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 15.0      # how long a refused connection is retried (a server restart)
+_CONNECT_TIMEOUT_S = 10           # one attempt on a silent host, instead of the OS's minutes
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 4.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,89 @@ class FrontRecord:
     on_front: bool = False
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, url: URL | None = None) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    if url is not None and url.password:
+        line = line.replace(str(url.password), "***")   # drivers may echo what they were given
+    return line
+
+
+# Transient failures to connect: the server is down, restarting, or briefly full. SQLSTATE
+# class 08 is "connection exception", 57P03 "cannot connect now", 53300 "too many
+# connections". Client-side failures (refused, timed out) carry no SQLSTATE, only text.
+_TRANSIENT_SQLSTATES = ("08", "57P03", "53300")
+_TRANSIENT_TEXT = (
+    "connection refused", "timeout expired", "timed out", "could not connect",
+    "server closed the connection", "no route to host", "network is unreachable",
+    "is starting up", "is shutting down", "too many clients", "connection reset",
+)
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Whether a failed connection attempt may succeed if retried (not a bad password)."""
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if sqlstate:
+        return str(sqlstate).startswith(_TRANSIENT_SQLSTATES)
+    text = str(error).lower()
+    return any(fragment in text for fragment in _TRANSIENT_TEXT)
+
+
+def _retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
+    """Retry ``engine``'s refused connections with exponential backoff for up to ``seconds``.
+
+    Every new connection goes through this, at start and whenever the pool replaces one
+    (``pool_pre_ping`` finds it dead), so a server that restarts mid-search is waited for.
+    When time runs out: one StorageError naming the masked URL and what to check.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        started = time.monotonic()
+        delay = _FIRST_DELAY_S
+        for attempt in itertools.count(1):
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.Error as e:
+                if not _is_transient(e):
+                    raise                     # a bad password or database: say so at once
+                elapsed = time.monotonic() - started
+                if elapsed >= seconds:
+                    where = _host_port(engine.url)
+                    raise StorageError(
+                        f"cannot reach the database {display} ({_first_line(e, engine.url)}) "
+                        f"after {attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} "
+                        f"s; check that the server runs and accepts connections at {where} "
+                        f"(host, port, firewall), or set {RETRY_ENV} to wait longer"
+                    ) from None
+                # Jitter: workers that lost the server together do not return in lockstep;
+                # the last wait is cut short so that the total stays within ``seconds``.
+                time.sleep(min(delay * random.uniform(0.75, 1.25), seconds - elapsed))
+                delay = min(2 * delay, _MAX_DELAY_S)
+        raise AssertionError("unreachable")
+
+
+def _host_port(url: URL) -> str:
+    """``host:port`` the driver dials (the backend's usual port when the URL names none)."""
+    port = url.port or {"postgresql": 5432, "mysql": 3306}.get(url.get_backend_name())
+    return f"{url.host or 'localhost'}{f':{port}' if port else ''}"
+
+
+def _resolve_retry_seconds(value: float | None) -> float:
+    """Seconds to retry refused connections: ``value``, else $SKIPTUNE_DB_RETRY_SECONDS, or 15."""
+    if value is None:
+        text = os.environ.get(RETRY_ENV, "").strip()
+        if not text:
+            return DEFAULT_RETRY_SECONDS
+        try:
+            value = float(text)
+        except ValueError:
+            raise StorageError(
+                f"{RETRY_ENV} must be a number of seconds such as 15, got {text!r}"
+            ) from None
+    if not math.isfinite(value) or value < 0:
+        raise StorageError(f"the connection retry time must be ≥ 0 seconds, got {value}")
+    return float(value)
 
 
 class Storage:
@@ -100,14 +189,18 @@ class Storage:
         *,
         pool_size: int,
         max_overflow: int,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
         self.url = url
         self.display_url = mask_url(url)
         self.pool_size = pool_size
         self.max_overflow = max_overflow
+        self.retry_seconds = retry_seconds
         self.engine = sqlalchemy.create_engine(url, **self.engine_kwargs())
         if self.is_sqlite:
             _make_sqlite_transactions_immediate(self.engine)
+        else:
+            _retry_connections(self.engine, seconds=retry_seconds, display=self.display_url)
         self._thread_lock = threading.Lock()
         self._optuna_storages: dict[tuple[int | None, int | None], Any] = {}
         self.statistics_cache = DatabaseStatisticsCache(self)
@@ -124,14 +217,23 @@ class Storage:
         SQLite: a busy timeout, so a writer waits for another instead of failing at once.
         Other backends: a small pool (each worker holds a few connections: its own, Optuna's
         and the heartbeat thread's) and ``pool_pre_ping`` to survive dropped connections.
+        PostgreSQL also gets a connect timeout and ``application_name`` ``skiptune-<pid>``
+        (so ``pg_stat_activity`` shows whose connections they are), unless the URL sets them.
         """
         if self.is_sqlite:
             return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
-        return {
+        kwargs: dict[str, Any] = {
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
             "pool_pre_ping": True,
         }
+        if self.url.get_backend_name() == "postgresql":
+            defaults = {"connect_timeout": _CONNECT_TIMEOUT_S,
+                        "application_name": f"skiptune-{os.getpid()}"}
+            kwargs["connect_args"] = {
+                key: value for key, value in defaults.items() if key not in self.url.query
+            }
+        return kwargs
 
     def optuna_storage(
         self,
@@ -165,8 +267,11 @@ class Storage:
                 )
         except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
             raise StorageError(
-                f"cannot open Optuna's tables in {self.display_url}: {_first_line(e)}"
+                f"cannot open Optuna's tables in {self.display_url}: {_first_line(e, self.url)}"
             ) from None
+        if not self.is_sqlite:
+            _retry_connections(storage.engine, seconds=self.retry_seconds,
+                               display=self.display_url)
         self._optuna_storages[key] = storage
         return storage
 
@@ -176,6 +281,27 @@ class Storage:
         for storage in self._optuna_storages.values():
             storage.engine.dispose()
         self._optuna_storages.clear()
+
+    def database_error(self, error: BaseException) -> StorageError:
+        """``error`` from the database (or Optuna's wrapping of it) as one StorageError line.
+
+        A connection lost mid-query says so and how to go on; anything else names the URL
+        and the driver's first line. Never a password.
+        """
+        cause = error
+        if not isinstance(error, sqlalchemy.exc.SQLAlchemyError) and error.__cause__ is not None:
+            cause = error.__cause__               # Optuna's StorageInternalError wraps the driver's
+        reason = _first_line(cause, self.url)
+        lost = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
+            cause.connection_invalidated or _is_transient(cause.orig)
+        )
+        if lost:
+            return StorageError(
+                f"lost the connection to the database {self.display_url} ({reason}); check that "
+                "the server runs and is reachable, then rerun the same command to resume "
+                "(finished trials are kept)"
+            )
+        return StorageError(f"database error in {self.display_url}: {reason}")
 
     # -- transactions and locks ------------------------------------------------------------
 
@@ -188,7 +314,7 @@ class Storage:
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StorageError(f"database error in {self.display_url}: {_first_line(e)}") from None
+            raise self.database_error(e) from None
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -210,7 +336,7 @@ class Storage:
                 )
                 yield
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StorageError(f"database error in {self.display_url}: {_first_line(e)}") from None
+            raise self.database_error(e) from None
 
     def _ensure_lock_row(self, name: str) -> None:
         with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.session() as session:
@@ -308,6 +434,7 @@ class Storage:
             for point in points:
                 session.add(_row_from_record(point))
             session.flush()
+            failpoint("front-write")       # old points deleted, new ones written, no commit
             rows = list(
                 session.scalars(
                     select(FrontPointRow)
@@ -484,6 +611,7 @@ def open_storage(
     pool_size: int = 2,          # connections kept open per process (servers only)
     max_overflow: int = 2,       # extra connections allowed at peaks (servers only)
     must_exist: bool = False,    # refuse to create a new SQLite file (for reading results)
+    retry_seconds: float | None = None,  # retry refused connections this long (servers only)
 ) -> Storage:
     """Open (creating if needed) the study database and skiptune's tables in it.
 
@@ -491,6 +619,10 @@ def open_storage(
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``)
             or a plain file path, which means SQLite; None means ``./skiptune.db``.
         must_exist: raise StorageError instead of creating a SQLite file that is not there.
+        retry_seconds: a server that refuses connections (down, restarting, full) is retried
+            with exponential backoff (0.25 s doubling to 4 s, jittered) for this long, at
+            start and whenever a connection is replaced; default $SKIPTUNE_DB_RETRY_SECONDS
+            or 15. 0 tries once.
         pool_size, max_overflow: connection pool of a database server, per process. Each
             worker process opens two pools (skiptune's and Optuna's), so a server must allow
             about ``workers × 2 × (pool_size + max_overflow)`` connections.
@@ -508,8 +640,11 @@ def open_storage(
                 f"no database at {parsed.database!r}; run skiptune-search first, or pass the "
                 "database it wrote with --db"
             )
+    seconds = _resolve_retry_seconds(retry_seconds)
     try:
-        storage = Storage(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        storage = Storage(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, retry_seconds=seconds
+        )
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as e:
         raise StorageError(
             f"no database driver for {display} ({_first_line(e)}); for PostgreSQL install "
@@ -528,7 +663,7 @@ def open_storage(
         raise
     except sqlalchemy.exc.SQLAlchemyError as e:
         storage.dispose()
-        reason = _first_line(e)
+        reason = _first_line(e, parsed)
         if storage.is_sqlite and ("unable to open" in reason or "readonly" in reason):
             raise StorageError(
                 f"cannot write the database {parsed.database!r} ({reason}): its place is "

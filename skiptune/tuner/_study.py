@@ -7,19 +7,23 @@ before new work, and the stored front updated after each trial.
 
 from __future__ import annotations
 
+import copy
+import datetime
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 import optuna
+import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from skiptune.errors import ConfigurationError, NonFiniteSampleError
+from skiptune._failpoints import failpoint
+from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner._config import SearchConfig, config_differences, describe_differences
@@ -78,6 +82,34 @@ def _quiet_experimental() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _heartbeats(optuna_storage: Any, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while the block runs, as optimize() does.
+
+    Unlike Optuna's heartbeat thread, one that cannot be written is skipped, not raised with a
+    traceback: a database that went away is reported once, by the main thread, and a trial
+    that misses heartbeats is at worst failed as stale and re-queued.
+    """
+    interval = optuna_storage.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with suppress(SkiptuneError, optuna.exceptions.OptunaError,
+                          sqlalchemy.exc.SQLAlchemyError):
+                optuna_storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"skiptune-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def effective_total(config: SearchConfig) -> int:
     """The finished trials the study must reach; the grid optimizer stops at its grid's end."""
     if config.optimizer == "grid":
@@ -103,9 +135,15 @@ def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study,
             study = optuna.create_study(
                 study_name=name, storage=optuna_storage, direction="minimize"
             )
+            failpoint("study-created")
             study.set_user_attr(CONFIG_ATTR, requested)
             resumed = False
         stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored is None and not study.user_attrs and not study.get_trials(deepcopy=False):
+            # Creating the study and storing its configuration are two commits; a process
+            # killed between them leaves a bare study that nothing has measured in: finish it.
+            study.set_user_attr(CONFIG_ATTR, requested)
+            stored, resumed = requested, False
         if stored is None:
             raise ConfigurationError(
                 f"study {name} in {storage.display_url} was not created by skiptune; pass "
@@ -121,7 +159,10 @@ def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study,
         study.set_user_attr(TOTAL_ATTR, effective_total(config))
         if not study.user_attrs.get(SEEDED_ATTR):
             for params, role in queued_schedules(config.space):
-                study.enqueue_trial(params, user_attrs={ROLE_ATTR: role})
+                # Each enqueue is its own commit: after a kill midway, the rerun queues only
+                # the schedules still missing, so none is measured twice.
+                study.enqueue_trial(params, user_attrs={ROLE_ATTR: role}, skip_if_exists=True)
+                failpoint("study-seeding")
             study.set_user_attr(SEEDED_ATTR, True)
     storage.record_run(
         study_name=name,
@@ -203,6 +244,7 @@ def run_study(
         with storage.lock(f"study:{name}"):
             with _quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
+                _fail_trials_without_heartbeat(study, storage, optuna_storage, grace_period)
             finished, running = _counts(study)
             if first:
                 emit(StudyStarted(name, config.nfe, config.sampler, total, finished,
@@ -215,8 +257,10 @@ def run_study(
                     # optimize()'s ask/tell with the same heartbeat thread around each trial.
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
+                failpoint("trial-asked")
                 # A first heartbeat before the lock is released: a worker killed right now
-                # leaves a trial that goes stale, never one that stays RUNNING for ever.
+                # leaves a trial that goes stale, never one that stays RUNNING for ever
+                # (one killed just before it is caught by _fail_trials_without_heartbeat).
                 optuna_storage.record_heartbeat(trial._trial_id)
         if finished >= total:
             break
@@ -228,9 +272,46 @@ def run_study(
             study, trial, config, objective, optuna_storage=optuna_storage, storage=storage,
             finished=finished, total=total, worker=worker, emit=emit,
         )
+    # A worker killed between a trial's tell and its front update leaves the stored front
+    # behind the trials; the study's end (also a rerun that finds it done) brings it level.
+    update_front(storage, study, config)
     summary = summarize(study, config)
     emit(StudyDone(name, summary, worker))
     return summary
+
+
+def _fail_trials_without_heartbeat(
+    study: optuna.Study, storage: Storage, optuna_storage: Any, grace_period: int
+) -> None:
+    """Fail and re-queue RUNNING trials that never sent a heartbeat and began long ago.
+
+    Optuna's stale check passes over a trial with no heartbeat at all, and a worker killed
+    between ``ask()`` and its first heartbeat leaves exactly that: a trial that would hold a
+    slot of the total for ever. Call under the study's lock, where trials are asked.
+    """
+    now = datetime.datetime.now()          # Optuna stamps datetime_start with local time
+    old = {
+        t._trial_id: t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() > grace_period
+    }
+    if not old:
+        return
+    query = sqlalchemy.text(
+        "SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids"
+    ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
+    with storage.session() as session:
+        beating = set(session.scalars(query, {"ids": list(old)}))
+    retry = optuna_storage.get_heartbeat_stale_trial_callback()
+    for trial_id in sorted(set(old) - beating):
+        try:
+            if not optuna_storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue                      # another worker failed it first
+        if retry is not None:
+            retry(study, copy.deepcopy(optuna_storage.get_trial(trial_id)))
 
 
 def _run_trial(
@@ -265,7 +346,7 @@ def _run_trial(
 
     start = time.monotonic()
     state, value, reason = TrialState.COMPLETE, None, ""
-    with get_heartbeat_thread(trial._trial_id, optuna_storage):
+    with _heartbeats(optuna_storage, trial._trial_id):
         try:
             evaluation = objective.evaluate(schedule, report=report)
             value = float(evaluation.value)
@@ -275,6 +356,7 @@ def _run_trial(
             trial.set_user_attr("rung_values", [list(rv) for rv in evaluation.rung_values])
             for attr in ("seconds_sampling", "seconds_features", "seconds_total"):
                 trial.set_user_attr(attr, float(getattr(evaluation, attr)))
+            failpoint("trial-result")
         except optuna.TrialPruned as e:
             state, reason = TrialState.PRUNED, str(e)
         except NonFiniteSampleError as e:
@@ -292,6 +374,7 @@ def _run_trial(
             raise
     seconds = time.monotonic() - start
     told = _tell(study, trial, state=state, value=value if state == TrialState.COMPLETE else None)
+    failpoint("trial-told")
     if not told:
         state, reason = TrialState.FAIL, "declared stale by another worker and re-queued"
     if state == TrialState.COMPLETE:
