@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,11 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"model file {str(path)!r} is empty; pass a skiptune .pt checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():
+            # torch warns about a pickle protocol its safe loader may not fully support; the
+            # file is then read or refused in one line, and the warning would be a second.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(

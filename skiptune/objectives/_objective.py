@@ -128,7 +128,10 @@ class ObjectiveConfig:
                 f"rungs must be sample counts ≥ 2 such as (64, 256), got {rungs!r}"
             )
         if any(later <= earlier for earlier, later in itertools.pairwise(rungs)):
-            raise ConfigurationError(f"rungs must be strictly increasing, got {rungs!r}")
+            raise ConfigurationError(
+                f"rungs must be strictly increasing sample counts, got {rungs!r}; pass e.g. "
+                "(64, 256), each rung reusing the samples of the ones before"
+            )
         if not _whole(self.seed) or self.seed < 0:
             raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
         if not _whole(self.batch_size) or self.batch_size < 1:
