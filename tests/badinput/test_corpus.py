@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,9 +161,14 @@ def finished(tmp_path_factory: pytest.TempPathFactory, inputs: Path) -> Finished
     assert summary["finished"] == 1
     newer = inputs / "newer.db"
     shutil.copy(path, newer)
-    with sqlite3.connect(newer) as connection:
-        connection.execute("UPDATE skiptune_schema_version SET version = 99, "
-                           "skiptune_version = '9.9.9'")
+    connection = sqlite3.connect(newer)
+    try:
+        with connection:
+            connection.execute("UPDATE skiptune_schema_version SET version = 99, "
+                               "skiptune_version = '9.9.9'")
+    finally:
+        connection.close()       # the last connection folds the WAL into the file itself
+    assert not Path(f"{newer}-wal").exists()
     return Finished(path, float(summary["baseline_value"]))
 
 
@@ -312,13 +318,81 @@ CASES = [
 
 
 # -- running them ----------------------------------------------------------------------------
+#
+# Each case is a process of its own with its own stdin, stdout, stderr, folder and exit
+# status, running the console-script entry point; a traceback would reach its stderr as it
+# does a user's. To fit two shared cores, the processes are forked from one "zygote" that
+# imported skiptune (torch, Optuna, SQLAlchemy) once, a second saved per case; the zygote's
+# own start must print nothing, so an import that warns is caught as it would be in a fresh
+# interpreter. SKIPTUNE_CORPUS_FRESH=1 starts a fresh interpreter per case instead.
+
+FRESH = os.environ.get("SKIPTUNE_CORPUS_FRESH") == "1"
+Run = subprocess.CompletedProcess[str]
+
+_ZYGOTE = r"""
+import atexit, gc, json, os, sys, traceback
+
+import skiptune.cli, skiptune.objectives, skiptune.tuner   # what a search imports, once
+
+assert "diffusers" not in sys.modules                      # a case hides it behind a shim
+
+
+def run(job):
+    # The command's own stdin, stdout, stderr, folder and argv, then its entry point,
+    # ending as the interpreter would: a SystemExit's code, or a traceback and 1.
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    os.chdir(job["cwd"])
+    sys.path[:0] = job["path"]
+    sys.argv = job["argv"]
+    try:
+        (skiptune.cli.main if job["group"] else skiptune.cli.search_main)()
+        return 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+print("ready", flush=True)
+pending = [json.loads(line) for line in sys.stdin]
+running = {}
+while pending or running:
+    while pending and len(running) < 2:
+        job = pending.pop(0)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = run(job)
+            # What an interpreter's exit does that matters here: exit handlers, finalizers
+            # (a dropped SQLite connection folds its WAL back), flushed streams; without the
+            # slow tear-down of every module.
+            atexit._run_exitfuncs()
+            gc.collect()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        running[pid] = job["id"]
+    pid, status = os.wait()
+    print(json.dumps({"id": running.pop(pid), "code": os.waitstatus_to_exitcode(status)}),
+          flush=True)
+"""
 
 
 @dataclass
-class Outcome:
-    result: subprocess.CompletedProcess[str] | None
+class Prepared:
+    """A case ready to run: its folder (the database in it) hashed, its arguments filled in."""
+
+    case: Case
+    folder: Path
+    argv: list[str]                      # after the program name
     before: dict[str, str]
-    after: dict[str, str]
+    pythonpath: Path | None
     skipped: str | None = None
 
 
@@ -355,50 +429,99 @@ def _make_writable(folder: Path) -> None:
         path.chmod(0o644)
 
 
-def _run_case(case: Case, *, root: Path, inputs: Path, finished: Finished) -> Outcome:
+def _prepare(case: Case, *, root: Path, inputs: Path, finished: Finished) -> Prepared:
     folder = root / case.id
     folder.mkdir()
     if case.db in ("finished", "read-only"):
         db = str(folder / "skiptune.db")
-        shutil.copy(finished.path, db)
+        # The database and the lock file its search left beside it, as a user has them.
+        for source in finished.path.parent.glob(f"{finished.path.name}*"):
+            shutil.copy(source, folder / source.name)
     elif case.db.startswith("copy:"):
         db = str(folder / case.db.removeprefix("copy:"))
         shutil.copy(inputs / case.db.removeprefix("copy:"), db)
     else:
         db = case.db.format(inputs=inputs)
     argv = [arg.format(inputs=inputs, demo=DEMO) for arg in case.argv] + ["--db", db]
-    command = ([sys.executable, "-m", "skiptune.cli", "search", *argv] if case.group
-               else search_command(*argv))
     skipped = _make_read_only(folder) if case.db == "read-only" else None
-    before = _snapshot(folder)
-    try:
-        if skipped:
-            return Outcome(None, before, before, skipped)
-        result = _run(command, cwd=folder,
-                      pythonpath=inputs / case.shim if case.shim else None)
-        return Outcome(result, before, _snapshot(folder))
-    finally:
-        if case.db == "read-only":
-            _make_writable(folder)
+    return Prepared(case, folder, argv, _snapshot(folder),
+                    inputs / case.shim if case.shim else None, skipped)
+
+
+def _run_fresh(prepared: Prepared) -> Run:
+    argv = prepared.argv
+    command = ([sys.executable, "-m", "skiptune.cli", "search", *argv] if prepared.case.group
+               else search_command(*argv))
+    return _run(command, cwd=prepared.folder, pythonpath=prepared.pythonpath)
+
+
+def _run_forked(batch: list[Prepared], root: Path) -> dict[str, Future[Run]]:
+    """Run ``batch`` in processes forked from one zygote, two at a time."""
+    output = root / "_output"
+    output.mkdir()
+    zygote_stderr = output / "zygote.stderr"
+    env = cli_env()
+    env["SKIPTUNE_CACHE_DIR"] = str(root / "cache")
+    with zygote_stderr.open("w") as stderr:
+        zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE], env=env, cwd=root,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
+    assert zygote.stdout is not None and zygote.stdin is not None
+    assert zygote.stdout.readline() == "ready\n", zygote_stderr.read_text()
+    assert zygote_stderr.read_text() == "", "importing skiptune printed something"
+    futures: dict[str, Future[Run]] = {}
+    for prepared in batch:
+        name = prepared.case.id
+        program = ["skiptune", "search"] if prepared.case.group else ["skiptune-search"]
+        job = {"id": name, "argv": [*program, *prepared.argv], "group": prepared.case.group,
+               "cwd": str(prepared.folder), "stdout": str(output / f"{name}.out"),
+               "stderr": str(output / f"{name}.err"),
+               "path": [str(prepared.pythonpath)] if prepared.pythonpath else []}
+        zygote.stdin.write(json.dumps(job) + "\n")
+        futures[name] = Future()
+    zygote.stdin.close()
+
+    def collect() -> None:
+        assert zygote.stdout is not None
+        for line in zygote.stdout:
+            done = json.loads(line)
+            name = done["id"]
+            futures[name].set_result(Run(
+                [name], done["code"], (output / f"{name}.out").read_text(),
+                (output / f"{name}.err").read_text()))
+        zygote.wait()
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(RuntimeError(f"the zygote died: {zygote_stderr.read_text()}"))
+
+    threading.Thread(target=collect, daemon=True).start()
+    return futures
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             inputs: Path, finished: Finished) -> Iterator[dict[str, Future[Outcome]]]:
-    """Start every selected case, two at a time; each test waits for its own."""
+             inputs: Path, finished: Finished) -> Iterator[dict[str, tuple[Prepared, Future[Run]]]]:
+    """Start every selected case; each test waits for its own."""
     selected = [
         item.callspec.params["case"] for item in request.session.items
         if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)
     ]
     root = tmp_path_factory.mktemp("cases")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {
-            case.id: pool.submit(_run_case, case, root=root, inputs=inputs, finished=finished)
-            for case in selected if case.skip is None
-        }
-        yield futures
-        for future in futures.values():
-            future.cancel()
+    prepared = [_prepare(case, root=root, inputs=inputs, finished=finished)
+                for case in selected if case.skip is None]
+    runnable = [p for p in prepared if p.skipped is None]
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        if FRESH:
+            running = {p.case.id: pool.submit(_run_fresh, p) for p in runnable}
+        else:
+            running = _run_forked(runnable, root)
+        yield {p.case.id: (p, running.get(p.case.id, Future())) for p in prepared}
+    finally:
+        pool.shutdown(cancel_futures=True)
+        for p in prepared:
+            if p.case.db == "read-only":
+                _make_writable(p.folder)
 
 
 @pytest.mark.parametrize("case", [
@@ -407,13 +530,12 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     for case in CASES
 ])
 def test_a_bad_input_is_one_clear_line_and_changes_nothing(
-    case: Case, outcomes: dict[str, Future[Outcome]], inputs: Path
+    case: Case, outcomes: dict[str, tuple[Prepared, Future[Run]]], inputs: Path
 ) -> None:
-    outcome = outcomes[case.id].result()
-    if outcome.skipped:
-        pytest.skip(outcome.skipped)
-    assert outcome.result is not None
-    result = outcome.result
+    prepared, running = outcomes[case.id]
+    if prepared.skipped:
+        pytest.skip(prepared.skipped)
+    result = running.result(timeout=600)
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
     assert result.returncode == case.code, output
@@ -424,7 +546,7 @@ def test_a_bad_input_is_one_clear_line_and_changes_nothing(
     assert case.fix in lines[0], lines[0]
     assert SECRET not in output
     # The database beside it, and anything else in the case's folder, is as it was.
-    assert outcome.after == outcome.before
+    assert _snapshot(prepared.folder) == prepared.before
     assert not (inputs / "PWNED").exists()          # no pickled code ran
 
 
