@@ -19,9 +19,8 @@ from pathlib import Path
 
 import torch
 
-from skiptune import RhoSchedule, initial_noise, load_model, sample, skip_tuning
-from skiptune.objectives import ObjectiveConfig, build_objective
-from skiptune.objectives import load_feature_extractor
+from skiptune import RhoSchedule, initial_noise, load_model, sample
+from skiptune.objectives import ObjectiveConfig, build_objective, load_feature_extractor
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
@@ -70,7 +69,8 @@ def main() -> None:
     n, b = args.samples, args.batch_size
     started = time.perf_counter()
     report: dict = {"samples": n, "device": str(device)}
-    report["classifier_35nfe"] = classifier_report(model, num_samples=n, batch_size=b, device=device)
+    classifier = classifier_report(model, num_samples=n, batch_size=b, device=device)
+    report["classifier_35nfe"] = classifier
     print(json.dumps(report["classifier_35nfe"]))
     curve = {}
     for sampler, budgets in (("heun", (5, 9, 15, 35)), ("dpmpp_2m", (5, 9, 15))):

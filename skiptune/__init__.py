@@ -18,6 +18,7 @@ from __future__ import annotations
 from skiptune.errors import (
     CheckpointError,
     ConfigurationError,
+    InsufficientMemoryError,
     NonFiniteSampleError,
     SkiptuneError,
     StorageError,
@@ -51,6 +52,7 @@ __all__ = [
     "ConfigurationError",
     "CustomModel",
     "CustomSkipSite",
+    "InsufficientMemoryError",
     "NonFiniteSampleError",
     "RhoSchedule",
     "SkipSite",

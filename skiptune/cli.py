@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from skiptune.errors import SkiptuneError
 
@@ -44,6 +45,58 @@ Examples:
 Rerun the same command after a crash or Ctrl-C to resume; a finished study prints its result.
 """
 
+_TRUST_PICKLE_HELP = (
+    "Also load a checkpoint that holds pickled Python objects. DANGEROUS: unpickling runs "
+    "whatever code the file carries, with your permissions; pass it only for files from a "
+    "source you trust. Without it only tensors and plain data are read."
+)
+
+
+# Recent typer vendors its own click; its exception classes are reached from the ones it
+# exports, which works with a vendored click and with the real one alike.
+_UsageError: Any = typer.BadParameter.__bases__[0]
+_ClickException: Any = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+class _OneLineErrors:
+    """Usage errors in one line on stderr, like every other error; exit code 2 as click's.
+
+    Click prints a usage line, a hint and the error over four lines; scripts grep one line
+    starting with ``error:``, and the line itself says where the help is.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":   # bare `skiptune`: the help, as is
+                e.show()
+                raise SystemExit(e.exit_code) from None
+            ctx = getattr(e, "ctx", None)
+            prog = ctx.command_path if ctx is not None else "skiptune"
+            message = e.format_message().rstrip(".")
+            line = f"{message[:1].lower()}{message[1:]}; see '{prog} --help'"
+            raise SystemExit(_echo_error(line, code=e.exit_code)) from None
+        except _ClickException as e:
+            raise SystemExit(_echo_error(e.format_message(), code=e.exit_code)) from None
+        except typer.Abort:
+            raise SystemExit(_echo_error("aborted", code=1)) from None
+        # In this mode click returns the exit code of a typer.Exit, or the command's None.
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
+class _OneLineCommand(_OneLineErrors, TyperCommand):
+    pass
+
+
+class _OneLineGroup(_OneLineErrors, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     help="Automatic Skip-Tuning: search the skip-connection scales ρ that make a diffusion "
     "U-Net sample well in few steps, and read the results back.",
@@ -51,6 +104,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=_OneLineGroup,
 )
 search_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                          rich_markup_mode=None)
@@ -78,10 +132,31 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout f
 # -- error handling at the edge --------------------------------------------------------------
 
 
-def _fail(message: str, *, code: int = 1) -> typer.Exit:
+def _echo_error(message: str, *, code: int) -> int:
     # One line, no markup, no wrapping: scripts grep it and humans read it.
     typer.echo(f"error: {' '.join(message.split())}", err=True)
-    return typer.Exit(code)
+    return code
+
+
+def _fail(message: str, *, code: int = 1) -> typer.Exit:
+    return typer.Exit(_echo_error(message, code=code))
+
+
+def _warn(event: Any) -> None:
+    """One stderr line for a search event that needs the user's attention, else nothing."""
+    from skiptune import tuner
+
+    if isinstance(event, tuner.BatchSizeReduced):
+        typer.echo(_batch_warning(event), err=True)
+
+
+def _batch_warning(event: Any) -> str:
+    return (
+        f"warning: out of memory with {event.failed} images per batch "
+        f"({' '.join(event.reason.split())}); continuing with {event.batch_size} per batch: "
+        f"the same results (each image has its own seed), only slower; --batch-size "
+        f"{event.batch_size} starts there next time"
+    )
 
 
 def _call(fn: Callable[[], T]) -> T:
@@ -153,13 +228,21 @@ class _SearchProgress:
         )
         self._tasks: dict[str, TaskID] = {}
         self._best: dict[str, str] = {}
+        self._started = False
 
     def __enter__(self) -> _SearchProgress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
+
+    def _start(self) -> None:
+        # Started at the first event: a mistake found while loading then prints its one
+        # error line alone, without an empty progress display around it.
+        if not self._started:
+            self._progress.start()
+            self._started = True
 
     def _task(self, study: str, nfe: int | None = None, total: int = 0, done: int = 0) -> TaskID:
         if study not in self._tasks:
@@ -172,7 +255,11 @@ class _SearchProgress:
     def __call__(self, event: Any) -> None:
         from skiptune import tuner
 
-        if isinstance(event, tuner.StudyStarted):
+        self._start()
+        if isinstance(event, tuner.BatchSizeReduced):
+            # soft_wrap: one line, however narrow the console.
+            self._progress.console.print(_batch_warning(event), soft_wrap=True, markup=False)
+        elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
                                   status="resumed" if event.resumed else "started")
@@ -259,8 +346,7 @@ def search_command(
                                              "every rung.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. "
                                                "[default: auto]")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a checkpoint "
-                                               "that holds pickled code (trusted files only).")]
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
                                                 "(one per GPU); PostgreSQL only.")] = None,
@@ -303,13 +389,15 @@ def search_command(
     started = time.monotonic()
     try:
         if quiet or as_json:
-            summaries = _call(lambda: tuner.search(model, nfe=nfe, trust_pickle=trust_pickle,
-                                                   **options))
+            summaries = tuner.search(model, nfe=nfe, trust_pickle=trust_pickle, on_event=_warn,
+                                     **options)
         else:
             with _SearchProgress(_stderr) as progress:
-                summaries = _call(lambda: tuner.search(
-                    model, nfe=nfe, trust_pickle=trust_pickle, on_event=progress, **options
-                ))
+                summaries = tuner.search(model, nfe=nfe, trust_pickle=trust_pickle,
+                                         on_event=progress, **options)
+    # Caught outside the progress display, so the error line comes after it has stopped.
+    except SkiptuneError as e:
+        raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail(
             "interrupted: the running trial was marked failed and re-queued; rerun the same "
@@ -324,7 +412,7 @@ def search_command(
 
 
 search_app.command(help="Search the skip schedule ρ per step budget; resumes a stored study.",
-                   epilog=_EPILOG_SEARCH)(search_command)
+                   epilog=_EPILOG_SEARCH, cls=_OneLineCommand)(search_command)
 app.command("search", help="Search the skip schedule ρ per step budget; resumes a stored "
             "study.", epilog=_EPILOG_SEARCH)(search_command)
 
@@ -474,7 +562,8 @@ def sample(
     num_samples: Annotated[int, typer.Option("-n", "--num-samples", min=1)] = 64,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
+    = False,
 ) -> None:
     """Sample images under a schedule to look at its effect (.png grid or .npz)."""
     from skiptune import tuner

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "InsufficientMemoryError",
     "NonFiniteSampleError",
     "SkiptuneError",
     "StorageError",
@@ -26,6 +27,10 @@ class ConfigurationError(SkiptuneError, ValueError):
 
 class CheckpointError(SkiptuneError):
     """A model file or folder cannot be loaded safely as a checkpoint."""
+
+
+class InsufficientMemoryError(SkiptuneError):
+    """The device ran out of memory even at the smallest batch (one image)."""
 
 
 class NonFiniteSampleError(SkiptuneError):

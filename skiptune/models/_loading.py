@@ -12,14 +12,24 @@ from skiptune.models._base import TunableModel
 __all__ = ["load_model", "resolve_device"]
 
 
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_HINT = "use --device cpu, cuda, cuda:N or mps (or leave it out: the GPU if there is one)"
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device to use: the one asked for, else the GPU when there is one, else the CPU."""
+    """The device to use: the one asked for, else the GPU when there is one, else the CPU.
+
+    Raises ConfigurationError for a device this machine lacks (a CUDA GPU, Apple's MPS) or
+    one that cannot run a model (``meta``, or a backend this torch is not built with).
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ConfigurationError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from e
+        raise ConfigurationError(f"unknown device {device!r}; {_DEVICE_HINT}") from e
+    if resolved.type not in _DEVICE_TYPES:
+        raise ConfigurationError(f"device {device!r} cannot run a model here; {_DEVICE_HINT}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(
             f"device {device!r} was asked for but this machine has no usable CUDA GPU; "
@@ -28,6 +38,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ConfigurationError(
             f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigurationError(
+            f"device {device!r} (Apple's MPS) is not available on this machine; use --device cpu"
         )
     return resolved
 
@@ -53,6 +67,12 @@ def load_model(
     """
     resolved = resolve_device(device)
     text = str(source)
+    if not text.strip():
+        # Path("") is the working directory: say what is missing instead of judging the folder.
+        raise CheckpointError(
+            "no model given: pass --model with a skiptune .pt checkpoint, a diffusers "
+            "UNet2DModel folder, or module:attr naming an adapter"
+        )
     path = Path(text).expanduser()
     if not path.exists():
         from skiptune.models import custom

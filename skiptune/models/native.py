@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,44 @@ def save_checkpoint(
     return path
 
 
+_ZIP_MAGIC = b"PK\x03\x04"      # torch.save writes a zip archive (torch ≥ 1.6)
+_PICKLE_PROTOCOL = 0x80          # ...or, in the legacy format, a pickle (protocol ≥ 2)
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """Whether the file starts as torch.save output does: a zip archive or a pickle."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head == _ZIP_MAGIC or (len(head) > 0 and head[0] == _PICKLE_PROTOCOL)
+
+
+def _short_reason(error: BaseException) -> str:
+    """The gist of a loader error: its first sentence, without torch's paragraph of advice."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split(". ", 1)[0][:200]
+
+
+def _unreadable(path: Path, error: BaseException) -> CheckpointError:
+    if not _looks_like_torch_file(path):
+        return CheckpointError(
+            f"model file {str(path)!r} is not a readable torch checkpoint: it is neither a zip "
+            "archive (as torch.save writes) nor a pickle; pass a skiptune .pt checkpoint"
+        )
+    return CheckpointError(
+        f"model file {str(path)!r} is not a readable torch checkpoint (truncated or damaged: "
+        f"{_short_reason(error)}); copy it again, or pass another skiptune .pt checkpoint"
+    )
+
+
 def _read(path: Path, *, trust_pickle: bool) -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"model file {str(path)!r} is empty; pass a skiptune .pt checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():
+            # torch warns about a pickle protocol its safe loader may not fully support; the
+            # file is then read or refused in one line, and the warning would be a second.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
@@ -98,22 +132,18 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
                 "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
                 "if you trust where it came from"
             ) from None
-        raise CheckpointError(
-            f"model file {str(path)!r} is not a readable checkpoint ({e}); pass a skiptune .pt "
-            "checkpoint"
-        ) from None
+        raise _unreadable(path, e) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(
-            f"model file {str(path)!r} is not a readable torch checkpoint (truncated or another "
-            f"file type: {reason}); pass a skiptune .pt checkpoint"
-        ) from None
+        raise _unreadable(path, e) from None
 
 
 def _validate(path: Path, payload: Any) -> None:
     expected = "a skiptune checkpoint dict with keys " + ", ".join(_REQUIRED_KEYS)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"model file {str(path)!r} is a torch file but not {expected}")
+        raise CheckpointError(
+            f"model file {str(path)!r} is a torch file but not {expected}; write checkpoints "
+            "with skiptune.models.save_checkpoint, or load other nets with a module:attr adapter"
+        )
     missing = [k for k in _REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}; expected {expected}")
@@ -166,7 +196,8 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise CheckpointError(
-            f"checkpoint {str(path)!r}: its weights do not match its config ({first})"
+            f"checkpoint {str(path)!r}: its weights do not match its config ({first}); save it "
+            "again with skiptune.models.save_checkpoint from the net that holds these weights"
         ) from None
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

@@ -36,6 +36,7 @@ from skiptune.objectives._maths import (
 )
 from skiptune.objectives._objective import (
     METRICS,
+    BatchReduced,
     Evaluation,
     ObjectiveConfig,
     ProxyObjective,
@@ -51,6 +52,7 @@ __all__ = [
     "INCEPTION_URL",
     "INCEPTION_WEIGHTS_ENV",
     "METRICS",
+    "BatchReduced",
     "DigitFeatureExtractor",
     "DirectoryStatisticsCache",
     "Evaluation",

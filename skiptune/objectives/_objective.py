@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from skiptune._failpoints import failpoint
-from skiptune.errors import ConfigurationError
+from skiptune.errors import ConfigurationError, InsufficientMemoryError
 from skiptune.models._base import TunableModel
 from skiptune.objectives._cache import StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
@@ -28,12 +28,13 @@ from skiptune.objectives._maths import (
 )
 from skiptune.objectives._paths import ASSETS_DIR
 from skiptune.objectives._reference import ReferenceStatistics, load_reference
-from skiptune.sampling import get_sampler, initial_noise, sample
+from skiptune.sampling import get_sampler, initial_noise, sample, sigma_grid
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
 
 __all__ = [
     "METRICS",
+    "BatchReduced",
     "Evaluation",
     "ObjectiveConfig",
     "ProxyObjective",
@@ -48,6 +49,29 @@ OBJECTIVE_VERSION = 1
 
 RungReport = Callable[[int, int, float], None]
 """``report(rung_index, num_samples, value)``, called after each rung; it may raise."""
+
+BatchReduced = Callable[[int, int, str], None]
+"""``on_batch_reduced(failed, now, reason)``: a batch of ``failed`` images ran out of memory;
+batches now hold at most ``now``. ``reason`` is the first line of the allocator's error."""
+
+_OUT_OF_MEMORY_PHRASES = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure: CUDA's and MPS's, or the CPU allocator's.
+
+    ``torch.OutOfMemoryError`` (CUDA) is a RuntimeError too; the CPU allocator raises a plain
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory"), so the message decides.
+    """
+    if isinstance(error, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(p in text for p in _OUT_OF_MEMORY_PHRASES)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _whole(value: object) -> bool:
@@ -105,7 +129,10 @@ class ObjectiveConfig:
                 f"rungs must be sample counts ≥ 2 such as (64, 256), got {rungs!r}"
             )
         if any(later <= earlier for earlier, later in itertools.pairwise(rungs)):
-            raise ConfigurationError(f"rungs must be strictly increasing, got {rungs!r}")
+            raise ConfigurationError(
+                f"rungs must be strictly increasing sample counts, got {rungs!r}; pass e.g. "
+                "(64, 256), each rung reusing the samples of the ones before"
+            )
         if not _whole(self.seed) or self.seed < 0:
             raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
         if not _whole(self.batch_size) or self.batch_size < 1:
@@ -213,6 +240,10 @@ class ProxyObjective:
         self.config = config
         self.extractor = extractor
         self.reference = reference
+        # Images per batch now: config.batch_size until a batch runs out of memory, then
+        # halved (and kept, so later trials do not run out again). Not part of the identity:
+        # sample j always starts from seed + j, so the split never changes the images.
+        self.batch_size = config.batch_size
         # √Σ_ref is the same for every trial: one eigen-decomposition instead of one per trial.
         self._reference_root = _symmetric_sqrt(reference.sigma)
 
@@ -256,6 +287,7 @@ class ProxyObjective:
         schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor,
         *,
         report: RungReport | None = None,  # called after each rung; may raise to stop
+        on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
     ) -> Evaluation:
         """Sample under ``schedule`` and score the samples at each rung.
 
@@ -266,16 +298,22 @@ class ProxyObjective:
         with N_k samples, ``report(k, N_k, value)`` is called; whatever it raises (e.g.
         ``optuna.TrialPruned``) propagates and stops the evaluation.
 
+        A batch that runs out of memory (GPU or CPU) is retried with half as many images, and
+        batches stay that small from then on; ``on_batch_reduced`` is told once per halving.
+        The score is the same up to float rounding, since every sample has its own seed.
+
         Args:
             schedule: a :class:`RhoSchedule`, a mapping for ``RhoSchedule.from_dict`` or a
                 factor tensor [num_skips] (bottom → top).
             report: optional rung callback.
+            on_batch_reduced: optional ``(failed, now, reason)`` callback.
 
         Returns:
             The :class:`Evaluation` (value at the last rung, all rung values, timings).
 
         Raises:
             NonFiniteSampleError: the sampler produced NaN or infinite images.
+            InsufficientMemoryError: even one image at a time does not fit in memory.
         """
         config, model = self.config, self.model
         factors = _as_schedule(schedule)
@@ -287,23 +325,22 @@ class ProxyObjective:
         with skip_tuning(model, factors):
             for index, rung in enumerate(config.rungs):
                 while done < rung:
-                    count = min(config.batch_size, rung - done)
-                    noise = initial_noise(count, model.image_shape, seed=config.seed, start=done)
-                    tick = time.perf_counter()
-                    images = sample(
-                        model,
-                        noise,
-                        sampler=config.sampler,
-                        nfe=config.nfe,
-                        schedule_exponent=config.schedule_exponent,
-                    )
-                    tock = time.perf_counter()
-                    features = np.asarray(self.extractor(images), dtype=np.float64)
-                    failpoint("features-batch")
-                    chunks.append(features)
-                    seconds_sampling += tock - tick
-                    seconds_features += time.perf_counter() - tock
-                    done += count
+                    count = min(self.batch_size, rung - done)
+                    try:
+                        features, sampling, featurising = self._batch(done, count)
+                    except RuntimeError as e:      # torch.OutOfMemoryError is one
+                        if not _is_out_of_memory(e):
+                            raise
+                        reason = _first_line(e)
+                    else:
+                        chunks.append(features)
+                        seconds_sampling += sampling
+                        seconds_features += featurising
+                        done += count
+                        continue
+                    # Outside the except block: the error's traceback holds the failed batch's
+                    # tensors, and they must be freed before a smaller batch is tried.
+                    self._reduce_batch(count, reason, on_batch_reduced)
                 value = self.score(np.concatenate(chunks))
                 rung_values.append((rung, value))
                 if report is not None:
@@ -316,6 +353,39 @@ class ProxyObjective:
             seconds_features=seconds_features,
             seconds_total=time.perf_counter() - started,
         )
+
+    def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
+        """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""
+        config, model = self.config, self.model
+        noise = initial_noise(count, model.image_shape, seed=config.seed, start=start)
+        tick = time.perf_counter()
+        images = sample(
+            model,
+            noise,
+            sampler=config.sampler,
+            nfe=config.nfe,
+            schedule_exponent=config.schedule_exponent,
+        )
+        tock = time.perf_counter()
+        features = np.asarray(self.extractor(images), dtype=np.float64)
+        failpoint("features-batch")
+        return features, tock - tick, time.perf_counter() - tock
+
+    def _reduce_batch(
+        self, failed: int, reason: str, on_batch_reduced: BatchReduced | None
+    ) -> None:
+        """Halve the batch after ``failed`` images ran out of memory, or give up at one."""
+        device = self.model.device
+        if failed <= 1:
+            raise InsufficientMemoryError(
+                f"out of memory on {device} even with one image per batch ({reason}); free "
+                "memory there (other processes?) or choose another device with --device"
+            )
+        if device.type == "cuda":
+            torch.cuda.empty_cache()       # hand the failed batch's blocks back before retrying
+        self.batch_size = failed // 2
+        if on_batch_reduced is not None:
+            on_batch_reduced(failed, self.batch_size, reason)
 
 
 def _default_reference(model: TunableModel) -> Path:
@@ -351,19 +421,26 @@ def build_objective(
     (the demonstration model names the shipped ``mnist_reference.npz``).
 
     Raises:
-        ConfigurationError: no reference can be found, the extractor cannot take the
-            model's images, or the reference does not match the extractor.
+        ConfigurationError: the sampler cannot run on the model, no reference can be found,
+            the extractor cannot take the model's images, or the reference does not match
+            the extractor or (a folder) the model's resolution and channels.
     """
     extractor = load_feature_extractor(
         config.features, device=device, model=model, inception_weights=inception_weights
     )
     source = config.reference if config.reference is not None else _default_reference(model)
+    # The σ grid now, not in the first trial: a sampler the model cannot run (ddim on a
+    # continuous-σ model) must fail before a study is created for it.
+    sigma_grid(
+        model, sampler=config.sampler, nfe=config.nfe, schedule_exponent=config.schedule_exponent
+    )
     reference = load_reference(
         source,
         extractor,
         cache=cache,
         progress=progress,
         need_features=config.metric == "kid",
+        image_shape=model.image_shape,
     )
     return ProxyObjective(model, config, extractor=extractor, reference=reference)
 

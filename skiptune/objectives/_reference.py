@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ class ReferenceStatistics:
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise ConfigurationError(
                 f"reference {source} has mu of shape {mu.shape} and sigma of shape "
-                f"{sigma.shape}; expected [D] and [D, D]"
+                f"{sigma.shape}; expected [D] and [D, D]: pass statistics as clean-fid and EDM "
+                "write them"
             )
         if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
             raise ConfigurationError(f"reference {source} holds NaN or infinite statistics")
@@ -121,6 +123,16 @@ def statistics_identity(mu: np.ndarray, sigma: np.ndarray) -> str:
 
 def _image_files(folder: Path) -> list[Path]:
     """PNG and JPEG files under ``folder``, recursively, in a stable (sorted) order."""
+    try:
+        # rglob skips a folder it may not list, which would make an unreadable folder look
+        # empty; listing it once first turns that into the error it is.
+        with os.scandir(folder):
+            pass
+    except OSError as e:
+        raise ConfigurationError(
+            f"reference folder {folder} cannot be read ({e.strerror or e}); fix its permissions "
+            "or point --ref at a readable folder of images"
+        ) from None
     files = [
         path
         for path in folder.rglob("*")
@@ -135,7 +147,13 @@ def _content_hash(folder: Path, files: Sequence[Path]) -> str:
     for path in files:
         name = path.relative_to(folder).as_posix().encode()
         digest.update(len(name).to_bytes(8, "little") + name)
-        digest.update(bytes.fromhex(sha256_file(path)))
+        try:
+            digest.update(bytes.fromhex(sha256_file(path)))
+        except OSError as e:
+            raise ConfigurationError(
+                f"reference image {path} cannot be read ({e.strerror or e}); fix its permissions, "
+                "or remove or replace it"
+            ) from None
     return digest.hexdigest()
 
 
@@ -230,6 +248,7 @@ def _folder_features(
     Only running sums are kept (a 50,000-image folder of 2048-d Inception features would
     otherwise hold 800 MB); with ``keep_features`` also the features, float32 [N, D].
     """
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     running = _RunningStatistics()
@@ -239,7 +258,10 @@ def _folder_features(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        disable=not progress,
+        # On stderr, and only on a terminal: stdout may carry --json, and a log file or pipe
+        # would get a stray blank line from a transient bar.
+        console=Console(stderr=True),
+        disable=not progress or not sys.stderr.isatty(),
         transient=True,
     ) as bar:
         task = bar.add_task(f"reference features of {folder}", total=len(files))
@@ -261,6 +283,27 @@ def _kid_sample(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
     return features[rows]
 
 
+def _check_image_shape(folder: Path, first: Path, image_shape: tuple[int, int, int]) -> None:
+    """Refuse reference images of another resolution or colour mode than the model's.
+
+    The extractor resizes both image sets to its own input, but that makes them comparable
+    only if they start alike: 64×64 photos shrunk and 28×28 samples enlarged differ in
+    sharpness whatever ρ is, and the distance would measure the resampling, not the model.
+    So a reference folder holds images at the model's resolution and in its colour mode, as
+    EDM's and clean-fid's statistics are computed at the resolution the model generates.
+    """
+    height, width, channels = _read_image(first).shape
+    want_channels, want_height, want_width = image_shape
+    if (channels, height, width) != (want_channels, want_height, want_width):
+        mode = {1: "grayscale", 3: "RGB"}.get(want_channels, f"{want_channels}-channel")
+        raise ConfigurationError(
+            f"reference images in {folder} are {height}×{width}×{channels} ({first.name}) but "
+            f"the model makes {want_height}×{want_width}×{want_channels} images; convert the "
+            f"reference to {want_height}×{want_width} {mode} images (the resolution the model "
+            "was trained at), or pass an .npz of statistics computed at that resolution"
+        )
+
+
 def _from_folder(
     folder: Path,
     extractor: FeatureExtractor,
@@ -268,6 +311,7 @@ def _from_folder(
     cache: StatisticsCache,
     progress: bool,
     need_features: bool,
+    image_shape: tuple[int, int, int] | None,
 ) -> ReferenceStatistics:
     files = _image_files(folder)
     if not files:
@@ -275,6 +319,10 @@ def _from_folder(
             f"reference folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images; "
             "point --ref at a folder of real images or an .npz with mu and sigma"
         )
+    if image_shape is not None:
+        # One image, before hashing the folder or computing anything: a 50,000-image folder of
+        # the wrong size should fail in a second, not after an hour of features.
+        _check_image_shape(folder, files[0], image_shape)
     content = _content_hash(folder, files)
     key = statistics_key(content_hash=content, extractor_identity=extractor.identity)
     source = str(folder)
@@ -421,6 +469,7 @@ def load_reference(
     cache: StatisticsCache | None = None,  # default: DirectoryStatisticsCache()
     progress: bool = True,                 # rich progress bar while computing a folder
     need_features: bool = False,           # also load reference features (KID needs them)
+    image_shape: tuple[int, int, int] | None = None,  # the model's (C, H, W); see below
 ) -> ReferenceStatistics:
     """Load or compute reference statistics for ``extractor``.
 
@@ -430,7 +479,10 @@ def load_reference(
             * a folder of ``.png``/``.jpg``/``.jpeg`` images (searched recursively; one size
               and colour mode; pixels [0, 255] read as [-1, 1]): features are computed batch
               by batch and (mu, sigma) cached under the folder's content hash (file names
-              and bytes) and the extractor identity;
+              and bytes) and the extractor identity. With ``image_shape``, the images must
+              have the model's resolution and channels: "another resolution" is refused, not
+              resized, since resizing generated and real images from different sizes biases
+              the distance (see ``_check_image_shape``);
             * an ``.npz`` with ``mu`` [D] and ``sigma`` [D, D] (skiptune's, clean-fid's and
               EDM's layout), optionally ``count``, ``extractor``, ``features``/``feats``;
             * ``cleanfid:NAME/SPLIT/RES`` (e.g. ``cleanfid:cifar10/train/32``): clean-fid's
@@ -440,13 +492,16 @@ def load_reference(
         cache: where folder statistics are kept between runs.
         progress: show a progress bar while computing folder features.
         need_features: load a sample of reference features too (for KID).
+        image_shape: (channels, height, width) of the generated images; a folder's images
+            must match it. None skips the check (statistics files carry no resolution).
 
     Returns:
         The :class:`ReferenceStatistics`.
 
     Raises:
-        ConfigurationError: the source is missing, empty, unreadable, incomplete, or does
-            not match the extractor (feature dimension or identity).
+        ConfigurationError: the source is missing, empty, unreadable, incomplete, does not
+            match the extractor (feature dimension or identity), or holds images of another
+            resolution or colour mode than ``image_shape``.
     """
     if isinstance(source, ReferenceStatistics):
         statistics = source
@@ -467,6 +522,7 @@ def load_reference(
                 cache=DirectoryStatisticsCache() if cache is None else cache,
                 progress=progress,
                 need_features=need_features,
+                image_shape=image_shape,
             )
         elif path.is_file() and path.suffix.lower() == ".npz":
             statistics = _from_npz(path, need_features=need_features)

@@ -24,6 +24,7 @@ from skiptune.errors import ConfigurationError
 
 __all__ = [
     "GRIDS",
+    "MAX_NFE",
     "SAMPLERS",
     "Denoiser",
     "Sampler",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+MAX_NFE = 1000
+"""The largest budget accepted: DDPM's full chain. Skip-Tuning is about few steps (5–50), and a
+mistyped budget of billions would otherwise fail deep inside sampling, allocating its σ grid."""
 
 
 class SamplerCallback(Protocol):
@@ -308,12 +313,19 @@ class SamplerSpec:
             )
         if not _is_whole(nfe) and float(nfe).is_integer():
             raise ConfigurationError(f"nfe must be an int, got {nfe!r}; pass nfe={int(nfe)}")
+        if nfe > MAX_NFE:
+            raise ConfigurationError(
+                f"nfe {nfe} is more than skiptune samples with (at most {MAX_NFE} denoiser calls); "
+                "Skip-Tuning pays off at few steps: pass e.g. nfe=9"
+            )
         steps = (nfe - self.evals_last_step) / self.evals_per_step + 1
         if _is_whole(nfe) and steps >= 1 and steps == int(steps):
             return int(steps)
         lower, upper = math.floor(steps), math.ceil(steps)
         if lower < 1:
             nearest = f"the smallest budget it can meet is {self.nfe_for_steps(1)}"
+        elif self.nfe_for_steps(upper) > MAX_NFE:
+            nearest = f"the largest budget it can meet is {self.nfe_for_steps(lower)}"
         else:
             nearest = (
                 f"the nearest budgets it can meet are {self.nfe_for_steps(lower)} "

@@ -555,7 +555,10 @@ def _check_sqlite_path(url: URL) -> None:
             "another path"
         )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise StorageError(f"the database {str(path)!r} is not readable and writable by you")
+        raise StorageError(
+            f"the database {str(path)!r} is read-only or unreadable for you, and skiptune "
+            "writes to it (trials, locks); copy it to a writable folder and pass the copy with --db"
+        )
     if not path.exists() and not os.access(path.parent, os.W_OK):
         raise StorageError(
             f"cannot create the database {str(path)!r}: its folder is read-only; pass a path "

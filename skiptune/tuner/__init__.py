@@ -19,6 +19,7 @@ from skiptune.tuner._config import (
     study_name,
 )
 from skiptune.tuner._events import (
+    BatchSizeReduced,
     EventCallback,
     RungDone,
     SearchEvent,
@@ -60,6 +61,7 @@ from skiptune.tuner._study import prepare_study, run_study
 __all__ = [
     "OPTIMIZERS",
     "PAPER_SCHEDULES",
+    "BatchSizeReduced",
     "EventCallback",
     "ExportedSchedule",
     "FrontPoint",

@@ -77,7 +77,8 @@ class SearchSpace:
         unknown = [s for s in shapes if s not in SHAPES]
         if not shapes or unknown or len(set(shapes)) != len(shapes):
             raise ConfigurationError(
-                f"shapes must be distinct names among {', '.join(SHAPES)}, got {list(shapes)}"
+                f"shapes must be distinct names among {', '.join(SHAPES)}, got {list(shapes)}; "
+                "pass e.g. linear,cosine"
             )
         object.__setattr__(self, "shapes", shapes)
         low, high = _check_range("gamma range", self.gamma)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BatchSizeReduced",
     "EventCallback",
     "RungDone",
     "SearchEvent",
@@ -71,6 +72,22 @@ class TrialFinished:
 
 
 @dataclass(frozen=True)
+class BatchSizeReduced:
+    """A batch of ``failed`` images ran out of memory; batches now hold at most ``batch_size``.
+
+    The trial goes on with smaller batches and measures the same value (every sample has its
+    own seed); only throughput drops. Sent once per halving, not per batch.
+    """
+
+    study_name: str
+    trial_number: int
+    failed: int
+    batch_size: int
+    reason: str                 # the allocator's message, first line
+    worker: int = 0
+
+
+@dataclass(frozen=True)
 class Waiting:
     """Every remaining slot is held by a running trial; wait for it to end or go stale."""
 
@@ -87,5 +104,7 @@ class StudyDone:
     worker: int = 0
 
 
-SearchEvent = StudyStarted | TrialStarted | RungDone | TrialFinished | Waiting | StudyDone
+SearchEvent = (
+    StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting | StudyDone
+)
 EventCallback = Callable[[SearchEvent], None]

@@ -21,7 +21,7 @@ import skiptune.errors as errors
 from skiptune.errors import ConfigurationError, SkiptuneError
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
-from skiptune.storage import Storage, open_storage
+from skiptune.storage import Storage, mask_url, normalise_url, open_storage
 from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
 from skiptune.tuner._events import EventCallback
 from skiptune.tuner._results import StudySummary, summarize
@@ -152,15 +152,18 @@ def search(
         raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
     for budget in budgets:
         steps_for_nfe(sampler, budget)
-    storage = db if isinstance(db, Storage) else open_storage(db)
-    if workers > 1 and storage.is_sqlite:
+    # Everything that can be checked without the database is checked before it is opened:
+    # a mistake then leaves an existing database untouched and creates no new one.
+    url = db.url if isinstance(db, Storage) else normalise_url(db)
+    if workers > 1 and url.get_backend_name() == "sqlite":
         raise ConfigurationError(
-            f"{workers} workers cannot share SQLite ({storage.display_url}): it lets one "
+            f"{workers} workers cannot share SQLite ({mask_url(url)}): it lets one "
             "process write at a time; use PostgreSQL, e.g. --db "
             "postgresql+psycopg://user@host/db, or --workers 1"
         )
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle)
+    storage = db if isinstance(db, Storage) else open_storage(db)
     plans = [
         plan_search(
             loaded, nfe=budget, sampler=sampler, trials=trials, optimizer=optimizer,

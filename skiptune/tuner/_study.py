@@ -23,11 +23,17 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from skiptune._failpoints import failpoint
-from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
+from skiptune.errors import (
+    ConfigurationError,
+    InsufficientMemoryError,
+    NonFiniteSampleError,
+    SkiptuneError,
+)
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner._config import SearchConfig, config_differences, describe_differences
 from skiptune.tuner._events import (
+    BatchSizeReduced,
     EventCallback,
     RungDone,
     StudyDone,
@@ -71,6 +77,7 @@ class Objective(Protocol):
         schedule: RhoSchedule,
         *,
         report: Callable[[int, int, float], None] | None = None,
+        on_batch_reduced: Callable[[int, int, str], None] | None = None,
     ) -> Any: ...
 
 
@@ -344,11 +351,15 @@ def _run_trial(
                 f"pruned after rung {rung_index} (N = {num_samples}, value {value:.4g})"
             )
 
+    def batch_reduced(failed: int, batch_size: int, why: str) -> None:
+        emit(BatchSizeReduced(study.study_name, trial.number, failed, batch_size, why, worker))
+
     start = time.monotonic()
     state, value, reason = TrialState.COMPLETE, None, ""
     with _heartbeats(optuna_storage, trial._trial_id):
         try:
-            evaluation = objective.evaluate(schedule, report=report)
+            evaluation = objective.evaluate(schedule, report=report,
+                                            on_batch_reduced=batch_reduced)
             value = float(evaluation.value)
             if not math.isfinite(value):
                 raise NonFiniteSampleError(f"the objective returned {value}")
@@ -365,6 +376,11 @@ def _run_trial(
             trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
         except KeyboardInterrupt:
             _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted")
+            raise
+        except InsufficientMemoryError as e:
+            # The schedule is fine, the device is not: queue it again for a rerun elsewhere
+            # (the baseline above all, which every study must measure).
+            _fail_and_requeue(study, trial, optuna_storage, str(e)[:2000], "out-of-memory")
             raise
         except BaseException as e:
             reason = f"{type(e).__name__}: {e}"

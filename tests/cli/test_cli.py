@@ -116,6 +116,8 @@ def test_search_forwards_only_what_the_user_set(tmp_path: Path,
     assert result.exit_code == 0, result.output
     space = received.pop("space")
     assert space == tuner.SearchSpace(rho_top=1.0)
+    # Not a user option but the renderer: even --quiet prints warnings (out of memory).
+    assert received.pop("on_event") is cli._warn
     assert received == {"model": "ckpt.pt", "nfe": [9, 15], "trust_pickle": False,
                         "objective_options": {"metric": "kid", "rungs": (64, 256)}}
 
