@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import MNIST_RESOLUTION
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import fingerprint_state_dict
@@ -237,12 +238,7 @@ def save_feature_net(
         },
     }
     _check_plain(checkpoint["metadata"], "metadata")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint, partial)
-    partial.replace(path)
-    return path
+    return save_torch_atomically(checkpoint, path)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

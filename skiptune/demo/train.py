@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import load_mnist, split_indices
 from skiptune.models.native import build_net, save_checkpoint
 from skiptune.models.unet import UNetConfig
@@ -134,9 +135,7 @@ def train(
         console.print(f"resuming at step {step} from {state_path}")
 
     def checkpoint_state() -> None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(
+        save_torch_atomically(
             {
                 "settings": settings.__dict__,
                 "net": net.state_dict(),
@@ -149,9 +148,8 @@ def train(
                 "seconds": seconds,
                 "losses": losses,
             },
-            tmp,
+            state_path,
         )
-        tmp.replace(state_path)
 
     columns = (
         TextColumn("[bold]training[/]"),

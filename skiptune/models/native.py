@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from skiptune._files import save_torch_atomically
 from skiptune.errors import CheckpointError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
@@ -79,12 +80,7 @@ def save_checkpoint(
         "ema": {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()},
         "metadata": meta,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return save_torch_atomically(payload, path)
 
 
 _ZIP_MAGIC = b"PK\x03\x04"      # torch.save writes a zip archive (torch ≥ 1.6)
