@@ -101,9 +101,21 @@ def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(
     assert process.returncode == 130
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
     assert "rerun the same command" in err and "Traceback" not in err
-    study = optuna.load_study(study_name=STUDY, storage=open_storage(db).optuna_storage())
+    storage = open_storage(db)
+    study = optuna.load_study(study_name=STUDY, storage=storage.optuna_storage())
     trials = study.get_trials()
     (interrupted,) = [t for t in trials if t.state == TrialState.FAIL]
     assert interrupted.user_attrs["failure_kind"] == "interrupted"
     (queued,) = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted.number]
     assert queued.state == TrialState.WAITING and queued.params == interrupted.params
+    # The database is consistent: intact, nothing left RUNNING, the completed trial kept with
+    # its value, and the stored front the one its trials give.
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert complete and all(t.value is not None for t in complete)
+    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    expected = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
+    assert {(r.kind, r.value, r.trial_number) for r in storage.front_records()} == expected
+    storage.dispose()
