@@ -19,8 +19,18 @@ at each rung N and at a large N, then prints:
 The large-N run uses seeds disjoint from the rungs' (offset --truth-seed), so a rung's
 agreement with it is not inflated by shared samples; --shared-seeds reuses the rungs'
 samples instead (cheaper: one pass of --large-n samples per schedule).
-About 0.08 s per sample at 9 NFE on two contended CPU cores: 18 schedules × (512 + 1024)
-samples take 35–40 minutes there; --large-n 1024 --shared-seeds about 25.
+Measured (commit 762f62a, demo model, Heun 9 NFE, digit FD, one thread of a shared 2-core
+CPU, --threads 1, default flags: 18 schedules × (512 + 1024) samples in 59 minutes):
+
+     N  spearman  regret (of 2.154 at N=1024)  s/trial
+    64     0.998  0.000  (0.0 %)                  6.1
+   128     0.998  0.079  (3.6 %)                 11.9
+   256     0.992  0.079  (3.6 %)                 25.5
+   512     1.000  0.000  (0.0 %)                 58.6
+
+Sampling took 99.3 % of a trial, features 0.4 %, the rest 0.3 %. Best at N = 1024:
+ρ 0.5 → 0.9 linear (FD 2.15; ρ = 1: 4.35). The grid's schedules are far apart compared with
+the noise of common-random-number FD, so it tests gross ranking, not fine resolution.
 """
 
 from __future__ import annotations
