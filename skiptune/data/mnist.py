@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 MNIST_RESOLUTION = 32
-"""Side of the square images the demonstration models take (28 padded to 32)."""
+"""Side of the digit feature network's input (28 padded to 32); the demo U-Net samples 28×28."""
 
 MNIST_DIR_ENV = "SKIPTUNE_MNIST_DIR"
 IMAGES_FILENAME = "t10k-images-idx3-ubyte.gz"
