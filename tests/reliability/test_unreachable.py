@@ -16,6 +16,7 @@ import sqlalchemy
 
 from skiptune.errors import StorageError
 from skiptune.storage import open_storage
+from tests.reliability.helpers import kill_launched, launch
 from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, search_command
 
 PASSWORD = "hunter2-secret"
@@ -112,6 +113,7 @@ def proxied_url() -> Iterator[tuple[str, _Proxy]]:
     proxy = _Proxy()
     with pg_schema() as url:
         yield url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), proxy
+        kill_launched()
     proxy.stop()
 
 
@@ -152,12 +154,9 @@ def test_a_server_gone_mid_search_ends_it_with_one_line(proxied_url: tuple[str, 
     url, proxy = proxied_url
     proxy.start()
     direct = sqlalchemy.create_engine(url.replace(f":{proxy.port}/", ":5432/"))
-    search = subprocess.Popen(
-        search_command("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "30",
-                       "--db", url, "--device", "cpu", "--heartbeat", "1", "--quiet"),
-        env={**cli_env(), "SKIPTUNE_DB_RETRY_SECONDS": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
+    search = launch("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "30",
+                    "--db", url, "--device", "cpu", "--heartbeat", "1", "--quiet",
+                    env={"SKIPTUNE_DB_RETRY_SECONDS": "1"})
     deadline = time.monotonic() + 120
     while not _complete_trials(direct):                  # mid-search: one trial done
         assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
