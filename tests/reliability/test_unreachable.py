@@ -22,6 +22,7 @@ from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, sear
 PASSWORD = "hunter2-secret"
 
 
+@pytest.mark.slow
 def test_a_closed_port_is_retried_then_reported_in_one_line_without_the_password() -> None:
     url = f"postgresql+psycopg://skiptune:{PASSWORD}@127.0.0.1:1/studies"
     env = {**cli_env(), "SKIPTUNE_DB_RETRY_SECONDS": "1.5"}
@@ -150,6 +151,7 @@ def test_a_server_that_answers_no_is_not_retried() -> None:
     assert time.monotonic() - started < 5                # a refusal by the server is final
 
 
+@pytest.mark.slow
 def test_a_server_gone_mid_search_ends_it_with_one_line(proxied_url: tuple[str, _Proxy]) -> None:
     url, proxy = proxied_url
     proxy.start()
