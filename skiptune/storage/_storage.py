@@ -626,9 +626,10 @@ def open_storage(
             with exponential backoff (0.25 s doubling to 4 s, jittered) for this long, at
             start and whenever a connection is replaced; default $SKIPTUNE_DB_RETRY_SECONDS
             or 15. 0 tries once.
-        pool_size, max_overflow: connection pool of a database server, per process. Each
-            worker process opens two pools (skiptune's and Optuna's), so a server must allow
-            about ``workers × 2 × (pool_size + max_overflow)`` connections.
+        pool_size, max_overflow: connection pool of a database server, per process. A
+            searching worker keeps two pools (skiptune's and Optuna's) and uses at most two
+            connections of each at once: 4 per worker with the defaults, as measured in
+            ``pg_stat_activity`` (docs/search.md, "Several workers").
 
     Raises StorageError, in one line with any password masked, for a URL that cannot be
     parsed, a missing driver, a path in a read-only place, a file that is not a database, a

@@ -27,18 +27,31 @@ KILLED = -signal.SIGKILL                  # Popen.returncode of a process killed
 # state, value, params, failure kind (JSON text, or None)
 TrialRow = tuple[str, float | None, tuple[tuple[str, float], ...], str | None]
 
+LAUNCHED: list[subprocess.Popen] = []      # killed after each test (conftest), pass or fail
 
-def launch(*args: str, failpoint: str | None = None, cache: Path | None = None
-           ) -> subprocess.Popen:
+
+def launch(*args: str, failpoint: str | None = None, cache: Path | None = None,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
     """``skiptune-search ARGS`` in a subprocess, optionally set to die at a fail point."""
-    env = cli_env()
+    env = {**cli_env(), **(env or {})}
     env.pop("SKIPTUNE_FAILPOINTS", None)
     if failpoint is not None:
         env["SKIPTUNE_FAILPOINTS"] = failpoint
     if cache is not None:
         env["SKIPTUNE_CACHE_DIR"] = str(cache)
-    return subprocess.Popen(search_command(*args), env=env, cwd=Path(__file__).parents[2],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(search_command(*args), env=env, cwd=Path(__file__).parents[2],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    LAUNCHED.append(process)
+    return process
+
+
+def kill_launched() -> None:
+    """SIGKILL every search this module started that still runs (a test ended early)."""
+    while LAUNCHED:
+        process = LAUNCHED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def terminal_trials(engine: sqlalchemy.Engine) -> dict[int, TrialRow]:

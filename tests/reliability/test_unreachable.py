@@ -16,11 +16,13 @@ import sqlalchemy
 
 from skiptune.errors import StorageError
 from skiptune.storage import open_storage
+from tests.reliability.helpers import kill_launched, launch
 from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, search_command
 
 PASSWORD = "hunter2-secret"
 
 
+@pytest.mark.slow
 def test_a_closed_port_is_retried_then_reported_in_one_line_without_the_password() -> None:
     url = f"postgresql+psycopg://skiptune:{PASSWORD}@127.0.0.1:1/studies"
     env = {**cli_env(), "SKIPTUNE_DB_RETRY_SECONDS": "1.5"}
@@ -112,6 +114,7 @@ def proxied_url() -> Iterator[tuple[str, _Proxy]]:
     proxy = _Proxy()
     with pg_schema() as url:
         yield url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), proxy
+        kill_launched()
     proxy.stop()
 
 
@@ -148,16 +151,14 @@ def test_a_server_that_answers_no_is_not_retried() -> None:
     assert time.monotonic() - started < 5                # a refusal by the server is final
 
 
+@pytest.mark.slow
 def test_a_server_gone_mid_search_ends_it_with_one_line(proxied_url: tuple[str, _Proxy]) -> None:
     url, proxy = proxied_url
     proxy.start()
     direct = sqlalchemy.create_engine(url.replace(f":{proxy.port}/", ":5432/"))
-    search = subprocess.Popen(
-        search_command("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "30",
-                       "--db", url, "--device", "cpu", "--heartbeat", "1", "--quiet"),
-        env={**cli_env(), "SKIPTUNE_DB_RETRY_SECONDS": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
+    search = launch("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "30",
+                    "--db", url, "--device", "cpu", "--heartbeat", "1", "--quiet",
+                    env={"SKIPTUNE_DB_RETRY_SECONDS": "1"})
     deadline = time.monotonic() + 120
     while not _complete_trials(direct):                  # mid-search: one trial done
         assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
