@@ -261,7 +261,7 @@ def run_study(
             if finished < total and finished + running < total:
                 with warnings.catch_warnings():
                     # Optuna warns that heartbeats are meant for optimize(); this loop is
-                    # optimize()'s ask/tell with the same heartbeat thread around each trial.
+                    # optimize()'s ask/tell with a heartbeat thread (_heartbeats) per trial.
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
                 failpoint("trial-asked")
