@@ -252,6 +252,7 @@ def run_study(
             with _quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
                 _fail_trials_without_heartbeat(study, storage, optuna_storage, grace_period)
+            _requeue_lost_retries(study)
             finished, running = _counts(study)
             if first:
                 emit(StudyStarted(name, config.nfe, config.sampler, total, finished,
@@ -285,6 +286,29 @@ def run_study(
     summary = summarize(study, config)
     emit(StudyDone(name, summary, worker))
     return summary
+
+
+# Failures that are not measurements: the trial is run again (stale trials carry no kind).
+_RETRIED_KINDS = (None, "interrupted", "out-of-memory")
+
+
+def _requeue_lost_retries(study: optuna.Study) -> None:
+    """Queue again a failed trial whose retry was lost, so that no schedule goes unmeasured.
+
+    Failing a stale or interrupted trial and queueing its retry are two writes; a worker
+    killed between them leaves a failed trial that nothing re-runs (the baseline, say).
+    Call under the study's lock, where trials are failed and queued.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {number for t in trials for number in t.system_attrs.get("retry_history", [])}
+    for trial in trials:
+        if (
+            trial.state == TrialState.FAIL
+            and trial.number not in retried
+            and trial.user_attrs.get(FAILURE_KIND_ATTR) in _RETRIED_KINDS
+            and len(trial.system_attrs.get("retry_history", [])) < _MAX_RETRIES
+        ):
+            _requeue(study, trial)
 
 
 def _fail_trials_without_heartbeat(
@@ -375,12 +399,16 @@ def _run_trial(
             trial.set_user_attr("failure", reason)
             trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
         except KeyboardInterrupt:
-            _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted")
+            with storage.lock(f"study:{study.study_name}"):
+                _fail_and_requeue(
+                    study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted"
+                )
             raise
         except InsufficientMemoryError as e:
             # The schedule is fine, the device is not: queue it again for a rerun elsewhere
             # (the baseline above all, which every study must measure).
-            _fail_and_requeue(study, trial, optuna_storage, str(e)[:2000], "out-of-memory")
+            with storage.lock(f"study:{study.study_name}"):
+                _fail_and_requeue(study, trial, optuna_storage, str(e)[:2000], "out-of-memory")
             raise
         except BaseException as e:
             reason = f"{type(e).__name__}: {e}"
