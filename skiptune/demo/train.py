@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import load_mnist, split_indices
+from skiptune.errors import ConfigurationError
 from skiptune.models.native import build_net, save_checkpoint
 from skiptune.models.unet import UNetConfig
 
@@ -32,6 +33,7 @@ __all__ = ["DEMO_CONFIG", "TrainSettings", "edm_loss", "train"]
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # 28×28 MNIST, three resolutions (28, 14, 7), two blocks each: 9 skips, ≈1.8 M parameters.
+# No dropout: on two CPU cores it cost 14 % of a step, and this short run does not overfit.
 DEMO_CONFIG = UNetConfig(
     img_resolution=28,
     in_channels=1,
@@ -41,11 +43,12 @@ DEMO_CONFIG = UNetConfig(
     channel_mult_emb=4,
     num_blocks=2,
     attn_resolutions=(7,),
-    dropout=0.1,
+    dropout=0.0,
     num_groups=8,
     attn_heads_channels=32,
 )
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+PRECISIONS = ("bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,15 @@ class TrainSettings:
     p_std: float = 1.2
     seed: int = 0
     held_out: int = 2000
+    # "bf16" runs forward and backward under bfloat16 autocast (the weights, the optimiser and
+    # the EMA stay float32): 1.6× faster on CPUs with AVX-512 BF16/AMX, and on GPUs.
+    precision: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigurationError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 def edm_loss(
@@ -160,6 +172,7 @@ def train(
         TimeRemainingColumn(),
     )
     running = torch.zeros((), device=device)
+    bf16 = settings.precision == "bf16"
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("train", total=settings.steps, completed=step, loss="–")
         started = time.perf_counter()
@@ -168,9 +181,10 @@ def train(
             index = torch.randint(
                 len(data), (settings.batch_size,), generator=generator, device=device
             )
-            loss = edm_loss(
-                net, data[index], generator, p_mean=settings.p_mean, p_std=settings.p_std
-            )
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                loss = edm_loss(
+                    net, data[index], generator, p_mean=settings.p_mean, p_std=settings.p_std
+                )
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, settings)
             optimizer.zero_grad(set_to_none=True)
@@ -190,6 +204,12 @@ def train(
                 seconds_now = seconds + time.perf_counter() - started
                 seconds, started = seconds_now, time.perf_counter()
                 checkpoint_state()
+                # A plain line per save, so a log file (no live bar there) shows progress too.
+                loss_text = f"{losses[-1][1]:.4f}" if losses else "–"
+                progress.console.print(
+                    f"step {step}/{settings.steps}  loss {loss_text}  "
+                    f"{seconds / 60:.1f} min  saved {state_path}"
+                )
 
     final_loss = losses[-1][1] if losses else float("nan")
     save_checkpoint(
@@ -224,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=ASSETS / "demo_unet.pt")
     parser.add_argument("--state", type=Path, default=Path("runs/demo/train_state.pt"))
@@ -234,7 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = TrainSettings(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        precision=args.precision,
     )
     train(
         settings,

@@ -10,6 +10,7 @@ import torch
 import skiptune.demo.train as training
 from skiptune import load_model
 from skiptune.demo.train import TrainSettings, train
+from skiptune.errors import ConfigurationError
 
 SETTINGS = TrainSettings(steps=4, batch_size=4, warmup_steps=2)
 
@@ -60,3 +61,8 @@ def test_edm_loss_is_smaller_for_the_trained_model(demo_model) -> None:
         with torch.no_grad():
             losses.append(float(training.edm_loss(net, batch, generator)))
     assert losses[1] < 0.5 * losses[0]
+
+
+def test_an_unknown_precision_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigurationError, match="precision must be one of bf16, fp32"):
+        TrainSettings(precision="fp8")
