@@ -4,7 +4,8 @@
 
 Prints, for 1,000 samples (seeds 0..999) unless told otherwise:
 1. at 35 NFE (Heun, 18 steps): the share of samples the digit feature network classifies
-   with confidence ≥ 0.9, and the share of each digit class;
+   with confidence ≥ 0.9 (and, for comparison, the share of the 2,000 real held-out digits),
+   and the share of each digit class;
 2. the domain FID (digit features, against the shipped MNIST reference statistics) at
    5, 9, 15, 35 NFE for Heun and 5, 9, 15 NFE for DPM-Solver++(2M), ρ = 1;
 3. a hand-run sweep of ρ_bottom ∈ {0.5, 0.6, …, 1.1} (ρ_top = 1, linear) at 9 NFE (Heun).
@@ -20,31 +21,37 @@ from pathlib import Path
 import torch
 
 from skiptune import RhoSchedule, initial_noise, load_model, sample
+from skiptune.data.mnist import load_mnist, split_indices
 from skiptune.objectives import ObjectiveConfig, build_objective, load_feature_extractor
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
 
 def classifier_report(model, *, num_samples: int, batch_size: int, device: torch.device) -> dict:
-    """Confidence and class balance of the digit classifier on samples at 35 NFE (Heun)."""
-    from skiptune.demo.feature_net import load_feature_net
-
-    classifier = load_feature_net(ASSETS / "digit_features.pt", device=device)
+    """Confidence and class balance of the digit classifier on samples at 35 NFE (Heun),
+    with the confident share of the real held-out digits for comparison."""
     extractor = load_feature_extractor("digits", device=device)
+
+    def confidence_and_label(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():  # the classifier whose penultimate layer gives the features
+            logits = extractor.net(extractor.prepare(images.to(device)))
+        return logits.softmax(dim=1).cpu().max(dim=1)
+
     confident, counts = 0, torch.zeros(10, dtype=torch.long)
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         noise = initial_noise(n, model.image_shape, seed=0, start=start)
-        images = sample(model, noise, sampler="heun", nfe=35)
-        with torch.no_grad():
-            logits = classifier(extractor.prepare(images.to(device)))
-        probs = logits.softmax(dim=1).cpu()
-        confidence, label = probs.max(dim=1)
+        confidence, label = confidence_and_label(sample(model, noise, sampler="heun", nfe=35))
         confident += int((confidence >= 0.9).sum())
         counts += torch.bincount(label, minlength=10)
     shares = (counts.double() / num_samples).tolist()
+    digits, _labels = load_mnist()
+    _train, held_out = split_indices(len(digits), **model.metadata["split"])
+    real = torch.from_numpy(digits[held_out]).float().div(127.5).sub(1.0).unsqueeze(1)
+    real_confidence, _ = confidence_and_label(real)
     return {
         "confident_share": confident / num_samples,
+        "real_held_out_confident_share": round(float((real_confidence >= 0.9).double().mean()), 4),
         "class_shares": [round(s, 4) for s in shares],
         "min_class_share": min(shares),
         "max_class_share": max(shares),
@@ -68,7 +75,7 @@ def main() -> None:
     model = load_model(ASSETS / "demo_unet.pt", device=device)
     n, b = args.samples, args.batch_size
     started = time.perf_counter()
-    report: dict = {"samples": n, "device": str(device)}
+    report: dict = {"samples": n, "device": str(device), "model": model.fingerprint[:16]}
     classifier = classifier_report(model, num_samples=n, batch_size=b, device=device)
     report["classifier_35nfe"] = classifier
     print(json.dumps(report["classifier_35nfe"]))

@@ -52,7 +52,10 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 4e-3  # peak of the one-cycle schedule (AdamW)
     weight_decay: float = 5e-4
-    label_smoothing: float = 0.05
+    # No label smoothing: it caps a correct prediction's confidence near 1 − smoothing, so the
+    # demo's "confidence ≥ 0.9" check would measure the cap instead of the sample (0.05 passed
+    # only 94.1 % of real held-out digits).
+    label_smoothing: float = 0.0
     seed: int = 0  # seeds initialisation, dropout, shuffling and augmentation
     split_seed: int = 0  # seed of split_indices
     held_out: int = 2000  # images kept out of training, for the reported accuracy
