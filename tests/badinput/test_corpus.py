@@ -641,9 +641,9 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
     # The baseline finished; the paper's schedules wait in the queue.
     kept = {n: row for n, row in _trial_rows(db).items() if row[0] != "WAITING"}
     assert [row[0] for row in kept.values()] == ["COMPLETE"]
-    # Four trials of small batches: each trial lasts a second or two, time to land inside.
+    # Four trials, one image per batch: each trial lasts a few seconds, time to land inside.
     args = ("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "4",
-            "--batch-size", "4", "--device", "cpu", "--db", str(db), "--quiet")
+            "--batch-size", "1", "--device", "cpu", "--db", str(db), "--quiet")
     process = subprocess.Popen(search_command(*args), env=cli_env(), cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_a_running_trial(db, process)
