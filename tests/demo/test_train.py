@@ -66,3 +66,17 @@ def test_edm_loss_is_smaller_for_the_trained_model(demo_model) -> None:
 def test_an_unknown_precision_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigurationError, match="precision must be one of bf16, fp32"):
         TrainSettings(precision="fp8")
+
+
+def test_the_ema_half_life_grows_with_the_images_seen_then_stops_at_its_cap() -> None:
+    import math
+
+    settings = TrainSettings(batch_size=128, ema_rampup_ratio=0.05, ema_halflife_images=100_000)
+
+    def halflife_in_images(step: int) -> float:
+        return settings.batch_size * math.log(0.5) / math.log(training.ema_beta(step, settings))
+
+    assert halflife_in_images(999) == pytest.approx(0.05 * 1000 * 128)
+    assert halflife_in_images(1999) == pytest.approx(2 * halflife_in_images(999))
+    assert halflife_in_images(100_000) == pytest.approx(100_000)
+    assert training.ema_beta(0, settings) < 1e-3  # the first step copies the weights
