@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import sqlite3
 import subprocess
 import time
@@ -69,12 +70,18 @@ KILLS = (
 
 
 def test_failpoint_names_are_checked() -> None:
-    assert _parse(" front-write:2 ,trial-told") == {"front-write": 2, "trial-told": 1}
+    assert _parse(" front-write:2 ,trial-told,sampling-step:5:INT") == {
+        "front-write": (2, signal.SIGKILL),
+        "trial-told": (1, signal.SIGKILL),
+        "sampling-step": (5, signal.SIGINT),
+    }
     assert _parse("") == {}
     with pytest.raises(ConfigurationError, match="unknown fail point 'front_write'"):
         _parse("front_write")
     with pytest.raises(ConfigurationError, match="hit count ≥ 1"):
         _parse("front-write:0")
+    with pytest.raises(ConfigurationError, match="unknown signal 'HUP'; known: KILL, INT, TERM"):
+        _parse("front-write:1:HUP")
     assert {k.split(":")[0] for k in KILLS} - {"random"} <= set(FAILPOINTS)
 
 
