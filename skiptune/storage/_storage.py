@@ -564,12 +564,10 @@ def _check_sqlite_path(url: URL) -> None:
             f"cannot create the database {str(path)!r}: its folder is read-only; pass a path "
             "in a writable folder"
         )
-    if path.exists() and path.stat().st_size > 0:
-        with open(path, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                raise StorageError(
-                    f"{str(path)!r} is not a SQLite database; pass another path with --db"
-                )
+    # Whether the file is a database is SQLite's to say (open_storage turns its "file is not a
+    # database" into one line): reading the file here and closing it would drop every POSIX
+    # lock this process's open SQLite connections hold on it, and let another process fold
+    # and delete the WAL under them.
 
 
 def _prepare_schema(storage: Storage) -> None:
@@ -668,6 +666,10 @@ def open_storage(
     except sqlalchemy.exc.SQLAlchemyError as e:
         storage.dispose()
         reason = _first_line(e, parsed)
+        if storage.is_sqlite and "file is not a database" in reason:
+            raise StorageError(
+                f"{parsed.database!r} is not a SQLite database; pass another path with --db"
+            ) from None
         if storage.is_sqlite and ("unable to open" in reason or "readonly" in reason):
             raise StorageError(
                 f"cannot write the database {parsed.database!r} ({reason}): its place is "

@@ -149,3 +149,32 @@ def test_passwords_are_masked_in_errors_and_display() -> None:
         open_storage(secret)
     assert "hunter2" not in str(info.value) and "***" in str(info.value)
     assert "hunter2" not in repr(info.value.__cause__ or "")
+
+
+def test_opening_a_sqlite_database_keeps_this_process_s_other_connections_locks(
+    tmp_path: Path,
+) -> None:
+    """Closing any descriptor of a file drops every POSIX lock this process holds on it, so
+    opening a database must not read the file itself while SQLite connections are open (a
+    search's heartbeat thread, or a caller holding a storage). With the locks gone, another
+    process believes it is the last connection, folds the WAL into the file and deletes it
+    under ours: this process then reads "database disk image is malformed"."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "study.db"
+    open_storage(db).dispose()
+    held = sqlite3.connect(db)
+    assert held.execute("SELECT count(*) FROM skiptune_schema_version").fetchone() == (1,)
+    open_storage(db).dispose()                # must leave ``held``'s locks where they were
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('CREATE TABLE other_process (x)'); c.commit(); c.close()",
+                    str(db)], check=True)
+
+    assert Path(f"{db}-wal").exists()         # not folded away: ``held`` is still open
+    fresh = sqlite3.connect(db)
+    assert fresh.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert fresh.execute("SELECT count(*) FROM other_process").fetchone() == (0,)
+    fresh.close()
+    held.close()
