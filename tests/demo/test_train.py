@@ -80,3 +80,15 @@ def test_the_ema_half_life_grows_with_the_images_seen_then_stops_at_its_cap() ->
     assert halflife_in_images(1999) == pytest.approx(2 * halflife_in_images(999))
     assert halflife_in_images(100_000) == pytest.approx(100_000)
     assert training.ema_beta(0, settings) < 1e-3  # the first step copies the weights
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(
+    tmp_path: Path, monkeypatch, native_bf16: bool, expected: str
+) -> None:
+    # On an AVX2-only CPU oneDNN reports no bf16, and autocast there is emulated: 10× slower.
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    out = tmp_path / "auto.pt"
+    training.main(["--steps", "2", "--batch-size", "2", "--device", "cpu", "--out", str(out),
+                   "--state", str(tmp_path / "state.pt")])
+    assert load_model(out, device="cpu").metadata["training"]["precision"] == expected
