@@ -37,7 +37,7 @@ import torch
 from optuna.trial import TrialState
 from PIL import Image
 
-from tests.tuner.helpers import DEMO, cli_env, search_command
+from tests.tuner.helpers import DEMO, cli_env, default_ctrl_c, search_command
 
 pytestmark = pytest.mark.slow
 
@@ -632,7 +632,7 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
             "--batch-size", "16", "--device", "cpu", "--db", str(db), "--quiet")
     env = {**cli_env(), "SKIPTUNE_FAILPOINTS": "sampling-step:5:INT"}
     process = subprocess.run(search_command(*args), env=env, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=180)
+                             text=True, timeout=180, preexec_fn=default_ctrl_c)
     out, err = process.stdout, process.stderr
 
     assert process.returncode == 130, err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -88,6 +89,13 @@ def cli_env() -> dict[str, str]:
     paths = [str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(PYTHONPATH=os.pathsep.join(paths), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
+
+
+def default_ctrl_c() -> None:
+    """``preexec_fn`` for a Ctrl-C test's child: a suite started in the background
+    (``nohup pytest &``) hands its children SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the search would never see the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def search_command(*args: str) -> list[str]:

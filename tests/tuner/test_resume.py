@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, list_studies
 from skiptune.tuner._results import front_points_of
-from tests.tuner.helpers import DEMO, cli_env, search_command, start_search
+from tests.tuner.helpers import DEMO, cli_env, default_ctrl_c, search_command, start_search
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +95,7 @@ def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(
                        "--batch-size", "16", "--no-pruning", "--db", str(db), "--device",
                        "cpu", "--quiet"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_ctrl_c,
     )
     _, err = process.communicate(timeout=180)
     assert process.returncode == 130, err
