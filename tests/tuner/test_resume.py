@@ -22,12 +22,17 @@ pytestmark = pytest.mark.slow
 STUDY = "skiptune-demo_unet-heun-nfe3"
 
 
-def _states(db: Path) -> list[tuple[int, str]]:
+def _states(db: Path) -> list[tuple[int, str, bool]]:
+    """(number, state, evaluating) per trial; a trial is evaluating once its heartbeat starts,
+    which is after all its parameters are stored."""
     if not db.exists():
         return []
     with sqlite3.connect(db, timeout=30) as connection:
         try:
-            return connection.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+            return connection.execute(
+                "SELECT t.number, t.state, EXISTS (SELECT 1 FROM trial_heartbeats h"
+                " WHERE h.trial_id = t.trial_id) FROM trials t ORDER BY t.number"
+            ).fetchall()
         except sqlite3.OperationalError:
             return []                      # tables not created yet
 
@@ -40,9 +45,9 @@ def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         states = _states(db)
-        finished = [n for n, s in states if s in ("COMPLETE", "PRUNED")]
-        running = [n for n, s in states if s == "RUNNING"]
-        if len(finished) >= 3 and running:
+        finished = [n for n, s, _ in states if s in ("COMPLETE", "PRUNED")]
+        evaluating = [n for n, s, beating in states if s == "RUNNING" and beating]
+        if len(finished) >= 3 and evaluating:
             break
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)
