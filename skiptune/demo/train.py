@@ -271,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--p-mean", type=float, default=defaults.p_mean,
+                        help="mean of log σ in the training noise distribution (EDM's P_mean)")
+    parser.add_argument("--p-std", type=float, default=defaults.p_std,
+                        help="spread of log σ in the training noise distribution (EDM's P_std)")
     parser.add_argument(
         "--precision",
         choices=("auto", *PRECISIONS),
@@ -293,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        p_mean=args.p_mean,
+        p_std=args.p_std,
         precision=precision,
     )
     train(
