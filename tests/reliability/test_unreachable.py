@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sqlalchemy
 
 from skiptune.errors import StorageError
 from skiptune.storage import open_storage
+from skiptune.tuner import quiet_optuna
 from tests.reliability.helpers import kill_launched, launch
 from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, search_command
 
@@ -183,3 +185,20 @@ def _complete_trials(engine: sqlalchemy.Engine) -> int:
             )).scalar_one()
     except sqlalchemy.exc.ProgrammingError:
         return 0                                         # Optuna's tables not there yet
+
+
+def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal() -> None:
+    # A connection lost mid-query makes Optuna log the whole failed SQL before its fallback
+    # query fails too; skiptune's own one line must be all that is printed.
+    quiet_optuna()
+    quiet_optuna()                                      # idempotent: one filter, not two
+    rdb_logger = logging.getLogger("optuna.storages._rdb.storage")
+
+    def record(message: str) -> logging.LogRecord:
+        return rdb_logger.makeRecord(rdb_logger.name, logging.WARNING, __file__, 0, message,
+                                     None, None)
+
+    assert not rdb_logger.filter(record("Caught an error from sqlalchemy: (psycopg.Operational"
+                                        "Error) server closed the connection\n[SQL: SELECT ...]"))
+    assert rdb_logger.filter(record("Heartbeat of trial 3 failed"))
+    assert len(rdb_logger.filters) == 1
