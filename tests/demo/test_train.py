@@ -97,7 +97,7 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(
 def test_noise_distribution_flags_reach_the_run_and_its_metadata(tmp_path: Path) -> None:
     out = tmp_path / "wide.pt"
     training.main(["--steps", "2", "--batch-size", "2", "--device", "cpu", "--precision", "fp32",
-                   "--p-mean", "-0.6", "--p-std", "1.4", "--out", str(out),
+                   "--p-mean", "-1.0", "--p-std", "1.4", "--out", str(out),
                    "--state", str(tmp_path / "state.pt")])
     recorded = load_model(out, device="cpu").metadata["training"]
-    assert (recorded["p_mean"], recorded["p_std"]) == (-0.6, 1.4)
+    assert (recorded["p_mean"], recorded["p_std"]) == (-1.0, 1.4)
