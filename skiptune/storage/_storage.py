@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -272,6 +273,7 @@ class Storage:
         if not self.is_sqlite:
             _retry_connections(storage.engine, seconds=self.retry_seconds,
                                display=self.display_url)
+        _drop_query_fallback_warning()
         self._optuna_storages[key] = storage
         return storage
 
@@ -503,6 +505,20 @@ def _file_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+class _NoQueryFallbackWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Caught an error from sqlalchemy")
+
+
+def _drop_query_fallback_warning() -> None:
+    """Keep off the terminal the warning Optuna's RDB storage logs, with the whole SQL, before
+    retrying a failed trials query the slow way. On a lost connection the retry fails too and
+    skiptune reports that in one line of its own; when the retry works there is nothing to do."""
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+    if not any(isinstance(f, _NoQueryFallbackWarning) for f in logger.filters):
+        logger.addFilter(_NoQueryFallbackWarning())
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,9 @@ from skiptune.tuner._results import CONFIG_ATTR, front_report
 __all__ = ["plot_front", "quiet_optuna", "sample_images", "save_images", "write_samples"]
 
 
-class _NoQueryFallbackWarning(logging.Filter):
-    """Drops the warning Optuna's RDB storage logs, with the whole SQL, before retrying a failed
-    trials query the slow way. When the connection is lost the retry fails too and skiptune
-    says so in one line; when the retry works there is nothing for the user to do."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Caught an error from sqlalchemy")
-
-
 def quiet_optuna() -> None:
-    """Keep Optuna's INFO lines ("Trial 3 finished...") off the terminal; warnings stay, but
-    for the multi-line one about a slower query fallback."""
+    """Keep Optuna's INFO lines ("Trial 3 finished...") off the terminal; warnings stay."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb_logger = logging.getLogger("optuna.storages._rdb.storage")
-    if not any(isinstance(f, _NoQueryFallbackWarning) for f in rdb_logger.filters):
-        rdb_logger.addFilter(_NoQueryFallbackWarning())
 
 
 def plot_front(

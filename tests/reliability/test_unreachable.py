@@ -17,7 +17,6 @@ import sqlalchemy
 
 from skiptune.errors import StorageError
 from skiptune.storage import open_storage
-from skiptune.tuner import quiet_optuna
 from tests.reliability.helpers import kill_launched, launch
 from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, search_command
 
@@ -187,11 +186,17 @@ def _complete_trials(engine: sqlalchemy.Engine) -> int:
         return 0                                         # Optuna's tables not there yet
 
 
-def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal() -> None:
+
+def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal(tmp_path) -> None:
     # A connection lost mid-query makes Optuna log the whole failed SQL before its fallback
-    # query fails too; skiptune's own one line must be all that is printed.
-    quiet_optuna()
-    quiet_optuna()                                      # idempotent: one filter, not two
+    # query fails too; skiptune's own one line must be all that is printed, in every process
+    # that opens Optuna's storage (a --workers child included).
+    storage = open_storage(tmp_path / "studies.db")
+    try:
+        storage.optuna_storage()
+        storage.optuna_storage(heartbeat_interval=1, grace_period=2)   # a second: no 2nd filter
+    finally:
+        storage.dispose()
     rdb_logger = logging.getLogger("optuna.storages._rdb.storage")
 
     def record(message: str) -> logging.LogRecord:
