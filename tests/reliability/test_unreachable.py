@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
@@ -186,8 +187,7 @@ def _complete_trials(engine: sqlalchemy.Engine) -> int:
         return 0                                         # Optuna's tables not there yet
 
 
-
-def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal(tmp_path) -> None:
+def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal(tmp_path: Path) -> None:
     # A connection lost mid-query makes Optuna log the whole failed SQL before its fallback
     # query fails too; skiptune's own one line must be all that is printed, in every process
     # that opens Optuna's storage (a --workers child included).
