@@ -507,18 +507,16 @@ def _file_lock(path: Path) -> Iterator[None]:
         handle.close()
 
 
-class _NoQueryFallbackWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Caught an error from sqlalchemy")
+def _not_query_fallback_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Caught an error from sqlalchemy")
 
 
 def _drop_query_fallback_warning() -> None:
     """Keep off the terminal the warning Optuna's RDB storage logs, with the whole SQL, before
     retrying a failed trials query the slow way. On a lost connection the retry fails too and
-    skiptune reports that in one line of its own; when the retry works there is nothing to do."""
-    logger = logging.getLogger("optuna.storages._rdb.storage")
-    if not any(isinstance(f, _NoQueryFallbackWarning) for f in logger.filters):
-        logger.addFilter(_NoQueryFallbackWarning())
+    skiptune reports that in one line of its own; when the retry works there is nothing to do.
+    Adding the same filter function again is a no-op (``Filterer.addFilter``)."""
+    logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_query_fallback_warning)
 
 
 @contextlib.contextmanager
