@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from skiptune.data.mnist import (
+    DEFAULT_MNIST_DIR,
     IMAGES_FILENAME,
     LABELS_FILENAME,
     MNIST_DIR_ENV,
@@ -16,6 +17,7 @@ from skiptune.data.mnist import (
 )
 
 __all__ = [
+    "DEFAULT_MNIST_DIR",
     "IMAGES_FILENAME",
     "LABELS_FILENAME",
     "MNIST_DIR_ENV",

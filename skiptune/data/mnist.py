@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from skiptune.errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_MNIST_DIR",
     "IMAGES_FILENAME",
     "LABELS_FILENAME",
     "MNIST_DIR_ENV",
@@ -41,19 +42,20 @@ LABELS_FILENAME = "t10k-labels-idx1-ubyte.gz"
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MNIST_DIR = Path(__file__).resolve().parents[1] / "assets" / "mnist"
+"""Where the package ships the MNIST test set (``skiptune/assets/mnist``)."""
 
 
 def mnist_dir() -> Path:
     """The folder holding the MNIST IDX files.
 
-    ``$SKIPTUNE_MNIST_DIR`` if set, else ``<repo root>/../shared/data/mnist``.
+    ``$SKIPTUNE_MNIST_DIR`` if set, else :data:`DEFAULT_MNIST_DIR`, inside the package.
 
     Raises:
         ConfigurationError: the folder does not exist.
     """
     configured = os.environ.get(MNIST_DIR_ENV)
-    folder = Path(configured) if configured else _REPO_ROOT.parent / "shared" / "data" / "mnist"
+    folder = Path(configured) if configured else DEFAULT_MNIST_DIR
     if not folder.is_dir():
         source = f"${MNIST_DIR_ENV}" if configured else "the default location"
         raise ConfigurationError(

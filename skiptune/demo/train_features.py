@@ -230,7 +230,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--mnist-dir",
         type=Path,
         default=None,
-        help="folder of the MNIST IDX files (default: $SKIPTUNE_MNIST_DIR or ../shared/data/mnist)",
+        help="folder of the MNIST IDX files (default: $SKIPTUNE_MNIST_DIR, else the shipped copy)",
     )
     return parser.parse_args(argv)
 

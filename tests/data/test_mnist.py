@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from skiptune.data import (
+    DEFAULT_MNIST_DIR,
     IMAGES_FILENAME,
     LABELS_FILENAME,
     MNIST_DIR_ENV,
@@ -101,6 +103,22 @@ def test_mnist_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv(MNIST_DIR_ENV, str(tmp_path / "absent"))
     with pytest.raises(ConfigurationError, match=rf"absent.*\${MNIST_DIR_ENV}"):
         mnist_dir()
+
+
+def test_default_location_is_inside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh clone has no ../shared: the package must read the copy it ships.
+    monkeypatch.delenv(MNIST_DIR_ENV, raising=False)
+    repository = Path(__file__).resolve().parents[2]
+    assert mnist_dir() == DEFAULT_MNIST_DIR
+    assert DEFAULT_MNIST_DIR.resolve().is_relative_to(repository)
+    assert (DEFAULT_MNIST_DIR / "README.md").is_file()
+
+
+@pytest.mark.parametrize("name", [IMAGES_FILENAME, LABELS_FILENAME])
+def test_shipped_files_match_the_checksums_in_their_readme(name: str) -> None:
+    readme = (DEFAULT_MNIST_DIR / "README.md").read_text()
+    digest = hashlib.sha256((DEFAULT_MNIST_DIR / name).read_bytes()).hexdigest()
+    assert f"| {name} |" in readme and digest in readme
 
 
 def test_split_is_deterministic_disjoint_and_covering() -> None:
