@@ -31,6 +31,7 @@ from skiptune.objectives._features import (
 )
 from skiptune.objectives._maths import (
     frechet_distance,
+    frechet_distance_to_features,
     gaussian_statistics,
     kernel_inception_distance,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "evaluate",
     "find_inception_weights",
     "frechet_distance",
+    "frechet_distance_to_features",
     "gaussian_statistics",
     "kernel_inception_distance",
     "load_feature_extractor",

@@ -11,6 +11,7 @@ from skiptune.errors import ConfigurationError
 
 __all__ = [
     "frechet_distance",
+    "frechet_distance_to_features",
     "gaussian_statistics",
     "kernel_inception_distance",
 ]
@@ -116,6 +117,68 @@ def _frechet_from_root(
     return max(value, 0.0)
 
 
+def frechet_distance_to_features(
+    mu_ref: np.ndarray,                    # mean [D] of the reference Gaussian
+    sigma_ref: np.ndarray,                 # covariance [D, D] of the reference Gaussian
+    features: np.ndarray,                  # [N, D] generated features, one a row, N ≥ 2
+    *,
+    root_ref: np.ndarray | None = None,    # √Σ_ref when precomputed (fixed reference)
+) -> float:
+    """Fréchet distance between N(mu_ref, Σ_ref) and the Gaussian fit of ``features``.
+
+    The same value as ``frechet_distance(mu_ref, sigma_ref, *gaussian_statistics(features))``,
+    computed without forming the D×D generated covariance when N ≤ D. With X_c the centred
+    features, Σ_gen = X_cᵀX_c / (N − 1), so √Σ_ref Σ_gen √Σ_ref = YᵀY with
+    Y = X_c √Σ_ref / √(N − 1); YᵀY (D×D) and YYᵀ (N×N) share their non-zero eigenvalues, so
+    tr √(√Σ_ref Σ_gen √Σ_ref) is the sum of the square roots of YYᵀ's eigenvalues, and
+    tr Σ_gen = ‖X_c‖²_F / (N − 1). One N×D×D product and an N×N eigen-decomposition replace
+    two D×D×D products and a D×D one: at Inception's D = 2,048 and N = 64 about 60× less work.
+    Exact, not an approximation; for N > D the D×D route is cheaper and is used instead.
+
+    Returns:
+        The squared Fréchet distance (≥ 0), as :func:`frechet_distance`.
+
+    Raises:
+        ConfigurationError: shapes disagree, fewer than 2 rows, or NaN/infinite values.
+    """
+    mu_ref = np.asarray(mu_ref, dtype=np.float64)
+    sigma_ref = np.asarray(sigma_ref, dtype=np.float64)
+    _check_gaussian(mu_ref, sigma_ref, name="reference statistics")
+    mu, centred = _mean_and_centred(features)
+    if mu.shape != mu_ref.shape:
+        raise ConfigurationError(
+            f"the features have dimension {mu.shape[0]} but the reference {mu_ref.shape[0]}; "
+            "compute both with the same feature extractor"
+        )
+    root = _symmetric_sqrt(sigma_ref) if root_ref is None else root_ref
+    scale = centred.shape[0] - 1
+    if centred.shape[0] > centred.shape[1]:
+        return _frechet_from_root(mu_ref, sigma_ref, root, mu, centred.T @ centred / scale)
+    projected = centred @ root
+    gram = projected @ projected.T / scale
+    eigenvalues = np.linalg.eigvalsh((gram + gram.T) / 2.0)
+    diff = mu_ref - mu
+    value = (
+        float(diff @ diff)
+        + float(np.trace(sigma_ref))
+        + float(np.einsum("ij,ij->", centred, centred)) / scale
+        - 2.0 * float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+    )
+    return max(value, 0.0)
+
+
+def _mean_and_centred(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and centred rows [N, D] of finite float64 features with N ≥ 2."""
+    array = _as_matrix(features, name="features")
+    if array.shape[0] < 2:
+        raise ConfigurationError(
+            f"a covariance needs at least 2 feature vectors, got {array.shape[0]}; "
+            "use more samples"
+        )
+    mu = array.mean(axis=0)
+    return mu, array - mu
+
+
 def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased covariance of features, as FID fits its Gaussians.
 
@@ -128,15 +191,8 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ConfigurationError: not a matrix, fewer than 2 rows, or NaN/infinite values.
     """
-    array = _as_matrix(features, name="features")
-    if array.shape[0] < 2:
-        raise ConfigurationError(
-            f"a covariance needs at least 2 feature vectors, got {array.shape[0]}; "
-            "use more samples"
-        )
-    mu = array.mean(axis=0)
-    centred = array - mu
-    sigma = centred.T @ centred / (array.shape[0] - 1)
+    mu, centred = _mean_and_centred(features)
+    sigma = centred.T @ centred / (centred.shape[0] - 1)
     return mu, sigma
 
 

@@ -21,9 +21,8 @@ from skiptune.models._base import TunableModel
 from skiptune.objectives._cache import StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
 from skiptune.objectives._maths import (
-    _frechet_from_root,
     _symmetric_sqrt,
-    gaussian_statistics,
+    frechet_distance_to_features,
     kernel_inception_distance,
 )
 from skiptune.objectives._paths import ASSETS_DIR
@@ -268,10 +267,9 @@ class ProxyObjective:
     def score(self, features: np.ndarray) -> float:
         """The metric of generated features float [N, D] against the reference."""
         if self.config.metric == "fd":
-            mu, sigma = gaussian_statistics(features)
             reference = self.reference
-            return _frechet_from_root(
-                reference.mu, reference.sigma, self._reference_root, mu, sigma
+            return frechet_distance_to_features(
+                reference.mu, reference.sigma, features, root_ref=self._reference_root
             )
         if self.config.metric == "kid":
             assert self.reference.features is not None  # checked in __init__

@@ -6,11 +6,14 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import linalg
 
 from skiptune.errors import ConfigurationError
 from skiptune.objectives import (
     frechet_distance,
+    frechet_distance_to_features,
     gaussian_statistics,
     kernel_inception_distance,
 )
@@ -134,3 +137,38 @@ def test_kid_checks_its_arguments() -> None:
         kernel_inception_distance(a, a, subset_size=11)
     with pytest.raises(ConfigurationError, match="different dimensions"):
         kernel_inception_distance(a, np.zeros((10, 5)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    num=st.integers(min_value=2, max_value=40),
+    dim=st.integers(min_value=1, max_value=24),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_features_route_equals_the_covariance_route(num: int, dim: int, seed: int) -> None:
+    # Both sides of N = D: the N×N route (N ≤ D) and the D×D route must agree with the
+    # textbook statistics, including rank-deficient covariances at N < D.
+    rng = np.random.default_rng(seed)
+    reference = rng.normal(size=(dim + 3, dim)) * rng.uniform(0.1, 3.0, size=dim)
+    mu_ref, sigma_ref = gaussian_statistics(reference)
+    features = rng.normal(loc=0.3, size=(num, dim))
+    expected = frechet_distance(mu_ref, sigma_ref, *gaussian_statistics(features))
+    value = frechet_distance_to_features(mu_ref, sigma_ref, features)
+    assert value == pytest.approx(expected, rel=1e-7, abs=1e-9)
+
+
+def test_features_route_at_inception_size_matches_to_1e7() -> None:
+    rng = np.random.default_rng(0)
+    dim = 2048
+    mu_ref, sigma_ref = gaussian_statistics(rng.normal(size=(3000, dim)))
+    features = rng.normal(loc=0.05, size=(64, dim))
+    expected = frechet_distance(mu_ref, sigma_ref, *gaussian_statistics(features))
+    assert frechet_distance_to_features(mu_ref, sigma_ref, features) == pytest.approx(
+        expected, rel=1e-7
+    )
+
+
+def test_features_route_rejects_mismatched_dimensions() -> None:
+    mu_ref, sigma_ref = np.zeros(3), np.eye(3)
+    with pytest.raises(ConfigurationError, match="dimension 4 but the reference 3"):
+        frechet_distance_to_features(mu_ref, sigma_ref, np.ones((5, 4)))
