@@ -1,8 +1,12 @@
-"""The demonstration models trained on MNIST: a digit classifier for a domain FID."""
+"""Training of the demonstration models on MNIST: the U-Net and the digit feature network.
+
+The feature network itself belongs to the metric (``skiptune.objectives``); it is re-exported
+here for the training scripts' users.
+"""
 
 from __future__ import annotations
 
-from skiptune.demo.feature_net import (
+from skiptune.objectives import (
     DEFAULT_FEATURE_NET_PATH,
     FEATURE_NET_KIND,
     DigitFeatureNet,

@@ -24,13 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from skiptune.data.mnist import load_mnist, split_indices, to_model_images
-from skiptune.demo.feature_net import (
+from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune.objectives import (
     DEFAULT_FEATURE_NET_PATH,
     DigitFeatureNet,
     FeatureNetConfig,
     save_feature_net,
 )
-from skiptune.errors import ConfigurationError, SkiptuneError
 
 __all__ = [
     "TrainingConfig",

@@ -15,6 +15,15 @@ from skiptune.objectives._cache import (
     StatisticsCache,
     statistics_key,
 )
+from skiptune.objectives._digit_net import (
+    DEFAULT_FEATURE_NET_PATH,
+    FEATURE_NET_KIND,
+    DigitFeatureNet,
+    FeatureNetConfig,
+    feature_net_fingerprint,
+    load_feature_net,
+    save_feature_net,
+)
 from skiptune.objectives._features import (
     EXTRACTOR_NAMES,
     INCEPTION_FILENAME,
@@ -48,16 +57,20 @@ from skiptune.objectives._objective import (
 from skiptune.objectives._reference import ReferenceStatistics, load_reference
 
 __all__ = [
+    "DEFAULT_FEATURE_NET_PATH",
     "EXTRACTOR_NAMES",
+    "FEATURE_NET_KIND",
     "INCEPTION_FILENAME",
     "INCEPTION_URL",
     "INCEPTION_WEIGHTS_ENV",
     "METRICS",
     "BatchReduced",
     "DigitFeatureExtractor",
+    "DigitFeatureNet",
     "DirectoryStatisticsCache",
     "Evaluation",
     "FeatureExtractor",
+    "FeatureNetConfig",
     "InceptionFeatureExtractor",
     "InputSpec",
     "ObjectiveConfig",
@@ -68,13 +81,16 @@ __all__ = [
     "TorchScriptFeatureExtractor",
     "build_objective",
     "evaluate",
+    "feature_net_fingerprint",
     "find_inception_weights",
     "frechet_distance",
     "frechet_distance_to_features",
     "gaussian_statistics",
     "kernel_inception_distance",
     "load_feature_extractor",
+    "load_feature_net",
     "load_reference",
     "quantize_images",
+    "save_feature_net",
     "statistics_key",
 ]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel
+from skiptune.objectives._digit_net import feature_net_fingerprint, load_feature_net
 from skiptune.objectives._paths import ASSETS_DIR, cache_root, sha256_file
 
 __all__ = [
@@ -163,8 +164,6 @@ class DigitFeatureExtractor:
     name = "digits"
 
     def __init__(self, net: torch.nn.Module, *, device: torch.device | str | None = None) -> None:
-        from skiptune.demo.feature_net import feature_net_fingerprint
-
         self.device = torch.device(device or "cpu")
         self.net = net.to(self.device).eval()
         self.resolution = int(net.config.resolution)
@@ -178,9 +177,7 @@ class DigitFeatureExtractor:
         *,
         device: torch.device | str | None = None,
     ) -> DigitFeatureExtractor:
-        """Load a digit net written by ``skiptune.demo.feature_net.save_feature_net``."""
-        from skiptune.demo.feature_net import load_feature_net
-
+        """Load a digit net written by ``skiptune.objectives.save_feature_net``."""
         path = ASSETS_DIR / DIGIT_FEATURES_FILENAME if path is None else Path(path)
         return cls(load_feature_net(path, device="cpu"), device=device)
 

@@ -2,7 +2,8 @@
 
 Inception-v3 features describe natural photographs; for 32×32 digits a classifier trained on
 the digits themselves gives a domain FID that needs no download. The weights ship as
-``skiptune/assets/digit_features.pt``, written by ``python -m skiptune.demo.train_features``.
+``skiptune/assets/digit_features.pt``, written by ``python -m skiptune.demo.train_features``
+(the training lives with the demo; the net belongs to the metric).
 """
 
 from __future__ import annotations
