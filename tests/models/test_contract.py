@@ -1,0 +1,156 @@
+"""The contract every model family meets, run against each family (as Optuna's storage suite is).
+
+A new adapter joins by adding a loader to ``FAMILIES``: ρ = 1 is exact, the sites are ordered
+bottom → top, every site is live, hooks are removed after an error, and per-sample factors
+equal one schedule per run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before diffusers is first imported: nothing reaches the Hub
+
+from skiptune.models import load_model
+from skiptune.models._base import SkipSite, TunableModel
+from skiptune.schedule import RhoSchedule
+from skiptune.skips import skip_tuning
+from tests.conftest import DEMO_CHECKPOINT
+
+
+def _native(_root: Path) -> TunableModel:
+    return load_model(DEMO_CHECKPOINT, device="cpu")
+
+
+def _custom(_root: Path) -> TunableModel:
+    return load_model("tests.models.additive_unet:adapter", device="cpu")
+
+
+def _diffusers(root: Path) -> TunableModel:
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    net = diffusers.UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
+    )
+    net.save_pretrained(root / "unet")
+    diffusers.DDPMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
+    return load_model(root / "unet", device="cpu")
+
+
+FAMILIES: dict[str, Callable[[Path], TunableModel]] = {
+    "native": _native,
+    "custom": _custom,
+    "diffusers": _diffusers,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TunableModel:
+    return FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture
+def batch(model: TunableModel) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    y = torch.rand(3, *model.image_shape, generator=generator) * 2 - 1
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    return y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=generator), sigma
+
+
+def _skip_of(site: SkipSite, args: tuple, output: Any) -> torch.Tensor:
+    """The skip tensor a site scales, read from its module's inputs or output."""
+    if site.input_index is None:
+        return output
+    value = args[site.input_index]
+    return value if site.tuple_index is None else value[site.tuple_index]
+
+
+def _hook_counts(model: TunableModel) -> list[tuple[int, int]]:
+    return [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in model.net.modules()]
+
+
+def _recorded_skips(
+    model: TunableModel, x: torch.Tensor, sigma: torch.Tensor
+) -> list[torch.Tensor]:
+    """The skip tensor each site receives in one forward pass, in site order."""
+    seen: dict[int, torch.Tensor] = {}
+
+    def recorder(k: int, site: SkipSite) -> Callable[..., None]:
+        def record(_module: Any, args: tuple, output: Any) -> None:
+            seen.setdefault(k, _skip_of(site, args, output))
+
+        return record
+
+    handles = [
+        site.module.register_forward_hook(recorder(k, site))
+        for k, site in enumerate(model.skip_sites)
+    ]
+    try:
+        model.denoise(x, sigma)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert sorted(seen) == list(range(model.num_skips)), "some sites never saw their skip"
+    return [seen[k] for k in range(model.num_skips)]
+
+
+def test_identity_schedule_is_bit_identical(model: TunableModel, batch) -> None:
+    x, sigma = batch
+    plain = model.denoise(x, sigma)
+    with skip_tuning(model, RhoSchedule(rho_bottom=1.0, rho_top=1.0)):
+        tuned = model.denoise(x, sigma)
+    assert torch.equal(plain, tuned)
+
+
+def test_sites_are_ordered_from_the_deepest_to_the_shallowest(model: TunableModel, batch) -> None:
+    x, sigma = batch
+    areas = [skip.shape[-2] * skip.shape[-1] for skip in _recorded_skips(model, x, sigma)]
+    assert areas == sorted(areas), f"skip resolutions bottom → top must not shrink: {areas}"
+    assert areas[0] < areas[-1]
+    assert areas[-1] == model.image_shape[1] * model.image_shape[2]
+
+
+def test_every_site_is_live(model: TunableModel, batch) -> None:
+    # A site pointed at the wrong module or input would make its ρ do nothing: zeroing each
+    # site alone must change the output.
+    x, sigma = batch
+    plain = model.denoise(x, sigma)
+    for k in range(model.num_skips):
+        factors = torch.ones(model.num_skips)
+        factors[k] = 0.0
+        with skip_tuning(model, factors):
+            assert not torch.equal(model.denoise(x, sigma), plain), f"site {k} has no effect"
+
+
+def test_hooks_are_removed_after_an_error(model: TunableModel, batch) -> None:
+    x, sigma = batch
+    before, plain = _hook_counts(model), model.denoise(x, sigma)
+    with pytest.raises(RuntimeError, match="inside"), skip_tuning(model, RhoSchedule(0.5)):
+        raise RuntimeError("inside the block")
+    assert _hook_counts(model) == before
+    assert torch.equal(model.denoise(x, sigma), plain)
+
+
+def test_per_sample_factors_equal_one_run_per_schedule(model: TunableModel, batch) -> None:
+    x, sigma = batch
+    schedules = [RhoSchedule(0.5), RhoSchedule(1.0), RhoSchedule(0.8, rho_top=0.9)]
+    with skip_tuning(model, schedules):
+        together = model.denoise(x, sigma)
+    for j, schedule in enumerate(schedules):
+        with skip_tuning(model, schedule):
+            alone = model.denoise(x[j : j + 1], sigma[j : j + 1])
+        torch.testing.assert_close(together[j : j + 1], alone, rtol=1e-5, atol=1e-5)
