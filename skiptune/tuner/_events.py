@@ -1,4 +1,4 @@
-"""What a search reports while it runs: plain, picklable records handed to a callback.
+"""What a search reports while it runs: plain, picklable, keyword-only records for a callback.
 
 The library never prints; the CLI renders these (rich progress), and worker processes send
 them to the parent through a queue.
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyStarted:
     study_name: str
     nfe: int
@@ -34,7 +34,7 @@ class StudyStarted:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialStarted:
     study_name: str
     trial_number: int
@@ -45,7 +45,7 @@ class TrialStarted:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RungDone:
     study_name: str
     trial_number: int
@@ -55,7 +55,7 @@ class RungDone:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialFinished:
     study_name: str
     trial_number: int
@@ -71,7 +71,7 @@ class TrialFinished:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchSizeReduced:
     """A batch of ``failed`` images ran out of memory; batches now hold at most ``batch_size``.
 
@@ -87,7 +87,7 @@ class BatchSizeReduced:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Waiting:
     """Every remaining slot is held by a running trial; wait for it to end or go stale."""
 
@@ -97,7 +97,7 @@ class Waiting:
     worker: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyDone:
     study_name: str
     summary: Any                # a StudySummary

@@ -255,8 +255,9 @@ def run_study(
             _requeue_lost_retries(study)
             finished, running = _counts(study)
             if first:
-                emit(StudyStarted(name, config.nfe, config.sampler, total, finished,
-                                  finished > 0 or running > 0, worker))
+                emit(StudyStarted(study_name=name, nfe=config.nfe, sampler=config.sampler,
+                                  trials_total=total, finished=finished,
+                                  resumed=finished > 0 or running > 0, worker=worker))
                 first = False
             trial = None
             if finished < total and finished + running < total:
@@ -273,7 +274,8 @@ def run_study(
         if finished >= total:
             break
         if trial is None:
-            emit(Waiting(name, running, float(heartbeat_interval), worker))
+            emit(Waiting(study_name=name, running=running, seconds=float(heartbeat_interval),
+                         worker=worker))
             sleep(heartbeat_interval)
             continue
         _run_trial(
@@ -284,7 +286,7 @@ def run_study(
     # behind the trials; the study's end (also a rerun that finds it done) brings it level.
     update_front(storage, study, config)
     summary = summarize(study, config)
-    emit(StudyDone(name, summary, worker))
+    emit(StudyDone(study_name=name, summary=summary, worker=worker))
     return summary
 
 
@@ -360,13 +362,16 @@ def _run_trial(
 ) -> None:
     role = str(trial.user_attrs.get(ROLE_ATTR, "search"))
     schedule = suggest_schedule(trial, config.space)
-    emit(TrialStarted(study.study_name, trial.number, schedule.to_dict(), role, finished, total,
-                      worker))
+    emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
+                      schedule=schedule.to_dict(), role=role, finished=finished,
+                      trials_total=total, worker=worker))
     last_rung = len(config.rungs) - 1
 
     def report(rung_index: int, num_samples: int, value: float) -> None:
         trial.report(value, num_samples)
-        emit(RungDone(study.study_name, trial.number, rung_index, num_samples, value, worker))
+        emit(RungDone(study_name=study.study_name, trial_number=trial.number,
+                      rung_index=rung_index, num_samples=num_samples, value=value,
+                      worker=worker))
         # The baseline is asked too, so the pruner counts it at each rung, but it is never
         # stopped: every study must measure its own baseline at full N.
         stop = rung_index < last_rung and config.pruning and trial.should_prune()
@@ -376,7 +381,8 @@ def _run_trial(
             )
 
     def batch_reduced(failed: int, batch_size: int, why: str) -> None:
-        emit(BatchSizeReduced(study.study_name, trial.number, failed, batch_size, why, worker))
+        emit(BatchSizeReduced(study_name=study.study_name, trial_number=trial.number,
+                              failed=failed, batch_size=batch_size, reason=why, worker=worker))
 
     start = time.monotonic()
     state, value, reason = TrialState.COMPLETE, None, ""
@@ -426,10 +432,20 @@ def _run_trial(
     summary = summarize(study, config)
     emit(
         TrialFinished(
-            study.study_name, trial.number,
-            {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed"),
-            value, schedule.to_dict(), summary.best_value, summary.baseline_value,
-            summary.finished, total, seconds, reason, worker,
+            study_name=study.study_name,
+            trial_number=trial.number,
+            state={TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(
+                state, "failed"
+            ),
+            value=value,
+            schedule=schedule.to_dict(),
+            best_value=summary.best_value,
+            baseline_value=summary.baseline_value,
+            finished=summary.finished,
+            trials_total=total,
+            seconds=seconds,
+            reason=reason,
+            worker=worker,
         )
     )
 

@@ -133,7 +133,8 @@ def test_the_progress_display_prints_the_warning_in_one_line() -> None:
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=40, force_terminal=False)
-    event = BatchSizeReduced("skiptune-demo_unet-heun-nfe3", 3, 128, 64, CUDA_MESSAGE)
+    event = BatchSizeReduced(study_name="skiptune-demo_unet-heun-nfe3", trial_number=3,
+                             failed=128, batch_size=64, reason=CUDA_MESSAGE)
     with _SearchProgress(console) as progress:
         progress(event)
     (line,) = [line for line in buffer.getvalue().splitlines() if line.startswith("warning:")]
