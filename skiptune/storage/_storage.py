@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from skiptune._failpoints import failpoint
+from skiptune._optuna import quiet_experimental
 from skiptune.errors import StorageError
 from skiptune.storage._models import (
     SCHEMA_VERSION,
@@ -262,7 +263,7 @@ class Storage:
         try:
             # Optuna creates its tables on first use; two processes doing that at once on a
             # server collide ("duplicate key ... pg_type"), so creation takes turns.
-            with self.lock("optuna-tables"), _quiet_experimental_warnings():
+            with self.lock("optuna-tables"), quiet_experimental():
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=self.engine_kwargs(), **kwargs
                 )
@@ -517,17 +518,6 @@ def _drop_query_fallback_warning() -> None:
     skiptune reports that in one line of its own; when the retry works there is nothing to do.
     Adding the same filter function again is a no-op (``Filterer.addFilter``)."""
     logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_query_fallback_warning)
-
-
-@contextlib.contextmanager
-def _quiet_experimental_warnings() -> Iterator[None]:
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
 
 
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
 from skiptune.schedule import RhoSchedule
 from skiptune.tuner._config import OPTIMIZERS, SearchConfig, SearchSpace
@@ -124,8 +125,7 @@ def make_sampler(config: SearchConfig, *, worker: int = 0) -> optuna.samplers.Ba
     seed = config.seed + 1000 * worker
     name = config.optimizer
     if name == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True
+        with quiet_experimental():  # group=True
             return optuna.samplers.TPESampler(
                 seed=seed,
                 multivariate=True,

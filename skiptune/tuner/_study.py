@@ -7,27 +7,22 @@ before new work, and the stored front updated after each trial.
 
 from __future__ import annotations
 
-import copy
-import datetime
 import math
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import optuna
-import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from skiptune._failpoints import failpoint
+from skiptune._optuna import quiet_experimental
 from skiptune.errors import (
     ConfigurationError,
     InsufficientMemoryError,
     NonFiniteSampleError,
-    SkiptuneError,
 )
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
@@ -42,6 +37,7 @@ from skiptune.tuner._events import (
     TrialStarted,
     Waiting,
 )
+from skiptune.tuner._heartbeat import fail_trials_without_heartbeat, heartbeats, trial_id
 from skiptune.tuner._results import (
     CONFIG_ATTR,
     FAILURE_KIND_ATTR,
@@ -79,42 +75,6 @@ class Objective(Protocol):
         report: Callable[[int, int, float], None] | None = None,
         on_batch_reduced: Callable[[int, int, str], None] | None = None,
     ) -> Any: ...
-
-
-@contextmanager
-def _quiet_experimental() -> Iterator[None]:
-    # Heartbeats and their retry callback are marked experimental; the warnings are noise here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-@contextmanager
-def _heartbeats(optuna_storage: Any, trial_id: int) -> Iterator[None]:
-    """Record the trial's heartbeat every interval while the block runs, as optimize() does.
-
-    Unlike Optuna's heartbeat thread, one that cannot be written is skipped, not raised with a
-    traceback: a database that went away is reported once, by the main thread, and a trial
-    that misses heartbeats is at worst failed as stale and re-queued.
-    """
-    interval = optuna_storage.get_heartbeat_interval()
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            with suppress(SkiptuneError, optuna.exceptions.OptunaError,
-                          sqlalchemy.exc.SQLAlchemyError):
-                optuna_storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name=f"skiptune-heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def effective_total(config: SearchConfig) -> int:
@@ -233,7 +193,7 @@ def run_study(
     """
     emit = on_event or (lambda _event: None)
     name = config.study_name
-    with _quiet_experimental():
+    with quiet_experimental():
         optuna_storage = storage.optuna_storage(
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
@@ -249,9 +209,9 @@ def run_study(
     first = True
     while True:
         with storage.lock(f"study:{name}"):
-            with _quiet_experimental():
+            with quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
-                _fail_trials_without_heartbeat(study, storage, optuna_storage, grace_period)
+                fail_trials_without_heartbeat(study, storage, optuna_storage, grace_period)
             _requeue_lost_retries(study)
             finished, running = _counts(study)
             if first:
@@ -269,8 +229,8 @@ def run_study(
                 failpoint("trial-asked")
                 # A first heartbeat before the lock is released: a worker killed right now
                 # leaves a trial that goes stale, never one that stays RUNNING for ever
-                # (one killed just before it is caught by _fail_trials_without_heartbeat).
-                optuna_storage.record_heartbeat(trial._trial_id)
+                # (one killed just before it is caught by fail_trials_without_heartbeat).
+                optuna_storage.record_heartbeat(trial_id(trial))
         if finished >= total:
             break
         if trial is None:
@@ -313,40 +273,6 @@ def _requeue_lost_retries(study: optuna.Study) -> None:
             _requeue(study, trial)
 
 
-def _fail_trials_without_heartbeat(
-    study: optuna.Study, storage: Storage, optuna_storage: Any, grace_period: int
-) -> None:
-    """Fail and re-queue RUNNING trials that never sent a heartbeat and began long ago.
-
-    Optuna's stale check passes over a trial with no heartbeat at all, and a worker killed
-    between ``ask()`` and its first heartbeat leaves exactly that: a trial that would hold a
-    slot of the total for ever. Call under the study's lock, where trials are asked.
-    """
-    now = datetime.datetime.now()          # Optuna stamps datetime_start with local time
-    old = {
-        t._trial_id: t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.datetime_start is not None
-        and (now - t.datetime_start).total_seconds() > grace_period
-    }
-    if not old:
-        return
-    query = sqlalchemy.text(
-        "SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids"
-    ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
-    with storage.session() as session:
-        beating = set(session.scalars(query, {"ids": list(old)}))
-    retry = optuna_storage.get_heartbeat_stale_trial_callback()
-    for trial_id in sorted(set(old) - beating):
-        try:
-            if not optuna_storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue                      # another worker failed it first
-        if retry is not None:
-            retry(study, copy.deepcopy(optuna_storage.get_trial(trial_id)))
-
-
 def _run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -386,7 +312,7 @@ def _run_trial(
 
     start = time.monotonic()
     state, value, reason = TrialState.COMPLETE, None, ""
-    with _heartbeats(optuna_storage, trial._trial_id):
+    with heartbeats(optuna_storage, trial):
         try:
             evaluation = objective.evaluate(schedule, report=report,
                                             on_batch_reduced=batch_reduced)
@@ -477,4 +403,4 @@ def _fail_and_requeue(
     except optuna.exceptions.UpdateFinishedTrialError:
         return
     if _tell(study, trial, state=TrialState.FAIL):
-        _requeue(study, optuna_storage.get_trial(trial._trial_id))
+        _requeue(study, optuna_storage.get_trial(trial_id(trial)))
