@@ -64,7 +64,7 @@ def plot_front(
         raise ConfigurationError(
             "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
         ) from None
-    storage = db if isinstance(db, Storage) else open_storage(db, must_exist=True)
+    storage = db if isinstance(db, Storage) else open_storage(db, read_only=True)
     reports = front_report(storage, group=group)
     if not reports:
         raise ConfigurationError(

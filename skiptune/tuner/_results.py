@@ -243,7 +243,7 @@ def update_front(storage: Storage, study: optuna.Study, config: SearchConfig) ->
 
 def _storage(db: str | Path | Storage | None) -> Storage:
     """The database to read results from; a SQLite file that is not there is an error."""
-    return db if isinstance(db, Storage) else open_storage(db, must_exist=True)
+    return db if isinstance(db, Storage) else open_storage(db, read_only=True)
 
 
 def list_studies(
