@@ -18,6 +18,7 @@ from __future__ import annotations
 from skiptune.errors import (
     CheckpointError,
     ConfigurationError,
+    FileAccessError,
     InsufficientMemoryError,
     NonFiniteSampleError,
     SkiptuneError,
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "CustomModel",
     "CustomSkipSite",
+    "FileAccessError",
     "InsufficientMemoryError",
     "NonFiniteSampleError",
     "RhoSchedule",

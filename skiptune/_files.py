@@ -1,23 +1,173 @@
-"""Writing files so that a crash never leaves a half-written one."""
+"""The one place skiptune reads a user's input files and writes its output files.
+
+Reading (:func:`read_input`, :func:`read_text`): a file that is missing, a folder, unreadable
+(permissions, EIO) or, for text, not UTF-8 becomes one :class:`FileAccessError` line naming
+the file and what to pass instead; callers parse bytes they know were read whole.
+
+Writing (:func:`write_atomically`): one guarantee for every output (exports, plots, sample
+grids, checkpoints): the content goes to a temporary file in the destination's own folder,
+is flushed and fsynced, then renamed over the destination, and the folder is fsynced. A
+reader sees the old file or the new one, a crash leaves at most a hidden ``.*.partial`` that
+the next write does not depend on, and a failure removes the temporary file. A destination
+that is not a plain file (a symbolic link, a device node, a FIFO, a folder) is refused:
+renaming over it would replace the link or the node by a regular file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import torch
+from skiptune.errors import FileAccessError
 
-__all__ = ["save_torch_atomically"]
+__all__ = ["read_input", "read_text", "save_torch_atomically", "write_atomically"]
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def read_input(path: str | Path, *, what: str, fix: str) -> bytes:
+    """All bytes of the input file ``path``; any failure is one FileAccessError line.
+
+    ``what`` names the file in the message ("model file", "--from file"); ``fix`` says what
+    to pass instead.
+    """
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise FileAccessError(f"{what} {str(target)!r} is a folder; {fix}")
+        return target.read_bytes()
+    except FileNotFoundError:
+        raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from None
+    except OSError as e:
+        # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
+        raise FileAccessError(
+            f"{what} {str(target)!r} cannot be read ({_reason(e)}); {fix}"
+        ) from None
+
+
+def read_text(path: str | Path, *, what: str, fix: str) -> str:
+    """The input file ``path`` as UTF-8 text; binary content is one FileAccessError line."""
+    data = read_input(path, what=what, fix=fix)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FileAccessError(
+            f"{what} {str(path)!r} is not text (byte {e.start} is not UTF-8); {fix}"
+        ) from None
+
+
+def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None) -> Path:
+    """Refuse, in one line, an output path that cannot be replaced atomically or safely.
+
+    ``suffixes`` (lower case, with the dot) are the extensions the writer can produce; any
+    other is refused with the list. Call it before long work, so a bad ``-o`` fails first.
+    """
+    target = Path(path)
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as e:
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise FileAccessError(
+                f"cannot write {str(target)!r}: it is a folder; pass a file name inside it, "
+                f"e.g. {str(target / ('output' + (suffixes[0] if suffixes else '')))!r}"
+            )
+        if stat.S_ISLNK(info.st_mode):
+            raise FileAccessError(
+                f"cannot write {str(target)!r}: it is a symbolic link, which an atomic write "
+                "would replace by a plain file; pass the link's target path instead"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise FileAccessError(
+                f"cannot write {str(target)!r}: it is not a regular file (a device, FIFO or "
+                "socket); pass a file path"
+            )
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise FileAccessError(
+            f"cannot write {str(target)!r}: unsupported extension "
+            f"{target.suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
+        )
+    if not target.parent.is_dir():
+        raise FileAccessError(
+            f"cannot write {str(target)!r}: its folder {str(target.parent)!r} does not exist; "
+            "create it or pass another path"
+        )
+    return target
+
+
+def _mode_for(target: Path) -> int:
+    """The mode the file gets: the replaced file's, else what ``open`` would give (umask)."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is durable once the folder's entry is; some file systems cannot fsync a
+    # folder (EINVAL), and the data itself is already on disk then.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def write_atomically(
+    path: str | Path,
+    write: Callable[[IO[bytes]], Any] | bytes,
+    *,
+    suffixes: Sequence[str] | None = None,
+) -> Path:
+    """Write ``path`` atomically: temp file beside it, fsync, rename, fsync the folder.
+
+    ``write`` is the content, or a function that writes it to the binary handle it is given.
+    Refuses (FileAccessError, nothing written) a destination that is a folder, a symbolic
+    link or not a regular file, or whose extension is not in ``suffixes``. Any failure
+    removes the temporary file and leaves the destination as it was.
+    """
+    target = check_output_path(path, suffixes=suffixes)
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+        )
+    except OSError as e:
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            if isinstance(write, bytes):
+                handle.write(write)
+            else:
+                write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except OSError as e:
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    _fsync_folder(target.parent)
+    return target
 
 
 def save_torch_atomically(payload: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+    """``torch.save`` through :func:`write_atomically`: a crash never leaves half a checkpoint."""
+    import torch
 
-    The rename is atomic on POSIX file systems: a reader sees the old file or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
-    return path
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(target, lambda handle: torch.save(payload, handle))

@@ -558,6 +558,9 @@ def sample(
                                                   "export.")] = None,
     allow_other_weights: Annotated[bool, typer.Option(help="Use an export searched on other "
                                                       "weights.")] = False,
+    allow_other_budget: Annotated[bool, typer.Option(help="Apply an export at another --nfe "
+                                                     "or --sampler than it was searched "
+                                                     "for.")] = False,
     sampler: Annotated[str | None, typer.Option(help="[default: heun]")] = None,
     num_samples: Annotated[int, typer.Option("-n", "--num-samples", min=1)] = 64,
     seed: Annotated[int, typer.Option(min=0)] = 0,
@@ -565,25 +568,31 @@ def sample(
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
 ) -> None:
-    """Sample images under a schedule to look at its effect (.png grid or .npz)."""
+    """Sample images under a schedule to look at its effect (.png grid or .npz).
+
+    Without --rho-bottom or --from, the untuned model (ρ = 1) is sampled, at --nfe or 9.
+    """
     from skiptune import tuner
     from skiptune.schedule import RhoSchedule
 
     schedule = None
+    shaping = _set(rho_top=rho_top, shape=shape, gamma=gamma)
     if rho_bottom is not None:
-        schedule = _call(lambda: RhoSchedule(**_set(rho_bottom=rho_bottom, rho_top=rho_top,
-                                                     shape=shape, gamma=gamma)))
-    elif from_file is None:
-        raise typer.BadParameter("pass --rho-bottom (and --nfe) or --from rho.json",
-                                 param_hint="--rho-bottom")
+        schedule = _call(lambda: RhoSchedule(rho_bottom=rho_bottom, **shaping))
+    elif shaping:
+        raise typer.BadParameter("--rho-top, --shape and --gamma shape a schedule: pass "
+                                 "--rho-bottom with them", param_hint="--rho-bottom")
     written = _call(lambda: tuner.write_samples(
         model, output, schedule=schedule, exported=from_file,
-        allow_other_weights=allow_other_weights, nfe=nfe, sampler=sampler,
-        num_samples=num_samples, seed=seed, device=device, trust_pickle=trust_pickle,
+        allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
+        nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
+        trust_pickle=trust_pickle,
     ))
+    untuned = " (the untuned model: pass --rho-bottom or --from to apply a schedule)"
     _stdout.print(
         f"wrote {written['path']}: {written['num_samples']} images, ρ "
-        f"{_schedule_text(written['schedule'])}, {written['nfe']} NFE ({written['sampler']})"
+        f"{_schedule_text(written['schedule'])}{untuned if written['untuned'] else ''}, "
+        f"{written['nfe']} NFE ({written['sampler']})", soft_wrap=True,
     )
 
 

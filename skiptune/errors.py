@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "FileAccessError",
     "InsufficientMemoryError",
     "NonFiniteSampleError",
     "SkiptuneError",
@@ -27,6 +28,10 @@ class ConfigurationError(SkiptuneError, ValueError):
 
 class CheckpointError(SkiptuneError):
     """A model file or folder cannot be loaded safely as a checkpoint."""
+
+
+class FileAccessError(SkiptuneError):
+    """An input file cannot be read, or an output file cannot be written safely."""
 
 
 class InsufficientMemoryError(SkiptuneError):

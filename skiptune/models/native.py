@@ -4,24 +4,27 @@ A checkpoint is a dict::
 
     {"format": "skiptune-checkpoint", "format_version": 1,
      "architecture": "edm-unet", "config": {...},      # plain types only
-     "ema": {name: tensor}, "metadata": {...}}       # resolution, channels, σ range…
+     "ema": {name: tensor}, "metadata": {...},       # resolution, channels, σ range…
+     "ema_sha256": "..."}                            # fingerprint_state_dict(ema)
 
 It is read with ``torch.load(..., weights_only=True)``, which refuses any pickled code.
+``ema_sha256`` (written since skiptune 0.x; optional, so older checkpoints still load) is
+checked on load: flipped bytes inside a tensor are refused instead of searched.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from skiptune._files import save_torch_atomically
+from skiptune._files import read_input, save_torch_atomically
 from skiptune.errors import CheckpointError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
@@ -33,6 +36,8 @@ FORMAT_VERSION = 1
 ARCHITECTURES = ("edm-unet",)
 _REQUIRED_KEYS = ("format", "format_version", "architecture", "config", "ema", "metadata")
 _REQUIRED_METADATA = ("resolution", "channels", "sigma_min", "sigma_max", "sigma_data")
+CHECKSUM_KEY = "ema_sha256"
+_FIX = "pass a skiptune .pt checkpoint"
 
 
 def build_net(architecture: str, config: dict[str, Any]) -> EDMPrecond:
@@ -72,13 +77,15 @@ def save_checkpoint(
         "sigma_data": float(net.sigma_data),
         **(metadata or {}),
     }
+    ema = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
         "config": config.to_dict(),
-        "ema": {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()},
+        "ema": ema,
         "metadata": meta,
+        CHECKSUM_KEY: fingerprint_state_dict(ema),
     }
     return save_torch_atomically(payload, path)
 
@@ -87,11 +94,9 @@ _ZIP_MAGIC = b"PK\x03\x04"      # torch.save writes a zip archive (torch ≥ 1.6
 _PICKLE_PROTOCOL = 0x80          # ...or, in the legacy format, a pickle (protocol ≥ 2)
 
 
-def _looks_like_torch_file(path: Path) -> bool:
-    """Whether the file starts as torch.save output does: a zip archive or a pickle."""
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    return head == _ZIP_MAGIC or (len(head) > 0 and head[0] == _PICKLE_PROTOCOL)
+def _looks_like_torch_file(head: bytes) -> bool:
+    """Whether the bytes start as torch.save output does: a zip archive or a pickle."""
+    return head[:4] == _ZIP_MAGIC or (len(head) > 0 and head[0] == _PICKLE_PROTOCOL)
 
 
 def _short_reason(error: BaseException) -> str:
@@ -100,37 +105,62 @@ def _short_reason(error: BaseException) -> str:
     return text.split(". ", 1)[0][:200]
 
 
-def _unreadable(path: Path, error: BaseException) -> CheckpointError:
-    if not _looks_like_torch_file(path):
-        return CheckpointError(
-            f"model file {str(path)!r} is not a readable torch checkpoint: it is neither a zip "
-            "archive (as torch.save writes) nor a pickle; pass a skiptune .pt checkpoint"
-        )
+def _not_torch(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"model file {str(path)!r} is not a readable torch checkpoint: it is neither a zip "
+        f"archive (as torch.save writes) nor a pickle; {_FIX}"
+    )
+
+
+def _damaged(path: Path, error: BaseException) -> CheckpointError:
     return CheckpointError(
         f"model file {str(path)!r} is not a readable torch checkpoint (truncated or damaged: "
         f"{_short_reason(error)}); copy it again, or pass another skiptune .pt checkpoint"
     )
 
 
+def _refuses_code(error: BaseException) -> bool:
+    """Whether torch's safe loader stopped at a pickled global (a class or function to call),
+    not at bytes it cannot parse: only then does the file really hold Python objects."""
+    text = str(error)
+    return "Unsupported global" in text or "GLOBAL" in text
+
+
 def _read(path: Path, *, trust_pickle: bool) -> Any:
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"model file {str(path)!r} is empty; pass a skiptune .pt checkpoint")
+    data = read_input(path, what="model file", fix=_FIX)
+    if not data:
+        raise CheckpointError(f"model file {str(path)!r} is empty; {_FIX}")
+    # Judged by the header before any loader runs: random bytes then get one clear line
+    # instead of whatever the legacy unpickler trips over (IndexError, "pickled objects").
+    if not _looks_like_torch_file(data[:4]):
+        raise _not_torch(path)
     try:
         with warnings.catch_warnings():
             # torch warns about a pickle protocol its safe loader may not fully support; the
             # file is then read or refused in one line, and the warning would be a second.
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if not trust_pickle and _refuses_code(e):
             raise CheckpointError(
                 f"model file {str(path)!r} contains pickled Python objects, which can run code "
                 "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
                 "if you trust where it came from"
             ) from None
-        raise _unreadable(path, e) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        raise _unreadable(path, e) from None
+        raise _damaged(path, e) from None
+    except Exception as e:  # damaged bytes make the loaders raise anything
+        raise _damaged(path, e) from None
+
+
+def _check_checksum(path: Path, payload: dict[str, Any], fingerprint: str) -> None:
+    """Refuse tensors whose bytes differ from the ones saved (old checkpoints carry none)."""
+    stored = payload.get(CHECKSUM_KEY)
+    if stored is not None and stored != fingerprint:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its tensors' SHA-256 {fingerprint[:12]}… "
+            f"differs from the one stored when it was saved ({str(stored)[:12]}…); copy it "
+            "again or restore an earlier checkpoint"
+        )
 
 
 def _validate(path: Path, payload: Any) -> None:
@@ -187,6 +217,8 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
     state = payload["ema"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"checkpoint {str(path)!r}: 'ema' must map names to tensors")
+    fingerprint = fingerprint_state_dict(state)
+    _check_checksum(path, payload, fingerprint)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -202,7 +234,6 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
             + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
             + "; retrain or restore an earlier checkpoint"
         )
-    fingerprint = fingerprint_state_dict(state)
     net.eval().requires_grad_(False).to(device)
     return _wrap(net, payload["metadata"], fingerprint, str(path))
 

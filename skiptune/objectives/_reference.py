@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from skiptune._failpoints import failpoint
+from skiptune._files import read_input
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
@@ -362,13 +363,16 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
     net fingerprint), and reference features for KID under ``features`` (skiptune) or
     ``feats`` (clean-fid's ``*_kid.npz``); a file with only features gets mu and sigma from them.
     """
+    data = read_input(path, what="reference", fix="pass an .npz with mu and sigma")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as e:  # damaged archives make numpy raise anything
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise ConfigurationError(
-            f"reference {path} is not a readable .npz file ({e}); pass an .npz with mu and sigma"
-        ) from e
+            f"reference {path} is not a readable .npz file ({reason}); pass an .npz with mu "
+            "and sigma"
+        ) from None
     features = arrays.get("features", arrays.get("feats"))
     if "mu" in arrays and "sigma" in arrays:
         mu, sigma = arrays["mu"], arrays["sigma"]
@@ -389,7 +393,7 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
     if extractor is None and "feature_net" in arrays:
         extractor = f"digits:{arrays['feature_net']}"
     count = int(arrays["count"]) if "count" in arrays else None
-    return ReferenceStatistics.from_statistics(
+    statistics = ReferenceStatistics.from_statistics(
         mu,
         sigma,
         source=str(path),
@@ -397,6 +401,32 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
         extractor=extractor,
         features=features if need_features else None,
     )
+    _check_covariance(statistics.sigma, source=str(path))
+    return statistics
+
+
+# Eigenvalues a float32 covariance computed from features can carry below zero by rounding,
+# relative to its largest one; anything more negative is not a covariance.
+_PSD_TOLERANCE = 1e-6
+
+
+def _check_covariance(sigma: np.ndarray, *, source: str) -> None:
+    """Refuse a sigma that is not a covariance (asymmetric, or not positive semi-definite):
+    the Fréchet distance's matrix square root would turn it into meaningless values (0)."""
+    scale = max(float(np.abs(sigma).max(initial=0.0)), 1e-300)
+    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-6 * scale):
+        raise ConfigurationError(
+            f"reference {source} has a sigma that is not symmetric, so not a covariance; pass "
+            "statistics computed from features (mu = mean, sigma = np.cov)"
+        )
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    largest = max(float(np.abs(eigenvalues).max(initial=0.0)), 1e-300)
+    if eigenvalues[0] < -_PSD_TOLERANCE * largest:
+        raise ConfigurationError(
+            f"reference {source} has a sigma that is not positive semi-definite (eigenvalue "
+            f"{eigenvalues[0]:.3g}), so not a covariance; pass statistics computed from "
+            "features (mu = mean, sigma = np.cov)"
+        )
 
 
 # --- clean-fid's published statistics -------------------------------------------------------

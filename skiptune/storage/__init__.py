@@ -8,8 +8,14 @@ reference-statistics cache, the runs and the stored Pareto front.
 from __future__ import annotations
 
 from skiptune.storage._models import SCHEMA_VERSION, skiptune_version
-from skiptune.storage._stats import DatabaseStatisticsCache
-from skiptune.storage._storage import FrontRecord, RunRecord, Storage, open_storage
+from skiptune.storage._stats import DatabaseStatisticsCache, PendingStatisticsCache
+from skiptune.storage._storage import (
+    FrontRecord,
+    NoSkiptuneDatabaseError,
+    RunRecord,
+    Storage,
+    open_storage,
+)
 from skiptune.storage._url import DEFAULT_DB, mask_url, normalise_url
 
 __all__ = [
@@ -17,6 +23,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "DatabaseStatisticsCache",
     "FrontRecord",
+    "NoSkiptuneDatabaseError",
+    "PendingStatisticsCache",
     "RunRecord",
     "Storage",
     "mask_url",

@@ -16,7 +16,12 @@ from skiptune.storage._models import ReferenceStatisticsRow, utcnow
 if TYPE_CHECKING:
     from skiptune.storage._storage import Storage
 
-__all__ = ["DatabaseStatisticsCache", "array_from_bytes", "array_to_bytes"]
+__all__ = [
+    "DatabaseStatisticsCache",
+    "PendingStatisticsCache",
+    "array_from_bytes",
+    "array_to_bytes",
+]
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:
@@ -81,3 +86,41 @@ class DatabaseStatisticsCache:
     def keys(self) -> list[str]:
         with self._storage.session() as session:
             return list(session.scalars(sqlalchemy.select(ReferenceStatisticsRow.key)))
+
+
+class PendingStatisticsCache:
+    """A statistics cache for planning a search before its database may be written.
+
+    Reads come from ``source`` (the database's cache, opened read-only, or None for a
+    database that does not exist yet); statistics computed meanwhile are held in memory.
+    :meth:`flush_into` writes them to the database once every input has been checked, and
+    from then on every call goes to that database: a search that fails on its inputs has
+    created, migrated and written nothing.
+    """
+
+    def __init__(self, source: Any | None) -> None:
+        self._source = source
+        self._pending: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+        self._target: Any | None = None
+
+    def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._target is not None:
+            return self._target.get(key)
+        if key in self._pending:
+            mu, sigma, _meta = self._pending[key]
+            return mu, sigma
+        return None if self._source is None else self._source.get(key)
+
+    def put(self, key: str, mu: np.ndarray, sigma: np.ndarray, *, meta: Any) -> None:
+        if self._target is not None:
+            self._target.put(key, mu, sigma, meta=meta)
+        else:
+            self._pending[key] = (np.asarray(mu), np.asarray(sigma), dict(meta))
+
+    def flush_into(self, target: Any) -> None:
+        """Store what was computed in ``target`` and use ``target`` from now on."""
+        for key, (mu, sigma, meta) in self._pending.items():
+            target.put(key, mu, sigma, meta=meta)
+        self._pending.clear()
+        self._source = None
+        self._target = target

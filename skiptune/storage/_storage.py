@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import json
 import logging
 import math
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +38,20 @@ from skiptune.storage._models import (
     utcnow,
 )
 from skiptune.storage._stats import DatabaseStatisticsCache
-from skiptune.storage._url import mask_url, normalise_url
+from skiptune.storage._url import mask_url, normalise_url, scrub
 
-__all__ = ["MIGRATIONS", "FrontRecord", "RunRecord", "Storage", "open_storage"]
+__all__ = [
+    "MIGRATIONS",
+    "FrontRecord",
+    "NoSkiptuneDatabaseError",
+    "RunRecord",
+    "Storage",
+    "open_storage",
+]
+
+
+class NoSkiptuneDatabaseError(StorageError):
+    """A read found no skiptune database there: no file, an empty one, or no skiptune tables."""
 
 # MIGRATIONS[v] upgrades skiptune's tables from schema version v to v + 1, inside one
 # transaction. Empty while there is one version; keep every step once it ships.
@@ -96,9 +109,7 @@ class FrontRecord:
 def _first_line(error: BaseException, url: URL | None = None) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
-    if url is not None and url.password:
-        line = line.replace(str(url.password), "***")   # drivers may echo what they were given
-    return line
+    return scrub(line, url)            # drivers may echo what they were given
 
 
 # Transient failures to connect: the server is down, restarting, or briefly full. SQLSTATE
@@ -192,14 +203,16 @@ class Storage:
         pool_size: int,
         max_overflow: int,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        read_only: bool = False,
     ) -> None:
         self.url = url
+        self.read_only = read_only
         self.display_url = mask_url(url)
         self.pool_size = pool_size
         self.max_overflow = max_overflow
         self.retry_seconds = retry_seconds
         self.engine = sqlalchemy.create_engine(url, **self.engine_kwargs())
-        if self.is_sqlite:
+        if self.is_sqlite and not read_only:
             _make_sqlite_transactions_immediate(self.engine)
         else:
             _retry_connections(self.engine, seconds=retry_seconds, display=self.display_url)
@@ -222,6 +235,8 @@ class Storage:
         PostgreSQL also gets a connect timeout and ``application_name`` ``skiptune-<pid>``
         (so ``pg_stat_activity`` shows whose connections they are), unless the URL sets them.
         """
+        if self.is_sqlite and self.read_only:
+            return {"creator": functools.partial(_connect_read_only, Path(str(self.url.database)))}
         if self.is_sqlite:
             return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
         kwargs: dict[str, Any] = {
@@ -232,6 +247,9 @@ class Storage:
         if self.url.get_backend_name() == "postgresql":
             defaults = {"connect_timeout": _CONNECT_TIMEOUT_S,
                         "application_name": f"skiptune-{os.getpid()}"}
+            if self.read_only:
+                # Every transaction of a read command is read-only on the server too.
+                defaults["options"] = "-c default_transaction_read_only=on"
             kwargs["connect_args"] = {
                 key: value for key, value in defaults.items() if key not in self.url.query
             }
@@ -260,10 +278,13 @@ class Storage:
             kwargs["grace_period"] = grace_period
             kwargs["heartbeat_stale_trial_callback"] = stale_trial_callback
         url = self.url.render_as_string(hide_password=False)
+        if self.read_only:
+            kwargs["skip_table_creation"] = True      # and no lock: nothing is created
         try:
             # Optuna creates its tables on first use; two processes doing that at once on a
             # server collide ("duplicate key ... pg_type"), so creation takes turns.
-            with self.lock("optuna-tables"), quiet_experimental():
+            with (contextlib.nullcontext() if self.read_only else self.lock("optuna-tables")), \
+                    quiet_experimental():
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=self.engine_kwargs(), **kwargs
                 )
@@ -542,8 +563,35 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _check_sqlite_path(url: URL) -> None:
-    """Refuse, in one line, a SQLite path that cannot hold a database."""
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A SQLite connection that cannot write, and leaves no file behind.
+
+    ``mode=ro``: SQLite itself refuses every write, so a read command cannot create, migrate
+    or journal-switch the database whatever code path runs. A WAL database that no process
+    has open has no ``-wal`` file; a read-only connection would create ``-wal`` and ``-shm``
+    and could not delete them, so it is then opened ``immutable`` (nothing is written, no
+    lock taken: the file is only read). With a ``-wal`` present (a search is running), the
+    normal read-only connection sees its latest commits.
+    """
+    query = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{query}", uri=True,
+                           timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+
+
+def _check_sqlite_path(url: URL, *, read_only: bool = False) -> None:
+    """Refuse, in one line, a SQLite path that cannot hold a database (or, ``read_only``,
+    that holds none)."""
+    try:
+        _check_sqlite_file(url, read_only=read_only)
+    except OSError as e:
+        # A name longer than the file system allows (ENAMETOOLONG), a loop of links...
+        raise StorageError(
+            f"--db {str(url.database)[:80]!r}… cannot be used ({e.strerror or e}); pass a "
+            "shorter path such as skiptune.db"
+        ) from None
+
+
+def _check_sqlite_file(url: URL, *, read_only: bool) -> None:
     database = url.database
     if database in (None, "", ":memory:"):
         raise StorageError(
@@ -558,6 +606,18 @@ def _check_sqlite_path(url: URL) -> None:
             f"the folder of the database {str(path)!r} does not exist; create it or pass "
             "another path"
         )
+    if read_only:
+        if not path.exists():
+            raise NoSkiptuneDatabaseError(
+                f"no database at {str(path)!r}; run skiptune-search first, or pass the "
+                "database it wrote with --db"
+            )
+        if path.stat().st_size == 0:
+            raise NoSkiptuneDatabaseError(
+                f"{str(path)!r} is an empty file, not a skiptune database; pass the database "
+                "skiptune-search wrote with --db"
+            )
+        return
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StorageError(
             f"the database {str(path)!r} is read-only or unreadable for you, and skiptune "
@@ -574,11 +634,91 @@ def _check_sqlite_path(url: URL) -> None:
     # and delete the WAL under them.
 
 
+def _optuna_tables() -> set[str]:
+    from optuna.storages._rdb import models
+
+    return {*models.BaseModel.metadata.tables, "alembic_version"}
+
+
+def _foreign_tables(tables: set[str]) -> list[str]:
+    """Tables that are neither skiptune's nor Optuna's: another application's database."""
+    ours = {*Base.metadata.tables, *_optuna_tables()}
+    return sorted(t for t in tables if t not in ours and not t.startswith("sqlite_"))
+
+
+def _describe(tables: set[str]) -> str:
+    foreign = _foreign_tables(tables)
+    if not tables:
+        return "it holds no tables"
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4
+                                          else "")
+        return f"it holds another application's tables ({shown})"
+    return "it is an Optuna database without skiptune's tables"
+
+
+def _refuse_foreign_sqlite(path: Path, display: str) -> None:
+    """Refuse another application's SQLite file before a writing connection touches it (even
+    switching it to WAL rewrites its header). A file SQLite cannot read is left to the
+    writing open, which says so in one line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        connection = _connect_read_only(path)
+        try:
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return
+    if _foreign_tables(tables) and SchemaVersionRow.__tablename__ not in tables:
+        raise StorageError(
+            f"{display} is not a skiptune or Optuna database ({_describe(tables)}); pass a new "
+            "path with --db, e.g. skiptune.db"
+        )
+
+
+def _check_readable_schema(storage: Storage) -> None:
+    """Refuse, without writing, a database that holds no skiptune tables or newer ones."""
+    with storage.engine.connect() as connection:
+        tables = set(inspect(connection).get_table_names())
+        if SchemaVersionRow.__tablename__ not in tables:
+            raise NoSkiptuneDatabaseError(
+                f"{storage.display_url} is not a skiptune database ({_describe(tables)}); "
+                "pass the database skiptune-search wrote with --db"
+            )
+        row = connection.execute(
+            select(SchemaVersionRow.version, SchemaVersionRow.skiptune_version)
+        ).first()
+    stored = None if row is None else int(row[0])
+    if stored is None or stored > SCHEMA_VERSION:
+        raise StorageError(
+            f"{storage.display_url} was written by a newer skiptune "
+            f"({None if row is None else row[1]}, schema {stored}); this skiptune "
+            f"({skiptune_version()}) reads schema {SCHEMA_VERSION} and older: upgrade skiptune "
+            "(pip install -U skiptune)"
+        )
+    if stored < SCHEMA_VERSION:
+        raise StorageError(
+            f"{storage.display_url} holds skiptune schema {stored}, older than this skiptune's "
+            f"{SCHEMA_VERSION}; a read command does not upgrade it: run skiptune-search on it "
+            "once (it upgrades in place), then read it"
+        )
+
+
 def _prepare_schema(storage: Storage) -> None:
     """Create skiptune's tables, or upgrade older ones; refuse tables of a newer skiptune."""
     engine = storage.engine
     with engine.begin() as connection:
         tables = set(inspect(connection).get_table_names())
+        foreign = _foreign_tables(tables)
+        if foreign and SchemaVersionRow.__tablename__ not in tables:
+            # Adding 18 tables to another application's file is not ours to do.
+            raise StorageError(
+                f"{storage.display_url} is not a skiptune or Optuna database "
+                f"({_describe(tables)}); pass a new path with --db, e.g. skiptune.db"
+            )
         stored: int | None = None
         if SchemaVersionRow.__tablename__ in tables:
             row = connection.execute(
@@ -617,6 +757,7 @@ def open_storage(
     max_overflow: int = 2,       # extra connections allowed at peaks (servers only)
     must_exist: bool = False,    # refuse to create a new SQLite file (for reading results)
     retry_seconds: float | None = None,  # retry refused connections this long (servers only)
+    read_only: bool = False,     # read results: never create, migrate or write anything
 ) -> Storage:
     """Open (creating if needed) the study database and skiptune's tables in it.
 
@@ -624,6 +765,11 @@ def open_storage(
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``)
             or a plain file path, which means SQLite; None means ``./skiptune.db``.
         must_exist: raise StorageError instead of creating a SQLite file that is not there.
+        read_only: for commands that only read (best, front, studies, export, plot): the
+            connection itself is read-only (SQLite ``mode=ro``, PostgreSQL
+            ``default_transaction_read_only``), no table is created or migrated, no lock file
+            is made, and a database without skiptune's tables (empty, another application's,
+            a plain Optuna one) is refused in one line instead of being given them.
         retry_seconds: a server that refuses connections (down, restarting, full) is retried
             with exponential backoff (0.25 s doubling to 4 s, jittered) for this long, at
             start and whenever a connection is replaced; default $SKIPTUNE_DB_RETRY_SECONDS
@@ -640,7 +786,9 @@ def open_storage(
     parsed = normalise_url(url)
     display = mask_url(parsed)
     if parsed.get_backend_name() == "sqlite":
-        _check_sqlite_path(parsed)
+        _check_sqlite_path(parsed, read_only=read_only)
+        if not read_only:
+            _refuse_foreign_sqlite(Path(str(parsed.database)), display)
         if must_exist and not Path(str(parsed.database)).exists():
             raise StorageError(
                 f"no database at {parsed.database!r}; run skiptune-search first, or pass the "
@@ -649,21 +797,25 @@ def open_storage(
     seconds = _resolve_retry_seconds(retry_seconds)
     try:
         storage = Storage(
-            parsed, pool_size=pool_size, max_overflow=max_overflow, retry_seconds=seconds
+            parsed, pool_size=pool_size, max_overflow=max_overflow, retry_seconds=seconds,
+            read_only=read_only,
         )
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as e:
         raise StorageError(
-            f"no database driver for {display} ({_first_line(e)}); for PostgreSQL install "
+            f"no database driver for {display} ({_first_line(e, parsed)}); for PostgreSQL install "
             "psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://"
         ) from None
     except sqlalchemy.exc.ArgumentError as e:
         raise StorageError(f"invalid database URL {display}: {_first_line(e)}") from None
     try:
-        try:
-            _prepare_schema(storage)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            # Another process created the tables at the same moment: check again.
-            _prepare_schema(storage)
+        if read_only:
+            _check_readable_schema(storage)
+        else:
+            try:
+                _prepare_schema(storage)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # Another process created the tables at the same moment: check again.
+                _prepare_schema(storage)
     except StorageError:
         storage.dispose()
         raise

@@ -11,7 +11,8 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from skiptune.errors import ConfigurationError, StorageError
+from skiptune._files import check_output_path, write_atomically
+from skiptune.errors import ConfigurationError
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import initial_noise, sample
 from skiptune.schedule import RhoSchedule
@@ -20,7 +21,20 @@ from skiptune.storage import Storage, open_storage
 from skiptune.tuner._config import SearchConfig
 from skiptune.tuner._results import CONFIG_ATTR, front_report
 
-__all__ = ["plot_front", "quiet_optuna", "sample_images", "save_images", "write_samples"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "PLOT_SUFFIXES",
+    "grid_scale",
+    "plot_front",
+    "quiet_optuna",
+    "sample_images",
+    "save_images",
+    "write_samples",
+]
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+IMAGE_SUFFIXES = (".png", ".npz")
+MIN_GRID_WIDTH = 512     # px: a PNG grid narrower than this is enlarged (nearest neighbour)
 
 
 def quiet_optuna() -> None:
@@ -40,6 +54,7 @@ def plot_front(
     front drawn as a line. Right panel: complete trials' value against rho_bottom, one
     colour per NFE. Needs matplotlib (``pip install 'skiptune[plot]'``).
     """
+    target = check_output_path(path, suffixes=PLOT_SUFFIXES)   # before any work
     try:
         import matplotlib
 
@@ -49,7 +64,7 @@ def plot_front(
         raise ConfigurationError(
             "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
         ) from None
-    storage = db if isinstance(db, Storage) else open_storage(db, must_exist=True)
+    storage = db if isinstance(db, Storage) else open_storage(db, read_only=True)
     reports = front_report(storage, group=group)
     if not reports:
         raise ConfigurationError(
@@ -95,11 +110,9 @@ def plot_front(
     right.set_title("Value against ρ_bottom")
     right.legend(fontsize=8)
     figure.tight_layout()
-    target = Path(path)
     try:
-        figure.savefig(target, dpi=120)
-    except OSError as e:
-        raise StorageError(f"cannot write {str(target)!r}: {e.strerror}") from None
+        write_atomically(target, lambda handle: figure.savefig(
+            handle, dpi=120, format=target.suffix.lower().lstrip(".")), suffixes=PLOT_SUFFIXES)
     finally:
         plt.close(figure)
     return target
@@ -135,29 +148,46 @@ def sample_images(
     return torch.cat(batches)
 
 
-def save_images(images: torch.Tensor, path: str | Path) -> Path:
-    """Write images in [-1, 1]: ``.png`` as one grid, ``.npz`` as uint8 [N, H, W, C] ``images``."""
-    target = Path(path)
-    suffix = target.suffix.lower()
-    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    try:
-        if suffix == ".npz":
-            np.savez_compressed(target, images=pixels.permute(0, 2, 3, 1).numpy())
-        elif suffix == ".png":
-            from PIL import Image
-            from torchvision.utils import make_grid
+def grid_scale(width: int, *, min_width: int = MIN_GRID_WIDTH) -> int:
+    """The whole factor a grid ``width`` px wide is enlarged by to be at least ``min_width``:
+    1 for a grid already that wide. Whole factors keep every pixel a sharp square."""
+    return max(1, math.ceil(min_width / max(width, 1)))
 
-            nrow = max(1, math.ceil(math.sqrt(images.shape[0])))
-            grid = make_grid(pixels, nrow=nrow, padding=2, pad_value=255)
-            array = grid.permute(1, 2, 0).numpy()
-            Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(target)
-        else:
-            raise ConfigurationError(
-                f"cannot write images to {str(target)!r}: use a .png (grid) or .npz (arrays) name"
-            )
-    except OSError as e:
-        raise StorageError(f"cannot write {str(target)!r}: {e.strerror}") from None
-    return target
+
+def _png_grid(pixels: torch.Tensor) -> Any:
+    """uint8 images [N, C, H, W] as one PIL grid, enlarged nearest-neighbour to be readable."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    nrow = max(1, math.ceil(math.sqrt(pixels.shape[0])))
+    grid = make_grid(pixels, nrow=nrow, padding=2, pad_value=255)
+    array = grid.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    scale = grid_scale(image.width)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    return image
+
+
+def save_images(images: torch.Tensor, path: str | Path) -> Path:
+    """Write images in [-1, 1]: ``.png`` as one grid, ``.npz`` as uint8 [N, H, W, C] ``images``.
+
+    A PNG grid narrower than 512 px (28×28 digits: 8 per row are 242 px) is enlarged by the
+    smallest whole factor that makes it at least 512 px wide, nearest neighbour, so each
+    pixel stays a sharp square; the ``.npz`` keeps the images at their own size.
+    """
+    target = check_output_path(path, suffixes=IMAGE_SUFFIXES)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if target.suffix.lower() == ".npz":
+        array = pixels.permute(0, 2, 3, 1).numpy()
+        return write_atomically(target, lambda handle: np.savez_compressed(handle, images=array),
+                                suffixes=IMAGE_SUFFIXES)
+    grid = _png_grid(pixels)
+    return write_atomically(target, lambda handle: grid.save(handle, format="PNG"),
+                            suffixes=IMAGE_SUFFIXES)
+
+
+DEFAULT_SAMPLE_NFE = 9      # the paper's headline budget, when neither --nfe nor an export says
 
 
 def write_samples(
@@ -167,6 +197,7 @@ def write_samples(
     schedule: RhoSchedule | None = None,
     exported: str | Path | None = None,  # a file written by ``skiptune export``
     allow_other_weights: bool = False,
+    allow_other_budget: bool = False,
     nfe: int | None = None,
     sampler: str | None = None,
     num_samples: int = 64,
@@ -174,27 +205,38 @@ def write_samples(
     device: str | None = None,
     trust_pickle: bool = False,
 ) -> dict[str, Any]:
-    """Load ``model``, sample under a schedule (given, or from an export) and write ``path``.
+    """Load ``model``, sample under a schedule (given, from an export, or ρ = 1) and write ``path``.
 
-    With ``exported``, its schedule, NFE and sampler are used unless ``nfe``/``sampler`` are
-    given, and a file searched on other weights is refused unless ``allow_other_weights``.
-    Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
+    With ``exported``, its schedule, NFE and sampler are used; an ``nfe`` or ``sampler``
+    other than the export's is refused unless ``allow_other_budget`` (a ρ found for one
+    budget is not the best for another), and a file searched on other weights unless
+    ``allow_other_weights``. ``schedule`` and ``exported`` together are refused. With
+    neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
+    at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
     """
     from skiptune.tuner._results import load_exported
 
+    if schedule is not None and exported is not None:
+        raise ConfigurationError(
+            "pass a schedule (--rho-bottom ...) or an export (--from FILE), not both: the "
+            "export carries its own schedule"
+        )
+    check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle)
     exponent = 7.0
+    untuned = schedule is None and exported is None
     if exported is not None:
         found = load_exported(exported, model=loaded, allow_other_weights=allow_other_weights)
-        schedule = schedule or found.schedule
+        _check_budget(found, nfe=nfe, sampler=sampler, allowed=allow_other_budget,
+                      where=str(exported))
+        schedule = found.schedule
         nfe = nfe if nfe is not None else found.nfe
         sampler = sampler or found.sampler
         exponent = found.schedule_exponent or exponent
-    if schedule is None or nfe is None:
-        raise ConfigurationError(
-            "pass a schedule (--rho-bottom, optionally --rho-top) and --nfe, or --from rho.json"
-        )
+    if schedule is None:
+        schedule = RhoSchedule(rho_bottom=1.0, rho_top=1.0)
+    nfe = DEFAULT_SAMPLE_NFE if nfe is None else nfe
     images = sample_images(
         loaded, schedule=schedule, nfe=nfe, sampler=sampler or "heun", num_samples=num_samples,
         seed=seed, schedule_exponent=exponent,
@@ -203,9 +245,26 @@ def write_samples(
     return {
         "path": str(written),
         "schedule": schedule.to_dict(),
+        "untuned": untuned,
         "nfe": nfe,
         "sampler": sampler or "heun",
         "num_samples": num_samples,
         "seed": seed,
         "model_fingerprint": loaded.fingerprint,
     }
+
+
+def _check_budget(found: Any, *, nfe: int | None, sampler: str | None, allowed: bool,
+                  where: str) -> None:
+    """Refuse applying an export to another NFE or sampler than it was searched for."""
+    asked = [
+        f"{what} {mine} (the export's: {theirs})"
+        for what, mine, theirs in (("NFE", nfe, found.nfe), ("sampler", sampler, found.sampler))
+        if mine is not None and mine != theirs
+    ]
+    if asked and not allowed:
+        raise ConfigurationError(
+            f"{where} was searched for {found.nfe} NFE with {found.sampler}, and you asked for "
+            f"{' and '.join(asked)}; the best ρ differs per budget: drop --nfe/--sampler, "
+            "search that budget, or pass --allow-other-budget to use it anyway"
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from skiptune.errors import ConfigurationError, StorageError
+from skiptune._files import check_output_path, read_text, write_atomically
+from skiptune.errors import ConfigurationError, SkiptuneError
 from skiptune.models import TunableModel
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage, skiptune_version
@@ -243,7 +243,7 @@ def update_front(storage: Storage, study: optuna.Study, config: SearchConfig) ->
 
 def _storage(db: str | Path | Storage | None) -> Storage:
     """The database to read results from; a SQLite file that is not there is an error."""
-    return db if isinstance(db, Storage) else open_storage(db, must_exist=True)
+    return db if isinstance(db, Storage) else open_storage(db, read_only=True)
 
 
 def list_studies(
@@ -443,6 +443,8 @@ def export_schedule(
     path: str | Path | None = None,
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``."""
+    if path is not None:
+        check_output_path(path)          # a bad -o fails before the database is opened
     storage = _storage(db)
     record = _one_record(
         storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
@@ -466,13 +468,7 @@ def export_schedule(
         schedule_exponent=exponent,
     )
     if path is not None:
-        target = Path(path)
-        try:
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(json.dumps(exported.to_dict(), indent=2) + "\n")
-            os.replace(tmp, target)
-        except OSError as e:
-            raise StorageError(f"cannot write {str(target)!r}: {e.strerror}") from None
+        write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
     return exported
 
 
@@ -488,10 +484,9 @@ def load_exported(
     ``allow_other_weights``) one searched on other weights.
     """
     target = Path(path)
+    text = read_text(target, what="--from file", fix="pass a file written by skiptune export")
     try:
-        data = json.loads(target.read_text())
-    except OSError as e:
-        raise ConfigurationError(f"cannot read {str(target)!r}: {e.strerror}") from None
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigurationError(f"{str(target)!r} is not JSON ({e.msg}); pass a file written by "
                                  "skiptune export") from None
@@ -499,9 +494,10 @@ def load_exported(
         raise ConfigurationError(
             f"{str(target)!r} is not a skiptune schedule export; write one with skiptune export"
         )
-    if int(data.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
         raise ConfigurationError(
-            f"{str(target)!r} has export format {data['format_version']}, newer than this "
+            f"{str(target)!r} has export format {version!r}, newer than this "
             f"skiptune reads ({EXPORT_FORMAT_VERSION}); upgrade skiptune"
         )
     try:
@@ -520,9 +516,10 @@ def load_exported(
             study=str(data.get("study", "")),
             schedule_exponent=data.get("schedule_exponent"),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
         raise ConfigurationError(
-            f"{str(target)!r} lacks or mangles field {e}; export it again"
+            f"{str(target)!r} lacks or mangles field {' '.join(str(e).split())[:200]}; export "
+            "it again"
         ) from None
     if model is not None:
         _check_weights(exported.model_fingerprint, model, allow_other_weights, where=str(target))

@@ -21,7 +21,14 @@ import skiptune.errors as errors
 from skiptune.errors import ConfigurationError, SkiptuneError
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
-from skiptune.storage import Storage, mask_url, normalise_url, open_storage
+from skiptune.storage import (
+    NoSkiptuneDatabaseError,
+    PendingStatisticsCache,
+    Storage,
+    mask_url,
+    normalise_url,
+    open_storage,
+)
 from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
 from skiptune.tuner._events import EventCallback
 from skiptune.tuner._results import StudySummary, summarize
@@ -163,16 +170,24 @@ def search(
         )
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle)
+    # The objectives (and so the reference) are checked against a read-only view of the
+    # database; only then is it created or given skiptune's tables.
+    reader = db if isinstance(db, Storage) else _read_only(db)
+    cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
+    try:
+        plans = [
+            plan_search(
+                loaded, nfe=budget, sampler=sampler, trials=trials, optimizer=optimizer,
+                space=space, seed=seed, group=group, pruning=pruning,
+                objective_options=objective_options, device=loaded.device, cache=cache,
+            )
+            for budget in budgets
+        ]
+    finally:
+        if reader is not None and reader is not db:
+            reader.dispose()
     storage = db if isinstance(db, Storage) else open_storage(db)
-    plans = [
-        plan_search(
-            loaded, nfe=budget, sampler=sampler, trials=trials, optimizer=optimizer,
-            space=space, seed=seed, group=group, pruning=pruning,
-            objective_options=objective_options, device=loaded.device,
-            cache=storage.statistics_cache,
-        )
-        for budget in budgets
-    ]
+    cache.flush_into(storage.statistics_cache)
     with _database_errors(storage):
         studies = [prepare_study(storage, config)[0] for config, _objective in plans]
     options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
@@ -194,6 +209,14 @@ def search(
         )
     with _database_errors(storage):
         return [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
+
+
+def _read_only(db: str | Path | None) -> Storage | None:
+    """The database opened read-only, or None where it holds no skiptune tables yet."""
+    try:
+        return open_storage(db, read_only=True)
+    except NoSkiptuneDatabaseError:
+        return None
 
 
 def _worker_device(device: str | None, worker: int) -> str | None:
