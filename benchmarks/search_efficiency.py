@@ -56,7 +56,8 @@ from skiptune.models import load_model
 from skiptune.objectives import ObjectiveConfig, build_objective
 from skiptune.schedule import RhoSchedule
 from skiptune.tuner import SearchSpace, TrialFinished, quiet_optuna, search
-from skiptune.tuner._space import ROLE_ATTR, schedule_from_params
+from skiptune.tuner._schema import ROLE_ATTR
+from skiptune.tuner._space import schedule_from_params
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 

@@ -29,6 +29,7 @@ from skiptune.tuner._events import (
     TrialStarted,
     Waiting,
 )
+from skiptune.tuner._export import ExportedSchedule, export_schedule, load_exported
 from skiptune.tuner._output import (
     plot_front,
     quiet_optuna,
@@ -44,19 +45,11 @@ from skiptune.tuner._pareto import (
     pareto_mask,
     speed_claims,
 )
-from skiptune.tuner._results import (
-    ExportedSchedule,
-    FrontReport,
-    StudySummary,
-    best_schedule,
-    export_schedule,
-    front_report,
-    list_studies,
-    load_exported,
-)
+from skiptune.tuner._reading import FrontReport, best_schedule, front_report, list_studies
 from skiptune.tuner._search import plan_search, search
 from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules
 from skiptune.tuner._study import prepare_study, run_study
+from skiptune.tuner._summary import StudySummary
 
 __all__ = [
     "OPTIMIZERS",

@@ -19,7 +19,8 @@ from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
 from skiptune.storage import Storage, open_storage
 from skiptune.tuner._config import SearchConfig
-from skiptune.tuner._results import CONFIG_ATTR, front_report
+from skiptune.tuner._reading import front_report
+from skiptune.tuner._schema import CONFIG_ATTR
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -214,7 +215,7 @@ def write_samples(
     neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
     at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
     """
-    from skiptune.tuner._results import load_exported
+    from skiptune.tuner._export import load_exported
 
     if schedule is not None and exported is not None:
         raise ConfigurationError(

@@ -31,8 +31,8 @@ from skiptune.storage import (
 )
 from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
 from skiptune.tuner._events import EventCallback
-from skiptune.tuner._results import StudySummary, summarize
 from skiptune.tuner._study import Objective, prepare_study, run_study
+from skiptune.tuner._summary import StudySummary, summarize
 
 __all__ = ["plan_search", "search", "sigterm_as_interrupt"]
 

@@ -17,15 +17,12 @@ from skiptune.tuner._config import OPTIMIZERS, SearchConfig, SearchSpace
 
 __all__ = [
     "PAPER_SCHEDULES",
-    "ROLE_ATTR",
     "make_pruner",
     "make_sampler",
     "queued_schedules",
     "schedule_from_params",
     "suggest_schedule",
 ]
-
-ROLE_ATTR = "skiptune_role"    # trial user attribute: "baseline", "paper" or absent (searched)
 
 # Schedules Ma et al. (ICML 2024, arXiv 2402.15170) report as best, (rho_bottom, rho_top):
 # EDM Heun 9 NFE, EDM UniPC 9 NFE, consistency-distilled EDM at 1 step.

@@ -37,25 +37,25 @@ from skiptune.tuner._events import (
     TrialStarted,
     Waiting,
 )
+from skiptune.tuner._front import update_front
 from skiptune.tuner._heartbeat import fail_trials_without_heartbeat, heartbeats, trial_id
-from skiptune.tuner._results import (
+from skiptune.tuner._schema import (
     CONFIG_ATTR,
     FAILURE_KIND_ATTR,
+    ROLE_ATTR,
     SEEDED_ATTR,
     TOTAL_ATTR,
-    StudySummary,
     is_finished,
-    summarize,
-    update_front,
+    role_of,
 )
 from skiptune.tuner._space import (
-    ROLE_ATTR,
     grid_size,
     make_pruner,
     make_sampler,
     queued_schedules,
     suggest_schedule,
 )
+from skiptune.tuner._summary import StudySummary, summarize
 
 __all__ = ["Objective", "effective_total", "prepare_study", "run_study"]
 
@@ -286,7 +286,7 @@ def _run_trial(
     worker: int,
     emit: EventCallback,
 ) -> None:
-    role = str(trial.user_attrs.get(ROLE_ATTR, "search"))
+    role = role_of(trial)
     schedule = suggest_schedule(trial, config.space)
     emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
                       schedule=schedule.to_dict(), role=role, finished=finished,

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, list_studies
-from skiptune.tuner._results import front_points_of
+from skiptune.tuner._front import front_points_of
 from tests.tuner.helpers import DEMO, cli_env, default_ctrl_c, search_command, start_search
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from skiptune.tuner import (
     run_study,
     search,
 )
-from skiptune.tuner._results import front_points_of
+from skiptune.tuner._front import front_points_of
 from skiptune.tuner._search import plan_search
 from skiptune.tuner._study import prepare_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY, perturbed_checkpoint

@@ -1,0 +1,151 @@
+"""Export the best stored schedule to a JSON file, and read such a file back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skiptune._files import check_output_path, read_text, write_atomically
+from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune.models import TunableModel
+from skiptune.schedule import RhoSchedule
+from skiptune.storage import Storage, skiptune_version
+from skiptune.tuner._reading import check_weights, one_record, reading_storage
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_FORMAT_VERSION",
+    "ExportedSchedule",
+    "export_schedule",
+    "load_exported",
+]
+
+EXPORT_FORMAT = "skiptune-schedule"
+EXPORT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExportedSchedule:
+    """A schedule written by ``skiptune export``: what it is and how it was measured."""
+
+    schedule: RhoSchedule
+    nfe: int
+    sampler: str
+    value: float
+    baseline_value: float | None
+    metric: str
+    num_samples: int
+    seed: int
+    model_fingerprint: str
+    study: str
+    schedule_exponent: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "schedule": self.schedule.to_dict(),
+            "nfe": self.nfe,
+            "sampler": self.sampler,
+            "schedule_exponent": self.schedule_exponent,
+            "value": self.value,
+            "baseline_value": self.baseline_value,
+            "metric": self.metric,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "model_fingerprint": self.model_fingerprint,
+            "study": self.study,
+            "skiptune_version": skiptune_version(),
+        }
+
+def export_schedule(
+    db: str | Path | Storage | None,
+    *,
+    nfe: int,
+    sampler: str | None = None,
+    group: str | None = None,
+    path: str | Path | None = None,
+) -> ExportedSchedule:
+    """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``."""
+    if path is not None:
+        check_output_path(path)          # a bad -o fails before the database is opened
+    storage = reading_storage(db)
+    record = one_record(
+        storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
+        db=storage.display_url,
+    )
+    exponent = None
+    for run in reversed(storage.runs(study_name=record.study_name)):
+        exponent = run.config.get("objective", {}).get("schedule_exponent")
+        break
+    exported = ExportedSchedule(
+        schedule=RhoSchedule.from_dict(record.schedule),
+        nfe=record.nfe,
+        sampler=record.sampler,
+        value=record.value,
+        baseline_value=record.baseline_value,
+        metric=record.metric,
+        num_samples=record.num_samples,
+        seed=record.seed,
+        model_fingerprint=record.model_fingerprint,
+        study=record.study_name,
+        schedule_exponent=exponent,
+    )
+    if path is not None:
+        write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
+    return exported
+
+def load_exported(
+    path: str | Path,
+    *,
+    model: TunableModel | None = None,
+    allow_other_weights: bool = False,
+) -> ExportedSchedule:
+    """Read a file written by ``skiptune export``; with ``model``, check it was searched on it.
+
+    Raises ConfigurationError for a file that is not an export, or (unless
+    ``allow_other_weights``) one searched on other weights.
+    """
+    target = Path(path)
+    text = read_text(target, what="--from file", fix="pass a file written by skiptune export")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"{str(target)!r} is not JSON ({e.msg}); pass a file written by "
+                                 "skiptune export") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ConfigurationError(
+            f"{str(target)!r} is not a skiptune schedule export; write one with skiptune export"
+        )
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
+        raise ConfigurationError(
+            f"{str(target)!r} has export format {version!r}, newer than this "
+            f"skiptune reads ({EXPORT_FORMAT_VERSION}); upgrade skiptune"
+        )
+    try:
+        exported = ExportedSchedule(
+            schedule=RhoSchedule.from_dict(data["schedule"]),
+            nfe=int(data["nfe"]),
+            sampler=str(data["sampler"]),
+            value=float(data["value"]),
+            baseline_value=(
+                None if data.get("baseline_value") is None else float(data["baseline_value"])
+            ),
+            metric=str(data["metric"]),
+            num_samples=int(data["num_samples"]),
+            seed=int(data["seed"]),
+            model_fingerprint=str(data["model_fingerprint"]),
+            study=str(data.get("study", "")),
+            schedule_exponent=data.get("schedule_exponent"),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
+        raise ConfigurationError(
+            f"{str(target)!r} lacks or mangles field {' '.join(str(e).split())[:200]}; export "
+            "it again"
+        ) from None
+    if model is not None:
+        check_weights(exported.model_fingerprint, model, allow_other_weights, where=str(target))
+    return exported

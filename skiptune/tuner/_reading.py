@@ -1,0 +1,181 @@
+"""Read results back from a database: study summaries, the stored fronts, the best schedule.
+
+Every reader opens the database read-only: reading never creates, migrates or changes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from skiptune.errors import ConfigurationError
+from skiptune.models import TunableModel
+from skiptune.schedule import RhoSchedule
+from skiptune.storage import FrontRecord, Storage, open_storage
+from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._pareto import SpeedClaim, speed_claims
+from skiptune.tuner._schema import CONFIG_ATTR
+from skiptune.tuner._summary import StudySummary, summarize
+
+__all__ = [
+    "FrontReport",
+    "best_schedule",
+    "check_weights",
+    "front_report",
+    "list_studies",
+    "one_record",
+    "reading_storage",
+]
+
+
+def reading_storage(db: str | Path | Storage | None) -> Storage:
+    """The database to read results from; a SQLite file that is not there is an error."""
+    return db if isinstance(db, Storage) else open_storage(db, read_only=True)
+
+def list_studies(
+    db: str | Path | Storage | None = None, *, group: str | None = None
+) -> list[StudySummary]:
+    """Summaries of every skiptune study in the database (of one group), by group, sampler, NFE."""
+    storage = reading_storage(db)
+    optuna_storage = storage.optuna_storage()
+    summaries = []
+    for frozen in optuna.get_all_study_summaries(optuna_storage, include_best_trial=False):
+        data = frozen.user_attrs.get(CONFIG_ATTR)
+        if data is None:
+            continue                       # a study some other tool put in the same database
+        config = SearchConfig.from_dict(data)
+        if group is not None and config.group != group:
+            continue
+        study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)
+        summaries.append(summarize(study, config))
+    return sorted(summaries, key=lambda s: (s.group, s.sampler, s.nfe))
+
+@dataclass(frozen=True)
+class FrontReport:
+    """The stored Pareto fronts of one comparison key, and what they say about speed."""
+
+    comparison_key: str
+    metric: str
+    num_samples: int
+    seed: int
+    tuned: list[FrontRecord]           # every tuned point, by NFE (``on_front`` flags the front)
+    baseline: list[FrontRecord]
+    claims: list[SpeedClaim]
+
+    @property
+    def sentence(self) -> str:
+        from skiptune.tuner._pareto import describe_claim
+
+        if self.claims:
+            return describe_claim(self.claims[0])
+        same = [
+            (t, b) for t in self.tuned for b in self.baseline
+            if t.study_name == b.study_name and b.value > 0
+        ]
+        if same:
+            t, b = min(same, key=lambda tb: tb[0].value / tb[1].value)
+            return (
+                f"tuned improves {t.metric} by {1 - t.value / b.value:.0%} at {t.nfe} NFE; no "
+                "baseline measured at a higher NFE is matched yet (search more budgets, e.g. "
+                f"--nfe {2 * t.nfe + 1}, to compare speed)"
+            )
+        return "no tuned and baseline points measured alike yet"
+
+def _by_nfe(record: FrontRecord) -> tuple[int, float]:
+    return (record.nfe, record.value)
+
+def front_report(
+    db: str | Path | Storage | None = None, *, group: str | None = None
+) -> list[FrontReport]:
+    """The stored fronts, one report per set of alike measurements (metric, N, seeds...)."""
+    storage = reading_storage(db)
+    records = storage.front_records(group=group)
+    reports = []
+    keys = sorted({(r.comparison_key, r.metric, r.num_samples, r.seed) for r in records})
+    for key, metric, num_samples, seed in keys:
+        alike = [r for r in records if r.comparison_key == key]
+        tuned = sorted((r for r in alike if r.kind == "tuned"), key=_by_nfe)
+        baseline = sorted((r for r in alike if r.kind == "baseline"), key=_by_nfe)
+        reports.append(
+            FrontReport(
+                comparison_key=key,
+                metric=metric,
+                num_samples=num_samples,
+                seed=seed,
+                tuned=tuned,
+                baseline=baseline,
+                claims=speed_claims(tuned, baseline),
+            )
+        )
+    return reports
+
+def _select_records(
+    records: Sequence[FrontRecord], *, nfe: int, sampler: str | None, group: str | None
+) -> list[FrontRecord]:
+    return [
+        r for r in records
+        if r.kind == "tuned" and r.nfe == nfe
+        and (sampler is None or r.sampler == sampler)
+        and (group is None or r.study_group == group)
+    ]
+
+def one_record(
+    records: Sequence[FrontRecord], *, nfe: int, sampler: str | None, group: str | None,
+    db: str,
+) -> FrontRecord:
+    chosen = _select_records(records, nfe=nfe, sampler=sampler, group=group)
+    if not chosen:
+        have = sorted({(r.study_group, r.sampler, r.nfe) for r in records if r.kind == "tuned"})
+        listing = ", ".join(f"{g}/{s}/{n} NFE" for g, s, n in have) or "none"
+        raise ConfigurationError(
+            f"no searched schedule at {nfe} NFE"
+            + (f" with sampler {sampler}" if sampler else "")
+            + (f" in group {group}" if group else "")
+            + f" in {db}; studies with results: {listing}"
+        )
+    if len(chosen) > 1:
+        listing = ", ".join(f"{r.study_group}/{r.sampler}" for r in chosen)
+        raise ConfigurationError(
+            f"{len(chosen)} studies have a schedule at {nfe} NFE ({listing}); pass the sampler "
+            "and/or the study group to choose one"
+        )
+    return chosen[0]
+
+def best_schedule(
+    db: str | Path | Storage | None,
+    model: TunableModel | None,
+    *,
+    nfe: int,                           # denoiser calls per image the schedule was found for
+    sampler: str | None = None,
+    group: str | None = None,
+    allow_other_weights: bool = False,
+) -> RhoSchedule:
+    """The best schedule stored for ``model`` at ``nfe``, to use with :func:`skip_tuning`.
+
+    ``with skip_tuning(model, best_schedule("skiptune.db", model, nfe=9)): ...``. A
+    schedule searched on other weights (another fingerprint) is refused unless
+    ``allow_other_weights`` is True; ``model=None`` skips the check.
+    """
+    storage = reading_storage(db)
+    record = one_record(
+        storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
+        db=storage.display_url,
+    )
+    if model is not None:
+        check_weights(
+            record.model_fingerprint, model, allow_other_weights, where=record.study_name
+        )
+    return RhoSchedule.from_dict(record.schedule)
+
+def check_weights(
+    fingerprint: str, model: TunableModel, allow_other_weights: bool, *, where: str
+) -> None:
+    if fingerprint != model.fingerprint and not allow_other_weights:
+        raise ConfigurationError(
+            f"{where} was searched on other weights (fingerprint {fingerprint[:12]}…) than "
+            f"this model's ({model.fingerprint[:12]}…); search this model, or pass "
+            "allow_other_weights=True to use it anyway"
+        )

@@ -1,0 +1,133 @@
+"""Where a study stands and what it found, summarised from its trials."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from skiptune.schedule import RhoSchedule
+from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of
+from skiptune.tuner._space import schedule_from_params
+
+__all__ = ["StudySummary", "best_and_baseline", "summarize"]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """Where one study stands and what it found.
+
+    ``best_value`` and ``baseline_value`` are proxy values (lower is better) at
+    ``num_samples`` images from noise seed ``seed``; ``None`` until measured.
+    """
+
+    study_name: str
+    group: str
+    sampler: str
+    nfe: int
+    metric: str
+    num_samples: int
+    seed: int
+    model_fingerprint: str
+    model: str
+    optimizer: str
+    trials_total: int
+    finished: int
+    complete: int
+    pruned: int
+    failed: int                 # non-finite failures (counted as finished)
+    running: int
+    best_value: float | None
+    best_schedule: RhoSchedule | None
+    best_trial: int | None
+    baseline_value: float | None
+    seconds_per_trial: float | None   # mean evaluation time of complete trials
+
+    @property
+    def improvement(self) -> float | None:
+        """Relative improvement over the baseline: 1 − best / baseline (0.4 = 40% lower)."""
+        if self.best_value is None or not self.baseline_value:
+            return None
+        return 1.0 - self.best_value / self.baseline_value
+
+    @property
+    def done(self) -> bool:
+        return self.finished >= self.trials_total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study_name,
+            "group": self.group,
+            "sampler": self.sampler,
+            "nfe": self.nfe,
+            "metric": self.metric,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "model_fingerprint": self.model_fingerprint,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "trials_total": self.trials_total,
+            "finished": self.finished,
+            "complete": self.complete,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running,
+            "best_value": self.best_value,
+            "best_schedule": None if self.best_schedule is None else self.best_schedule.to_dict(),
+            "best_trial": self.best_trial,
+            "baseline_value": self.baseline_value,
+            "improvement": self.improvement,
+            "seconds_per_trial": self.seconds_per_trial,
+        }
+
+
+def best_and_baseline(
+    trials: Sequence[FrozenTrial],
+) -> tuple[FrozenTrial | None, FrozenTrial | None]:
+    """The best complete trial and the first complete baseline (ρ = 1) trial, or None."""
+    complete = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+        and math.isfinite(t.value)
+    ]
+    best = min(complete, key=lambda t: (t.value, t.number), default=None)
+    baselines = [t for t in complete if role_of(t) == "baseline"]
+    baseline = min(baselines, key=lambda t: t.number, default=None)
+    return best, baseline
+
+
+def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
+    """Summarise ``study`` (searched with ``config``) from its trials."""
+    trials = study.get_trials(deepcopy=False)
+    best, baseline = best_and_baseline(trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    seconds = [
+        float(t.user_attrs["seconds_total"]) for t in complete if "seconds_total" in t.user_attrs
+    ]
+    return StudySummary(
+        study_name=study.study_name,
+        group=config.group,
+        sampler=config.sampler,
+        nfe=config.nfe,
+        metric=config.metric,
+        num_samples=config.num_samples,
+        seed=config.seed,
+        model_fingerprint=config.model_fingerprint,
+        model=config.model,
+        optimizer=config.optimizer,
+        trials_total=int(study.user_attrs.get(TOTAL_ATTR, config.trials)),
+        finished=sum(is_finished(t) for t in trials),
+        complete=len(complete),
+        pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        failed=sum(is_finished(t) and t.state == TrialState.FAIL for t in trials),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        best_value=None if best is None else float(best.value),
+        best_schedule=None if best is None else schedule_from_params(best.params),
+        best_trial=None if best is None else best.number,
+        baseline_value=None if baseline is None else float(baseline.value),
+        seconds_per_trial=sum(seconds) / len(seconds) if seconds else None,
+    )
