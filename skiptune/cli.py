@@ -7,6 +7,9 @@ line on stderr (``error: ...``) and exit code 1; usage errors exit 2, as typer d
 
 from __future__ import annotations
 
+# isort: off
+import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
+# isort: on
 import json
 import sys
 import time
@@ -132,9 +135,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout f
 # -- error handling at the edge --------------------------------------------------------------
 
 
+_said: list[str] = []          # the error line printed, so that the edge never adds a second
+
+
 def _echo_error(message: str, *, code: int) -> int:
     # One line, no markup, no wrapping: scripts grep it and humans read it.
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    line = f"error: {' '.join(message.split())}"
+    _said.append(line)
+    typer.echo(line, err=True)
     return code
 
 
@@ -596,14 +604,42 @@ def sample(
     )
 
 
+def _edge(command: Callable[[], Any]) -> None:
+    """Run ``command`` so that nothing escapes it but an exit code and at most one line.
+
+    Ctrl-C anywhere (while importing torch, parsing, loading, searching) exits 130 with one
+    line; a SkiptuneError raised outside a command (a malformed SKIPTUNE_FAILPOINTS is read
+    when the library is imported) becomes its line and exit code 1.
+    """
+    try:
+        skiptune._interrupt.arm()
+        command()
+    except KeyboardInterrupt:
+        raise SystemExit(_interrupted_line()) from None
+    except SkiptuneError as e:
+        raise SystemExit(_echo_error(str(e), code=1)) from None
+    except SystemExit as e:
+        # typer turns a Ctrl-C it sees into a silent exit 130: say what happened.
+        if e.code == 130 and skiptune._interrupt.interrupted() and not _said:
+            raise SystemExit(_interrupted_line()) from None
+        raise
+
+
+def _interrupted_line() -> int:
+    if _said:
+        return 130
+    return _echo_error("interrupted (Ctrl-C); finished trials are kept: rerun the same command "
+                       "to go on", code=130)
+
+
 def main() -> None:
     """Entry point of ``skiptune``."""
-    app()
+    _edge(app)
 
 
 def search_main() -> None:
     """Entry point of ``skiptune-search``: the search command alone."""
-    search_app()
+    _edge(search_app)
 
 
 if __name__ == "__main__":
