@@ -3,9 +3,10 @@
 Python's own handler raises KeyboardInterrupt at every Ctrl-C, so a second one landing while
 the first is handled (a trial being failed and re-queued, the error line being printed)
 escapes as a traceback, and the process then dies by the signal. This handler raises at the
-first and ignores the rest; the cleanup it starts is short (database writes, bounded by the connection retry
-time). The command line installs it when ``skiptune.cli`` is imported, before the seconds
-that importing torch takes, and turns the KeyboardInterrupt into one line and exit code 130.
+first and ignores the rest; the cleanup it starts is short (database writes, bounded by the
+connection retry time). The command line installs it when ``skiptune.cli`` is imported, before
+the seconds that importing torch takes, and turns the KeyboardInterrupt into one line and
+exit code 130.
 """
 
 from __future__ import annotations

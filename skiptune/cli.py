@@ -363,6 +363,8 @@ def search_command(
     grace: Annotated[int | None, typer.Option(min=1, help="Seconds without a heartbeat before "
                                               "a trial is failed and re-queued. [default: 30]")]
     = None,
+    allow_large_rungs: Annotated[bool, typer.Option(
+        "--allow-large-rungs", help="Accept a rung above 50,000 samples.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
@@ -393,6 +395,8 @@ def search_command(
         options["objective_options"] = objective_options
     if no_pruning:
         options["pruning"] = False
+    if allow_large_rungs:
+        options["allow_large_rungs"] = True
     tuner.quiet_optuna()
     started = time.monotonic()
     try:
