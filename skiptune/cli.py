@@ -13,10 +13,11 @@ import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -156,6 +157,13 @@ def _warn(event: Any) -> None:
 
     if isinstance(event, tuner.BatchSizeReduced):
         typer.echo(_batch_warning(event), err=True)
+    elif isinstance(event, tuner.WorkerLost):
+        typer.echo(_lost_warning(event), err=True)
+
+
+def _lost_warning(event: Any) -> str:
+    return (f"warning: worker {event.worker} died (exit code {event.exit_code}); the other "
+            "workers finished every study to its total, so the results stand")
 
 
 def _batch_warning(event: Any) -> str:
@@ -213,6 +221,31 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     return text
 
 
+def _compact_schedule(schedule: dict[str, Any] | None) -> str:
+    """ρ for a table cell: ``0.55→1.00`` (+ shape unless linear): short enough for one line
+    at 80 columns, where the full form wrapped onto four."""
+    if not schedule:
+        return "—"
+    text = f"{schedule['rho_bottom']:.2f}→{schedule['rho_top']:.2f}"
+    if schedule["shape"] != "linear":
+        text += f" {schedule['shape']}"
+    if schedule["shape"] == "power":
+        text += f" γ{schedule['gamma']:.2f}"
+    return text
+
+
+def _table(title: str, columns: Sequence[str], *, numeric: Sequence[str] = (),
+           keep_whole: Sequence[str] = ()) -> Table:
+    """A result table that reads at 80 columns, piped or not: no vertical rules (two
+    characters per column), and the ``keep_whole`` columns (ρ) never wrapped; the others
+    fold when a name is long."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left",
+                         overflow="fold", no_wrap=column in keep_whole)
+    return table
+
+
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
@@ -264,9 +297,11 @@ class _SearchProgress:
         from skiptune import tuner
 
         self._start()
-        if isinstance(event, tuner.BatchSizeReduced):
+        if isinstance(event, tuner.BatchSizeReduced | tuner.WorkerLost):
             # soft_wrap: one line, however narrow the console.
-            self._progress.console.print(_batch_warning(event), soft_wrap=True, markup=False)
+            line = (_batch_warning(event) if isinstance(event, tuner.BatchSizeReduced)
+                    else _lost_warning(event))
+            self._progress.console.print(line, soft_wrap=True, markup=False)
         elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
@@ -300,16 +335,14 @@ class _SearchProgress:
 
 
 def _summary_table(summaries: list[Any], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("group", "sampler", "NFE", "best ρ bottom → top", "proxy", "ρ = 1", "gain",
-                   "N", "trials"):
-        numeric = column in ("NFE", "proxy", "ρ = 1", "gain", "N")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
+                           "trials"),
+                   numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ",))
     for s in summaries:
         gain = s.improvement
         table.add_row(
             s.group, s.sampler, str(s.nfe),
-            _schedule_text(None if s.best_schedule is None else s.best_schedule.to_dict()),
+            _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
             "—" if gain is None else f"{gain:.0%}", str(s.num_samples),
             f"{s.finished}/{s.trials_total}",
@@ -458,16 +491,15 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
     if not reports:
         raise _fail("no finished trials in this database yet; run skiptune-search first")
     for report in reports:
-        table = Table(title=f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
-                      "(* = on the front)")
-        for column in ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"):
-            table.add_column(column)
+        table = _table(f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
+                       "(* = on the front)", ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"),
+                       keep_whole=("tuned ρ",))
         baseline = {(b.study_name): b for b in report.baseline}
         for t in report.tuned:
             b = baseline.get(t.study_name)
             table.add_row(
                 str(t.nfe), t.sampler, f"{t.value:.4g}{' *' if t.on_front else ''}",
-                _schedule_text(t.schedule),
+                _compact_schedule(t.schedule),
                 "—" if b is None else f"{b.value:.4g}{' *' if b.on_front else ''}",
             )
         _stdout.print(table)
@@ -525,9 +557,8 @@ def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption 
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return
-    table = Table(title="skiptune studies (states: complete/pruned/non-finite/running)")
-    for column in ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"):
-        table.add_column(column, overflow="fold")
+    table = _table("skiptune studies (states: complete/pruned/non-finite/running)",
+                   ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"))
     for s in summaries:
         table.add_row(
             s.study_name, s.model_fingerprint[:8], f"{s.metric} N={s.num_samples}",

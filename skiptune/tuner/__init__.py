@@ -28,6 +28,7 @@ from skiptune.tuner._events import (
     TrialFinished,
     TrialStarted,
     Waiting,
+    WorkerLost,
 )
 from skiptune.tuner._output import (
     plot_front,
@@ -77,6 +78,7 @@ __all__ = [
     "TrialFinished",
     "TrialStarted",
     "Waiting",
+    "WorkerLost",
     "best_schedule",
     "comparison_key",
     "config_differences",

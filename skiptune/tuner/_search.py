@@ -30,7 +30,7 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
-from skiptune.tuner._events import EventCallback
+from skiptune.tuner._events import EventCallback, WorkerLost
 from skiptune.tuner._results import StudySummary, summarize
 from skiptune.tuner._study import Objective, prepare_study, run_study
 
@@ -213,14 +213,34 @@ def search(
     configs = [config for config, _objective in plans]
     del plans, loaded                          # free the planning copy before workers load theirs
     with sigterm_as_interrupt():
-        _run_workers(
+        lost = _run_workers(
             storage, configs, workers=workers, model=str(model), device=device,
             trust_pickle=trust_pickle, on_event=on_event, **options,
         )
     with _database_errors(storage):
-        return _measured(
-            [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
+        summaries = [summarize(study, config)
+                     for study, config in zip(studies, configs, strict=True)]
+    _judge_lost_workers(lost, summaries, on_event)
+    return _measured(summaries)
+
+
+def _judge_lost_workers(
+    lost: dict[int, int | None], summaries: list[StudySummary], on_event: EventCallback | None
+) -> None:
+    """A worker that died is an error only if the studies fell short of their totals; when
+    the survivors finished them, the results stand and each loss is reported as an event."""
+    if not lost:
+        return
+    named = ", ".join(f"worker {w} (exit code {code})" for w, code in sorted(lost.items()))
+    short = [s.study_name for s in summaries if not s.done]
+    if short:
+        raise SkiptuneError(
+            f"{named} died and {', '.join(short)} did not reach its total; rerun the same "
+            "command to resume (finished trials are kept)"
         )
+    for worker, code in sorted(lost.items()):
+        if on_event is not None:
+            on_event(WorkerLost(worker, code))
 
 
 def _measured(summaries: list[StudySummary]) -> list[StudySummary]:
@@ -343,7 +363,13 @@ def _run_workers(
     on_event: EventCallback | None,
     heartbeat_interval: int,
     grace_period: int,
-) -> None:
+) -> dict[int, int | None]:
+    """Run the workers; return those that died without a word (worker → exit code).
+
+    A worker's SkiptuneError is raised here as this process's own; Ctrl-C as
+    KeyboardInterrupt. A worker that vanished (killed, crashed hard) is returned, for the
+    caller to judge by whether the studies reached their totals anyway.
+    """
     context = multiprocessing.get_context("spawn")     # CUDA and forked pools do not mix
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -362,6 +388,7 @@ def _run_workers(
     for process in processes:
         process.start()
     failure: tuple[str, str] | None = None
+    lost: dict[int, int | None] = {}
     interrupted = False
     pending = set(range(workers))
     try:
@@ -372,9 +399,8 @@ def _run_workers(
                 dead = [i for i in pending if not processes[i].is_alive()]
                 for i in dead:
                     pending.discard(i)
-                    if processes[i].exitcode not in (0, None) and failure is None:
-                        failure = ("SkiptuneError",
-                                   f"worker {i} died with exit code {processes[i].exitcode}")
+                    if processes[i].exitcode not in (0, None):
+                        lost[i] = processes[i].exitcode
                 continue
             if isinstance(event, tuple):
                 kind, worker, error_type, message = event
@@ -405,3 +431,4 @@ def _run_workers(
         if not (isinstance(error_type, type) and issubclass(error_type, SkiptuneError)):
             error_type = SkiptuneError
         raise error_type(failure[1])
+    return lost
