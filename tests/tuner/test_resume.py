@@ -10,12 +10,19 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, list_studies
 from skiptune.tuner._results import front_points_of
-from tests.tuner.helpers import DEMO, cli_env, default_ctrl_c, search_command, start_search
+from tests.tuner.helpers import (
+    DEMO,
+    assert_runs_what_it_was_given,
+    cli_env,
+    default_ctrl_c,
+    search_command,
+    start_search,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +42,6 @@ def _states(db: Path) -> list[tuple[int, str, bool]]:
             ).fetchall()
         except sqlite3.OperationalError:
             return []                      # tables not created yet
-
-
-def assert_runs_what_it_was_given(retry: FrozenTrial, killed: FrozenTrial) -> None:
-    """The retry runs the schedule the killed trial was given, whenever the kill landed.
-
-    Killed between two ``suggest`` calls, a trial has recorded only some parameters (say
-    rho_bottom of a queued 0.91 → 0.96 schedule): the retry must keep every one of those, and
-    run a queued schedule (``fixed_params``) whole, not compare equal to the partial record.
-    """
-    given = killed.system_attrs.get("fixed_params") or killed.params
-    assert {name: retry.params.get(name) for name in given} == given
-    assert {name: retry.params.get(name) for name in killed.params} == killed.params
 
 
 def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
