@@ -15,34 +15,74 @@ or, with what a search stored: ``skiptune.best_schedule("skiptune.db", model, nf
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from skiptune.errors import (
     CheckpointError,
     ConfigurationError,
     FileAccessError,
     InsufficientMemoryError,
+    ModelError,
     NonFiniteSampleError,
     SkiptuneError,
     StorageError,
 )
-from skiptune.models import (
-    SkipSite,
-    TunableModel,
-    UNetConfig,
-    load_model,
-    save_checkpoint,
-)
-from skiptune.models.custom import CustomModel, CustomSkipSite, wrap_module
-from skiptune.sampling import (
-    SAMPLERS,
-    initial_noise,
-    karras_sigmas,
-    nfe_for_steps,
-    sample,
-    steps_for_nfe,
-)
-from skiptune.schedule import SHAPES, RhoSchedule
-from skiptune.skips import skip_tuning
-from skiptune.tuner import best_schedule, load_exported
+
+# The rest is imported on first use (PEP 562): ``import skiptune.cli`` then costs no torch
+# import, so the command line installs its Ctrl-C handler before the seconds torch takes.
+_LAZY = {
+    "SkipSite": "skiptune.models",
+    "TunableModel": "skiptune.models",
+    "UNetConfig": "skiptune.models",
+    "load_model": "skiptune.models",
+    "save_checkpoint": "skiptune.models",
+    "CustomModel": "skiptune.models.custom",
+    "CustomSkipSite": "skiptune.models.custom",
+    "wrap_module": "skiptune.models.custom",
+    "SAMPLERS": "skiptune.sampling",
+    "initial_noise": "skiptune.sampling",
+    "karras_sigmas": "skiptune.sampling",
+    "nfe_for_steps": "skiptune.sampling",
+    "sample": "skiptune.sampling",
+    "steps_for_nfe": "skiptune.sampling",
+    "SHAPES": "skiptune.schedule",
+    "RhoSchedule": "skiptune.schedule",
+    "skip_tuning": "skiptune.skips",
+    "best_schedule": "skiptune.tuner",
+    "load_exported": "skiptune.tuner",
+}
+
+if TYPE_CHECKING:
+    from skiptune.models import (
+        SkipSite,
+        TunableModel,
+        UNetConfig,
+        load_model,
+        save_checkpoint,
+    )
+    from skiptune.models.custom import CustomModel, CustomSkipSite, wrap_module
+    from skiptune.sampling import (
+        SAMPLERS,
+        initial_noise,
+        karras_sigmas,
+        nfe_for_steps,
+        sample,
+        steps_for_nfe,
+    )
+    from skiptune.schedule import SHAPES, RhoSchedule
+    from skiptune.skips import skip_tuning
+    from skiptune.tuner import best_schedule, load_exported
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skiptune' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -55,6 +95,7 @@ __all__ = [
     "CustomSkipSite",
     "FileAccessError",
     "InsufficientMemoryError",
+    "ModelError",
     "NonFiniteSampleError",
     "RhoSchedule",
     "SkipSite",

@@ -7,13 +7,17 @@ line on stderr (``error: ...``) and exit code 1; usage errors exit 2, as typer d
 
 from __future__ import annotations
 
+# isort: off
+import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
+# isort: on
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -132,9 +136,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout f
 # -- error handling at the edge --------------------------------------------------------------
 
 
+_said: list[str] = []          # the error line printed, so that the edge never adds a second
+
+
 def _echo_error(message: str, *, code: int) -> int:
     # One line, no markup, no wrapping: scripts grep it and humans read it.
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    line = f"error: {' '.join(message.split())}"
+    _said.append(line)
+    typer.echo(line, err=True)
     return code
 
 
@@ -148,6 +157,13 @@ def _warn(event: Any) -> None:
 
     if isinstance(event, tuner.BatchSizeReduced):
         typer.echo(_batch_warning(event), err=True)
+    elif isinstance(event, tuner.WorkerLost):
+        typer.echo(_lost_warning(event), err=True)
+
+
+def _lost_warning(event: Any) -> str:
+    return (f"warning: worker {event.worker} died (exit code {event.exit_code}); the other "
+            "workers finished every study to its total, so the results stand")
 
 
 def _batch_warning(event: Any) -> str:
@@ -205,6 +221,31 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     return text
 
 
+def _compact_schedule(schedule: dict[str, Any] | None) -> str:
+    """ρ for a table cell: ``0.55→1.00`` (+ shape unless linear): short enough for one line
+    at 80 columns, where the full form wrapped onto four."""
+    if not schedule:
+        return "—"
+    text = f"{schedule['rho_bottom']:.2f}→{schedule['rho_top']:.2f}"
+    if schedule["shape"] != "linear":
+        text += f" {schedule['shape']}"
+    if schedule["shape"] == "power":
+        text += f" γ{schedule['gamma']:.2f}"
+    return text
+
+
+def _table(title: str, columns: Sequence[str], *, numeric: Sequence[str] = (),
+           keep_whole: Sequence[str] = ()) -> Table:
+    """A result table that reads at 80 columns, piped or not: no vertical rules (two
+    characters per column), and the ``keep_whole`` columns (ρ) never wrapped; the others
+    fold when a name is long."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left",
+                         overflow="fold", no_wrap=column in keep_whole)
+    return table
+
+
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
@@ -256,9 +297,11 @@ class _SearchProgress:
         from skiptune import tuner
 
         self._start()
-        if isinstance(event, tuner.BatchSizeReduced):
+        if isinstance(event, tuner.BatchSizeReduced | tuner.WorkerLost):
             # soft_wrap: one line, however narrow the console.
-            self._progress.console.print(_batch_warning(event), soft_wrap=True, markup=False)
+            line = (_batch_warning(event) if isinstance(event, tuner.BatchSizeReduced)
+                    else _lost_warning(event))
+            self._progress.console.print(line, soft_wrap=True, markup=False)
         elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
@@ -292,16 +335,14 @@ class _SearchProgress:
 
 
 def _summary_table(summaries: list[Any], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("group", "sampler", "NFE", "best ρ bottom → top", "proxy", "ρ = 1", "gain",
-                   "N", "trials"):
-        numeric = column in ("NFE", "proxy", "ρ = 1", "gain", "N")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
+                           "trials"),
+                   numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ",))
     for s in summaries:
         gain = s.improvement
         table.add_row(
             s.group, s.sampler, str(s.nfe),
-            _schedule_text(None if s.best_schedule is None else s.best_schedule.to_dict()),
+            _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
             "—" if gain is None else f"{gain:.0%}", str(s.num_samples),
             f"{s.finished}/{s.trials_total}",
@@ -355,6 +396,8 @@ def search_command(
     grace: Annotated[int | None, typer.Option(min=1, help="Seconds without a heartbeat before "
                                               "a trial is failed and re-queued. [default: 30]")]
     = None,
+    allow_large_rungs: Annotated[bool, typer.Option(
+        "--allow-large-rungs", help="Accept a rung above 50,000 samples.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
@@ -385,6 +428,8 @@ def search_command(
         options["objective_options"] = objective_options
     if no_pruning:
         options["pruning"] = False
+    if allow_large_rungs:
+        options["allow_large_rungs"] = True
     tuner.quiet_optuna()
     started = time.monotonic()
     try:
@@ -446,16 +491,15 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
     if not reports:
         raise _fail("no finished trials in this database yet; run skiptune-search first")
     for report in reports:
-        table = Table(title=f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
-                      "(* = on the front)")
-        for column in ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"):
-            table.add_column(column)
+        table = _table(f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
+                       "(* = on the front)", ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"),
+                       keep_whole=("tuned ρ",))
         baseline = {(b.study_name): b for b in report.baseline}
         for t in report.tuned:
             b = baseline.get(t.study_name)
             table.add_row(
                 str(t.nfe), t.sampler, f"{t.value:.4g}{' *' if t.on_front else ''}",
-                _schedule_text(t.schedule),
+                _compact_schedule(t.schedule),
                 "—" if b is None else f"{b.value:.4g}{' *' if b.on_front else ''}",
             )
         _stdout.print(table)
@@ -513,9 +557,8 @@ def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption 
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return
-    table = Table(title="skiptune studies (states: complete/pruned/non-finite/running)")
-    for column in ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"):
-        table.add_column(column, overflow="fold")
+    table = _table("skiptune studies (states: complete/pruned/non-finite/running)",
+                   ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"))
     for s in summaries:
         table.add_row(
             s.study_name, s.model_fingerprint[:8], f"{s.metric} N={s.num_samples}",
@@ -596,14 +639,42 @@ def sample(
     )
 
 
+def _edge(command: Callable[[], Any]) -> None:
+    """Run ``command`` so that nothing escapes it but an exit code and at most one line.
+
+    Ctrl-C anywhere (while importing torch, parsing, loading, searching) exits 130 with one
+    line; a SkiptuneError raised outside a command (a malformed SKIPTUNE_FAILPOINTS is read
+    when the library is imported) becomes its line and exit code 1.
+    """
+    try:
+        skiptune._interrupt.arm()
+        command()
+    except KeyboardInterrupt:
+        raise SystemExit(_interrupted_line()) from None
+    except SkiptuneError as e:
+        raise SystemExit(_echo_error(str(e), code=1)) from None
+    except SystemExit as e:
+        # typer turns a Ctrl-C it sees into a silent exit 130: say what happened.
+        if e.code == 130 and skiptune._interrupt.interrupted() and not _said:
+            raise SystemExit(_interrupted_line()) from None
+        raise
+
+
+def _interrupted_line() -> int:
+    if _said:
+        return 130
+    return _echo_error("interrupted (Ctrl-C); finished trials are kept: rerun the same command "
+                       "to go on", code=130)
+
+
 def main() -> None:
     """Entry point of ``skiptune``."""
-    app()
+    _edge(app)
 
 
 def search_main() -> None:
     """Entry point of ``skiptune-search``: the search command alone."""
-    search_app()
+    _edge(search_app)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "FileAccessError",
     "InsufficientMemoryError",
+    "ModelError",
     "NonFiniteSampleError",
     "SkiptuneError",
     "StorageError",
@@ -36,6 +37,10 @@ class FileAccessError(SkiptuneError):
 
 class InsufficientMemoryError(SkiptuneError):
     """The device ran out of memory even at the smallest batch (one image)."""
+
+
+class ModelError(SkiptuneError):
+    """The model's own code failed while it ran (an adapter's denoise raised)."""
 
 
 class NonFiniteSampleError(SkiptuneError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
 from skiptune.models._base import TunableModel
 
 __all__ = ["load_model", "resolve_device"]
@@ -84,15 +86,37 @@ def load_model(
             f"model {text!r} not found: pass a skiptune .pt checkpoint, a diffusers "
             "UNet2DModel folder, or module:attr naming an adapter"
         )
-    if path.is_dir():
-        from skiptune.models import diffusers_unet
+    with _one_line(text):
+        if path.is_dir():
+            from skiptune.models import diffusers_unet
 
-        if diffusers_unet.is_diffusers_folder(path):
-            return diffusers_unet.load(path, device=resolved)
+            if diffusers_unet.is_diffusers_folder(path):
+                return diffusers_unet.load(path, device=resolved)
+            raise CheckpointError(
+                f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
+                "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained "
+                "folder"
+            )
+        from skiptune.models import native
+
+        return native.load(path, device=resolved, trust_pickle=trust_pickle)
+
+
+@contextlib.contextmanager
+def _one_line(source: str) -> Iterator[None]:
+    """Whatever a loader did not foresee in a damaged file becomes one CheckpointError line.
+
+    The loaders name the problems they know; this is the net under them, so a value of the
+    wrong type deep in a config (or an absurd size that cannot be allocated) is still a
+    line naming the model, not a traceback.
+    """
+    try:
+        yield
+    except SkiptuneError:
+        raise
+    except Exception as e:
         raise CheckpointError(
-            f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
-            "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained folder"
-        )
-    from skiptune.models import native
-
-    return native.load(path, device=resolved, trust_pickle=trust_pickle)
+            f"cannot load model {source!r} ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); check that the file or folder is complete and "
+            "was written by skiptune or diffusers' save_pretrained"
+        ) from None

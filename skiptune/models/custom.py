@@ -45,7 +45,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune._memory import is_out_of_memory
+from skiptune.errors import ConfigurationError, ModelError, SkiptuneError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 
 __all__ = [
@@ -182,6 +183,7 @@ def load(spec: str, *, device: torch.device | str | None = None) -> TunableModel
         sigma_data=custom.sigma_data,
         device=device,
         metadata=custom.metadata,
+        name=f"adapter {spec}",
     )
     model.source = spec
     return model
@@ -198,6 +200,7 @@ def wrap_module(
     sigma_data: float = 0.5,
     device: torch.device | str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    name: str = "the adapter",
 ) -> TunableModel:
     """Wrap a net the caller already holds as a :class:`TunableModel` with tunable skips.
 
@@ -210,6 +213,8 @@ def wrap_module(
         sigma_data: EDM's σ_data, > 0.
         device: where to move the net; default: leave it where it is.
         metadata: stored with the model.
+        name: how errors name the model; ``denoise`` raising becomes one ModelError line
+            naming it (an out-of-memory error passes through, for the batch to be halved).
 
     Returns:
         A :class:`TunableModel` with family ``"custom"`` and the fingerprint of the weights.
@@ -246,7 +251,17 @@ def wrap_module(
     )
 
     def denoise_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return denoise(net, x, sigma)
+        try:
+            return denoise(net, x, sigma)
+        except (SkiptuneError, MemoryError):
+            raise
+        except Exception as e:  # the user's code may fail in any way while it runs
+            if is_out_of_memory(e):
+                raise               # the search halves the batch and goes on
+            raise ModelError(
+                f"{name}'s denoise raised {type(e).__name__}: {_gist(e)}; fix the adapter "
+                "(docs/custom_models.md), then rerun"
+            ) from None
 
     _probe(net, denoise_fn, sites, shape, math.sqrt(sigma_min * sigma_max))
     return TunableModel(
@@ -261,6 +276,11 @@ def wrap_module(
         family="custom",
         metadata=dict(metadata or {}),
     )
+
+
+def _gist(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else "(no message)"
 
 
 def _ensure_cwd_importable() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from skiptune._files import read_text
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 
@@ -112,10 +113,11 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             local_files_only=True,
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+    except Exception as e:           # a damaged config.json can make it raise anything
         raise CheckpointError(
-            f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: {e}"
-        ) from e
+            f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}"
+        ) from None
     config = net.config
     _check_supported(unet_dir, config)
     out_channels = _prediction_channels(unet_dir, config, scheduler_config)
@@ -172,7 +174,7 @@ def discrete_sigmas_from_scheduler_config(config: Mapping[str, Any]) -> torch.Te
         )
     trained = config.get("trained_betas")
     if trained is not None:
-        betas = torch.tensor(trained, dtype=torch.float64)
+        betas = torch.tensor(_trained_betas(trained), dtype=torch.float64)
     else:
         if "beta_schedule" not in config:
             raise CheckpointError(
@@ -180,10 +182,10 @@ def discrete_sigmas_from_scheduler_config(config: Mapping[str, Any]) -> torch.Te
                 f"schedulers with beta_schedule one of {', '.join(BETA_SCHEDULES)}"
             )
         betas = _betas(
-            str(config["beta_schedule"]),
-            int(config.get("num_train_timesteps", _SCHEDULER_DEFAULTS["num_train_timesteps"])),
-            float(config.get("beta_start", _SCHEDULER_DEFAULTS["beta_start"])),
-            float(config.get("beta_end", _SCHEDULER_DEFAULTS["beta_end"])),
+            _text(config, "beta_schedule"),
+            _count(config, "num_train_timesteps"),
+            _beta(config, "beta_start"),
+            _beta(config, "beta_end"),
         )
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt()
@@ -198,6 +200,54 @@ def discrete_sigmas_from_scheduler_config(config: Mapping[str, Any]) -> torch.Te
             "timesteps; check its betas"
         )
     return sigmas
+
+
+# Far above any trained schedule (1000 is usual): a larger count is a damaged config, and
+# would allocate tables of that size.
+_MAX_TIMESTEPS = 100_000
+
+
+def _bad_value(key: str, value: Any, expected: str) -> CheckpointError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return CheckpointError(
+        f"the scheduler config's {key} is {shown}, expected {expected}; fix "
+        "scheduler_config.json or save the scheduler again with save_pretrained"
+    )
+
+
+def _text(config: Mapping[str, Any], key: str) -> str:
+    value = config[key]
+    if not isinstance(value, str):
+        raise _bad_value(key, value, f"one of {', '.join(BETA_SCHEDULES)}")
+    return value
+
+
+def _count(config: Mapping[str, Any], key: str) -> int:
+    value = config.get(key, _SCHEDULER_DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= _MAX_TIMESTEPS:
+        raise _bad_value(key, value, f"a whole number from 2 to {_MAX_TIMESTEPS:,}")
+    return value
+
+
+def _is_beta(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value) and 0 < value < 1)
+
+
+def _beta(config: Mapping[str, Any], key: str) -> float:
+    value = config.get(key, _SCHEDULER_DEFAULTS[key])
+    if not _is_beta(value):
+        raise _bad_value(key, value, "a number between 0 and 1")
+    return float(value)
+
+
+def _trained_betas(value: Any) -> list[float]:
+    if (not isinstance(value, list) or not 2 <= len(value) <= _MAX_TIMESTEPS
+            or not all(_is_beta(b) for b in value)):
+        raise _bad_value("trained_betas", value,
+                         f"a list of 2 to {_MAX_TIMESTEPS:,} numbers between 0 and 1")
+    return [float(b) for b in value]
 
 
 def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
@@ -288,10 +338,13 @@ class _DiffusersDenoiser:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    text = read_text(path, what="config", fix="save the model again with save_pretrained")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(
+            f"cannot read {path}: not JSON ({getattr(e, 'msg', type(e).__name__)})"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return data

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from skiptune._failpoints import failpoint
+from skiptune._memory import is_out_of_memory
 from skiptune.errors import ConfigurationError, InsufficientMemoryError
 from skiptune.models._base import TunableModel
 from skiptune.objectives._cache import StatisticsCache
@@ -52,21 +53,6 @@ RungReport = Callable[[int, int, float], None]
 BatchReduced = Callable[[int, int, str], None]
 """``on_batch_reduced(failed, now, reason)``: a batch of ``failed`` images ran out of memory;
 batches now hold at most ``now``. ``reason`` is the first line of the allocator's error."""
-
-_OUT_OF_MEMORY_PHRASES = ("out of memory", "can't allocate memory", "not enough memory")
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation failure: CUDA's and MPS's, or the CPU allocator's.
-
-    ``torch.OutOfMemoryError`` (CUDA) is a RuntimeError too; the CPU allocator raises a plain
-    RuntimeError ("DefaultCPUAllocator: can't allocate memory"), so the message decides.
-    """
-    if isinstance(error, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and any(p in text for p in _OUT_OF_MEMORY_PHRASES)
-
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
@@ -327,7 +313,7 @@ class ProxyObjective:
                     try:
                         features, sampling, featurising = self._batch(done, count)
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
-                        if not _is_out_of_memory(e):
+                        if not is_out_of_memory(e):
                             raise
                         reason = _first_line(e)
                     else:

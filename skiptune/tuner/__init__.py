@@ -28,6 +28,7 @@ from skiptune.tuner._events import (
     TrialFinished,
     TrialStarted,
     Waiting,
+    WorkerLost,
 )
 from skiptune.tuner._export import ExportedSchedule, export_schedule, load_exported
 from skiptune.tuner._output import (
@@ -70,6 +71,7 @@ __all__ = [
     "TrialFinished",
     "TrialStarted",
     "Waiting",
+    "WorkerLost",
     "best_schedule",
     "comparison_key",
     "config_differences",

@@ -208,9 +208,16 @@ def _check_group(group: str) -> None:
 
 
 def default_group(model: str | Path) -> str:
-    """The study group named after the model: the file or folder stem, or an adapter's attr."""
+    """The study group named after the model: the file or folder stem, or an adapter's module.
+
+    ``my_unets:adapter`` and ``pkg.my_unets:build`` both give ``my_unets``: the attribute is
+    usually a generic word ("adapter", "load") that would put every adapter in one group.
+    """
     text = str(model).rstrip("/\\")
-    name = text.rsplit(":", 1)[-1] if ":" in text and not Path(text).exists() else Path(text).stem
+    if ":" in text and not Path(text).exists():
+        name = text.rsplit(":", 1)[0].rsplit(".", 1)[-1]
+    else:
+        name = Path(text).stem
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:64]
     return name or "default"
 

@@ -20,6 +20,7 @@ __all__ = [
     "TrialFinished",
     "TrialStarted",
     "Waiting",
+    "WorkerLost",
 ]
 
 
@@ -104,7 +105,17 @@ class StudyDone:
     worker: int = 0
 
 
+@dataclass(frozen=True)
+class WorkerLost:
+    """Worker process ``worker`` died (``exit_code``, negative: killed by that signal), and the
+    others finished every study to its total: the results stand, the loss is worth a line."""
+
+    worker: int
+    exit_code: int | None
+
+
 SearchEvent = (
-    StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting | StudyDone
+    StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting
+    | StudyDone | WorkerLost
 )
 EventCallback = Callable[[SearchEvent], None]

@@ -18,7 +18,7 @@ import sqlalchemy
 import torch
 
 import skiptune.errors as errors
-from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
 from skiptune.storage import (
@@ -30,11 +30,18 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
-from skiptune.tuner._events import EventCallback
+from skiptune.tuner._events import EventCallback, WorkerLost
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
 
-__all__ = ["plan_search", "search", "sigterm_as_interrupt"]
+__all__ = [
+    "MAX_RUNG",
+    "check_heartbeat",
+    "check_rungs",
+    "plan_search",
+    "search",
+    "sigterm_as_interrupt",
+]
 
 
 @contextlib.contextmanager
@@ -139,6 +146,7 @@ def search(
     heartbeat_interval: int = 10,              # seconds between a running trial's heartbeats
     grace_period: int = 30,                    # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
+    allow_large_rungs: bool = False,           # a rung above MAX_RUNG samples, on purpose
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
 
@@ -159,6 +167,8 @@ def search(
         raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
     for budget in budgets:
         steps_for_nfe(sampler, budget)
+    check_heartbeat(heartbeat_interval, grace_period)
+    check_rungs((objective_options or {}).get("rungs"), allowed=allow_large_rungs)
     # Everything that can be checked without the database is checked before it is opened:
     # a mistake then leaves an existing database untouched and creates no new one.
     url = db.url if isinstance(db, Storage) else normalise_url(db)
@@ -196,19 +206,84 @@ def search(
         # storage); closing it keeps a worker at 4 server connections instead of 6.
         storage.dispose()
         with sigterm_as_interrupt(), _database_errors(storage):
-            return [
+            return _measured([
                 run_study(storage, config, objective, on_event=on_event, **options)
                 for config, objective in plans
-            ]
+            ])
     configs = [config for config, _objective in plans]
     del plans, loaded                          # free the planning copy before workers load theirs
     with sigterm_as_interrupt():
-        _run_workers(
+        lost = _run_workers(
             storage, configs, workers=workers, model=str(model), device=device,
             trust_pickle=trust_pickle, on_event=on_event, **options,
         )
     with _database_errors(storage):
-        return [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
+        summaries = [summarize(study, config)
+                     for study, config in zip(studies, configs, strict=True)]
+    _judge_lost_workers(lost, summaries, on_event)
+    return _measured(summaries)
+
+
+def _judge_lost_workers(
+    lost: dict[int, int | None], summaries: list[StudySummary], on_event: EventCallback | None
+) -> None:
+    """A worker that died is an error only if the studies fell short of their totals; when
+    the survivors finished them, the results stand and each loss is reported as an event."""
+    if not lost:
+        return
+    named = ", ".join(f"worker {w} (exit code {code})" for w, code in sorted(lost.items()))
+    short = [s.study_name for s in summaries if not s.done]
+    if short:
+        raise SkiptuneError(
+            f"{named} died and {', '.join(short)} did not reach its total; rerun the same "
+            "command to resume (finished trials are kept)"
+        )
+    for worker, code in sorted(lost.items()):
+        if on_event is not None:
+            on_event(WorkerLost(worker, code))
+
+
+def _measured(summaries: list[StudySummary]) -> list[StudySummary]:
+    """The summaries, unless a study finished without one finite measurement.
+
+    Non-finite samples fail a trial as a measurement (this ρ diverges); when every trial
+    of a study fails so, ρ = 1 included, the model itself gives NaN or inf, and a table of
+    "—" with exit code 0 would hide that.
+    """
+    for s in summaries:
+        if s.done and s.complete == 0 and s.failed > 0 and s.pruned == 0:
+            raise NonFiniteSampleError(
+                f"every trial of {s.study_name} ({s.failed} of {s.finished}, ρ = 1 included) "
+                "sampled NaN or inf: the model itself returns non-finite values; check its "
+                "weights and its denoise output, then search again with another --study"
+            )
+    return summaries
+
+
+# FID-50k, the field's largest standard N: a rung above it is almost surely a typo (10¹⁰
+# samples run for years and their features need terabytes), so it takes an explicit opt-in.
+MAX_RUNG = 50_000
+
+
+def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
+    """Refuse a rung above :data:`MAX_RUNG` samples unless ``allowed``."""
+    largest = max(rungs or (0,), default=0)
+    if isinstance(largest, int) and largest > MAX_RUNG and not allowed:
+        raise ConfigurationError(
+            f"a rung of {largest:,} samples is above {MAX_RUNG:,} (FID-50k, the usual "
+            "largest); it would sample for a very long time and hold every image's features "
+            "in memory: pass e.g. --rungs 64,256, or --allow-large-rungs if you mean it"
+        )
+
+
+def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
+    """Refuse a grace period under two heartbeats: live trials would be failed as stale."""
+    if grace_period < 2 * heartbeat_interval:
+        raise ConfigurationError(
+            f"--grace {grace_period} is under two heartbeats (--heartbeat "
+            f"{heartbeat_interval}): a running trial would be declared stale between its "
+            f"heartbeats and run twice; pass --grace {max(3 * heartbeat_interval, 30)} or more"
+        )
 
 
 def _read_only(db: str | Path | None) -> Storage | None:
@@ -288,7 +363,13 @@ def _run_workers(
     on_event: EventCallback | None,
     heartbeat_interval: int,
     grace_period: int,
-) -> None:
+) -> dict[int, int | None]:
+    """Run the workers; return those that died without a word (worker → exit code).
+
+    A worker's SkiptuneError is raised here as this process's own; Ctrl-C as
+    KeyboardInterrupt. A worker that vanished (killed, crashed hard) is returned, for the
+    caller to judge by whether the studies reached their totals anyway.
+    """
     context = multiprocessing.get_context("spawn")     # CUDA and forked pools do not mix
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -307,6 +388,7 @@ def _run_workers(
     for process in processes:
         process.start()
     failure: tuple[str, str] | None = None
+    lost: dict[int, int | None] = {}
     interrupted = False
     pending = set(range(workers))
     try:
@@ -317,9 +399,8 @@ def _run_workers(
                 dead = [i for i in pending if not processes[i].is_alive()]
                 for i in dead:
                     pending.discard(i)
-                    if processes[i].exitcode not in (0, None) and failure is None:
-                        failure = ("SkiptuneError",
-                                   f"worker {i} died with exit code {processes[i].exitcode}")
+                    if processes[i].exitcode not in (0, None):
+                        lost[i] = processes[i].exitcode
                 continue
             if isinstance(event, tuple):
                 kind, worker, error_type, message = event
@@ -350,3 +431,4 @@ def _run_workers(
         if not (isinstance(error_type, type) and issubclass(error_type, SkiptuneError)):
             error_type = SkiptuneError
         raise error_type(failure[1])
+    return lost

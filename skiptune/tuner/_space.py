@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -112,14 +113,29 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def make_sampler(config: SearchConfig, *, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for ``config.optimizer``, seeded by ``config.seed`` (+ worker index).
+def sampler_seed(seed: int, *, worker: int = 0, history: int = 0) -> int:
+    """The optimizer's seed for the next proposal: a hash of the search seed, the worker and
+    the number of trials the study already holds, in [0, 2³²).
 
-    TPE is multivariate (ρ_bottom and ρ_top interact) with grouped conditional parameters
-    (gamma exists for the power shape only) and a constant liar, so that parallel workers do
-    not all try the same point.
+    Seeding by the history, not once per process, makes a resumed study continue its search
+    (the same history gives the same next proposal as an uninterrupted run) instead of
+    replaying the proposals of its first run, which re-measured a trial at each resume.
     """
-    seed = config.seed + 1000 * worker
+    digest = hashlib.sha256(f"skiptune-sampler\n{seed}\n{worker}\n{history}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def make_sampler(
+    config: SearchConfig, *, worker: int = 0, history: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``config.optimizer``, seeded by :func:`sampler_seed`.
+
+    ``history`` is the number of trials in the study when the next trial is asked; the
+    search makes a sampler per ask. TPE is multivariate (ρ_bottom and ρ_top interact) with
+    grouped conditional parameters (gamma exists for the power shape only) and a constant
+    liar, so that parallel workers do not all try the same point.
+    """
+    seed = sampler_seed(config.seed, worker=worker, history=history)
     name = config.optimizer
     if name == "tpe":
         with quiet_experimental():  # group=True

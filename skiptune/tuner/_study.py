@@ -145,8 +145,14 @@ def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study,
 
 
 def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a failed trial's parameters again (its role kept), as the stale-trial retry does."""
+    """Queue a failed trial's parameters again (its role kept), as the stale-trial retry does.
+
+    A trial stopped between two ``suggest`` calls recorded only some parameters; a queued
+    one (baseline, paper schedule) keeps its whole schedule in ``fixed_params``, carried
+    over so that the retry runs the schedule the failed trial was given, not a part of it.
+    """
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    fixed = trial.system_attrs.get("fixed_params")
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -156,6 +162,7 @@ def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             system_attrs={
                 "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
                 "retry_history": history,
+                **({"fixed_params": fixed} if fixed is not None else {}),
             },
         )
     )
@@ -225,6 +232,11 @@ def run_study(
                     # Optuna warns that heartbeats are meant for optimize(); this loop is
                     # optimize()'s ask/tell with a heartbeat thread (_heartbeats) per trial.
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    # Seeded by the history, so a resumed study proposes what an
+                    # uninterrupted one would, not its first run's proposals again.
+                    study.sampler = make_sampler(
+                        config, worker=worker, history=len(study.get_trials(deepcopy=False))
+                    )
                     trial = study.ask()
                 failpoint("trial-asked")
                 # A first heartbeat before the lock is released: a worker killed right now

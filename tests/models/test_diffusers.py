@@ -331,7 +331,7 @@ def test_sigma_table_from_trained_betas_and_bad_schedules() -> None:
         ({"beta_schedule": "sigmoid"}, "beta_schedule 'sigmoid' is not supported"),
         ({"_class_name": "ScoreSdeVeScheduler"}, "no beta_schedule"),
         ({"beta_schedule": "linear", "rescale_betas_zero_snr": True}, "rescale_betas_zero_snr"),
-        ({"beta_schedule": "linear", "beta_start": 0.0}, "not finite, positive and increasing"),
+        ({"beta_schedule": "linear", "beta_start": 0.0}, "beta_start is 0.0, expected a number"),
     ]:
         with pytest.raises(CheckpointError, match=message):
             diffusers_unet.discrete_sigmas_from_scheduler_config(config)

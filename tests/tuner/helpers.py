@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from optuna.trial import FrozenTrial
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "skiptune" / "assets" / "demo_unet.pt"
@@ -106,3 +107,15 @@ def search_command(*args: str) -> list[str]:
 def start_search(*args: str, **kwargs: object) -> subprocess.Popen:
     return subprocess.Popen(search_command(*args), env=cli_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def assert_runs_what_it_was_given(retry: FrozenTrial, killed: FrozenTrial) -> None:
+    """The retry runs the schedule the killed trial was given, whenever the kill landed.
+
+    Killed between two ``suggest`` calls, a trial has recorded only some parameters (say
+    rho_bottom of a queued 0.91 → 0.96 schedule): the retry must keep every one of those, and
+    run a queued schedule (``fixed_params``) whole, not compare equal to the partial record.
+    """
+    given = killed.system_attrs.get("fixed_params") or killed.params
+    assert {name: retry.params.get(name) for name in given} == given
+    assert {name: retry.params.get(name) for name in killed.params} == killed.params

@@ -69,7 +69,8 @@ def test_study_names_and_default_groups() -> None:
     name = study_name(group="demo_unet", sampler="unipc", nfe=15)
     assert name == "skiptune-demo_unet-unipc-nfe15"
     assert default_group("runs/my model v2.pt") == "my_model_v2"
-    assert default_group("mypkg.nets:build_unet") == "build_unet"
+    assert default_group("mypkg.nets:build_unet") == "nets"     # the module, not the attr
+    assert default_group("my_unets:adapter") == "my_unets"
 
 
 def test_baseline_first_then_paper_schedules_inside_the_space() -> None:
