@@ -13,6 +13,7 @@ __all__ = [
     "FileAccessError",
     "InsufficientMemoryError",
     "ModelError",
+    "NoSkiptuneDatabaseError",
     "NonFiniteSampleError",
     "SkiptuneError",
     "StorageError",
@@ -49,3 +50,7 @@ class NonFiniteSampleError(SkiptuneError):
 
 class StorageError(SkiptuneError):
     """The study database cannot be opened, read or written."""
+
+
+class NoSkiptuneDatabaseError(StorageError):
+    """A read found no skiptune database there: no file, an empty one, or no skiptune tables."""

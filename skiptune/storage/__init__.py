@@ -7,15 +7,12 @@ reference-statistics cache, the runs and the stored Pareto front.
 
 from __future__ import annotations
 
+from skiptune.errors import NoSkiptuneDatabaseError
+from skiptune.storage._front import FrontRecord
 from skiptune.storage._models import SCHEMA_VERSION, skiptune_version
+from skiptune.storage._runs import RunRecord
 from skiptune.storage._stats import DatabaseStatisticsCache, PendingStatisticsCache
-from skiptune.storage._storage import (
-    FrontRecord,
-    NoSkiptuneDatabaseError,
-    RunRecord,
-    Storage,
-    open_storage,
-)
+from skiptune.storage._storage import Storage, open_storage
 from skiptune.storage._url import DEFAULT_DB, mask_url, normalise_url
 
 __all__ = [

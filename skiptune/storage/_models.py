@@ -7,8 +7,10 @@ ones, and a database written by a later one is refused instead of misread.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
+from collections.abc import Callable
 
 from sqlalchemy import (
     Boolean,
@@ -20,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -30,11 +32,16 @@ __all__ = [
     "ReferenceStatisticsRow",
     "RunRow",
     "SchemaVersionRow",
+    "SessionFactory",
     "skiptune_version",
     "utcnow",
 ]
 
 SCHEMA_VERSION = 1
+
+SessionFactory = Callable[[], contextlib.AbstractContextManager[Session]]
+"""``Storage.session``: one transaction per call, committed when its block ends. The record
+modules (runs, front, statistics) are handed this, not the storage."""
 
 
 def skiptune_version() -> str:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import StorageError
-from skiptune.storage._models import ReferenceStatisticsRow, utcnow
-
-if TYPE_CHECKING:
-    from skiptune.storage._storage import Storage
+from skiptune.storage._models import ReferenceStatisticsRow, SessionFactory, utcnow
 
 __all__ = [
     "DatabaseStatisticsCache",
@@ -44,11 +41,11 @@ class DatabaseStatisticsCache:
     once; the last write wins, and every write holds the same numbers.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, session: SessionFactory) -> None:
+        self._session = session
 
     def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        with self._storage.session() as session:
+        with self._session() as session:
             row = session.get(ReferenceStatisticsRow, key)
             if row is None:
                 return None
@@ -56,7 +53,7 @@ class DatabaseStatisticsCache:
 
     def meta(self, key: str) -> dict[str, Any] | None:
         """The metadata stored with ``key``, or None."""
-        with self._storage.session() as session:
+        with self._session() as session:
             row = session.get(ReferenceStatisticsRow, key)
             return None if row is None else json.loads(row.meta)
 
@@ -70,7 +67,7 @@ class DatabaseStatisticsCache:
             "created": utcnow(),
         }
         try:
-            with self._storage.session() as session:
+            with self._session() as session:
                 row = session.get(ReferenceStatisticsRow, key)
                 if row is None:
                     session.add(ReferenceStatisticsRow(key=key, **values))
@@ -84,7 +81,7 @@ class DatabaseStatisticsCache:
             return
 
     def keys(self) -> list[str]:
-        with self._storage.session() as session:
+        with self._session() as session:
             return list(session.scalars(sqlalchemy.select(ReferenceStatisticsRow.key)))
 
 

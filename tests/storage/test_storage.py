@@ -11,7 +11,7 @@ import sqlalchemy
 
 from skiptune.errors import StorageError
 from skiptune.storage import SCHEMA_VERSION, FrontRecord, Storage, mask_url, open_storage
-from skiptune.storage import _storage as storage_module
+from skiptune.storage import _schema as storage_schema
 from tests.tuner.helpers import pg_schema, require_postgres
 
 
@@ -54,7 +54,7 @@ def test_older_tables_are_upgraded_step_by_step(url: str, monkeypatch: pytest.Mo
     _set_version(storage, SCHEMA_VERSION - 1)
     storage.dispose()
     applied = []
-    monkeypatch.setitem(storage_module.MIGRATIONS, SCHEMA_VERSION - 1,
+    monkeypatch.setitem(storage_schema.MIGRATIONS, SCHEMA_VERSION - 1,
                         lambda connection: applied.append(connection))
     storage = open_storage(url)
     with storage.engine.connect() as connection:
