@@ -58,9 +58,10 @@ def load_model(
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
     Args:
-        source: a skiptune checkpoint (``.pt``), a diffusers ``UNet2DModel`` folder saved
-            with ``save_pretrained`` (with its scheduler config), or ``module:attr`` naming a
-            user adapter (see ``docs/custom_models.md``).
+        source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
+            (read as data: the code it carries never runs), a diffusers ``UNet2DModel`` folder
+            saved with ``save_pretrained`` (with its scheduler config), or ``module:attr``
+            naming a user adapter (see ``docs/custom_models.md``).
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.
@@ -104,6 +105,12 @@ def _load(
             f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
             "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained folder"
         )
+    from skiptune.models import edm
+
+    if edm.looks_like_edm_snapshot(path):
+        # Read as data whether or not pickles are trusted: EDM's own loader would exec the
+        # network source the file carries, and skiptune never needs to.
+        return edm.load(path, device=resolved)
     from skiptune.models import native
 
     return native.load(path, device=resolved, trust_pickle=trust_pickle)
