@@ -51,6 +51,18 @@ def _one_line(error: pytest.ExceptionInfo[BaseException], *phrases: str) -> str:
     return text
 
 
+def _records(tree: dict) -> list:
+    """Every persistent record of the ``ema`` network, the network itself first."""
+    found, pending = [], [tree["ema"]]
+    while pending:
+        record = pending.pop()
+        if hasattr(record, "module_src"):
+            found.append(record)
+        pending.extend(m for m in (record.state.get("_modules") or {}).values()
+                       if hasattr(m, "state"))
+    return found
+
+
 def _write_variant(tmp_path: Path, change: Any, name: str = "adm-edm-cond") -> Path:
     tree = read_tree(fixture_path(name))
     changed = change(tree)
@@ -113,13 +125,8 @@ def test_vouching_for_a_source_hash_reads_it_and_still_runs_nothing(
     marker = tmp_path / "PWNED"
 
     def replace_everywhere(tree: dict) -> None:
-        pending = [tree["ema"]]
-        while pending:
-            record = pending.pop()
-            if hasattr(record, "module_src"):
-                record.module_src = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
-            pending.extend(m for m in (record.state.get("_modules") or {}).values()
-                           if hasattr(m, "state"))
+        for record in _records(tree):
+            record.module_src = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
 
     path = _write_variant(tmp_path, replace_everywhere)
     digest = read_tree(path)["ema"].source_sha256
@@ -209,3 +216,22 @@ def test_disallowed_global_in_the_ignored_parts_is_refused_too(tmp_path: Path) -
         load_model(_write_variant(tmp_path, smuggle), device="cpu")
     _one_line(error, "pathlib.Path.touch")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_snapshot_carrying_the_first_released_network_source_loads(tmp_path: Path) -> None:
+    # EDM's first networks.py differs from the fixtures' only in Conv2d's fused-upsampling
+    # padding (41 characters); snapshots written with it must load as well.
+    later = "stride=2, padding=max(f_pad - w_pad, 0))\n            x = torch.nn.functional" \
+        ".conv2d(x, w, padding=max(w_pad - f_pad, 0))"
+    first = "stride=2, padding=w_pad+f_pad)\n            x = torch.nn.functional.conv2d(x, w)"
+
+    def first_release(tree: dict) -> None:
+        for record in _records(tree):
+            assert record.module_src.count(later) == 1
+            record.module_src = record.module_src.replace(later, first)
+
+    path = _write_variant(tmp_path, first_release)
+    snapshot = read_snapshot(path)
+    assert "first released" in KNOWN_NETWORK_SOURCES[snapshot.source_sha256]
+    assert load_model(path, device="cpu").fingerprint == load_model(
+        fixture_path("adm-edm-cond"), device="cpu").fingerprint

@@ -97,11 +97,13 @@ class Conv2d(nn.Module):
         w_pad = 0 if w is None else w.shape[-1] // 2
         f_pad = 0 if f is None else (f.shape[-1] - 1) // 2
         if self.fused_resample and self.up and w is not None:
+            # The later EDM text's padding (the first release padded w_pad + f_pad here and
+            # none in the convolution); no EDM preset upsamples fused, so both compute alike.
             up_kernel = f.mul(4).tile([self.in_channels, 1, 1, 1])
             x = F.conv_transpose2d(
-                x, up_kernel, groups=self.in_channels, stride=2, padding=w_pad + f_pad
+                x, up_kernel, groups=self.in_channels, stride=2, padding=max(f_pad - w_pad, 0)
             )
-            x = F.conv2d(x, w)
+            x = F.conv2d(x, w, padding=max(w_pad - f_pad, 0))
         elif self.fused_resample and self.down and w is not None:
             x = F.conv2d(x, w, padding=w_pad + f_pad)
             down_kernel = f.tile([self.out_channels, 1, 1, 1])

@@ -54,8 +54,11 @@ __all__ = [
 
 KNOWN_NETWORK_SOURCES: dict[str, str] = {
     # SHA-256 of module_src (UTF-8) → where that text was published.
+    "2294828d5f59f5fd008f7141e6b8af2095918f2ce019f280a933e4779b5c3cef":
+        "NVlabs/edm training/networks.py as first released (35,791 characters; commit 0a2ff34)",
     "5db27dcd96674b95c72d5e6491b879cdc35e24039ada3411b4b46a28ed1fe284":
-        "NVlabs/edm training/networks.py (35,832 characters; commits 008a4e5, b2a26c9)",
+        "NVlabs/edm training/networks.py (35,832 characters; commits 008a4e5, b2a26c9): the "
+        "first text with Conv2d's fused-upsampling padding fixed, a path no EDM preset takes",
 }
 """Released texts of EDM's ``training/networks.py``, keyed by the SHA-256 of the text."""
 
