@@ -49,6 +49,11 @@ Examples:
 Rerun the same command after a crash or Ctrl-C to resume; a finished study prints its result.
 """
 
+_CLASS_LABELS_HELP = (
+    "Class-conditional models: the classes to sample, e.g. 3 or 1,5,7; each sample's class "
+    "is drawn from its seed among these (default: among all classes)."
+)
+
 _TRUST_PICKLE_HELP = (
     "Also load a checkpoint that holds pickled Python objects. DANGEROUS: unpickling runs "
     "whatever code the file carries, with your permissions; pass it only for files from a "
@@ -351,8 +356,9 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
 
 
 def search_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), diffusers "
-                                       "UNet2DModel folder, or module:attr adapter.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), NVlabs EDM "
+                                       "network-snapshot .pkl, diffusers UNet2DModel folder, "
+                                       "or module:attr adapter.")],
     nfe: Annotated[list[int], typer.Option("--nfe", min=1, help="Step budget in denoiser "
                                            "calls; repeat for several (one study each).")],
     sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "
@@ -389,6 +395,7 @@ def search_command(
                                                "[default: auto]")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
+    class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
                                                 "(one per GPU); PostgreSQL only.")] = None,
     heartbeat: Annotated[int | None, typer.Option(min=1, help="Seconds between a running "
@@ -430,6 +437,8 @@ def search_command(
         options["pruning"] = False
     if allow_large_rungs:
         options["allow_large_rungs"] = True
+    if class_labels is not None:
+        options["conditioning"] = {"class_labels": _ints(class_labels, name="--class-labels")}
     tuner.quiet_optuna()
     started = time.monotonic()
     try:
@@ -610,6 +619,7 @@ def sample(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
+    class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
 ) -> None:
     """Sample images under a schedule to look at its effect (.png grid or .npz).
 
@@ -630,6 +640,8 @@ def sample(
         allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
         nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
         trust_pickle=trust_pickle,
+        conditioning=None if class_labels is None else {
+            "class_labels": _ints(class_labels, name="--class-labels")},
     ))
     untuned = " (the untuned model: pass --rho-bottom or --from to apply a schedule)"
     _stdout.print(

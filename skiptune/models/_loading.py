@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
-from skiptune.models._base import TunableModel
+from skiptune.models._base import TunableModel, apply_conditioning
 
 __all__ = ["load_model", "resolve_device"]
 
@@ -53,20 +54,30 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> TunableModel:
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
     Args:
-        source: a skiptune checkpoint (``.pt``), a diffusers ``UNet2DModel`` folder saved
-            with ``save_pretrained`` (with its scheduler config), or ``module:attr`` naming a
-            user adapter (see ``docs/custom_models.md``).
+        source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
+            (read as data: the code it carries never runs), a diffusers ``UNet2DModel`` folder
+            saved with ``save_pretrained`` (with its scheduler config), or ``module:attr``
+            naming a user adapter (see ``docs/custom_models.md``).
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.
+        conditioning: the user's choices for a conditional model's conditions (e.g.
+            ``{"class_labels": [3]}``); refused for an unconditional model.
 
     Returns:
         A :class:`TunableModel` in eval mode on ``device``.
     """
+    return apply_conditioning(_load(source, device, trust_pickle), conditioning)
+
+
+def _load(
+    source: str | Path, device: str | torch.device | None, trust_pickle: bool
+) -> TunableModel:
     resolved = resolve_device(device)
     text = str(source)
     if not text.strip():
@@ -97,6 +108,12 @@ def load_model(
                 "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained "
                 "folder"
             )
+        from skiptune.models import edm
+
+        if edm.looks_like_edm_snapshot(path):
+            # Read as data whether or not pickles are trusted: EDM's own loader would exec
+            # the network source the file carries, and skiptune never needs to.
+            return edm.load(path, device=resolved)
         from skiptune.models import native
 
         return native.load(path, device=resolved, trust_pickle=trust_pickle)

@@ -1,0 +1,210 @@
+"""Wrap an EDM snapshot's network as a :class:`TunableModel` (family ``"edm"``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models.edm._networks import NETWORKS, PRECONDITIONERS, iDDPMPrecond
+from skiptune.models.edm._snapshot import EDMSnapshot, read_snapshot
+
+__all__ = ["EDM_SAMPLER_SIGMA_RANGE", "ClassLabels", "build_network", "load", "wrap_network"]
+
+EDM_SAMPLER_SIGMA_RANGE = (0.002, 80.0)
+"""σ range of EDM's ``generate.py`` sampler, used for EDMPrecond (which records 0 and ∞)."""
+
+_LABEL_STREAM = 0x5EED_C1A55
+"""Seeds the class-label stream apart from the noise stream (which is seeded by the seed
+alone), so drawing labels leaves every sample's noise unchanged."""
+
+
+class ClassLabels:
+    """One class per sample, drawn from the sample's seed: uniform over ``classes``.
+
+    ``classes`` is every class by default; ``with_options({"class_labels": [...]})`` narrows
+    it (one label fixes every sample's class). Returns one-hot labels [len(seeds), label_dim].
+    """
+
+    def __init__(self, label_dim: int, classes: Sequence[int] | None = None) -> None:
+        self.label_dim = label_dim
+        self.classes = None if classes is None else [int(c) for c in classes]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "class-labels", "label_dim": self.label_dim, "classes": self.classes,
+                "stream": _LABEL_STREAM}
+
+    def __call__(self, seeds: Sequence[int]) -> torch.Tensor:
+        choices = self.classes if self.classes is not None else range(self.label_dim)
+        picks = [
+            choices[int(np.random.default_rng([_LABEL_STREAM, int(seed)]).integers(len(choices)))]
+            for seed in seeds
+        ]
+        return torch.eye(self.label_dim)[torch.as_tensor(picks, dtype=torch.long)]
+
+    def with_options(self, options: Mapping[str, Any]) -> ClassLabels:
+        unknown = sorted(set(options) - {"class_labels"})
+        if unknown:
+            raise ConfigurationError(
+                f"a class-conditional EDM model takes class_labels, not {', '.join(unknown)}"
+            )
+        labels = options.get("class_labels")
+        if labels is None:
+            return self
+        labels = list(labels)
+        bad = [c for c in labels if isinstance(c, bool) or not isinstance(c, int)
+               or not 0 <= c < self.label_dim]
+        if not labels or bad:
+            raise ConfigurationError(
+                f"class labels must be whole numbers in 0..{self.label_dim - 1} for this model's "
+                f"{self.label_dim} classes, got {labels}; pass e.g. --class-labels 3 or 1,5,7"
+            )
+        return ClassLabels(self.label_dim, sorted(set(labels)))
+
+
+def build_network(
+    class_name: str, init_kwargs: Mapping[str, Any], init_args: Sequence[Any] = ()
+) -> nn.Module:
+    """skiptune's EDM preconditioner ``class_name`` built from a snapshot's recorded arguments.
+
+    Raises CheckpointError for a class skiptune does not implement or arguments it does not
+    take.
+    """
+    if class_name not in PRECONDITIONERS:
+        raise CheckpointError(
+            f"network class {class_name!r} is not one skiptune implements; EDM snapshots of "
+            f"{', '.join(PRECONDITIONERS)} (around {' or '.join(NETWORKS)}) are supported"
+        )
+    model_type = init_kwargs.get("model_type")
+    if model_type is not None and model_type not in NETWORKS:
+        raise CheckpointError(
+            f"network class {model_type!r} (model_type of {class_name}) is not one skiptune "
+            f"implements; supported: {', '.join(NETWORKS)}"
+        )
+    try:
+        return PRECONDITIONERS[class_name](*init_args, **init_kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{class_name} records arguments skiptune's EDM networks do not take ({e})"
+        ) from None
+
+
+def _sigma_range(net: nn.Module) -> tuple[float, float]:
+    if type(net).__name__ == "EDMPrecond":
+        return EDM_SAMPLER_SIGMA_RANGE
+    return float(net.sigma_min), float(net.sigma_max)
+
+
+def wrap_network(
+    net: nn.Module, *, source: str = "", metadata: Mapping[str, Any] | None = None
+) -> TunableModel:
+    """A built EDM preconditioner (weights loaded, on its device) as a TunableModel."""
+    net.eval().requires_grad_(False)
+    unet = net.model
+    sites = tuple(
+        SkipSite(name=f"skip{i}", module=tap) for i, tap in enumerate(unet.skip_taps)
+    )
+    label_dim = int(net.label_dim)
+
+    def denoise_fn(
+        x: torch.Tensor, sigma: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if label_dim and condition is None:
+            # EDM itself would silently use all-zero labels: never what a user wants.
+            raise ConfigurationError(
+                f"this EDM model is class-conditional ({label_dim} classes): pass "
+                "condition=model.condition_for(seeds) (one-hot labels, one row per sample)"
+            )
+        if not label_dim and condition is not None:
+            raise ConfigurationError("this EDM model is unconditional: it takes no condition")
+        # augment_labels stay None: with augmentation off, EDM's augment mapping adds nothing.
+        return net(x, sigma, class_labels=condition).to(x.dtype)
+
+    sigma_min, sigma_max = _sigma_range(net)
+    discrete = net.u.flip(0)[1:].clone() if isinstance(net, iDDPMPrecond) else None
+    resolution, channels = int(net.img_resolution), int(net.img_channels)
+    return TunableModel(
+        net=net,
+        denoise_fn=denoise_fn,
+        skip_sites=sites,
+        image_shape=(channels, resolution, resolution),
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        sigma_data=float(getattr(net, "sigma_data", 0.5)),
+        discrete_sigmas=discrete,
+        fingerprint=fingerprint_state_dict(net.state_dict()),
+        family="edm",
+        metadata={"resolution": resolution, "channels": channels, "label_dim": label_dim,
+                  **dict(metadata or {})},
+        source=source,
+        conditioner=ClassLabels(label_dim) if label_dim else None,
+    )
+
+
+def _weight_mismatch(expected: Mapping[str, torch.Tensor],
+                     given: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps ``given`` from loading into a net whose state dict is ``expected``."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [k for k in expected if k in given and given[k].shape != expected[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {list(given[k].shape)} in "
+                     f"the file, {list(expected[k].shape)} expected")
+    return "; ".join(parts) or None
+
+
+def _load_weights(net: nn.Module, snapshot: EDMSnapshot, where: str) -> None:
+    mismatch = _weight_mismatch(net.state_dict(), snapshot.state_dict)
+    if mismatch:
+        raise CheckpointError(
+            f"{where}: its weights do not fit the network its kwargs describe ({mismatch}); "
+            "the file is damaged or was written by modified code"
+        )
+    bad = [k for k, v in snapshot.state_dict.items()
+           if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{where} has non-finite weights (NaN or inf) in {bad[0]}")
+    net.load_state_dict(snapshot.state_dict, strict=True)
+
+
+def load(path: Path, *, device: torch.device) -> TunableModel:
+    """Load an EDM ``network-snapshot-*.pkl`` without running any code it carries."""
+    where = f"EDM snapshot {str(path)!r}"
+    snapshot = read_snapshot(path)
+    net = build_network(snapshot.class_name, snapshot.init_kwargs, snapshot.init_args)
+    _load_weights(net, snapshot, where)
+    net.to(device)
+    metadata = {
+        "edm_class": snapshot.class_name,
+        "edm_kwargs": _plain(snapshot.init_kwargs),
+        "edm_source_sha256": snapshot.source_sha256,
+    }
+    model = wrap_network(net, source=str(path), metadata=metadata)
+    if not math.isfinite(model.sigma_max) or not 0 < model.sigma_min < model.sigma_max:
+        raise CheckpointError(
+            f"{where} gives an invalid σ range [{model.sigma_min}, {model.sigma_max}]"
+        )
+    return model
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of recorded kwargs (tuples become lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
