@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,27 @@ def _damaged(path: Path, error: BaseException) -> CheckpointError:
     )
 
 
-def _refuses_code(error: BaseException) -> bool:
-    """Whether torch's safe loader stopped at a pickled global (a class or function to call),
-    not at bytes it cannot parse: only then does the file really hold Python objects."""
+_CALLING_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ",
+                               "NEWOBJ_EX"})
+
+
+def _refuses_code(error: BaseException, data: bytes) -> bool:
+    """Whether the file really holds Python objects to call, not bytes that cannot be parsed.
+
+    Torch's safe loader names a refused global for a zip checkpoint; a bare pickle of
+    protocol 4 or 5 stops it earlier, at a framing opcode it does not read. Such a pickle is
+    then judged by its opcodes (``pickletools`` only parses, it runs nothing): a stream that
+    parses and names a global or calls one holds Python objects.
+    """
     text = str(error)
-    return "Unsupported global" in text or "GLOBAL" in text
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return True
+    if data[:4] == _ZIP_MAGIC:
+        return False
+    try:
+        return any(op.name in _CALLING_OPCODES for op, _arg, _pos in pickletools.genops(data))
+    except Exception:  # not a whole pickle: damaged bytes, reported as such
+        return False
 
 
 def _read(path: Path, *, trust_pickle: bool) -> Any:
@@ -141,7 +158,7 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if not trust_pickle and _refuses_code(e):
+        if not trust_pickle and _refuses_code(e, data):
             raise CheckpointError(
                 f"model file {str(path)!r} contains pickled Python objects, which can run code "
                 "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
