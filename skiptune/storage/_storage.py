@@ -246,12 +246,16 @@ class Storage:
         if self.url.get_backend_name() == "postgresql":
             defaults = {"connect_timeout": _CONNECT_TIMEOUT_S,
                         "application_name": f"skiptune-{os.getpid()}"}
-            if self.read_only:
-                # Every transaction of a read command is read-only on the server too.
-                defaults["options"] = "-c default_transaction_read_only=on"
-            kwargs["connect_args"] = {
+            connect_args = {
                 key: value for key, value in defaults.items() if key not in self.url.query
             }
+            if self.read_only:
+                # Every transaction of a read command is read-only on the server too; added
+                # to the URL's own options (a search_path, say), which connect_args replace.
+                given = self.url.query.get("options", "")
+                given = given if isinstance(given, str) else " ".join(given)
+                connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
+            kwargs["connect_args"] = connect_args
         return kwargs
 
     def optuna_storage(
