@@ -234,8 +234,6 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
     state = payload["ema"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"checkpoint {str(path)!r}: 'ema' must map names to tensors")
-    fingerprint = fingerprint_state_dict(state)
-    _check_checksum(path, payload, fingerprint)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -251,6 +249,8 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
             + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
             + "; retrain or restore an earlier checkpoint"
         )
+    fingerprint = fingerprint_state_dict(state)
+    _check_checksum(path, payload, fingerprint)
     net.eval().requires_grad_(False).to(device)
     return _wrap(net, payload["metadata"], fingerprint, str(path))
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skiptune._memory import is_out_of_memory
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel
 from skiptune.objectives._digit_net import feature_net_fingerprint, load_feature_net
@@ -470,7 +471,18 @@ class TorchScriptFeatureExtractor:
         """Features float64 [N, D] of images float [N, C, H, W] in [-1, 1]."""
         _check_images(images, extractor=self.name)
         x = self._adapt(quantize_images(images)).to(self.device)
-        output = self.net(x)
+        try:
+            output = self.net(x)
+        except Exception as e:  # the user's network may fail in any way on our input
+            if is_out_of_memory(e):
+                raise                        # the objective halves the batch and goes on
+            reason = " ".join(str(e).split())
+            reason = reason.rsplit("RuntimeError: ", 1)[-1][:200]   # TorchScript's last line
+            raise CheckpointError(
+                f"feature extractor {self.path} failed on images of shape {tuple(x.shape)} "
+                f"({type(e).__name__}: {reason}); check the resolution and channels it "
+                "declares (its .json) against the network"
+            ) from None
         if not isinstance(output, torch.Tensor) or output.ndim < 2 or output.shape[0] != len(x):
             raise CheckpointError(
                 f"feature extractor {self.path} must return a tensor [N, D], got "

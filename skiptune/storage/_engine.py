@@ -144,12 +144,14 @@ def engine_kwargs(
     if url.get_backend_name() == "postgresql":
         defaults = {"connect_timeout": _CONNECT_TIMEOUT_S,
                     "application_name": f"skiptune-{os.getpid()}"}
+        connect_args = {key: value for key, value in defaults.items() if key not in url.query}
         if read_only:
-            # Every transaction of a read command is read-only on the server too.
-            defaults["options"] = "-c default_transaction_read_only=on"
-        kwargs["connect_args"] = {
-            key: value for key, value in defaults.items() if key not in url.query
-        }
+            # Every transaction of a read command is read-only on the server too; added to
+            # the URL's own options (a search_path, say), which connect_args replace.
+            given = url.query.get("options", "")
+            given = given if isinstance(given, str) else " ".join(given)
+            connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
+        kwargs["connect_args"] = connect_args
     return kwargs
 
 
