@@ -10,25 +10,47 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["SkipSite", "TunableModel", "fingerprint_state_dict"]
+__all__ = ["FreeUStage", "SkipSite", "TunableModel", "fingerprint_state_dict"]
 
 
 @dataclass(frozen=True)
 class SkipSite:
     """Where the decoder consumes one skip tensor, so that its factor can be applied there.
 
-    ``module`` is the decoder module that receives the skip. With ``input_index=None`` the
-    skip is the module's *output* (use this only for a tap, such as an ``nn.Identity``,
-    whose output feeds nothing but the decoder); otherwise it is the module's positional
-    input ``input_index``, and, when that input is a tuple of skips, its element
-    ``tuple_index``. Never point a site at an encoder output that also feeds the next
-    encoder block: scaling it there would change the encoder too.
+    ``module`` is the decoder module that receives the skip. With ``input_index=None`` and
+    ``input_name=None`` the skip is the module's *output* (use this only for a tap, such as
+    an ``nn.Identity``, whose output feeds nothing but the decoder); otherwise it is the
+    module's input: the keyword argument ``input_name`` when the caller passes it by name
+    (diffusers' ``UNet2DConditionModel`` calls its up blocks with
+    ``res_hidden_states_tuple=``), else the positional input ``input_index``; and, when
+    that input is a tuple of skips, its element ``tuple_index``. Never point a site at an
+    encoder output that also feeds the next encoder block: scaling it there would change
+    the encoder too.
     """
 
     name: str
     module: nn.Module = field(compare=False, repr=False)
     input_index: int | None = None
     tuple_index: int | None = None
+    input_name: str | None = None
+
+    @property
+    def is_output(self) -> bool:
+        return self.input_index is None and self.input_name is None
+
+
+@dataclass(frozen=True)
+class FreeUStage:
+    """One up stage where FreeU acts (Si et al. 2023): stage 0 is the deepest.
+
+    Each module of ``consumers`` takes ``cat([h, skip], dim=1)`` as its first positional
+    input, in the order the stage pops its skips; ``skips`` are the stage's skip sites in
+    that same order, so the number of skip channels of each consumer is known at run time.
+    """
+
+    name: str
+    consumers: tuple[nn.Module, ...] = field(compare=False, repr=False)
+    skips: tuple[SkipSite, ...] = field(compare=False, repr=False)
 
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -50,6 +72,7 @@ class TunableModel:
         family: which adapter loaded it (``"skiptune"``, ``"diffusers"``, ``"custom"``…).
         discrete_sigmas: ascending σ of a discrete-time (VP) model's training timesteps, or None.
         metadata: what the checkpoint says of itself (dataset, resolution, assets…).
+        freeu_stages: the up stages FreeU acts on, deepest first (empty: no FreeU).
     """
 
     net: nn.Module
@@ -64,6 +87,7 @@ class TunableModel:
     discrete_sigmas: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    freeu_stages: tuple[FreeUStage, ...] = ()
 
     @property
     def device(self) -> torch.device:

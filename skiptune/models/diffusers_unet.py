@@ -11,7 +11,10 @@ matches, interpolated in log σ between the table's entries, and converts the pr
 (ε, v or x0) into x0.
 
 Each up block of ``UNet2DModel`` receives its skips as the tuple ``res_samples`` (its
-second positional input) and pops them from the end; the skip sites point there.
+second positional input) and pops them from the end; the skip sites point there. A probe
+pass finds how the skips arrive (positional here, by keyword in ``UNet2DConditionModel``,
+see ``diffusers_sd``). FreeU acts on the first two up blocks, as ``enable_freeu`` would if
+``UNet2DModel`` had it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models._base import FreeUStage, SkipSite, TunableModel, fingerprint_state_dict
 
 __all__ = [
     "BETA_SCHEDULES",
@@ -36,7 +39,10 @@ __all__ = [
     "discrete_sigmas_from_scheduler_config",
     "is_diffusers_folder",
     "load",
+    "probe_size",
+    "probe_skip_inputs",
     "sigma_to_timestep",
+    "up_block_sites",
     "x0_from_prediction",
 ]
 
@@ -48,6 +54,7 @@ SUPPORTED_UP_BLOCKS = frozenset(
     {"UpBlock2D", "AttnUpBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D", "ResnetUpsampleBlock2D"}
 )
 _INSTALL_HINT = "pip install 'skiptune[diffusers]'"
+_SKIP_KEYWORD = "res_hidden_states_tuple"      # how UNet2DConditionModel passes the skips
 # DDPMScheduler's defaults, for configs that name a beta_schedule but omit these keys.
 _SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
 
@@ -119,7 +126,12 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
     config = net.config
     _check_supported(unet_dir, config)
     out_channels = _prediction_channels(unet_dir, config, scheduler_config)
-    skip_sites = _skip_sites(unet_dir, net)
+    size = probe_size(net)
+    probe_input = torch.zeros(
+        1, int(config.in_channels), size, size, dtype=next(net.parameters()).dtype
+    )
+    inputs = probe_skip_inputs(net, lambda: net(probe_input, 0, return_dict=False))
+    skip_sites, freeu_stages = up_block_sites(str(unet_dir), net, inputs, SUPPORTED_UP_BLOCKS)
 
     net.to(device)
     net.eval()
@@ -151,6 +163,7 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             "prediction_type": prediction_type,
         },
         source=str(folder),
+        freeu_stages=freeu_stages,
     )
 
 
@@ -369,32 +382,100 @@ def _image_shape(unet_dir: Path, config: Any) -> tuple[int, int, int]:
     return (int(config.in_channels), int(height), int(width))
 
 
-def _skip_sites(unet_dir: Path, net: nn.Module) -> tuple[SkipSite, ...]:
-    """One site per skip, bottom → top, in the order the up blocks consume them.
+class _ProbeDone(Exception):
+    """Raised by the probe's hook in the last up block: the rest of the pass is not needed."""
 
-    ``UNet2DModel.forward`` hands up block i the last ``len(resnets)`` skips of the stack as
-    its second positional input, and the block pops them from the end of that tuple. The
-    first skip consumed (up block 0, last element) is the deepest, the last (the final up
-    block, element 0: conv_in's output) is the shallowest.
+
+def probe_skip_inputs(
+    net: nn.Module, run: Callable[[], Any]
+) -> list[tuple[int | None, str | None]]:
+    """How each up block of ``net`` receives its tuple of skips: (positional index, keyword).
+
+    Runs ``run()`` (one forward pass of ``net`` on a tiny input) with a pre-hook on every
+    up block that records whether the skips came as the keyword ``res_hidden_states_tuple``
+    (``UNet2DConditionModel``) or as a positional tuple of tensors (``UNet2DModel``), and
+    stops the pass in the last up block.
+    """
+    blocks = list(net.up_blocks)
+    found: list[tuple[int | None, str | None] | None] = [None] * len(blocks)
+
+    def make_hook(i: int) -> Callable[..., None]:
+        def record(_module: Any, args: tuple, kwargs: dict) -> None:
+            if isinstance(kwargs.get(_SKIP_KEYWORD), tuple):
+                found[i] = (None, _SKIP_KEYWORD)
+            else:
+                found[i] = next(
+                    ((j, None) for j, a in enumerate(args)
+                     if isinstance(a, tuple) and a and all(torch.is_tensor(t) for t in a)),
+                    None,
+                )
+            if i == len(blocks) - 1:
+                raise _ProbeDone
+
+        return record
+
+    handles = [b.register_forward_pre_hook(make_hook(i), with_kwargs=True)
+               for i, b in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            run()
+    except _ProbeDone:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [i for i, f in enumerate(found) if f is None]
+    if missing:
+        raise CheckpointError(
+            f"up block(s) {missing} received no tuple of skips in a probe pass; this U-Net "
+            "layout is not supported"
+        )
+    return [f for f in found if f is not None]
+
+
+def probe_size(net: nn.Module) -> int:
+    """The smallest spatial size every down- and up-sampler of ``net`` can halve and restore."""
+    downsamplers = sum(1 for b in net.down_blocks if getattr(b, "downsamplers", None))
+    return 2**downsamplers
+
+
+def up_block_sites(
+    where: str, net: nn.Module, inputs: Sequence[tuple[int | None, str | None]],
+    supported: frozenset[str],
+) -> tuple[tuple[SkipSite, ...], tuple[FreeUStage, ...]]:
+    """One site per skip, bottom → top, in the order the up blocks consume them; FreeU stages.
+
+    The U-Net hands up block i the last ``len(resnets)`` skips of the stack (``inputs[i]``
+    says how, see :func:`probe_skip_inputs`), and the block pops them from the end of that
+    tuple. The first skip consumed (up block 0, last element) is the deepest, the last (the
+    final up block, element 0: conv_in's output) is the shallowest. FreeU acts on the first
+    two up blocks (diffusers' ``resolution_idx`` 0 and 1), whose resnets take
+    ``cat([h, skip])``.
     """
     sites: list[SkipSite] = []
+    stages: list[FreeUStage] = []
     for i, block in enumerate(net.up_blocks):
         kind = type(block).__name__
-        if kind not in SUPPORTED_UP_BLOCKS:
+        if kind not in supported:
             raise CheckpointError(
-                f"the UNet2DModel in {str(unet_dir)!r} has an up block {kind}, which skiptune "
-                f"does not support; supported: {', '.join(sorted(SUPPORTED_UP_BLOCKS))}"
+                f"the U-Net in {where!r} has an up block {kind}, which skiptune "
+                f"does not support; supported: {', '.join(sorted(supported))}"
             )
+        index, name = inputs[i]
         count = len(block.resnets)
-        for m in range(count):
-            sites.append(
-                SkipSite(
-                    name=f"up_blocks.{i}.resnets.{m}",
-                    module=block,
-                    input_index=1,
-                    tuple_index=count - 1 - m,
-                )
+        block_sites = tuple(
+            SkipSite(
+                name=f"up_blocks.{i}.resnets.{m}",
+                module=block,
+                input_index=index,
+                tuple_index=count - 1 - m,
+                input_name=name,
             )
+            for m in range(count)
+        )
+        sites.extend(block_sites)
+        if i < 2:
+            stages.append(FreeUStage(f"up_blocks.{i}", tuple(block.resnets), block_sites))
     # The encoder pushes conv_in's output, then one tensor per resnet and per downsampler.
     pushed = 1 + sum(
         len(block.resnets) + len(getattr(block, "downsamplers", None) or ())
@@ -402,10 +483,10 @@ def _skip_sites(unet_dir: Path, net: nn.Module) -> tuple[SkipSite, ...]:
     )
     if len(sites) != pushed:
         raise CheckpointError(
-            f"the UNet2DModel in {str(unet_dir)!r} pushes {pushed} skips but its up blocks "
+            f"the U-Net in {where!r} pushes {pushed} skips but its up blocks "
             f"consume {len(sites)}; this layout is not supported"
         )
-    return tuple(sites)
+    return tuple(sites), tuple(stages)
 
 
 def _betas(schedule: str, steps: int, beta_start: float, beta_end: float) -> torch.Tensor:
