@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models._base import (
+    Condition,
+    Conditioner,
+    SkipSite,
+    TunableModel,
+    fingerprint_state_dict,
+)
 from skiptune.models._loading import load_model, resolve_device
 from skiptune.models.native import save_checkpoint
 from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
 
 __all__ = [
+    "Condition",
+    "Conditioner",
     "EDMPrecond",
     "EDMUNet",
     "SkipSite",

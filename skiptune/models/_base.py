@@ -1,16 +1,33 @@
-"""The model contract every adapter meets: a σ-space denoiser with named skip sites."""
+"""The model contract every adapter meets: a σ-space denoiser with named skip sites.
+
+A conditional model (class labels, text prompts...) also carries a :class:`Conditioner`:
+it draws each sample's condition from that sample's seed, so every trial of a search sees
+the same conditions, as it sees the same noise (common random numbers).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-__all__ = ["FreeUStage", "SkipSite", "TunableModel", "fingerprint_state_dict"]
+from skiptune.errors import ConfigurationError
+
+__all__ = [
+    "Condition",
+    "Conditioner",
+    "FreeUStage",
+    "SkipSite",
+    "TunableModel",
+    "apply_conditioning",
+    "condition_size",
+    "condition_to",
+    "fingerprint_state_dict",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,53 @@ class FreeUStage:
     skips: tuple[SkipSite, ...] = field(compare=False, repr=False)
 
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DenoiseFn = Callable[..., torch.Tensor]
+"""``(x, sigma) -> x0``; a conditional model's also takes ``condition=`` as a keyword."""
+
+Condition = torch.Tensor | dict[str, torch.Tensor]
+"""Per-sample conditioning, batch-first: one tensor (e.g. one-hot class labels
+[batch, label_dim]) or named tensors (e.g. prompt embeddings), row j for sample j."""
+
+
+class Conditioner(Protocol):
+    """Draws the conditions of a conditional model, one per sample, from the samples' seeds."""
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """JSON-able description of what the drawn conditions depend on (the user's choices
+        included): stored with a study and compared when it resumes."""
+        ...
+
+    def __call__(self, seeds: Sequence[int]) -> Condition:
+        """The conditions of the samples with these noise seeds, batch-first, on the CPU.
+
+        Sample j's condition depends on ``seeds[j]`` alone, never on the batch it is in.
+        """
+        ...
+
+    def with_options(self, options: Mapping[str, Any]) -> Conditioner:
+        """A conditioner with the user's choices applied (e.g. ``{"class_labels": [3]}``);
+        raises ConfigurationError for an option it does not know or a value it cannot take."""
+        ...
+
+
+def condition_to(condition: Condition, device: torch.device | str) -> Condition:
+    """The same condition with every tensor on ``device``."""
+    if isinstance(condition, dict):
+        return {name: value.to(device) for name, value in condition.items()}
+    return condition.to(device)
+
+
+def condition_size(condition: Condition) -> int:
+    """The batch size of a condition (its tensors' first dimension)."""
+    if isinstance(condition, dict):
+        sizes = {int(value.shape[0]) for value in condition.values()}
+        if len(sizes) != 1:
+            raise ConfigurationError(
+                f"a condition's tensors must share one batch size, got {sorted(sizes)}"
+            )
+        return sizes.pop()
+    return int(condition.shape[0])
 
 
 @dataclass
@@ -71,6 +134,8 @@ class TunableModel:
         fingerprint: hex SHA-256 of the weights; stable across saves and devices.
         family: which adapter loaded it (``"skiptune"``, ``"diffusers"``, ``"custom"``…).
         discrete_sigmas: ascending σ of a discrete-time (VP) model's training timesteps, or None.
+        conditioner: draws per-sample conditions of a conditional model from the seeds; None
+            for an unconditional model (whose ``denoise_fn`` then takes no condition).
         metadata: what the checkpoint says of itself (dataset, resolution, assets…).
         freeu_stages: the up stages FreeU acts on, deepest first (empty: no FreeU).
     """
@@ -87,6 +152,7 @@ class TunableModel:
     discrete_sigmas: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    conditioner: Conditioner | None = None
     freeu_stages: tuple[FreeUStage, ...] = ()
 
     @property
@@ -99,12 +165,37 @@ class TunableModel:
     def num_skips(self) -> int:
         return len(self.skip_sites)
 
+    @property
+    def is_conditional(self) -> bool:
+        return self.conditioner is not None
+
+    def condition_for(self, seeds: Sequence[int]) -> Condition | None:
+        """Each sample's condition, drawn from its noise seed, on the model's device.
+
+        The same seeds give the same conditions in every trial (common random numbers);
+        None for an unconditional model.
+        """
+        if self.conditioner is None:
+            return None
+        return condition_to(self.conditioner(list(seeds)), self.device)
+
     @torch.no_grad()
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """D(x; σ): the estimate of the clean image y given x = y + σ·n (images in [-1, 1])."""
+    def denoise(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        condition: Condition | None = None,
+    ) -> torch.Tensor:
+        """D(x; σ): the estimate of the clean image y given x = y + σ·n (images in [-1, 1]).
+
+        ``condition`` (batch-first, see :data:`Condition`) is passed to ``denoise_fn`` as a
+        keyword only when given, so an unconditional adapter's ``(x, sigma)`` keeps working.
+        """
         if not torch.is_tensor(sigma) or sigma.ndim == 0:
             sigma = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
-        return self.denoise_fn(x, sigma)
+        if condition is None:
+            return self.denoise_fn(x, sigma)
+        return self.denoise_fn(x, sigma, condition=condition)
 
     __call__ = denoise
 
@@ -126,3 +217,19 @@ def fingerprint_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
         # reshape first: a 0-d tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes.
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def apply_conditioning(model: TunableModel, options: Mapping[str, Any] | None) -> TunableModel:
+    """Apply the user's conditioning choices (e.g. ``{"class_labels": [3]}``) to ``model``.
+
+    Raises ConfigurationError when options are given for an unconditional model.
+    """
+    if not options:
+        return model
+    if model.conditioner is None:
+        raise ConfigurationError(
+            f"model {model.source or model.family!r} is unconditional: it takes no "
+            f"{', '.join(sorted(options))}; leave that option out"
+        )
+    model.conditioner = model.conditioner.with_options(options)
+    return model

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.models._base import TunableModel
+from skiptune.models._base import TunableModel, apply_conditioning
 
 __all__ = ["load_model", "resolve_device"]
 
@@ -51,6 +53,7 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> TunableModel:
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
@@ -61,10 +64,18 @@ def load_model(
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.
+        conditioning: the user's choices for a conditional model's conditions (e.g.
+            ``{"class_labels": [3]}``); refused for an unconditional model.
 
     Returns:
         A :class:`TunableModel` in eval mode on ``device``.
     """
+    return apply_conditioning(_load(source, device, trust_pickle), conditioning)
+
+
+def _load(
+    source: str | Path, device: str | torch.device | None, trust_pickle: bool
+) -> TunableModel:
     resolved = resolve_device(device)
     text = str(source)
     if not text.strip():

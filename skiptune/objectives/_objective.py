@@ -253,10 +253,12 @@ class ProxyObjective:
 
         Keys: ``objective_version``, ``model`` (weights fingerprint), ``extractor_identity``
         (name and weights hash), ``reference_identity`` (hash of mu and sigma),
-        ``reference_count``, and every field of the config (``reference`` there is the
-        source as given, None for the model's default).
+        ``reference_count``, ``condition`` (a conditional model's conditioner identity, e.g.
+        the class labels the user fixed; absent for unconditional models), and every field
+        of the config (``reference`` there is the source as given, None for the model's
+        default).
         """
-        return {
+        identity = {
             "objective_version": OBJECTIVE_VERSION,
             "model": self.model.fingerprint,
             "extractor_identity": self.extractor.identity,
@@ -264,6 +266,11 @@ class ProxyObjective:
             "reference_count": self.reference.count,
             **self.config.to_dict(),
         }
+        if self.model.conditioner is not None:
+            # Only for conditional models: an unconditional study's stored identity stays
+            # as it was, so it still resumes.
+            identity["condition"] = self.model.conditioner.identity
+        return identity
 
     def score(self, features: np.ndarray) -> float:
         """The metric of generated features float [N, D] against the reference."""
@@ -358,6 +365,10 @@ class ProxyObjective:
         """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""
         config, model = self.config, self.model
         noise = initial_noise(count, model.image_shape, seed=config.seed, start=start)
+        first = config.seed + start
+        # The whole-dataset reference is compared against whatever conditions the seeds draw
+        # (EDM's FID protocol for class-conditional models): nothing here is class-specific.
+        condition = model.condition_for(range(first, first + count))
         tick = time.perf_counter()
         images = sample(
             model,
@@ -365,6 +376,7 @@ class ProxyObjective:
             sampler=config.sampler,
             nfe=config.nfe,
             schedule_exponent=config.schedule_exponent,
+            condition=condition,
         )
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)

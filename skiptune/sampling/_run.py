@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
-from skiptune._failpoints import armed, failpoint
+from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
 from skiptune.sampling.solvers import SAMPLERS, SamplerCallback, get_sampler
@@ -24,7 +24,8 @@ class SamplingModel(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, condition: Any = None) -> torch.Tensor:
+        ...
 
 
 def sigma_grid(
@@ -68,8 +69,13 @@ def sample(
     nfe: int,                              # exact number of model.denoise calls
     schedule_exponent: float = 7.0,        # Karras grid exponent
     callback: SamplerCallback | None = None,
+    condition: Any = None,                 # batch-first Condition, e.g. model.condition_for(seeds)
 ) -> torch.Tensor:
     """Generate images (x at σ = 0, roughly in [-1, 1]) from ``noise`` with exactly ``nfe`` calls.
+
+    A conditional model needs ``condition`` (row j for noise row j, see
+    ``skiptune.models.Condition``); it is bound into the denoiser the sampler calls, so the
+    samplers themselves stay ``(denoiser(x, sigma), x, sigmas)``.
 
     The noise is scaled by the top σ of the grid (σ_max for Karras grids) and moved to the
     model's device; the sampler runs under ``torch.no_grad()``. Raises ``ConfigurationError``
@@ -78,11 +84,14 @@ def sample(
     """
     spec = get_sampler(sampler)
     sigmas = sigma_grid(model, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent)
-    denoise = model.denoise
-    if armed("sampling-step"):         # fault-injection tests only: die inside the solver
-        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            failpoint("sampling-step")
+    condition = _bound_condition(condition, noise, model.device)
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        failpoint("sampling-step")
+        if condition is None:
             return model.denoise(x, sigma)
+        return model.denoise(x, sigma, condition)
+
     with torch.no_grad():
         x = noise.to(model.device) * sigmas[0].item()
         images = spec.fn(denoise, x, sigmas, callback=callback)
@@ -92,3 +101,18 @@ def sample(
             "its skip factors (ρ far from 1 can make the network diverge)"
         )
     return images
+
+
+def _bound_condition(condition: Any, noise: torch.Tensor, device: torch.device) -> Any:
+    """``condition`` on ``device``, checked to hold one row per noise sample."""
+    if condition is None:
+        return None
+    from skiptune.models._base import condition_size, condition_to
+
+    if condition_size(condition) != noise.shape[0]:
+        raise ConfigurationError(
+            f"the condition holds {condition_size(condition)} rows but the noise "
+            f"{noise.shape[0]} samples; pass one row per sample, e.g. "
+            "model.condition_for(seeds) for the noise's seeds"
+        )
+    return condition_to(condition, device)

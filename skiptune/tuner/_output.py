@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,11 @@ def sample_images(
     batch_size: int = 64,
     schedule_exponent: float = 7.0,      # Karras σ-grid exponent (not a skip factor)
 ) -> torch.Tensor:
-    """Images [num_samples, C, H, W] in [-1, 1] sampled under ``schedule`` on the model's device."""
+    """Images [num_samples, C, H, W] in [-1, 1] sampled under ``schedule`` on the model's device.
+
+    Sample j starts from noise seed ``seed + j`` and, for a conditional model, the condition
+    that seed draws (``model.condition_for``).
+    """
     if num_samples < 1 or batch_size < 1:
         raise ConfigurationError(
             f"num_samples and batch_size must be ≥ 1, got {num_samples} and {batch_size}"
@@ -127,11 +132,10 @@ def sample_images(
         for start in range(0, num_samples, batch_size):
             count = min(batch_size, num_samples - start)
             noise = initial_noise(count, model.image_shape, seed=seed, start=start)
-            batches.append(
-                sample(model, noise, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent)
-                .clamp(-1, 1)
-                .cpu()
-            )
+            condition = model.condition_for(range(seed + start, seed + start + count))
+            images = sample(model, noise, sampler=sampler, nfe=nfe,
+                            schedule_exponent=schedule_exponent, condition=condition)
+            batches.append(images.clamp(-1, 1).cpu())
     return torch.cat(batches)
 
 
@@ -173,6 +177,7 @@ def write_samples(
     seed: int = 0,
     device: str | None = None,
     trust_pickle: bool = False,
+    conditioning: Mapping[str, Any] | None = None,  # e.g. {"class_labels": [3]}
 ) -> dict[str, Any]:
     """Load ``model``, sample under a schedule (given, or from an export) and write ``path``.
 
@@ -183,7 +188,7 @@ def write_samples(
     from skiptune.tuner._results import load_exported
 
     loaded = load_model(model, device=None if device in (None, "auto") else device,
-                        trust_pickle=trust_pickle)
+                        trust_pickle=trust_pickle, conditioning=conditioning)
     exponent = 7.0
     if exported is not None:
         found = load_exported(exported, model=loaded, allow_other_weights=allow_other_weights)
@@ -208,4 +213,5 @@ def write_samples(
         "num_samples": num_samples,
         "seed": seed,
         "model_fingerprint": loaded.fingerprint,
+        **({"condition": loaded.conditioner.identity} if loaded.conditioner else {}),
     }

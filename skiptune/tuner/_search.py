@@ -128,6 +128,8 @@ def search(
     objective_options: Mapping[str, Any] | None = None,
     device: str | None = None,                 # "auto"/None, "cpu", "cuda", "cuda:N"
     trust_pickle: bool = False,
+    conditioning: Mapping[str, Any] | None = None,  # a conditional model's choices, e.g.
+                                               # {"class_labels": [3]}; part of the identity
     workers: int = 1,                          # processes on this machine (one per GPU)
     heartbeat_interval: int = 10,              # seconds between a running trial's heartbeats
     grace_period: int = 30,                    # seconds without one before a trial is stale
@@ -162,7 +164,8 @@ def search(
             "postgresql+psycopg://user@host/db, or --workers 1"
         )
     device = None if device in (None, "auto") else device
-    loaded = load_model(model, device=device, trust_pickle=trust_pickle)
+    loaded = load_model(model, device=device, trust_pickle=trust_pickle,
+                        conditioning=conditioning)
     storage = db if isinstance(db, Storage) else open_storage(db)
     plans = [
         plan_search(
@@ -190,7 +193,8 @@ def search(
     with sigterm_as_interrupt():
         _run_workers(
             storage, configs, workers=workers, model=str(model), device=device,
-            trust_pickle=trust_pickle, on_event=on_event, **options,
+            trust_pickle=trust_pickle, conditioning=dict(conditioning or {}), on_event=on_event,
+            **options,
         )
     with _database_errors(storage):
         return [summarize(study, config) for study, config in zip(studies, configs, strict=True)]
@@ -211,6 +215,7 @@ def _worker_main(
     model: str,
     device: str | None,
     trust_pickle: bool,
+    conditioning: dict[str, Any],
     threads: int,
     options: dict[str, int],
     events: Any,
@@ -226,7 +231,8 @@ def _worker_main(
         from skiptune.objectives import ObjectiveConfig, build_objective
 
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
-        loaded = load_model(model, device=_worker_device(device, worker), trust_pickle=trust_pickle)
+        loaded = load_model(model, device=_worker_device(device, worker),
+                            trust_pickle=trust_pickle, conditioning=conditioning)
         for config in configs:
             if loaded.fingerprint != config.model_fingerprint:
                 raise ConfigurationError(
@@ -262,6 +268,7 @@ def _run_workers(
     model: str,
     device: str | None,
     trust_pickle: bool,
+    conditioning: dict[str, Any],
     on_event: EventCallback | None,
     heartbeat_interval: int,
     grace_period: int,
@@ -276,7 +283,7 @@ def _run_workers(
         context.Process(
             target=_worker_main,
             args=(i, url, (storage.pool_size, storage.max_overflow), configs, model, device,
-                  trust_pickle, threads, options, events),
+                  trust_pickle, conditioning, threads, options, events),
             name=f"skiptune-worker-{i}",
         )
         for i in range(workers)
