@@ -107,7 +107,9 @@ def fourier_filter(x: torch.Tensor, scale: Factor, *, threshold: int = 1) -> tor
 
     The 2-D FFT is centred (``fftshift``); the ``2·threshold × 2·threshold`` block of
     frequencies around the centre (H//2, W//2) is multiplied by ``scale``, the rest kept; the
-    inverse FFT's real part comes back in the dtype of ``x``. The FFT runs in float32, as in
+    inverse FFT's real part comes back in the dtype of ``x`` (the window is not symmetric
+    about the centre, so the real part averages part of it with its mirror, exactly as
+    diffusers does). The FFT runs in float32, as in
     diffusers (half precision has no stable FFT). ``scale`` is a number or a per-sample
     tensor [B].
     """

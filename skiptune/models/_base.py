@@ -138,6 +138,10 @@ class TunableModel:
             for an unconditional model (whose ``denoise_fn`` then takes no condition).
         metadata: what the checkpoint says of itself (dataset, resolution, assets…).
         freeu_stages: the up stages FreeU acts on, deepest first (empty: no FreeU).
+        sample_shape: (channels, height, width) of what the sampler works on when that is not
+            the image, e.g. a latent diffusion model's latents; None: the image itself.
+        decoder: latents [N, *sample_shape] → images [N, *image_shape] in [-1, 1] (a VAE's
+            decoder); None when the sampler works on images.
     """
 
     net: nn.Module
@@ -154,6 +158,18 @@ class TunableModel:
     source: str = ""
     conditioner: Conditioner | None = None
     freeu_stages: tuple[FreeUStage, ...] = ()
+    sample_shape: tuple[int, int, int] | None = None
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """The shape of one sample's initial noise: the latents' for a latent model."""
+        return self.sample_shape if self.sample_shape is not None else self.image_shape
+
+    @torch.no_grad()
+    def to_images(self, samples: torch.Tensor) -> torch.Tensor:
+        """What the sampler produced, as images in [-1, 1] (decoded when it works in latents)."""
+        return samples if self.decoder is None else self.decoder(samples)
 
     @property
     def device(self) -> torch.device:

@@ -36,6 +36,8 @@ __all__ = [
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",
     "SUPPORTED_UP_BLOCKS",
+    "VpInput",
+    "config_sample_shape",
     "discrete_sigmas_from_scheduler_config",
     "is_diffusers_folder",
     "load",
@@ -147,7 +149,7 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         net=net,
         denoise_fn=denoiser,
         skip_sites=skip_sites,
-        image_shape=_image_shape(unet_dir, config),
+        image_shape=config_sample_shape(unet_dir, config),
         # The ends of the float32 table itself, so that σ snapped to the table match them.
         sigma_min=float(table[0]),
         sigma_max=float(table[-1]),
@@ -261,7 +263,27 @@ def x0_from_prediction(
     )
 
 
-class _DiffusersDenoiser:
+class VpInput:
+    """What a discrete-time VP net is fed at σ-space (x, σ): x/√(σ² + 1) and its timestep."""
+
+    def __init__(self, log_sigmas: torch.Tensor) -> None:
+        self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
+        self._tables: dict[torch.device, torch.Tensor] = {}
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            # float64 keeps t exact at the table's σ; MPS has no float64.
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            self._tables[device] = self.log_sigmas.to(device=device, dtype=dtype)
+        return self._tables[device]
+
+    def vp_input(self, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_vp = x/√(σ² + 1), continuous timestep t of σ in the table's dtype)."""
+        s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        return x / (s * s + 1.0).sqrt(), sigma_to_timestep(sigma, self._table(x.device))
+
+
+class _DiffusersDenoiser(VpInput):
     """D(x; σ) for a discrete-time VP ``UNet2DModel`` (see the module docstring)."""
 
     def __init__(
@@ -273,24 +295,14 @@ class _DiffusersDenoiser:
         channels: int,
         integer_timesteps: bool,
     ) -> None:
+        super().__init__(log_sigmas)
         self.net = net
-        self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
         self.prediction_type = prediction_type
         self.channels = channels
         self.integer_timesteps = integer_timesteps
-        self._tables: dict[torch.device, torch.Tensor] = {}
-
-    def _table(self, device: torch.device) -> torch.Tensor:
-        if device not in self._tables:
-            # float64 keeps t exact at the table's σ; MPS has no float64.
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            self._tables[device] = self.log_sigmas.to(device=device, dtype=dtype)
-        return self._tables[device]
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
-        x_vp = x / (s * s + 1.0).sqrt()
-        t = sigma_to_timestep(sigma, self._table(x.device))
+        x_vp, t = self.vp_input(x, sigma)
         # A learned (nn.Embedding) time embedding takes integer timesteps only.
         t = t.round().long() if self.integer_timesteps else t.float()
         net_dtype = next(self.net.parameters()).dtype
@@ -371,12 +383,15 @@ def _prediction_channels(unet_dir: Path, config: Any, scheduler_config: Mapping)
     )
 
 
-def _image_shape(unet_dir: Path, config: Any) -> tuple[int, int, int]:
+def config_sample_shape(
+    unet_dir: Path, config: Any, *, resolution: str = "the training resolution"
+) -> tuple[int, int, int]:
+    """(in_channels, height, width) of what a diffusers U-Net config says it samples."""
     size = config.sample_size
     if size is None:
         raise CheckpointError(
-            f"the UNet2DModel config in {str(unet_dir)!r} has no sample_size; set it to the "
-            "training resolution in config.json"
+            f"the U-Net config in {str(unet_dir)!r} has no sample_size; set it to "
+            f"{resolution} in config.json"
         )
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return (int(config.in_channels), int(height), int(width))
