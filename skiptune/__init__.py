@@ -23,6 +23,7 @@ from skiptune.errors import (
     SkiptuneError,
     StorageError,
 )
+from skiptune.freeu import FreeU
 from skiptune.models import (
     SkipSite,
     TunableModel,
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "CustomModel",
     "CustomSkipSite",
+    "FreeU",
     "InsufficientMemoryError",
     "NonFiniteSampleError",
     "RhoSchedule",

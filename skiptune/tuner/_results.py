@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ class StudySummary:
     best_trial: int | None
     baseline_value: float | None
     seconds_per_trial: float | None   # mean evaluation time of complete trials
+    # The best value of each kind of known point measured beside the baseline: "paper" (the
+    # paper's ρ schedules), "freeu" (the model family's recommended FreeU values).
+    known_values: dict[str, float] = field(default_factory=dict)
 
     @property
     def improvement(self) -> float | None:
@@ -131,6 +135,7 @@ class StudySummary:
             "baseline_value": self.baseline_value,
             "improvement": self.improvement,
             "seconds_per_trial": self.seconds_per_trial,
+            "known_values": dict(self.known_values),
         }
 
 
@@ -177,7 +182,18 @@ def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
         best_trial=None if best is None else best.number,
         baseline_value=None if baseline is None else float(baseline.value),
         seconds_per_trial=sum(seconds) / len(seconds) if seconds else None,
+        known_values=_known_values(complete),
     )
+
+
+def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
+    """The best finite value of each queued known-point role ("paper", "freeu")."""
+    known: dict[str, float] = {}
+    for trial in complete:
+        role = _role(trial)
+        if role in ("paper", "freeu") and trial.value is not None and math.isfinite(trial.value):
+            known[role] = min(known.get(role, math.inf), float(trial.value))
+    return known
 
 
 def front_points_of(study: optuna.Study, config: SearchConfig) -> list[FrontRecord]:
@@ -414,12 +430,18 @@ class ExportedSchedule:
     model_fingerprint: str
     study: str
     schedule_exponent: float | None = None
+    # ρ of each skip site by name, bottom → top, when the export was written with the model.
+    rho_factors: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        freeu = self.schedule.freeu
         return {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
             "schedule": self.schedule.to_dict(),
+            # What a diffusers user needs without skiptune: pipe.enable_freeu(**enable_freeu).
+            "enable_freeu": None if freeu is None or freeu.is_neutral else freeu.to_dict(),
+            "rho_factors": self.rho_factors,
             "nfe": self.nfe,
             "sampler": self.sampler,
             "schedule_exponent": self.schedule_exponent,
@@ -441,8 +463,15 @@ def export_schedule(
     sampler: str | None = None,
     group: str | None = None,
     path: str | Path | None = None,
+    model: TunableModel | None = None,
+    allow_other_weights: bool = False,
 ) -> ExportedSchedule:
-    """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``."""
+    """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
+
+    The file holds the schedule, ``enable_freeu`` (FreeU's four values as
+    ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
+    study searched, ``rho_factors``: each skip site's ρ by name, bottom → top.
+    """
     storage = _storage(db)
     record = _one_record(
         storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
@@ -465,6 +494,13 @@ def export_schedule(
         study=record.study_name,
         schedule_exponent=exponent,
     )
+    if model is not None:
+        _check_weights(exported.model_fingerprint, model, allow_other_weights,
+                       where=f"study {record.study_name}")
+        factors = exported.schedule.factors(model.num_skips)
+        exported = dataclasses.replace(exported, rho_factors={
+            site.name: factor for site, factor in zip(model.skip_sites, factors, strict=True)
+        })
     if path is not None:
         target = Path(path)
         try:
@@ -519,6 +555,7 @@ def load_exported(
             model_fingerprint=str(data["model_fingerprint"]),
             study=str(data.get("study", "")),
             schedule_exponent=data.get("schedule_exponent"),
+            rho_factors=data.get("rho_factors"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigurationError(
