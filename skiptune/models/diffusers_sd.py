@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from skiptune.errors import CheckpointError
+from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.models.diffusers_unet import (
     PREDICTION_TYPES,
@@ -251,8 +251,14 @@ class _ConditionalDenoiser(VpInput):
         self.info = info
 
     def __call__(
-        self, x: torch.Tensor, sigma: torch.Tensor, *, condition: dict[str, torch.Tensor]
+        self, x: torch.Tensor, sigma: torch.Tensor, *,
+        condition: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        if not isinstance(condition, dict) or "prompt_embeds" not in condition:
+            raise ConfigurationError(
+                "a text-conditioned U-Net denoises with a condition: pass "
+                "condition=model.condition_for(seeds) (one row per sample)"
+            )
         x_vp, t = self.vp_input(x, sigma)
         t = t.float()
         guidance = condition["guidance_scale"].to(device=x.device, dtype=x.dtype)

@@ -271,6 +271,13 @@ def test_sdxl_without_pooled_embeddings(tmp_path: Path) -> None:
     one_line(error, "SDXL U-Net needs pooled", "pooled_prompt_embeds")
 
 
+def test_denoising_without_a_condition_says_how(sd_model: TunableModel) -> None:
+    x, sigma = noisy_latents(sd_model, 1)
+    with pytest.raises(ConfigurationError) as error:
+        sd_model.denoise(x, sigma)
+    one_line(error, "condition=model.condition_for(seeds)")
+
+
 def test_no_prompts_at_all_says_which_option(sd_folder: Path) -> None:
     model = load_model(sd_folder, device="cpu")
     with pytest.raises(ConfigurationError) as error:
