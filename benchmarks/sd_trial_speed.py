@@ -123,9 +123,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = load_model(folder, device=args.device, conditioning={
             "embeddings": str(embeddings), "guidance_scale": args.guidance_scale})
         dtype = getattr(torch, args.dtype)
-        model.net.to(dtype)
-        if model.decoder is not None:
-            model.decoder.vae.to(dtype)
+        if dtype != torch.float32:     # loaded as float32; half precision is cast here
+            model.net.to(dtype)
+            if model.decoder is not None:
+                model.decoder.vae.to(dtype)
         setup_seconds = time.perf_counter() - started
 
     # A searched point as the objective would see it: ρ below 1 and SD 1.5's FreeU values.

@@ -42,6 +42,9 @@ Examples:
 
   skiptune-search --model ckpt.pt --nfe 9 --rho-top 1.0 --db postgresql+psycopg://me@db/skiptune
 
+  skiptune-search --model ./sd15 --nfe 15 --space rho+freeu --embeddings prompts.safetensors
+  --features inception --ref ./coco-512
+
 Rerun the same command after a crash or Ctrl-C to resume; a finished study prints its result.
 """
 
