@@ -31,6 +31,7 @@ from skiptune.errors import (
 # The rest is imported on first use (PEP 562): ``import skiptune.cli`` then costs no torch
 # import, so the command line installs its Ctrl-C handler before the seconds torch takes.
 _LAZY = {
+    "FreeU": "skiptune.freeu",
     "SkipSite": "skiptune.models",
     "TunableModel": "skiptune.models",
     "UNetConfig": "skiptune.models",
@@ -53,6 +54,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from skiptune.freeu import FreeU
     from skiptune.models import (
         SkipSite,
         TunableModel,
@@ -94,6 +96,7 @@ __all__ = [
     "CustomModel",
     "CustomSkipSite",
     "FileAccessError",
+    "FreeU",
     "InsufficientMemoryError",
     "ModelError",
     "NonFiniteSampleError",

@@ -46,6 +46,9 @@ Examples:
 
   skiptune-search --model ckpt.pt --nfe 9 --rho-top 1.0 --db postgresql+psycopg://me@db/skiptune
 
+  skiptune-search --model ./sd15 --nfe 15 --space rho+freeu --embeddings prompts.safetensors
+  --features inception --ref ./coco-512
+
 Rerun the same command after a crash or Ctrl-C to resume; a finished study prints its result.
 """
 
@@ -223,6 +226,10 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     text = f"{schedule['rho_bottom']:.3f} → {schedule['rho_top']:.3f} {schedule['shape']}"
     if schedule["shape"] == "power":
         text += f" γ={schedule['gamma']:.2f}"
+    freeu = schedule.get("freeu")
+    if freeu:
+        text += (f" · FreeU b {freeu['b1']:.2f}/{freeu['b2']:.2f} "
+                 f"s {freeu['s1']:.2f}/{freeu['s2']:.2f}")
     return text
 
 
@@ -249,6 +256,32 @@ def _table(title: str, columns: Sequence[str], *, numeric: Sequence[str] = (),
         table.add_column(column, justify="right" if column in numeric else "left",
                          overflow="fold", no_wrap=column in keep_whole)
     return table
+
+
+def _known_text(known: dict[str, float]) -> str:
+    return ", ".join(f"{role} {value:.4g}" for role, value in sorted(known.items())) or "—"
+
+
+# Conditioning of text-to-image U-Nets, shared by search and sample.
+PromptsOption = Annotated[str | None, typer.Option(
+    "--prompts", help="Text file, one prompt a line (sample j takes prompt j mod P); "
+    "needs transformers: pip install 'skiptune[sd]'.")]
+EmbeddingsOption = Annotated[str | None, typer.Option(
+    "--embeddings", help=".safetensors with prompt_embeds [P, L, D] (SDXL: also "
+    "pooled_prompt_embeds; optional negative_prompt_embeds).")]
+NegativeOption = Annotated[str | None, typer.Option(
+    "--negative-prompt", help="Negative prompt for classifier-free guidance.")]
+GuidanceOption = Annotated[float | None, typer.Option(
+    "--guidance-scale", help="Classifier-free guidance scale; ≤ 1 turns it off. [default: "
+    "7.5 for SD 1.x/2.x, 5 for SDXL]")]
+
+
+def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
+                  guidance_scale: float | None, class_labels: str | None) -> dict[str, Any] | None:
+    """The conditioning choices the user set (prompts for SD, class labels for EDM), or None."""
+    labels = None if class_labels is None else _ints(class_labels, name="--class-labels")
+    return _set(prompts=prompts, embeddings=embeddings, negative_prompt=negative_prompt,
+                guidance_scale=guidance_scale, class_labels=labels) or None
 
 
 def _number(value: float | None) -> str:
@@ -343,6 +376,12 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
     table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
                            "trials"),
                    numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ",))
+    # Known points (the paper's ρ, the model family's FreeU values) under the table, so that
+    # it says how far the search beat them without widening every row.
+    known = [f"{s.group} {s.nfe} NFE: {_known_text(s.known_values)}"
+             for s in summaries if s.known_values]
+    if known:
+        table.caption = f"known points: {'; '.join(known)}"
     for s in summaries:
         gain = s.improvement
         table.add_row(
@@ -389,6 +428,17 @@ def search_command(
                                                       "0.3,1.2.")] = None,
     shapes: Annotated[str | None, typer.Option(help="Interpolation shapes to try, e.g. "
                                                "linear,power,cosine.")] = None,
+    space: Annotated[Literal["rho", "freeu", "rho+freeu"] | None, typer.Option(
+        help="What to search: the skip schedule ρ, FreeU's b1, b2, s1, s2 (ρ = 1), or both. "
+        "[default: rho]")] = None,
+    freeu_b_range: Annotated[str | None, typer.Option(help="low,high of FreeU's b1 and b2. "
+                                                      "[default: 0.8,1.8]")] = None,
+    freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
+                                                      "[default: 0,1.2]")] = None,
+    prompts: PromptsOption = None,
+    embeddings: EmbeddingsOption = None,
+    negative_prompt: NegativeOption = None,
+    guidance_scale: GuidanceOption = None,
     no_pruning: Annotated[bool, typer.Option("--no-pruning", help="Measure every trial at "
                                              "every rung.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. "
@@ -420,6 +470,9 @@ def search_command(
         rho_top=rho_top if rho_top is not None else _floats(rho_top_range,
                                                             name="--rho-top-range", count=2),
         shapes=tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None,
+        kind=space,
+        freeu_b=_floats(freeu_b_range, name="--freeu-b-range", count=2),
+        freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),
     )
     objective_options = _set(
         metric=metric, features=features, reference=ref,
@@ -437,8 +490,10 @@ def search_command(
         options["pruning"] = False
     if allow_large_rungs:
         options["allow_large_rungs"] = True
-    if class_labels is not None:
-        options["conditioning"] = {"class_labels": _ints(class_labels, name="--class-labels")}
+    conditioning = _conditioning(prompts, embeddings, negative_prompt, guidance_scale,
+                                 class_labels)
+    if conditioning:
+        options["conditioning"] = conditioning
     tuner.quiet_optuna()
     started = time.monotonic()
     try:
@@ -543,12 +598,21 @@ def export(
                                                 "searched.")] = None,
     db: DbOption = None,
     study: GroupOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model: "
+                                              "adds each skip site's ρ by name.")] = None,
+    device: Annotated[str | None, typer.Option(help="Where to load --model.")] = "cpu",
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
+    = False,
 ) -> None:
-    """Write the best ρ at one step budget as JSON, for one's own sampling code."""
+    """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
+    from skiptune.models import load_model
 
-    exported = _call(lambda: tuner.export_schedule(db, nfe=nfe, sampler=sampler, group=study,
-                                                   path=output))
+    exported = _call(lambda: tuner.export_schedule(
+        db, nfe=nfe, sampler=sampler, group=study, path=output,
+        model=None if model is None else load_model(model, device=device,
+                                                    trust_pickle=trust_pickle),
+    ))
     baseline = _number(exported.baseline_value)
     _stdout.print(
         f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
@@ -606,6 +670,9 @@ def sample(
         help="Interpolation shape. [default: linear]")] = None,
     gamma: Annotated[float | None, typer.Option(min=0.0, help="Exponent of the power "
                                                 "shape.")] = None,
+    freeu: Annotated[str | None, typer.Option(help="FreeU values b1,b2,s1,s2, e.g. "
+                                              "1.5,1.6,0.9,0.2 (with ρ = 1 unless given).")]
+    = None,
     from_file: Annotated[str | None, typer.Option("--from", help="A file written by skiptune "
                                                   "export.")] = None,
     allow_other_weights: Annotated[bool, typer.Option(help="Use an export searched on other "
@@ -620,18 +687,27 @@ def sample(
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
     class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
+    prompts: PromptsOption = None,
+    embeddings: EmbeddingsOption = None,
+    negative_prompt: NegativeOption = None,
+    guidance_scale: GuidanceOption = None,
 ) -> None:
     """Sample images under a schedule to look at its effect (.png grid or .npz).
 
     Without --rho-bottom or --from, the untuned model (ρ = 1) is sampled, at --nfe or 9.
     """
     from skiptune import tuner
+    from skiptune.freeu import FreeU
     from skiptune.schedule import RhoSchedule
 
     schedule = None
     shaping = _set(rho_top=rho_top, shape=shape, gamma=gamma)
-    if rho_bottom is not None:
-        schedule = _call(lambda: RhoSchedule(rho_bottom=rho_bottom, **shaping))
+    values = _floats(freeu, name="--freeu", count=4)
+    if rho_bottom is not None or values is not None:
+        schedule = _call(lambda: RhoSchedule(
+            rho_bottom=1.0 if rho_bottom is None else rho_bottom, **shaping,
+            freeu=None if values is None else FreeU(*values),
+        ))
     elif shaping:
         raise typer.BadParameter("--rho-top, --shape and --gamma shape a schedule: pass "
                                  "--rho-bottom with them", param_hint="--rho-bottom")
@@ -640,8 +716,8 @@ def sample(
         allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
         nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
         trust_pickle=trust_pickle,
-        conditioning=None if class_labels is None else {
-            "class_labels": _ints(class_labels, name="--class-labels")},
+        conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
+                                   class_labels),
     ))
     untuned = " (the untuned model: pass --rho-bottom or --from to apply a schedule)"
     _stdout.print(

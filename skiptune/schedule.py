@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from skiptune.errors import ConfigurationError
+from skiptune.freeu import FreeU
 
 __all__ = ["SHAPES", "RhoSchedule", "interpolation_weights"]
 
@@ -55,12 +57,15 @@ class RhoSchedule:
         rho_top: factor of the shallowest skip, nearest the input and output (≥ 0).
         shape: ``"linear"`` (the paper's), ``"power"`` (exponent ``gamma``) or ``"cosine"``.
         gamma: exponent of the ``power`` shape; ignored by the others.
+        freeu: FreeU's backbone and skip factors of the first two up stages, applied with ρ
+            (None: no FreeU). See :mod:`skiptune.freeu`.
     """
 
     rho_bottom: float
     rho_top: float = 1.0
     shape: str = "linear"
     gamma: float = 1.0
+    freeu: FreeU | None = None
 
     def __post_init__(self) -> None:
         for name in ("rho_bottom", "rho_top"):
@@ -73,6 +78,8 @@ class RhoSchedule:
             )
         if not math.isfinite(self.gamma) or self.gamma <= 0:
             raise ConfigurationError(f"gamma must be a finite number > 0, got {self.gamma!r}")
+        if self.freeu is not None and not isinstance(self.freeu, FreeU):
+            raise ConfigurationError(f"freeu must be a FreeU or None, got {self.freeu!r}")
 
     @classmethod
     def identity(cls) -> RhoSchedule:
@@ -81,7 +88,8 @@ class RhoSchedule:
 
     @property
     def is_identity(self) -> bool:
-        return self.rho_bottom == 1.0 and self.rho_top == 1.0
+        neutral = self.freeu is None or self.freeu.is_neutral
+        return self.rho_bottom == 1.0 and self.rho_top == 1.0 and neutral
 
     def factors(self, num_skips: int) -> list[float]:
         """One factor per skip: index 0 = the deepest skip (bottom), last = the shallowest (top)."""
@@ -93,23 +101,27 @@ class RhoSchedule:
         weights = interpolation_weights(num_skips, shape=self.shape, gamma=self.gamma)
         return [self.rho_bottom + w * span for w in weights]
 
-    def to_dict(self) -> dict[str, float | str]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "rho_bottom": self.rho_bottom,
             "rho_top": self.rho_top,
             "shape": self.shape,
             "gamma": self.gamma,
         }
+        if self.freeu is not None:     # absent, not null: ρ-only dicts stay as they were
+            data["freeu"] = self.freeu.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> RhoSchedule:
-        """Build from a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``.
+        """From a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``,
+        ``freeu`` (the four FreeU factors).
 
         Raises ConfigurationError on a missing ``rho_bottom`` or an unknown key.
         """
         if "rho_bottom" not in data:
             raise ConfigurationError(f"a schedule needs 'rho_bottom'; got keys {sorted(data)}")
-        unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma"}
+        unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma", "freeu"}
         if unknown:
             raise ConfigurationError(f"unknown schedule keys {sorted(unknown)}")
         return cls(
@@ -117,4 +129,5 @@ class RhoSchedule:
             rho_top=float(data.get("rho_top", 1.0)),
             shape=str(data.get("shape", "linear")),
             gamma=float(data.get("gamma", 1.0)),
+            freeu=FreeU.from_dict(data["freeu"]) if data.get("freeu") is not None else None,
         )

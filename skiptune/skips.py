@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from skiptune._factors import expand_factor
 from skiptune.errors import ConfigurationError
-from skiptune.models._base import SkipSite, TunableModel
+from skiptune.freeu import FreeU, fourier_filter, is_neutral_factor, scale_backbone
+from skiptune.models._base import FreeUStage, SkipSite, TunableModel
 from skiptune.schedule import RhoSchedule
 
 __all__ = ["skip_tuning"]
@@ -19,38 +21,93 @@ Factor = float | torch.Tensor
 
 def _scale(skip: torch.Tensor, factor: Factor) -> torch.Tensor:
     if isinstance(factor, torch.Tensor):
-        # One factor per sample: broadcast over the channel and spatial dimensions.
-        factor = factor.to(device=skip.device, dtype=skip.dtype)
-        return skip * factor.view(-1, *([1] * (skip.ndim - 1)))
+        # One factor per sample, broadcast over channels and space; tiled over a doubled
+        # (classifier-free guidance) batch so both halves of sample j get sample j's factor.
+        return skip * expand_factor(factor, skip)
     return skip * factor
 
 
+def _scale_value(value: Any, element: int | None, factor: Factor) -> Any:
+    """The input with its skip scaled: the whole tensor, or one element of a tuple of skips."""
+    if element is None:
+        return _scale(value, factor)
+    return tuple(_scale(item, factor) if j == element else item for j, item in enumerate(value))
+
+
 def _install(site: SkipSite, factor: Factor) -> torch.utils.hooks.RemovableHandle:
-    if site.input_index is None:
+    if site.is_output:
 
         def scale_output(_module: Any, _args: Any, output: torch.Tensor) -> torch.Tensor:
             return _scale(output, factor)
 
         return site.module.register_forward_hook(scale_output)
 
-    index, element = site.input_index, site.tuple_index
-
     def scale_input(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if index >= len(args):
+        # A keyword input wins: diffusers' conditional U-Net passes its skips by name.
+        if site.input_name is not None and site.input_name in kwargs:
+            value = _scale_value(kwargs[site.input_name], site.tuple_index, factor)
+            return args, {**kwargs, site.input_name: value}
+        index = site.input_index
+        if index is None or index >= len(args):
+            wanted = (f"keyword input {site.input_name!r}" if index is None
+                      else f"positional input {index}")
             raise ConfigurationError(
-                f"skip site {site.name!r} expects positional input {index}, but the module "
-                f"received {len(args)} positional inputs; fix the adapter's skip sites"
+                f"skip site {site.name!r} expects {wanted}, but the module received "
+                f"{len(args)} positional inputs and keywords {sorted(kwargs)}; fix the "
+                "adapter's skip sites"
             )
-        value = args[index]
-        if element is None:
-            value = _scale(value, factor)
-        else:
-            value = tuple(
-                _scale(item, factor) if j == element else item for j, item in enumerate(value)
-            )
+        value = _scale_value(args[index], site.tuple_index, factor)
         return (*args[:index], value, *args[index + 1 :]), kwargs
 
     return site.module.register_forward_pre_hook(scale_input, with_kwargs=True)
+
+
+def _skip_input(site: SkipSite, args: tuple, kwargs: dict) -> Any:
+    if site.input_name is not None and site.input_name in kwargs:
+        return kwargs[site.input_name]
+    return args[site.input_index] if site.input_index is not None else None
+
+
+def _install_freeu(
+    stage: FreeUStage, backbone: Factor, skip: Factor
+) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks applying FreeU's (b, s) to one up stage (see :mod:`skiptune.freeu`).
+
+    Each consumer receives ``cat([h, skip])``; the skip's channel count is read from the
+    stage's skip input when the stage is entered, so the split is exact for every layout.
+    """
+    sites = stage.skips
+    channels: list[int] = []
+
+    def record(_module: Any, args: tuple, kwargs: dict) -> None:
+        channels.clear()
+        for site in sites:
+            value = _skip_input(site, args, kwargs)
+            if value is None:
+                raise ConfigurationError(
+                    f"FreeU stage {stage.name!r} cannot find its skip input {site.name!r}"
+                )
+            item = value if site.tuple_index is None else value[site.tuple_index]
+            channels.append(int(item.shape[1]))
+
+    def make_hook(position: int) -> Any:
+        def apply(_module: Any, args: tuple) -> tuple:
+            joined, rest = args[0], args[1:]
+            skip_channels = channels[position]
+            h, s = joined[:, :-skip_channels], joined[:, -skip_channels:]
+            if not is_neutral_factor(backbone):
+                h = scale_backbone(h, backbone)
+            if not is_neutral_factor(skip):
+                s = fourier_filter(s, skip)
+            return (torch.cat([h, s], dim=1), *rest)
+
+        return apply
+
+    # Every site of a stage points at the same module; its pre-hook runs before the consumers.
+    handles = [sites[0].module.register_forward_pre_hook(record, with_kwargs=True)]
+    for position, consumer in enumerate(stage.consumers):
+        handles.append(consumer.register_forward_pre_hook(make_hook(position)))
+    return handles
 
 
 def _factors_per_site(
@@ -79,10 +136,44 @@ def _factors_per_site(
     return [table[:, i] for i in range(num_skips)]
 
 
+def _freeu_per_stage(
+    model: TunableModel,
+    schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor,
+    freeu: FreeU | None,
+) -> list[tuple[Factor, Factor]]:
+    """(b, s) for each FreeU stage of ``model``; empty when FreeU is off or neutral."""
+    if freeu is not None:
+        settings: list[FreeU] = [freeu]
+    elif isinstance(schedule, RhoSchedule):
+        settings = [schedule.freeu] if schedule.freeu is not None else []
+    elif isinstance(schedule, torch.Tensor):
+        settings = []
+    else:
+        settings = [s.freeu or FreeU() for s in schedule]
+    if all(f.is_neutral for f in settings):
+        return []       # neutral FreeU installs nothing: the plain model, bit for bit
+    if not model.freeu_stages:
+        raise ConfigurationError(
+            f"FreeU needs up stages that consume cat([h, skip]), and this {model.family} model "
+            "has none skiptune knows; search ρ only (--space rho)"
+        )
+    stages: list[tuple[Factor, Factor]] = []
+    for index in range(len(model.freeu_stages)):
+        pairs = [f.stage(index) for f in settings]
+        if len(pairs) == 1:
+            stages.append(pairs[0])
+        else:
+            table = torch.tensor(pairs, dtype=torch.float64)
+            stages.append((table[:, 0], table[:, 1]))
+    return stages
+
+
 @contextmanager
 def skip_tuning(
     model: TunableModel,
     schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor,
+    *,
+    freeu: FreeU | None = None,
 ) -> Iterator[TunableModel]:
     """Scale each skip tensor of ``model`` by its factor while the ``with`` block runs.
 
@@ -91,16 +182,23 @@ def skip_tuning(
         schedule: one :class:`RhoSchedule` for every sample; or a sequence of them, one per
             sample of the batch (to evaluate several candidates in one batch); or a factor
             tensor of shape [num_skips] or [batch, num_skips], columns ordered bottom → top.
+            A schedule's ``freeu`` (if any) is applied too.
+        freeu: FreeU factors for every sample, instead of the schedule's own.
 
     The factor multiplies the skip where the decoder consumes it, never the encoder
     output. Every hook is removed on exit, also when the body raises. ρ = 1 everywhere
-    reproduces the untuned model bit for bit (x·1.0 is exact in floating point).
+    reproduces the untuned model bit for bit (x·1.0 is exact in floating point), and so does
+    neutral FreeU (b = s = 1), which installs no hook at all. FreeU's hooks act after ρ's:
+    the Fourier filter is linear, so the order changes nothing but rounding.
     """
     factors = _factors_per_site(model, schedule)
+    stages = _freeu_per_stage(model, schedule, freeu)
     handles = []
     try:
         for site, factor in zip(model.skip_sites, factors, strict=True):
             handles.append(_install(site, factor))
+        for stage, (backbone, skip) in zip(model.freeu_stages, stages, strict=False):
+            handles.extend(_install_freeu(stage, backbone, skip))
         yield model
     finally:
         for handle in handles:

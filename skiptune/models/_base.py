@@ -20,6 +20,7 @@ from skiptune.errors import ConfigurationError
 __all__ = [
     "Condition",
     "Conditioner",
+    "FreeUStage",
     "SkipSite",
     "TunableModel",
     "apply_conditioning",
@@ -33,18 +34,40 @@ __all__ = [
 class SkipSite:
     """Where the decoder consumes one skip tensor, so that its factor can be applied there.
 
-    ``module`` is the decoder module that receives the skip. With ``input_index=None`` the
-    skip is the module's *output* (use this only for a tap, such as an ``nn.Identity``,
-    whose output feeds nothing but the decoder); otherwise it is the module's positional
-    input ``input_index``, and, when that input is a tuple of skips, its element
-    ``tuple_index``. Never point a site at an encoder output that also feeds the next
-    encoder block: scaling it there would change the encoder too.
+    ``module`` is the decoder module that receives the skip. With ``input_index=None`` and
+    ``input_name=None`` the skip is the module's *output* (use this only for a tap, such as
+    an ``nn.Identity``, whose output feeds nothing but the decoder); otherwise it is the
+    module's input: the keyword argument ``input_name`` when the caller passes it by name
+    (diffusers' ``UNet2DConditionModel`` calls its up blocks with
+    ``res_hidden_states_tuple=``), else the positional input ``input_index``; and, when
+    that input is a tuple of skips, its element ``tuple_index``. Never point a site at an
+    encoder output that also feeds the next encoder block: scaling it there would change
+    the encoder too.
     """
 
     name: str
     module: nn.Module = field(compare=False, repr=False)
     input_index: int | None = None
     tuple_index: int | None = None
+    input_name: str | None = None
+
+    @property
+    def is_output(self) -> bool:
+        return self.input_index is None and self.input_name is None
+
+
+@dataclass(frozen=True)
+class FreeUStage:
+    """One up stage where FreeU acts (Si et al. 2023): stage 0 is the deepest.
+
+    Each module of ``consumers`` takes ``cat([h, skip], dim=1)`` as its first positional
+    input, in the order the stage pops its skips; ``skips`` are the stage's skip sites in
+    that same order, so the number of skip channels of each consumer is known at run time.
+    """
+
+    name: str
+    consumers: tuple[nn.Module, ...] = field(compare=False, repr=False)
+    skips: tuple[SkipSite, ...] = field(compare=False, repr=False)
 
 
 DenoiseFn = Callable[..., torch.Tensor]
@@ -114,6 +137,11 @@ class TunableModel:
         conditioner: draws per-sample conditions of a conditional model from the seeds; None
             for an unconditional model (whose ``denoise_fn`` then takes no condition).
         metadata: what the checkpoint says of itself (dataset, resolution, assets…).
+        freeu_stages: the up stages FreeU acts on, deepest first (empty: no FreeU).
+        sample_shape: (channels, height, width) of what the sampler works on when that is not
+            the image, e.g. a latent diffusion model's latents; None: the image itself.
+        decoder: latents [N, *sample_shape] → images [N, *image_shape] in [-1, 1] (a VAE's
+            decoder); None when the sampler works on images.
     """
 
     net: nn.Module
@@ -129,6 +157,19 @@ class TunableModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     conditioner: Conditioner | None = None
+    freeu_stages: tuple[FreeUStage, ...] = ()
+    sample_shape: tuple[int, int, int] | None = None
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """The shape of one sample's initial noise: the latents' for a latent model."""
+        return self.sample_shape if self.sample_shape is not None else self.image_shape
+
+    @torch.no_grad()
+    def to_images(self, samples: torch.Tensor) -> torch.Tensor:
+        """What the sampler produced, as images in [-1, 1] (decoded when it works in latents)."""
+        return samples if self.decoder is None else self.decoder(samples)
 
     @property
     def device(self) -> torch.device:

@@ -99,14 +99,20 @@ def _load(
         )
     with _one_line(text):
         if path.is_dir():
-            from skiptune.models import diffusers_unet
+            from skiptune.models import diffusers_sd, diffusers_unet
 
             if diffusers_unet.is_diffusers_folder(path):
                 return diffusers_unet.load(path, device=resolved)
+            # A pipeline folder (model_index.json) goes to the SD adapter, which names a
+            # missing unet/ itself; so does a bare UNet2DConditionModel folder.
+            if diffusers_sd.is_pipeline_folder(path) or diffusers_sd.is_conditional_unet_folder(
+                path
+            ):
+                return diffusers_sd.load(path, device=resolved)
             raise CheckpointError(
-                f"folder {text!r} is not a diffusers UNet2DModel folder (no config.json with "
-                "_class_name UNet2DModel); pass a skiptune .pt checkpoint or a save_pretrained "
-                "folder"
+                f"folder {text!r} is not a diffusers UNet2DModel folder nor a pipeline folder "
+                "(no config.json with _class_name UNet2DModel or UNet2DConditionModel, no "
+                "model_index.json); pass a skiptune .pt checkpoint or a save_pretrained folder"
             )
         from skiptune.models import edm
 

@@ -11,7 +11,10 @@ matches, interpolated in log σ between the table's entries, and converts the pr
 (ε, v or x0) into x0.
 
 Each up block of ``UNet2DModel`` receives its skips as the tuple ``res_samples`` (its
-second positional input) and pops them from the end; the skip sites point there.
+second positional input) and pops them from the end; the skip sites point there. A probe
+pass finds how the skips arrive (positional here, by keyword in ``UNet2DConditionModel``,
+see ``diffusers_sd``). FreeU acts on the first two up blocks, as ``enable_freeu`` would if
+``UNet2DModel`` had it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +31,21 @@ from torch import nn
 
 from skiptune._files import read_text
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
+from skiptune.models._base import FreeUStage, SkipSite, TunableModel, fingerprint_state_dict
 
 __all__ = [
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",
     "SUPPORTED_UP_BLOCKS",
+    "VpInput",
+    "config_sample_shape",
     "discrete_sigmas_from_scheduler_config",
     "is_diffusers_folder",
     "load",
+    "probe_size",
+    "probe_skip_inputs",
     "sigma_to_timestep",
+    "up_block_sites",
     "x0_from_prediction",
 ]
 
@@ -49,6 +57,7 @@ SUPPORTED_UP_BLOCKS = frozenset(
     {"UpBlock2D", "AttnUpBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D", "ResnetUpsampleBlock2D"}
 )
 _INSTALL_HINT = "pip install 'skiptune[diffusers]'"
+_SKIP_KEYWORD = "res_hidden_states_tuple"      # how UNet2DConditionModel passes the skips
 # DDPMScheduler's defaults, for configs that name a beta_schedule but omit these keys.
 _SCHEDULER_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
 
@@ -121,7 +130,12 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
     config = net.config
     _check_supported(unet_dir, config)
     out_channels = _prediction_channels(unet_dir, config, scheduler_config)
-    skip_sites = _skip_sites(unet_dir, net)
+    size = probe_size(net)
+    probe_input = torch.zeros(
+        1, int(config.in_channels), size, size, dtype=next(net.parameters()).dtype
+    )
+    inputs = probe_skip_inputs(net, lambda: net(probe_input, 0, return_dict=False))
+    skip_sites, freeu_stages = up_block_sites(str(unet_dir), net, inputs, SUPPORTED_UP_BLOCKS)
 
     net.to(device)
     net.eval()
@@ -137,7 +151,7 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         net=net,
         denoise_fn=denoiser,
         skip_sites=skip_sites,
-        image_shape=_image_shape(unet_dir, config),
+        image_shape=config_sample_shape(unet_dir, config),
         # The ends of the float32 table itself, so that σ snapped to the table match them.
         sigma_min=float(table[0]),
         sigma_max=float(table[-1]),
@@ -153,6 +167,7 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             "prediction_type": prediction_type,
         },
         source=str(folder),
+        freeu_stages=freeu_stages,
     )
 
 
@@ -298,7 +313,27 @@ def x0_from_prediction(
     )
 
 
-class _DiffusersDenoiser:
+class VpInput:
+    """What a discrete-time VP net is fed at σ-space (x, σ): x/√(σ² + 1) and its timestep."""
+
+    def __init__(self, log_sigmas: torch.Tensor) -> None:
+        self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
+        self._tables: dict[torch.device, torch.Tensor] = {}
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            # float64 keeps t exact at the table's σ; MPS has no float64.
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            self._tables[device] = self.log_sigmas.to(device=device, dtype=dtype)
+        return self._tables[device]
+
+    def vp_input(self, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_vp = x/√(σ² + 1), continuous timestep t of σ in the table's dtype)."""
+        s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        return x / (s * s + 1.0).sqrt(), sigma_to_timestep(sigma, self._table(x.device))
+
+
+class _DiffusersDenoiser(VpInput):
     """D(x; σ) for a discrete-time VP ``UNet2DModel`` (see the module docstring)."""
 
     def __init__(
@@ -310,24 +345,14 @@ class _DiffusersDenoiser:
         channels: int,
         integer_timesteps: bool,
     ) -> None:
+        super().__init__(log_sigmas)
         self.net = net
-        self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
         self.prediction_type = prediction_type
         self.channels = channels
         self.integer_timesteps = integer_timesteps
-        self._tables: dict[torch.device, torch.Tensor] = {}
-
-    def _table(self, device: torch.device) -> torch.Tensor:
-        if device not in self._tables:
-            # float64 keeps t exact at the table's σ; MPS has no float64.
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            self._tables[device] = self.log_sigmas.to(device=device, dtype=dtype)
-        return self._tables[device]
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        s = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
-        x_vp = x / (s * s + 1.0).sqrt()
-        t = sigma_to_timestep(sigma, self._table(x.device))
+        x_vp, t = self.vp_input(x, sigma)
         # A learned (nn.Embedding) time embedding takes integer timesteps only.
         t = t.round().long() if self.integer_timesteps else t.float()
         net_dtype = next(self.net.parameters()).dtype
@@ -411,43 +436,114 @@ def _prediction_channels(unet_dir: Path, config: Any, scheduler_config: Mapping)
     )
 
 
-def _image_shape(unet_dir: Path, config: Any) -> tuple[int, int, int]:
+def config_sample_shape(
+    unet_dir: Path, config: Any, *, resolution: str = "the training resolution"
+) -> tuple[int, int, int]:
+    """(in_channels, height, width) of what a diffusers U-Net config says it samples."""
     size = config.sample_size
     if size is None:
         raise CheckpointError(
-            f"the UNet2DModel config in {str(unet_dir)!r} has no sample_size; set it to the "
-            "training resolution in config.json"
+            f"the U-Net config in {str(unet_dir)!r} has no sample_size; set it to "
+            f"{resolution} in config.json"
         )
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return (int(config.in_channels), int(height), int(width))
 
 
-def _skip_sites(unet_dir: Path, net: nn.Module) -> tuple[SkipSite, ...]:
-    """One site per skip, bottom → top, in the order the up blocks consume them.
+class _ProbeDone(Exception):
+    """Raised by the probe's hook in the last up block: the rest of the pass is not needed."""
 
-    ``UNet2DModel.forward`` hands up block i the last ``len(resnets)`` skips of the stack as
-    its second positional input, and the block pops them from the end of that tuple. The
-    first skip consumed (up block 0, last element) is the deepest, the last (the final up
-    block, element 0: conv_in's output) is the shallowest.
+
+def probe_skip_inputs(
+    net: nn.Module, run: Callable[[], Any]
+) -> list[tuple[int | None, str | None]]:
+    """How each up block of ``net`` receives its tuple of skips: (positional index, keyword).
+
+    Runs ``run()`` (one forward pass of ``net`` on a tiny input) with a pre-hook on every
+    up block that records whether the skips came as the keyword ``res_hidden_states_tuple``
+    (``UNet2DConditionModel``) or as a positional tuple of tensors (``UNet2DModel``), and
+    stops the pass in the last up block.
+    """
+    blocks = list(net.up_blocks)
+    found: list[tuple[int | None, str | None] | None] = [None] * len(blocks)
+
+    def make_hook(i: int) -> Callable[..., None]:
+        def record(_module: Any, args: tuple, kwargs: dict) -> None:
+            if isinstance(kwargs.get(_SKIP_KEYWORD), tuple):
+                found[i] = (None, _SKIP_KEYWORD)
+            else:
+                found[i] = next(
+                    ((j, None) for j, a in enumerate(args)
+                     if isinstance(a, tuple) and a and all(torch.is_tensor(t) for t in a)),
+                    None,
+                )
+            if i == len(blocks) - 1:
+                raise _ProbeDone
+
+        return record
+
+    handles = [b.register_forward_pre_hook(make_hook(i), with_kwargs=True)
+               for i, b in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            run()
+    except _ProbeDone:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [i for i, f in enumerate(found) if f is None]
+    if missing:
+        raise CheckpointError(
+            f"up block(s) {missing} received no tuple of skips in a probe pass; this U-Net "
+            "layout is not supported"
+        )
+    return [f for f in found if f is not None]
+
+
+def probe_size(net: nn.Module) -> int:
+    """The smallest spatial size every down- and up-sampler of ``net`` can halve and restore."""
+    downsamplers = sum(1 for b in net.down_blocks if getattr(b, "downsamplers", None))
+    return 2**downsamplers
+
+
+def up_block_sites(
+    where: str, net: nn.Module, inputs: Sequence[tuple[int | None, str | None]],
+    supported: frozenset[str],
+) -> tuple[tuple[SkipSite, ...], tuple[FreeUStage, ...]]:
+    """One site per skip, bottom → top, in the order the up blocks consume them; FreeU stages.
+
+    The U-Net hands up block i the last ``len(resnets)`` skips of the stack (``inputs[i]``
+    says how, see :func:`probe_skip_inputs`), and the block pops them from the end of that
+    tuple. The first skip consumed (up block 0, last element) is the deepest, the last (the
+    final up block, element 0: conv_in's output) is the shallowest. FreeU acts on the first
+    two up blocks (diffusers' ``resolution_idx`` 0 and 1), whose resnets take
+    ``cat([h, skip])``.
     """
     sites: list[SkipSite] = []
+    stages: list[FreeUStage] = []
     for i, block in enumerate(net.up_blocks):
         kind = type(block).__name__
-        if kind not in SUPPORTED_UP_BLOCKS:
+        if kind not in supported:
             raise CheckpointError(
-                f"the UNet2DModel in {str(unet_dir)!r} has an up block {kind}, which skiptune "
-                f"does not support; supported: {', '.join(sorted(SUPPORTED_UP_BLOCKS))}"
+                f"the U-Net in {where!r} has an up block {kind}, which skiptune "
+                f"does not support; supported: {', '.join(sorted(supported))}"
             )
+        index, name = inputs[i]
         count = len(block.resnets)
-        for m in range(count):
-            sites.append(
-                SkipSite(
-                    name=f"up_blocks.{i}.resnets.{m}",
-                    module=block,
-                    input_index=1,
-                    tuple_index=count - 1 - m,
-                )
+        block_sites = tuple(
+            SkipSite(
+                name=f"up_blocks.{i}.resnets.{m}",
+                module=block,
+                input_index=index,
+                tuple_index=count - 1 - m,
+                input_name=name,
             )
+            for m in range(count)
+        )
+        sites.extend(block_sites)
+        if i < 2:
+            stages.append(FreeUStage(f"up_blocks.{i}", tuple(block.resnets), block_sites))
     # The encoder pushes conv_in's output, then one tensor per resnet and per downsampler.
     pushed = 1 + sum(
         len(block.resnets) + len(getattr(block, "downsamplers", None) or ())
@@ -455,10 +551,10 @@ def _skip_sites(unet_dir: Path, net: nn.Module) -> tuple[SkipSite, ...]:
     )
     if len(sites) != pushed:
         raise CheckpointError(
-            f"the UNet2DModel in {str(unet_dir)!r} pushes {pushed} skips but its up blocks "
+            f"the U-Net in {where!r} pushes {pushed} skips but its up blocks "
             f"consume {len(sites)}; this layout is not supported"
         )
-    return tuple(sites)
+    return tuple(sites), tuple(stages)
 
 
 def _betas(schedule: str, steps: int, beta_start: float, beta_end: float) -> torch.Tensor:

@@ -169,7 +169,7 @@ class Evaluation:
         value: the metric at the last rung reached (FD or KID, lower is better).
         rung_values: ((N, value), …) for each rung computed, in order.
         num_samples: images generated.
-        seconds_sampling: wall time in the sampler (U-Net evaluations).
+        seconds_sampling: wall time in the sampler (U-Net evaluations, and a VAE's decoding).
         seconds_features: wall time in the feature extractor.
         seconds_total: wall time of the whole evaluation (also the metric and bookkeeping).
     """
@@ -348,7 +348,7 @@ class ProxyObjective:
     def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
         """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""
         config, model = self.config, self.model
-        noise = initial_noise(count, model.image_shape, seed=config.seed, start=start)
+        noise = initial_noise(count, model.noise_shape, seed=config.seed, start=start)
         first = config.seed + start
         # The whole-dataset reference is compared against whatever conditions the seeds draw
         # (EDM's FID protocol for class-conditional models): nothing here is class-specific.
@@ -362,6 +362,7 @@ class ProxyObjective:
             schedule_exponent=config.schedule_exponent,
             condition=condition,
         )
+        images = model.to_images(images)      # a latent model's VAE decodes here, in the batch
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")

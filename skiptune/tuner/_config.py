@@ -16,6 +16,7 @@ from skiptune.schedule import SHAPES
 
 __all__ = [
     "OPTIMIZERS",
+    "SPACE_KINDS",
     "SearchConfig",
     "SearchSpace",
     "comparison_key",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "grid")
+SPACE_KINDS = ("rho", "freeu", "rho+freeu")
+"""What a search varies: the skip schedule ρ, FreeU's (b1, b2, s1, s2), or both."""
 
 # Fields that may change between runs of one study: the total to reach, where the weights
 # file lies now (the fingerprint is what identifies them), and throughput knobs that do not
@@ -56,6 +59,12 @@ class SearchSpace:
         shapes: the interpolation shapes to try (``linear``, ``power``, ``cosine``).
         gamma: (low, high) of the ``power`` shape's exponent, searched on a log scale.
         grid_step: spacing of ρ values for the ``grid`` optimizer only.
+        kind: ``"rho"`` (the skip schedule), ``"freeu"`` (FreeU's four factors, ρ = 1) or
+            ``"rho+freeu"`` (both at once).
+        freeu_b: (low, high) of FreeU's backbone factors b1 and b2.
+        freeu_s: (low, high) of FreeU's skip factors s1 and s2.
+        freeu_known: FreeU values (b1, b2, s1, s2) queued as known points beside the
+            baseline, e.g. the model family's recommended defaults; None: none.
     """
 
     rho_bottom: tuple[float, float] = (0.3, 1.2)
@@ -63,6 +72,10 @@ class SearchSpace:
     shapes: tuple[str, ...] = SHAPES
     gamma: tuple[float, float] = (0.25, 4.0)
     grid_step: float = 0.05
+    kind: str = "rho"
+    freeu_b: tuple[float, float] = (0.8, 1.8)
+    freeu_s: tuple[float, float] = (0.0, 1.2)
+    freeu_known: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho_bottom", _check_range("rho_bottom range", self.rho_bottom))
@@ -87,6 +100,27 @@ class SearchSpace:
         object.__setattr__(self, "gamma", (low, high))
         if not math.isfinite(self.grid_step) or self.grid_step <= 0:
             raise ConfigurationError(f"grid_step must be > 0, got {self.grid_step}")
+        if self.kind not in SPACE_KINDS:
+            raise ConfigurationError(
+                f"unknown search space {self.kind!r}; choose one of {', '.join(SPACE_KINDS)}"
+            )
+        object.__setattr__(self, "freeu_b", _check_range("FreeU b range", self.freeu_b))
+        object.__setattr__(self, "freeu_s", _check_range("FreeU s range", self.freeu_s))
+        if self.freeu_known is not None:
+            known = tuple(float(v) for v in self.freeu_known)
+            if len(known) != 4 or not all(math.isfinite(v) and v >= 0 for v in known):
+                raise ConfigurationError(
+                    f"freeu_known must be four numbers b1, b2, s1, s2 ≥ 0, got {self.freeu_known}"
+                )
+            object.__setattr__(self, "freeu_known", known)
+
+    @property
+    def searches_rho(self) -> bool:
+        return self.kind in ("rho", "rho+freeu")
+
+    @property
+    def searches_freeu(self) -> bool:
+        return self.kind in ("freeu", "rho+freeu")
 
     @property
     def rho_top_fixed(self) -> bool:
@@ -100,10 +134,16 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("rho_bottom", "gamma", "shapes"):
+        for name in ("rho_bottom", "gamma", "shapes", "freeu_b", "freeu_s"):
             data[name] = list(data[name])
         if not self.rho_top_fixed:
             data["rho_top"] = list(data["rho_top"])
+        if self.freeu_known is not None:
+            data["freeu_known"] = list(self.freeu_known)
+        if self.kind == "rho":
+            # A ρ-only space is stored as before FreeU existed, so older studies still resume.
+            for name in ("kind", "freeu_b", "freeu_s", "freeu_known"):
+                del data[name]
         return data
 
     @classmethod
@@ -115,6 +155,10 @@ class SearchSpace:
             shapes=tuple(data.get("shapes", SHAPES)),
             gamma=tuple(data.get("gamma", (0.25, 4.0))),
             grid_step=float(data.get("grid_step", 0.05)),
+            kind=str(data.get("kind", "rho")),
+            freeu_b=tuple(data.get("freeu_b", (0.8, 1.8))),
+            freeu_s=tuple(data.get("freeu_s", (0.0, 1.2))),
+            freeu_known=tuple(known) if (known := data.get("freeu_known")) is not None else None,
         )
 
 
@@ -162,6 +206,11 @@ class SearchConfig:
             )
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
             raise ConfigurationError(f"trials must be a whole number ≥ 1, got {self.trials!r}")
+        if self.optimizer == "grid" and self.space.kind != "rho":
+            raise ConfigurationError(
+                "the grid optimizer searches ρ only; pass --space rho or another optimizer "
+                "(tpe, gp, cmaes, random) for FreeU"
+            )
         if self.optimizer == "grid" and "power" in self.space.shapes:
             raise ConfigurationError(
                 "the grid optimizer cannot search the power shape's continuous exponent; pass "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,18 @@ class ExportedSchedule:
     model_fingerprint: str
     study: str
     schedule_exponent: float | None = None
+    # ρ of each skip site by name, bottom → top, when the export was written with the model.
+    rho_factors: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        freeu = self.schedule.freeu
         return {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
             "schedule": self.schedule.to_dict(),
+            # What a diffusers user needs without skiptune: pipe.enable_freeu(**enable_freeu).
+            "enable_freeu": None if freeu is None or freeu.is_neutral else freeu.to_dict(),
+            "rho_factors": self.rho_factors,
             "nfe": self.nfe,
             "sampler": self.sampler,
             "schedule_exponent": self.schedule_exponent,
@@ -67,8 +74,15 @@ def export_schedule(
     sampler: str | None = None,
     group: str | None = None,
     path: str | Path | None = None,
+    model: TunableModel | None = None,
+    allow_other_weights: bool = False,
 ) -> ExportedSchedule:
-    """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``."""
+    """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
+
+    The file holds the schedule, ``enable_freeu`` (FreeU's four values as
+    ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
+    study searched, ``rho_factors``: each skip site's ρ by name, bottom → top.
+    """
     if path is not None:
         check_output_path(path)          # a bad -o fails before the database is opened
     storage = reading_storage(db)
@@ -93,6 +107,13 @@ def export_schedule(
         study=record.study_name,
         schedule_exponent=exponent,
     )
+    if model is not None:
+        check_weights(exported.model_fingerprint, model, allow_other_weights,
+                      where=f"study {record.study_name}")
+        factors = exported.schedule.factors(model.num_skips)
+        exported = dataclasses.replace(exported, rho_factors={
+            site.name: factor for site, factor in zip(model.skip_sites, factors, strict=True)
+        })
     if path is not None:
         write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
     return exported
@@ -140,6 +161,7 @@ def load_exported(
             model_fingerprint=str(data["model_fingerprint"]),
             study=str(data.get("study", "")),
             schedule_exponent=data.get("schedule_exponent"),
+            rho_factors=data.get("rho_factors"),
         )
     except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
         raise ConfigurationError(

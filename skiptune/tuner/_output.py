@@ -145,11 +145,11 @@ def sample_images(
     with skip_tuning(model, schedule):
         for start in range(0, num_samples, batch_size):
             count = min(batch_size, num_samples - start)
-            noise = initial_noise(count, model.image_shape, seed=seed, start=start)
+            noise = initial_noise(count, model.noise_shape, seed=seed, start=start)
             condition = model.condition_for(range(seed + start, seed + start + count))
             images = sample(model, noise, sampler=sampler, nfe=nfe,
                             schedule_exponent=schedule_exponent, condition=condition)
-            batches.append(images.clamp(-1, 1).cpu())
+            batches.append(model.to_images(images).clamp(-1, 1).cpu())
     return torch.cat(batches)
 
 

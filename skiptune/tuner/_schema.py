@@ -21,7 +21,7 @@ CONFIG_ATTR = "skiptune_config"        # study user attribute: SearchConfig.to_d
 TOTAL_ATTR = "skiptune_trials_total"   # study user attribute: the latest requested total
 SEEDED_ATTR = "skiptune_seeded"        # study user attribute: baselines were queued
 FAILURE_KIND_ATTR = "failure_kind"     # trial user attribute: "non-finite", "interrupted", "error"
-ROLE_ATTR = "skiptune_role"            # trial user attribute: "baseline", "paper"; absent: searched
+ROLE_ATTR = "skiptune_role"            # trial user attribute: "baseline", "paper", "freeu"
 
 
 def is_finished(trial: FrozenTrial) -> bool:
@@ -37,5 +37,6 @@ def is_finished(trial: FrozenTrial) -> bool:
 
 
 def role_of(trial: FrozenTrial) -> str:
-    """Why the trial ran: ``baseline`` (ρ = 1), ``paper`` (Ma et al.'s schedules) or ``search``."""
+    """Why the trial ran: ``baseline`` (ρ = 1), a known point (``paper``: Ma et al.'s
+    schedules; ``freeu``: the model family's FreeU values) or ``search``."""
     return str(trial.user_attrs.get(ROLE_ATTR, "search"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -19,6 +20,7 @@ import torch
 
 import skiptune.errors as errors
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
+from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
 from skiptune.storage import (
@@ -109,6 +111,7 @@ def plan_search(
         objective_config = ObjectiveConfig(sampler=sampler, nfe=nfe, seed=seed, **options)
     except TypeError as e:
         raise ConfigurationError(f"unknown objective option: {e}") from None
+    space = _space_for(model, space or SearchSpace())
     objective = build_objective(model, objective_config, device=device, cache=cache)
     config = SearchConfig(
         model=str(model.source),
@@ -119,12 +122,34 @@ def plan_search(
         objective_identity=dict(objective.identity),
         trials=trials,
         optimizer=optimizer,
-        space=space or SearchSpace(),
+        space=space,
         seed=seed,
         group=group or default_group(model.source),
         pruning=pruning,
     )
     return config, objective
+
+
+def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
+    """``space`` checked against the model, with its family's FreeU values as a known point.
+
+    The known point is resolved here, once, and stored with the study's space; a user who
+    set ``freeu_known`` keeps theirs.
+    """
+    if not space.searches_freeu:
+        return space
+    if not model.freeu_stages:
+        raise ConfigurationError(
+            f"--space {space.kind} needs FreeU stages, and this {model.family} model has none "
+            "that skiptune knows; search ρ only (--space rho)"
+        )
+    if space.freeu_known is not None:
+        return space
+    family = model.metadata.get("freeu_family")
+    if family not in FREEU_DEFAULTS:
+        return space        # FreeU's authors recommend values for SD-family models only
+    known = FREEU_DEFAULTS[family]
+    return dataclasses.replace(space, freeu_known=(known.b1, known.b2, known.s1, known.s2))
 
 
 def search(

@@ -7,12 +7,14 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import optuna
 
 from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
+from skiptune.freeu import FreeU
 from skiptune.schedule import RhoSchedule
 from skiptune.tuner._config import OPTIMIZERS, SearchConfig, SearchSpace
 
@@ -40,25 +42,46 @@ def _enqueued_values_allowed() -> Iterator[None]:
 
 
 def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
-    """Ask ``trial`` for a schedule in ``space``: rho_bottom, rho_top, shape, gamma (power only).
+    """Ask ``trial`` for a schedule in ``space``.
 
-    A fixed rho_top is a one-value parameter, so every trial records its full schedule.
+    ρ: rho_bottom, rho_top, shape, gamma (power only); a fixed rho_top is a one-value
+    parameter, so every trial records its full schedule. FreeU: b1, b2 (in ``freeu_b``) and
+    s1, s2 (in ``freeu_s``). A FreeU-only space keeps ρ = 1.
     """
     with _enqueued_values_allowed():
-        rho_bottom = trial.suggest_float("rho_bottom", *space.rho_bottom)
-        rho_top = trial.suggest_float("rho_top", *space.rho_top_bounds())
-        shape = trial.suggest_categorical("shape", list(space.shapes))
-        gamma = trial.suggest_float("gamma", *space.gamma, log=True) if shape == "power" else 1.0
-    return RhoSchedule(rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma)
+        schedule = RhoSchedule.identity()
+        if space.searches_rho:
+            rho_bottom = trial.suggest_float("rho_bottom", *space.rho_bottom)
+            rho_top = trial.suggest_float("rho_top", *space.rho_top_bounds())
+            shape = trial.suggest_categorical("shape", list(space.shapes))
+            gamma = (
+                trial.suggest_float("gamma", *space.gamma, log=True) if shape == "power" else 1.0
+            )
+            schedule = RhoSchedule(
+                rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma
+            )
+        if space.searches_freeu:
+            freeu = FreeU(
+                b1=trial.suggest_float("b1", *space.freeu_b),
+                b2=trial.suggest_float("b2", *space.freeu_b),
+                s1=trial.suggest_float("s1", *space.freeu_s),
+                s2=trial.suggest_float("s2", *space.freeu_s),
+            )
+            schedule = replace(schedule, freeu=freeu)
+    return schedule
 
 
 def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
-    """The schedule a trial's parameters stand for."""
+    """The schedule a trial's parameters stand for (ρ = 1 when only FreeU was searched)."""
+    freeu = None
+    if "b1" in params:
+        freeu = FreeU(**{k: float(params[k]) for k in ("b1", "b2", "s1", "s2")})
     return RhoSchedule(
-        rho_bottom=float(params["rho_bottom"]),
+        rho_bottom=float(params.get("rho_bottom", 1.0)),
         rho_top=float(params.get("rho_top", 1.0)),
         shape=str(params.get("shape", "linear")),
         gamma=float(params.get("gamma", 1.0)),
+        freeu=freeu,
     )
 
 
@@ -67,22 +90,30 @@ def _inside(value: float, bounds: tuple[float, float]) -> bool:
 
 
 def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
-    """(params, role) of the trials queued before any search: the baseline, then the paper's.
+    """(params, role) of the trials queued before any search: the baseline, then known points.
 
-    The baseline ρ = 1 is always measured (on the same seeds as every trial), with the first
-    listed shape that has no exponent (any shape gives all ones when both ends are 1). The
-    paper's linear schedules are queued only where they lie inside the space.
+    The baseline (ρ = 1, FreeU neutral) is always measured, on the same seeds as every
+    trial; for ρ with the first listed shape that has no exponent (any shape gives all ones
+    when both ends are 1). Known points: the paper's linear ρ schedules where they lie inside
+    the space (role ``paper``), and ``space.freeu_known`` (role ``freeu``, the model
+    family's recommended FreeU values, with ρ = 1).
     """
-    plain = [s for s in space.shapes if s != "power"]
-    baseline: dict[str, Any] = {"rho_bottom": 1.0, "rho_top": 1.0}
-    baseline["shape"] = plain[0] if plain else "power"
-    if not plain:
-        baseline["gamma"] = 1.0
-    queued = [(baseline, "baseline")]
-    if "linear" in space.shapes:
+    rho_one: dict[str, Any] = {}
+    if space.searches_rho:
+        plain = [s for s in space.shapes if s != "power"]
+        rho_one = {"rho_bottom": 1.0, "rho_top": 1.0, "shape": plain[0] if plain else "power"}
+        if not plain:
+            rho_one["gamma"] = 1.0
+    neutral = {"b1": 1.0, "b2": 1.0, "s1": 1.0, "s2": 1.0} if space.searches_freeu else {}
+    queued = [({**rho_one, **neutral}, "baseline")]
+    if space.searches_rho and "linear" in space.shapes:
         for bottom, top in PAPER_SCHEDULES:
             if _inside(bottom, space.rho_bottom) and _inside(top, space.rho_top_bounds()):
-                queued.append(({"rho_bottom": bottom, "rho_top": top, "shape": "linear"}, "paper"))
+                paper = {"rho_bottom": bottom, "rho_top": top, "shape": "linear"}
+                queued.append(({**paper, **neutral}, "paper"))
+    if space.searches_freeu and space.freeu_known is not None:
+        known = dict(zip(("b1", "b2", "s1", "s2"), space.freeu_known, strict=True))
+        queued.append(({**rho_one, **known}, "freeu"))
     return queued
 
 

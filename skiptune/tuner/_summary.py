@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -47,6 +47,9 @@ class StudySummary:
     best_trial: int | None
     baseline_value: float | None
     seconds_per_trial: float | None   # mean evaluation time of complete trials
+    # The best value of each kind of known point measured beside the baseline: "paper" (the
+    # paper's ρ schedules), "freeu" (the model family's recommended FreeU values).
+    known_values: dict[str, float] = field(default_factory=dict)
 
     @property
     def improvement(self) -> float | None:
@@ -83,6 +86,7 @@ class StudySummary:
             "baseline_value": self.baseline_value,
             "improvement": self.improvement,
             "seconds_per_trial": self.seconds_per_trial,
+            "known_values": dict(self.known_values),
         }
 
 
@@ -130,4 +134,15 @@ def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
         best_trial=None if best is None else best.number,
         baseline_value=None if baseline is None else float(baseline.value),
         seconds_per_trial=sum(seconds) / len(seconds) if seconds else None,
+        known_values=_known_values(complete),
     )
+
+
+def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
+    """The best finite value of each queued known-point role ("paper", "freeu")."""
+    known: dict[str, float] = {}
+    for trial in complete:
+        role = role_of(trial)
+        if role in ("paper", "freeu") and trial.value is not None and math.isfinite(trial.value):
+            known[role] = min(known.get(role, math.inf), float(trial.value))
+    return known

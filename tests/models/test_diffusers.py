@@ -432,3 +432,38 @@ def test_learned_time_embedding_and_learned_variance(diffusers, tmp_path: Path) 
         handle.remove()
     assert x0.shape == (3, 3, 16, 16)
     assert seen[0].dtype == torch.long and seen[0].tolist() == steps.tolist()
+
+
+# --- FreeU on UNet2DModel -------------------------------------------------------------------
+
+# Only UpBlock2D: diffusers' AttnUpBlock2D has no FreeU code to compare with.
+PLAIN_UP_BLOCKS: dict[str, Any] = {
+    **THREE_LEVELS,
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownBlock2D",) * 3,
+    "up_block_types": ("UpBlock2D",) * 3,
+}
+
+
+def test_freeu_matches_diffusers_apply_freeu_on_unet2dmodel(diffusers, tmp_path: Path) -> None:
+    """UNet2DModel has no enable_freeu; its UpBlock2D runs diffusers' FreeU code once given
+    resolution_idx and the four attributes, which is the ground truth here."""
+    from skiptune.freeu import FreeU
+
+    model = diffusers_unet.load(save_folder(tmp_path, PLAIN_UP_BLOCKS), device="cpu")
+    assert [s.name for s in model.freeu_stages] == ["up_blocks.0", "up_blocks.1"]
+    x = torch.randn(2, *model.image_shape, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10.0, 700.0])
+    values = FreeU(b1=1.4, b2=1.6, s1=0.9, s2=0.2)
+    with torch.no_grad():
+        plain = model.net(x, t, return_dict=False)[0]
+        with skip_tuning(model, RhoSchedule.identity(), freeu=values):
+            ours = model.net(x, t, return_dict=False)[0]
+        for i, block in enumerate(model.net.up_blocks):
+            block.resolution_idx = i
+            for name, value in values.to_dict().items():
+                setattr(block, name, value)
+        reference = model.net(x, t, return_dict=False)[0]
+    assert (ours - reference).abs().max().item() <= 1e-6
+    assert (ours - plain).abs().max().item() > 1e-3

@@ -1,0 +1,346 @@
+"""Prompt conditioning of a Stable-Diffusion-style U-Net: prompts or embeddings, and guidance.
+
+The user gives either a text file of prompts (one a line; encoded once by the pipeline's
+text encoder(s), which needs ``transformers``) or precomputed embeddings in a
+``.safetensors`` file: ``prompt_embeds`` [P, L, D], for SDXL also ``pooled_prompt_embeds``
+[P, D_pooled], and optionally ``negative_prompt_embeds`` [1 or P, L, D] (with
+``negative_pooled_prompt_embeds`` for SDXL). Sample j, of noise seed s_j, takes prompt
+``s_j mod P`` in every trial (common random numbers). The guidance scale g works as in
+diffusers' pipelines: g ≤ 1 means no classifier-free guidance; g > 1 doubles the batch with
+the negative (or empty) prompt's embedding. The embeddings' hash, P and g form the identity
+stored with a study.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from skiptune.errors import ConfigurationError
+from skiptune.models._base import fingerprint_state_dict
+
+if TYPE_CHECKING:
+    from skiptune.models.diffusers_sd import UNetInfo
+
+__all__ = ["OPTIONS", "PromptConditioner", "read_prompts"]
+
+OPTIONS = ("prompts", "embeddings", "negative_prompt", "guidance_scale")
+# What diffusers' pipelines default to: StableDiffusionPipeline 7.5, StableDiffusionXLPipeline 5.
+DEFAULT_GUIDANCE = {"sd1": 7.5, "sd2": 7.5, "sdxl": 5.0}
+_SD_EXTRA = "pip install 'skiptune[sd]'"
+
+
+@dataclass(frozen=True)
+class _Embeddings:
+    """Prompt embeddings, one row per prompt, float32 on the CPU; negatives have 1 or P rows."""
+
+    prompt: torch.Tensor                          # [P, L, D]
+    pooled: torch.Tensor | None = None            # [P, D_pooled] (SDXL)
+    negative: torch.Tensor | None = None          # [1 or P, L, D]
+    negative_pooled: torch.Tensor | None = None   # [1 or P, D_pooled] (SDXL)
+
+    @property
+    def count(self) -> int:
+        return int(self.prompt.shape[0])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        names = ("prompt", "pooled", "negative", "negative_pooled")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The prompts of a text file, one a line; blank lines are skipped.
+
+    Raises ConfigurationError for a missing or unreadable file, or one without prompts.
+    """
+    target = Path(path).expanduser()
+    try:
+        text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"cannot read prompts file {str(target)!r}: {e}") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise ConfigurationError(
+            f"prompts file {str(target)!r} holds no prompts; write one prompt per line"
+        )
+    return prompts
+
+
+class PromptConditioner:
+    """Draws each sample's prompt embedding (and guidance) from its seed; see the module doc.
+
+    A freshly loaded model's conditioner has no prompts yet: :meth:`with_options` gives it
+    ``prompts`` or ``embeddings`` (and ``negative_prompt``, ``guidance_scale``); until then
+    using it is a ConfigurationError that says which option to pass.
+    """
+
+    def __init__(
+        self,
+        info: UNetInfo,
+        embeddings: _Embeddings | None = None,
+        *,
+        guidance_scale: float | None = None,
+        source: str = "",
+    ) -> None:
+        self.info = info
+        self.embeddings = embeddings
+        self.guidance_scale = (
+            DEFAULT_GUIDANCE[info.family] if guidance_scale is None else guidance_scale
+        )
+        self.source = source
+
+    def _ready(self) -> _Embeddings:
+        if self.embeddings is None:
+            raise ConfigurationError(
+                "a text-conditioned U-Net needs prompts: pass --prompts FILE (one prompt a "
+                "line) or --embeddings FILE.safetensors (prompt_embeds [P, L, D])"
+            )
+        return self.embeddings
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        embeddings = self._ready()
+        return {
+            "kind": "prompt_embeddings",
+            "count": embeddings.count,
+            "embeddings_sha256": fingerprint_state_dict(embeddings.tensors()),
+            "guidance_scale": self.guidance_scale,
+        }
+
+    def __call__(self, seeds: Sequence[int]) -> dict[str, torch.Tensor]:
+        embeddings = self._ready()
+        rows = torch.tensor([int(s) % embeddings.count for s in seeds], dtype=torch.long)
+        condition = {
+            "prompt_embeds": embeddings.prompt[rows],
+            "guidance_scale": torch.full((len(rows),), float(self.guidance_scale)),
+        }
+        if embeddings.pooled is not None:
+            condition["pooled_prompt_embeds"] = embeddings.pooled[rows]
+        if self.guided and embeddings.negative is not None:
+            negative_rows = rows % embeddings.negative.shape[0]
+            condition["negative_prompt_embeds"] = embeddings.negative[negative_rows]
+            if embeddings.negative_pooled is not None:
+                condition["negative_pooled_prompt_embeds"] = (
+                    embeddings.negative_pooled[negative_rows]
+                )
+        return condition
+
+    def with_options(self, options: Mapping[str, Any]) -> PromptConditioner:
+        """A conditioner with the user's prompts or embeddings, negative prompt and guidance.
+
+        Raises ConfigurationError for an unknown option, both or neither of ``prompts`` and
+        ``embeddings``, a bad guidance scale (or a negative prompt with g ≤ 1, where it
+        would be ignored), and embeddings that do not fit the U-Net.
+        """
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"a text-conditioned U-Net takes no {', '.join(unknown)}; its options are "
+                f"{', '.join(OPTIONS)}"
+            )
+        prompts, file = options.get("prompts"), options.get("embeddings")
+        negative = options.get("negative_prompt")
+        guidance = _guidance(options.get("guidance_scale"), self.info.family)
+        if negative is not None and guidance <= 1.0:
+            raise ConfigurationError(
+                f"a negative prompt acts only with classifier-free guidance, and guidance "
+                f"scale {guidance:g} ≤ 1 turns guidance off; pass --guidance-scale > 1 or "
+                "leave the negative prompt out"
+            )
+        if (prompts is None) == (file is None):
+            raise ConfigurationError(
+                "pass exactly one of --prompts FILE (text, one a line) and --embeddings "
+                "FILE.safetensors"
+            )
+        if file is not None:
+            embeddings = _read_embeddings(Path(file).expanduser(), self.info)
+            if negative is not None:
+                negative_embeds, negative_pooled = _encode(self.info, [str(negative)])
+                embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
+            source = str(file)
+        else:
+            texts = read_prompts(prompts)
+            prompt, pooled = _encode(self.info, texts)
+            embeddings = _Embeddings(prompt=prompt, pooled=pooled)
+            if guidance > 1.0 and not (negative is None and self.info.force_zeros_for_empty_prompt):
+                negative_embeds, negative_pooled = _encode(self.info, [str(negative or "")])
+                embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
+            source = str(prompts)
+        if guidance > 1.0 and embeddings.negative is None:
+            embeddings = self._empty_negative(embeddings, source)
+        return PromptConditioner(self.info, embeddings, guidance_scale=guidance, source=source)
+
+    def _empty_negative(self, embeddings: _Embeddings, source: str) -> _Embeddings:
+        """Guidance without a negative prompt: SDXL's zeros, else the file must carry ""'s."""
+        if not self.info.force_zeros_for_empty_prompt:
+            raise ConfigurationError(
+                f"guidance needs the empty prompt's embedding and {source!r} has no "
+                "negative_prompt_embeds; add the embedding of \"\" under that key, pass "
+                "--prompts as text, or --guidance-scale 1"
+            )
+        negative_pooled = None
+        if embeddings.pooled is not None:
+            negative_pooled = torch.zeros_like(embeddings.pooled[:1])
+        return _with_negative(embeddings, torch.zeros_like(embeddings.prompt[:1]), negative_pooled)
+
+
+def _guidance(value: Any, family: str) -> float:
+    if value is None:
+        return DEFAULT_GUIDANCE[family]
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not math.isfinite(scale) or scale < 0:
+        raise ConfigurationError(
+            f"guidance scale must be a finite number ≥ 0, got {value!r}; pass e.g. 7.5 "
+            "(1 or less: no classifier-free guidance)"
+        )
+    return scale
+
+
+def _with_negative(
+    embeddings: _Embeddings, negative: torch.Tensor, negative_pooled: torch.Tensor | None
+) -> _Embeddings:
+    return _Embeddings(embeddings.prompt, embeddings.pooled, negative, negative_pooled)
+
+
+def _read_embeddings(path: Path, info: UNetInfo) -> _Embeddings:
+    """The embeddings of a ``.safetensors`` file, checked against the U-Net's widths."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ConfigurationError(
+            f"reading {str(path)!r} needs the safetensors package: pip install safetensors"
+        ) from None
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise ConfigurationError(f"cannot read embeddings file {str(path)!r}: {e}") from None
+    if "prompt_embeds" not in tensors:
+        raise ConfigurationError(
+            f"embeddings file {str(path)!r} has no prompt_embeds (it holds "
+            f"{sorted(tensors) or 'nothing'}); save prompt_embeds [P, L, D] with safetensors"
+        )
+    prompt = _checked(path, tensors, "prompt_embeds", (None, None, info.cross_attention_dim))
+    count, length = int(prompt.shape[0]), int(prompt.shape[1])
+    pooled = negative_pooled = None
+    if info.pooled_dim is not None:
+        if "pooled_prompt_embeds" not in tensors:
+            raise ConfigurationError(
+                f"this SDXL U-Net needs pooled text embeddings, and {str(path)!r} has no "
+                f"pooled_prompt_embeds [{count}, {info.pooled_dim}]; save text_encoder_2's "
+                "pooled output under that key"
+            )
+        pooled = _checked(path, tensors, "pooled_prompt_embeds", (count, info.pooled_dim))
+    negative = None
+    if "negative_prompt_embeds" in tensors:
+        negative = _checked(path, tensors, "negative_prompt_embeds",
+                            ((1, count), length, info.cross_attention_dim))
+        if info.pooled_dim is not None:
+            if "negative_pooled_prompt_embeds" not in tensors:
+                raise ConfigurationError(
+                    f"{str(path)!r} has negative_prompt_embeds but no "
+                    "negative_pooled_prompt_embeds, which this SDXL U-Net needs too"
+                )
+            negative_pooled = _checked(path, tensors, "negative_pooled_prompt_embeds",
+                                       ((int(negative.shape[0]),), info.pooled_dim))
+    return _Embeddings(prompt, pooled, negative, negative_pooled)
+
+
+def _checked(
+    path: Path, tensors: Mapping[str, torch.Tensor], key: str, expected: tuple[Any, ...]
+) -> torch.Tensor:
+    """``tensors[key]`` as float32, if its shape fits ``expected`` (None: any; a tuple: one of)."""
+    tensor = tensors[key]
+    shape = tuple(int(d) for d in tensor.shape)
+
+    def fits(size: int, want: Any) -> bool:
+        return want is None or (size in want if isinstance(want, tuple) else size == want)
+
+    if len(shape) != len(expected) or not tensor.is_floating_point() or shape[0] < 1:
+        raise ConfigurationError(
+            f"{key} in {str(path)!r} must be a float tensor of {len(expected)} dimensions, got "
+            f"{tensor.dtype} {list(shape)}"
+        )
+    width, want = shape[-1], expected[-1]
+    if not fits(width, want):
+        raise ConfigurationError(
+            f"{key} in {str(path)!r} is {width} wide but this U-Net takes {want}-wide "
+            "embeddings; compute them with this model's own text encoder(s)"
+        )
+    if not all(fits(s, w) for s, w in zip(shape, expected, strict=True)):
+        raise ConfigurationError(
+            f"{key} in {str(path)!r} has shape {list(shape)}, which does not fit the other "
+            "embeddings (one row per prompt, the same sequence length)"
+        )
+    tensor = tensor.to(torch.float32)
+    if not bool(torch.isfinite(tensor).all()):
+        raise ConfigurationError(f"{key} in {str(path)!r} holds NaN or infinite values")
+    return tensor
+
+
+def _encode(info: UNetInfo, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Encode ``texts`` as the pipeline does: (embeddings [P, 77, D], SDXL pooled or None).
+
+    SD 1.x/2.x: the last hidden state of ``text_encoder``. SDXL: the penultimate hidden
+    states of ``text_encoder`` and ``text_encoder_2`` side by side, and the projected pooled
+    output of ``text_encoder_2``. Runs once, on the CPU, before any sampling.
+    """
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigurationError(
+            f"prompts given as text need the transformers package: {_SD_EXTRA}; or pass "
+            "precomputed --embeddings FILE.safetensors"
+        ) from None
+    folder = info.folder
+    if folder is None or not (folder / "text_encoder").is_dir() or not (
+        folder / "tokenizer"
+    ).is_dir():
+        raise ConfigurationError(
+            "prompts given as text need the pipeline's text_encoder/ and tokenizer/ folders; "
+            "pass the pipeline folder as --model, or precomputed --embeddings"
+        )
+    parts = [("tokenizer", "text_encoder", transformers.CLIPTextModel)]
+    if info.pooled_dim is not None:
+        parts.append(("tokenizer_2", "text_encoder_2", transformers.CLIPTextModelWithProjection))
+    hidden, pooled = [], None
+    with torch.no_grad():
+        for tokenizer_dir, encoder_dir, encoder_cls in parts:
+            try:
+                tokenizer = transformers.CLIPTokenizer.from_pretrained(
+                    folder / tokenizer_dir, local_files_only=True
+                )
+                encoder = encoder_cls.from_pretrained(folder / encoder_dir, local_files_only=True)
+            except (OSError, ValueError) as e:
+                raise ConfigurationError(
+                    f"cannot load {encoder_dir}/ or {tokenizer_dir}/ of {str(folder)!r}: {e}"
+                ) from None
+            ids = tokenizer(
+                texts, padding="max_length", max_length=tokenizer.model_max_length,
+                truncation=True, return_tensors="pt",
+            ).input_ids
+            output = encoder(ids, output_hidden_states=True)
+            if info.pooled_dim is None:
+                hidden.append(output[0])
+            else:
+                hidden.append(output.hidden_states[-2])
+                pooled = output[0] if encoder_dir == "text_encoder_2" else pooled
+    embeds = torch.cat(hidden, dim=-1).to(torch.float32)
+    if embeds.shape[-1] != info.cross_attention_dim:
+        raise ConfigurationError(
+            f"the text encoder(s) of {str(folder)!r} give {embeds.shape[-1]}-wide embeddings "
+            f"but the U-Net takes {info.cross_attention_dim}"
+        )
+    return embeds, None if pooled is None else pooled.to(torch.float32)

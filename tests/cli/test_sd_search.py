@@ -1,0 +1,120 @@
+"""A FreeU + ρ search from the command line on a tiny Stable-Diffusion pipeline folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from skiptune import cli
+
+pytest.importorskip("diffusers")
+pytest.importorskip("safetensors")
+
+from tests.models.tiny_sd import save_embeddings, save_pipeline
+
+runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
+
+class ColourMoments(torch.nn.Module):
+    """A fixed 9-d feature net: per-channel mean, spread and a gradient energy."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3))
+        spread = x.std(dim=(2, 3))
+        edges = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(2, 3))
+        return torch.cat([mean, spread, edges], dim=1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sd_cli")
+    pipeline = save_pipeline(root / "tiny-sd")
+    embeddings = save_embeddings(root / "prompts.safetensors", count=3)
+    features = root / "moments.pt"
+    declaration = {"input_range": "-1,1", "resolution": 16, "channels": 3, "name": "moments"}
+    torch.jit.save(torch.jit.script(ColourMoments()), str(features),
+                   _extra_files={"skiptune.json": json.dumps(declaration)})
+    from PIL import Image
+
+    reference = root / "reference"
+    reference.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i in range(24):
+        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(reference / f"{i:02d}.png")
+    return {"root": root, "pipeline": pipeline, "embeddings": embeddings,
+            "features": features, "reference": reference}
+
+
+def search_args(setup: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        "search", "--model", str(setup["pipeline"]), "--nfe", "2", "--sampler", "euler",
+        "--embeddings", str(setup["embeddings"]), "--ref", str(setup["reference"]),
+        "--features", str(setup["features"]), "--rungs", "6", "--batch-size", "6",
+        "--db", str(setup["root"] / "sd.db"), "--device", "cpu", "--space", "rho+freeu",
+        "--optimizer", "random", "--json", *extra,
+    ]
+
+
+def test_search_export_and_sample_on_a_pipeline_folder(setup: dict[str, Path]) -> None:
+    result = runner.invoke(cli.app, search_args(setup, "--trials", "7", "--guidance-scale", "3"))
+    assert result.exit_code == 0, result.output
+    [summary] = json.loads(result.stdout)
+    assert summary["finished"] == 7
+    assert summary["baseline_value"] is not None
+    # The paper's ρ and SD 1.x's FreeU defaults were measured beside ρ = 1.
+    assert set(summary["known_values"]) == {"paper", "freeu"}
+    assert set(summary["best_schedule"]["freeu"]) == {"b1", "b2", "s1", "s2"}
+
+    exported = setup["root"] / "best.json"
+    result = runner.invoke(cli.app, [
+        "export", "--nfe", "2", "--db", str(setup["root"] / "sd.db"), "-o", str(exported),
+        "--model", str(setup["pipeline"]),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads(exported.read_text())
+    best = summary["best_schedule"]
+    freeu = best["freeu"]
+    if freeu != {"b1": 1.0, "b2": 1.0, "s1": 1.0, "s2": 1.0}:
+        assert data["enable_freeu"] == {k: freeu[k] for k in ("s1", "s2", "b1", "b2")}
+    assert next(iter(data["rho_factors"])) == "up_blocks.0.resnets.0"
+    assert len(data["rho_factors"]) == 6
+    assert data["rho_factors"]["up_blocks.0.resnets.0"] == pytest.approx(best["rho_bottom"])
+
+    grid = setup["root"] / "grid.png"
+    result = runner.invoke(cli.app, [
+        "sample", "--model", str(setup["pipeline"]), "--from", str(exported), "-n", "3",
+        "-o", str(grid), "--embeddings", str(setup["embeddings"]), "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    assert Image.open(grid).size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)   # 2×2 grid, 2 px gaps
+
+
+def test_resuming_with_another_guidance_scale_is_refused(setup: dict[str, Path]) -> None:
+    first = runner.invoke(cli.app, search_args(setup, "--trials", "1", "--study", "g"))
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(cli.app, search_args(setup, "--trials", "2", "--study", "g",
+                                                "--guidance-scale", "2"))
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "guidance_scale" in line and "searched with other settings" in line
+
+
+def test_no_prompts_is_one_line(setup: dict[str, Path]) -> None:
+    args = search_args(setup, "--trials", "1", "--study", "none")
+    index = args.index("--embeddings")
+    del args[index : index + 2]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: ") and "--prompts" in result.stderr
+    assert "Traceback" not in result.output
