@@ -55,9 +55,14 @@ from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveConfig, build_objective
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner import SearchSpace, TrialFinished, quiet_optuna, search
-from skiptune.tuner._schema import ROLE_ATTR
-from skiptune.tuner._space import schedule_from_params
+from skiptune.tuner import (
+    SearchSpace,
+    TrialFinished,
+    quiet_optuna,
+    role_of,
+    schedule_from_params,
+    search,
+)
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < best_value:
             best_value, best_number = value, t.number
         trials.append(SearchTrial(
-            number=t.number, role=str(t.user_attrs.get(ROLE_ATTR, "search")),
+            number=t.number, role=role_of(t),
             state=t.state.name.lower(), schedule=schedule_from_params(t.params), value=value,
             samples=samples, seconds=seconds, elapsed=stamp - study_started,
             incumbent=best_number,

@@ -11,7 +11,7 @@ import torch
 from skiptune._factors import expand_factor
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU, fourier_filter, is_neutral_factor, scale_backbone
-from skiptune.models._base import FreeUStage, SkipSite, TunableModel
+from skiptune.models import FreeUStage, SkipSite, TunableModel
 from skiptune.schedule import RhoSchedule
 
 __all__ = ["skip_tuning"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from skiptune.models._base import (
     Condition,
     Conditioner,
+    FreeUStage,
     SkipSite,
     TunableModel,
+    condition_size,
+    condition_to,
     fingerprint_state_dict,
 )
 from skiptune.models._loading import load_model, resolve_device
@@ -18,9 +21,12 @@ __all__ = [
     "Conditioner",
     "EDMPrecond",
     "EDMUNet",
+    "FreeUStage",
     "SkipSite",
     "TunableModel",
     "UNetConfig",
+    "condition_size",
+    "condition_to",
     "fingerprint_state_dict",
     "load_model",
     "resolve_device",

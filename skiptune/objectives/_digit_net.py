@@ -21,7 +21,7 @@ from torch import nn
 from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import MNIST_RESOLUTION
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.models._base import fingerprint_state_dict
+from skiptune.models import fingerprint_state_dict
 
 __all__ = [
     "DEFAULT_FEATURE_NET_PATH",

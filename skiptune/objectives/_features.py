@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.models._base import TunableModel
+from skiptune.models import TunableModel
 from skiptune.objectives._digit_net import feature_net_fingerprint, load_feature_net
 from skiptune.objectives._paths import ASSETS_DIR, cache_root, sha256_file
 

@@ -18,7 +18,7 @@ import torch
 from skiptune._failpoints import failpoint
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import ConfigurationError, InsufficientMemoryError
-from skiptune.models._base import TunableModel
+from skiptune.models import TunableModel
 from skiptune.objectives._cache import StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
 from skiptune.objectives._maths import (

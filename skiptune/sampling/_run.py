@@ -107,7 +107,7 @@ def _bound_condition(condition: Any, noise: torch.Tensor, device: torch.device) 
     """``condition`` on ``device``, checked to hold one row per noise sample."""
     if condition is None:
         return None
-    from skiptune.models._base import condition_size, condition_to
+    from skiptune.models import condition_size, condition_to
 
     if condition_size(condition) != noise.shape[0]:
         raise ConfigurationError(

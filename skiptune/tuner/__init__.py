@@ -47,8 +47,9 @@ from skiptune.tuner._pareto import (
     speed_claims,
 )
 from skiptune.tuner._reading import FrontReport, best_schedule, front_report, list_studies
+from skiptune.tuner._schema import role_of
 from skiptune.tuner._search import plan_search, search
-from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules
+from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules, schedule_from_params
 from skiptune.tuner._study import prepare_study, run_study
 from skiptune.tuner._summary import StudySummary
 
@@ -88,9 +89,11 @@ __all__ = [
     "prepare_study",
     "queued_schedules",
     "quiet_optuna",
+    "role_of",
     "run_study",
     "sample_images",
     "save_images",
+    "schedule_from_params",
     "search",
     "speed_claims",
     "study_name",

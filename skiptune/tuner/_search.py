@@ -225,32 +225,38 @@ def search(
         if reader is not None and reader is not db:
             reader.dispose()
     storage = db if isinstance(db, Storage) else open_storage(db)
-    cache.flush_into(storage.statistics_cache)
-    with _database_errors(storage):
-        studies = [prepare_study(storage, config)[0] for config, _objective in plans]
-    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
-    if workers == 1:
-        # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
-        # storage); closing it keeps a worker at 4 server connections instead of 6.
-        storage.dispose()
-        with sigterm_as_interrupt(), _database_errors(storage):
-            return _measured([
-                run_study(storage, config, objective, on_event=on_event, **options)
-                for config, objective in plans
-            ])
-    configs = [config for config, _objective in plans]
-    del plans, loaded                          # free the planning copy before workers load theirs
-    with sigterm_as_interrupt():
-        lost = _run_workers(
-            storage, configs, workers=workers, model=str(model), device=device,
-            trust_pickle=trust_pickle, conditioning=dict(conditioning or {}), on_event=on_event,
-            **options,
-        )
-    with _database_errors(storage):
-        summaries = [summarize(study, config)
-                     for study, config in zip(studies, configs, strict=True)]
-    _judge_lost_workers(lost, summaries, on_event)
-    return _measured(summaries)
+    try:
+        cache.flush_into(storage.statistics_cache)
+        with _database_errors(storage):
+            studies = [prepare_study(storage, config)[0] for config, _objective in plans]
+        options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        if workers == 1:
+            # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
+            # storage); closing it keeps a worker at 4 server connections instead of 6.
+            storage.dispose()
+            with sigterm_as_interrupt(), _database_errors(storage):
+                return _measured([
+                    run_study(storage, config, objective, on_event=on_event, **options)
+                    for config, objective in plans
+                ])
+        configs = [config for config, _objective in plans]
+        del plans, loaded                          # free the planning copy before workers load theirs
+        with sigterm_as_interrupt():
+            lost = _run_workers(
+                storage, configs, workers=workers, model=str(model), device=device,
+                trust_pickle=trust_pickle, conditioning=dict(conditioning or {}), on_event=on_event,
+                **options,
+            )
+        with _database_errors(storage):
+            summaries = [summarize(study, config)
+                         for study, config in zip(studies, configs, strict=True)]
+        _judge_lost_workers(lost, summaries, on_event)
+        return _measured(summaries)
+    finally:
+        if storage is not db:
+            # Closing the pools checkpoints SQLite's WAL into the database file, so that a
+            # copy of the file alone (no -wal beside it) holds every result.
+            storage.dispose()
 
 
 def _judge_lost_workers(
