@@ -240,7 +240,7 @@ def search(
                     for config, objective in plans
                 ])
         configs = [config for config, _objective in plans]
-        del plans, loaded                          # free the planning copy before workers load theirs
+        del plans, loaded                      # free the planning copy before workers load theirs
         with sigterm_as_interrupt():
             lost = _run_workers(
                 storage, configs, workers=workers, model=str(model), device=device,
