@@ -118,3 +118,20 @@ def test_no_prompts_is_one_line(setup: dict[str, Path]) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: ") and "--prompts" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_sample_with_freeu_values_and_no_export(setup: dict[str, Path]) -> None:
+    import numpy as np
+
+    written = {}
+    for name, freeu in (("plain", []), ("freeu", ["--freeu", "1.5,1.6,0.9,0.2"])):
+        target = setup["root"] / f"{name}.npz"
+        result = runner.invoke(cli.app, [
+            "sample", "--model", str(setup["pipeline"]), "--nfe", "2", "--sampler", "euler",
+            "-n", "2", "-o", str(target), "--embeddings", str(setup["embeddings"]),
+            "--device", "cpu", *(freeu or ["--rho-bottom", "1.0"]),
+        ])
+        assert result.exit_code == 0, result.output
+        written[name] = np.load(target)["images"]
+    assert written["plain"].shape == (2, 16, 16, 3)
+    assert (written["plain"] != written["freeu"]).any()
