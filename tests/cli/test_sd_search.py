@@ -135,3 +135,18 @@ def test_sample_with_freeu_values_and_no_export(setup: dict[str, Path]) -> None:
         written[name] = np.load(target)["images"]
     assert written["plain"].shape == (2, 16, 16, 3)
     assert (written["plain"] != written["freeu"]).any()
+
+
+def test_inception_is_the_default_feature_network_for_sd(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without --features an SD search measures with Inception; offline, a missing weights
+    file is one line naming it."""
+    monkeypatch.setenv("SKIPTUNE_INCEPTION_WEIGHTS", str(tmp_path / "absent.pt"))
+    args = search_args(setup, "--trials", "1", "--study", "inception")
+    index = args.index("--features")
+    del args[index : index + 2]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and "Inception-v3 weights" in line and "absent.pt" in line, line
