@@ -296,3 +296,24 @@ def test_text_prompts_without_transformers_name_the_extra(sd_folder: Path, tmp_p
     with pytest.raises(ConfigurationError) as error:
         load_model(sd_folder, device="cpu", conditioning={"prompts": str(tmp_path / "p.txt")})
     one_line(error, "pip install 'skiptune[sd]'")
+
+
+def test_denoiser_feeds_the_net_as_diffusers_pipelines_do(sd_folder: Path, tmp_path: Path) -> None:
+    """At the table's σ_t the net sees x/√(σ² + 1) at timestep t with cat([negative, prompt])
+    and D = x − σ·(ε_u + g·(ε_c − ε_u)) (ε-prediction, Karras et al. 2022 §C.3)."""
+    file = save_embeddings(tmp_path / "e.safetensors", count=2)
+    stored = safetensors_torch.load_file(str(file))
+    model = load_model(sd_folder, device="cpu",
+                       conditioning={"embeddings": str(file), "guidance_scale": 6.0})
+    steps = torch.tensor([10, 700])
+    sigma = model.discrete_sigmas[steps]
+    x = torch.randn(2, *model.noise_shape, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        x_in = torch.cat([x, x]) / (sigma.repeat(2).view(-1, 1, 1, 1) ** 2 + 1).sqrt()
+        embeds = torch.cat([stored["negative_prompt_embeds"].expand(2, -1, -1),
+                            stored["prompt_embeds"]])
+        eps = model.net(x_in, steps.repeat(2), encoder_hidden_states=embeds).sample
+    uncond, cond = eps.chunk(2)
+    expected = x - sigma.view(-1, 1, 1, 1) * (uncond + 6.0 * (cond - uncond))
+    got = model.denoise(x, sigma, model.condition_for([0, 1]))
+    assert torch.allclose(got, expected, atol=1e-5)
