@@ -12,7 +12,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"   # before diffusers is imported: nothing may reach the Hub
 
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.freeu import FreeU, fourier_filter
+from skiptune.freeu import FreeU, fourier_filter, low_frequency_mask
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
 from skiptune.schedule import RhoSchedule
@@ -131,6 +131,17 @@ def test_freeu_equals_diffusers_enable_freeu(
     print(f"max |skiptune FreeU − diffusers enable_freeu| = {difference:.3g}")
     assert difference <= 1e-6
     assert (ours - plain).abs().max().item() > 1e-4
+
+
+def test_low_frequency_mask_is_the_centre_block() -> None:
+    mask = low_frequency_mask(8, 6, 0.2)
+    assert mask.shape == (1, 1, 8, 6)
+    assert torch.equal(mask[0, 0, 3:5, 2:4], torch.full((2, 2), 0.2))
+    assert mask.sum().item() == pytest.approx(8 * 6 - 4 + 4 * 0.2)
+    per_sample = low_frequency_mask(4, 4, torch.tensor([0.5, 2.0]), threshold=2)
+    assert per_sample.shape == (2, 1, 4, 4)
+    assert torch.equal(per_sample[:, 0], torch.stack([torch.full((4, 4), 0.5),
+                                                      torch.full((4, 4), 2.0)]))
 
 
 def test_fourier_filter_scales_only_the_lowest_frequencies() -> None:
