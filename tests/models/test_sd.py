@@ -328,3 +328,40 @@ def test_denoiser_feeds_the_net_as_diffusers_pipelines_do(sd_folder: Path, tmp_p
     expected = x - sigma.view(-1, 1, 1, 1) * (uncond + 6.0 * (cond - uncond))
     got = model.denoise(x, sigma, model.condition_for([0, 1]))
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_readme_hook_snippet_applies_exported_rho_like_skiptune(sd_folder: Path) -> None:
+    """The README's plain-diffusers hook for ρ (no skiptune at sampling time) must give what
+    skip_tuning gives: run its scale_skips on the U-Net with an export's rho_factors."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "scale_skips" in b)
+    source = block[block.index("def scale_skips"):block.index("for i, block in")]
+    model = load_model(sd_folder, device="cpu")
+    schedule = RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")
+    factors = schedule.factors(model.num_skips)
+    best = {"rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
+    namespace: dict[str, Any] = {"best": best}
+    exec(source, namespace)
+    net = model.net
+    generator = torch.Generator().manual_seed(4)
+    x, embeds = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 5, CROSS)
+    t = torch.tensor([30.0, 500.0])
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return net(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+
+    with skip_tuning(model, schedule):
+        ours = run()
+    handles = [block.register_forward_pre_hook(namespace["scale_skips"](i, len(block.resnets)),
+                                               with_kwargs=True)
+               for i, block in enumerate(net.up_blocks)]
+    try:
+        theirs = run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, run())
