@@ -396,8 +396,8 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
 
 def search_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), NVlabs EDM "
-                                       "network-snapshot .pkl, diffusers UNet2DModel folder, "
-                                       "or module:attr adapter.")],
+                                       "network-snapshot .pkl, diffusers UNet2DModel or "
+                                       "pipeline folder, or module:attr adapter.")],
     nfe: Annotated[list[int], typer.Option("--nfe", min=1, help="Step budget in denoiser "
                                            "calls; repeat for several (one study each).")],
     sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "

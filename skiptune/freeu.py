@@ -30,6 +30,7 @@ __all__ = [
     "FreeU",
     "fourier_filter",
     "is_neutral_factor",
+    "low_frequency_mask",
     "scale_backbone",
 ]
 
@@ -102,25 +103,42 @@ def _per_sample(factor: Factor, x: torch.Tensor) -> Factor:
     return expand_factor(factor, x)
 
 
+def low_frequency_mask(
+    height: int, width: int, scale: Factor, *, threshold: int = 1,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Multipliers for a centred (``fftshift``-ed) spectrum of size ``height × width``.
+
+    ``scale`` in the ``2·threshold × 2·threshold`` block around the centre (H//2, W//2), the
+    lowest frequencies; 1 elsewhere. Float32 of shape [1, 1, H, W] for a number, [B, 1, H, W]
+    for a per-sample tensor ``scale`` [B], to broadcast over a spectrum [B, C, H, W].
+    """
+    count = scale.numel() if isinstance(scale, torch.Tensor) else 1
+    mask = torch.ones((count, 1, height, width), device=device)
+    row, col = height // 2, width // 2
+    window = (..., slice(row - threshold, row + threshold), slice(col - threshold, col + threshold))
+    if isinstance(scale, torch.Tensor):
+        mask[window] = scale.to(device=mask.device, dtype=mask.dtype).view(-1, 1, 1, 1)
+    else:
+        mask[window] = scale
+    return mask
+
+
 def fourier_filter(x: torch.Tensor, scale: Factor, *, threshold: int = 1) -> torch.Tensor:
     """Multiply the lowest spatial frequencies of ``x`` [B, C, H, W] by ``scale``.
 
-    The 2-D FFT is centred (``fftshift``); the ``2·threshold × 2·threshold`` block of
-    frequencies around the centre (H//2, W//2) is multiplied by ``scale``, the rest kept; the
+    The 2-D FFT is centred (``fftshift``) and multiplied by :func:`low_frequency_mask`; the
     inverse FFT's real part comes back in the dtype of ``x`` (the window is not symmetric
     about the centre, so the real part averages part of it with its mirror, exactly as
-    diffusers does). The FFT runs in float32, as in
-    diffusers (half precision has no stable FFT). ``scale`` is a number or a per-sample
-    tensor [B].
+    diffusers does). The FFT runs in float32, as in diffusers (half precision has no stable
+    FFT). ``scale`` is a number or a per-sample tensor [B] (tiled over a doubled batch).
     """
     dtype = x.dtype
     freq = torch.fft.fftshift(torch.fft.fftn(x.to(torch.float32), dim=(-2, -1)), dim=(-2, -1))
-    batch, channels, height, width = freq.shape
-    mask = torch.ones((batch, channels, height, width), device=x.device)
-    row, col = height // 2, width // 2
-    window = (..., slice(row - threshold, row + threshold), slice(col - threshold, col + threshold))
-    scale = _per_sample(scale, mask)
-    mask[window] = mask[window] * scale if isinstance(scale, torch.Tensor) else scale
+    if isinstance(scale, torch.Tensor):
+        scale = _per_sample(scale, x).reshape(-1)
+    mask = low_frequency_mask(freq.shape[-2], freq.shape[-1], scale, threshold=threshold,
+                              device=x.device)
     freq = torch.fft.ifftshift(freq * mask, dim=(-2, -1))
     return torch.fft.ifftn(freq, dim=(-2, -1)).real.to(dtype)
 

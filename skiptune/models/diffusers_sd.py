@@ -225,6 +225,8 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             "prediction_type": prediction_type,
             "freeu_family": info.family,
             "vae": vae is not None,
+            # FID's standard network for decoded RGB images; latents need a network of yours.
+            **({"default_features": "inception"} if vae is not None else {}),
         },
         source=str(folder),
         conditioner=PromptConditioner(info),

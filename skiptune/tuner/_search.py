@@ -95,7 +95,9 @@ def plan_search(
 
     ``objective_options`` are forwarded to ``ObjectiveConfig`` (metric, features, reference,
     rungs, batch_size, schedule_exponent); only the ones given, so that the objective's own
-    defaults stay the single source. Raises ConfigurationError for a budget the sampler
+    defaults stay the single source, except that a model naming its own feature network
+    (``metadata["default_features"]``, "inception" for Stable Diffusion) gets it unless
+    ``features`` is given. Raises ConfigurationError for a budget the sampler
     cannot meet, an unknown option, or a model that carries no reference when none is given.
     """
     from skiptune.objectives import ObjectiveConfig, build_objective
@@ -107,6 +109,10 @@ def plan_search(
         raise ConfigurationError(
             f"pass {', '.join(sorted(clashing))} to the search itself, not in objective_options"
         )
+    if "features" not in options and model.metadata.get("default_features"):
+        # A model may name the feature network that suits its images (Inception for Stable
+        # Diffusion's); the digit net stays the default for everything else.
+        options["features"] = str(model.metadata["default_features"])
     try:
         objective_config = ObjectiveConfig(sampler=sampler, nfe=nfe, seed=seed, **options)
     except TypeError as e:

@@ -118,3 +118,35 @@ def test_no_prompts_is_one_line(setup: dict[str, Path]) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: ") and "--prompts" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_sample_with_freeu_values_and_no_export(setup: dict[str, Path]) -> None:
+    import numpy as np
+
+    written = {}
+    for name, freeu in (("plain", []), ("freeu", ["--freeu", "1.5,1.6,0.9,0.2"])):
+        target = setup["root"] / f"{name}.npz"
+        result = runner.invoke(cli.app, [
+            "sample", "--model", str(setup["pipeline"]), "--nfe", "2", "--sampler", "euler",
+            "-n", "2", "-o", str(target), "--embeddings", str(setup["embeddings"]),
+            "--device", "cpu", *(freeu or ["--rho-bottom", "1.0"]),
+        ])
+        assert result.exit_code == 0, result.output
+        written[name] = np.load(target)["images"]
+    assert written["plain"].shape == (2, 16, 16, 3)
+    assert (written["plain"] != written["freeu"]).any()
+
+
+def test_inception_is_the_default_feature_network_for_sd(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without --features an SD search measures with Inception; offline, a missing weights
+    file is one line naming it."""
+    monkeypatch.setenv("SKIPTUNE_INCEPTION_WEIGHTS", str(tmp_path / "absent.pt"))
+    args = search_args(setup, "--trials", "1", "--study", "inception")
+    index = args.index("--features")
+    del args[index : index + 2]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and "Inception-v3 weights" in line and "absent.pt" in line, line

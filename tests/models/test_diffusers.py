@@ -453,6 +453,8 @@ def test_freeu_matches_diffusers_apply_freeu_on_unet2dmodel(diffusers, tmp_path:
 
     model = diffusers_unet.load(save_folder(tmp_path, PLAIN_UP_BLOCKS), device="cpu")
     assert [s.name for s in model.freeu_stages] == ["up_blocks.0", "up_blocks.1"]
+    # The probe found that UNet2DModel hands its skips over positionally (input 1).
+    assert {(s.input_index, s.input_name) for s in model.skip_sites} == {(1, None)}
     x = torch.randn(2, *model.image_shape, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([10.0, 700.0])
     values = FreeU(b1=1.4, b2=1.6, s1=0.9, s2=0.2)

@@ -12,7 +12,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"   # before diffusers is imported: nothing may reach the Hub
 
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.freeu import FreeU, fourier_filter
+from skiptune.freeu import FreeU, fourier_filter, low_frequency_mask
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
 from skiptune.schedule import RhoSchedule
@@ -131,6 +131,17 @@ def test_freeu_equals_diffusers_enable_freeu(
     print(f"max |skiptune FreeU − diffusers enable_freeu| = {difference:.3g}")
     assert difference <= 1e-6
     assert (ours - plain).abs().max().item() > 1e-4
+
+
+def test_low_frequency_mask_is_the_centre_block() -> None:
+    mask = low_frequency_mask(8, 6, 0.2)
+    assert mask.shape == (1, 1, 8, 6)
+    assert torch.equal(mask[0, 0, 3:5, 2:4], torch.full((2, 2), 0.2))
+    assert mask.sum().item() == pytest.approx(8 * 6 - 4 + 4 * 0.2)
+    per_sample = low_frequency_mask(4, 4, torch.tensor([0.5, 2.0]), threshold=2)
+    assert per_sample.shape == (2, 1, 4, 4)
+    assert torch.equal(per_sample[:, 0], torch.stack([torch.full((4, 4), 0.5),
+                                                      torch.full((4, 4), 2.0)]))
 
 
 def test_fourier_filter_scales_only_the_lowest_frequencies() -> None:
@@ -296,3 +307,61 @@ def test_text_prompts_without_transformers_name_the_extra(sd_folder: Path, tmp_p
     with pytest.raises(ConfigurationError) as error:
         load_model(sd_folder, device="cpu", conditioning={"prompts": str(tmp_path / "p.txt")})
     one_line(error, "pip install 'skiptune[sd]'")
+
+
+def test_denoiser_feeds_the_net_as_diffusers_pipelines_do(sd_folder: Path, tmp_path: Path) -> None:
+    """At the table's σ_t the net sees x/√(σ² + 1) at timestep t with cat([negative, prompt])
+    and D = x − σ·(ε_u + g·(ε_c − ε_u)) (ε-prediction, Karras et al. 2022 §C.3)."""
+    file = save_embeddings(tmp_path / "e.safetensors", count=2)
+    stored = safetensors_torch.load_file(str(file))
+    model = load_model(sd_folder, device="cpu",
+                       conditioning={"embeddings": str(file), "guidance_scale": 6.0})
+    steps = torch.tensor([10, 700])
+    sigma = model.discrete_sigmas[steps]
+    x = torch.randn(2, *model.noise_shape, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        x_in = torch.cat([x, x]) / (sigma.repeat(2).view(-1, 1, 1, 1) ** 2 + 1).sqrt()
+        embeds = torch.cat([stored["negative_prompt_embeds"].expand(2, -1, -1),
+                            stored["prompt_embeds"]])
+        eps = model.net(x_in, steps.repeat(2), encoder_hidden_states=embeds).sample
+    uncond, cond = eps.chunk(2)
+    expected = x - sigma.view(-1, 1, 1, 1) * (uncond + 6.0 * (cond - uncond))
+    got = model.denoise(x, sigma, model.condition_for([0, 1]))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_readme_hook_snippet_applies_exported_rho_like_skiptune(sd_folder: Path) -> None:
+    """The README's plain-diffusers hook for ρ (no skiptune at sampling time) must give what
+    skip_tuning gives: run its scale_skips on the U-Net with an export's rho_factors."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "scale_skips" in b)
+    source = block[block.index("def scale_skips"):block.index("for i, block in")]
+    model = load_model(sd_folder, device="cpu")
+    schedule = RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")
+    factors = schedule.factors(model.num_skips)
+    best = {"rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
+    namespace: dict[str, Any] = {"best": best}
+    exec(source, namespace)
+    net = model.net
+    generator = torch.Generator().manual_seed(4)
+    x, embeds = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 5, CROSS)
+    t = torch.tensor([30.0, 500.0])
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return net(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+
+    with skip_tuning(model, schedule):
+        ours = run()
+    handles = [block.register_forward_pre_hook(namespace["scale_skips"](i, len(block.resnets)),
+                                               with_kwargs=True)
+               for i, block in enumerate(net.up_blocks)]
+    try:
+        theirs = run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, run())
