@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from skiptune import cli
+from skiptune.tuner._output import MIN_GRID_WIDTH
 
 pytest.importorskip("diffusers")
 pytest.importorskip("safetensors")
@@ -97,7 +98,9 @@ def test_search_export_and_sample_on_a_pipeline_folder(setup: dict[str, Path]) -
     assert result.exit_code == 0, result.output
     from PIL import Image
 
-    assert Image.open(grid).size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)   # 2×2 grid, 2 px gaps
+    side = 2 * 16 + 3 * 2                     # 2×2 grid of 16 px images, 2 px gaps
+    scale = MIN_GRID_WIDTH // side + (MIN_GRID_WIDTH % side > 0)   # enlarged to be readable
+    assert Image.open(grid).size == (side * scale, side * scale)
 
 
 def test_resuming_with_another_guidance_scale_is_refused(setup: dict[str, Path]) -> None:

@@ -41,6 +41,7 @@ def perturbed_checkpoint(path: Path) -> Path:
     payload = torch.load(DEMO, map_location="cpu", weights_only=True)
     name = next(iter(payload["ema"]))
     payload["ema"][name] = payload["ema"][name] + 1e-3
+    payload.pop("ema_sha256", None)    # a checkpoint of other weights, not a damaged one
     torch.save(payload, path)
     return path
 
