@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,25 @@ def _damaged(path: Path, error: BaseException) -> CheckpointError:
     )
 
 
-def _refuses_code(error: BaseException) -> bool:
-    """Whether torch's safe loader stopped at a pickled global (a class or function to call),
-    not at bytes it cannot parse: only then does the file really hold Python objects."""
+_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST"})   # name a class or function
+
+
+def _refuses_code(error: BaseException, data: bytes) -> bool:
+    """Whether torch's safe loader refused a pickled global (a class or function to call),
+    not bytes it cannot parse: only then does the file really hold Python objects.
+
+    torch names the global in its message for what it parses; a raw pickle of a newer
+    protocol it stops at earlier (an unsupported opcode), so the opcodes are listed, without
+    executing any, to look for one that names code.
+    """
     text = str(error)
-    return "Unsupported global" in text or "GLOBAL" in text
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return True
+    try:
+        names = {op.name for op, _arg, _pos in pickletools.genops(data)}   # the whole stream
+    except Exception:  # not a well-formed pickle: damaged, not code
+        return False
+    return bool(names & _CODE_OPCODES)
 
 
 def _read(path: Path, *, trust_pickle: bool) -> Any:
@@ -141,7 +156,7 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if not trust_pickle and _refuses_code(e):
+        if not trust_pickle and _refuses_code(e, data):
             raise CheckpointError(
                 f"model file {str(path)!r} contains pickled Python objects, which can run code "
                 "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
