@@ -283,7 +283,8 @@ def _feature_net(folder: Path) -> Path:
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
     path = folder / "features.pt"
     torch.jit.script(net).save(str(path))
-    (folder / "features.json").write_text(json.dumps({"input_range": "-1,1", "resolution": 8, "channels": 1}))
+    spec = {"input_range": "-1,1", "resolution": 8, "channels": 1}
+    (folder / "features.json").write_text(json.dumps(spec))
     return path
 
 
