@@ -11,14 +11,21 @@ exit code 130.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
-__all__ = ["arm", "install", "interrupted"]
+__all__ = ["armed", "install", "interrupted"]
 
+_COMMANDS = ("skiptune", "skiptune-search", "cli.py")   # console scripts, python -m skiptune.cli
 _count = 0
 _armed = False
+_previous: Any = None
 
 
 def _handler(_signum: int, _frame: FrameType | None) -> None:
@@ -35,19 +42,33 @@ def _handler(_signum: int, _frame: FrameType | None) -> None:
 
 def install() -> None:
     """Use this handler for SIGINT, in the main thread, unless SIGINT is ignored (a job
-    started with nohup or in the background keeps ignoring it)."""
+    started with nohup or in the background keeps ignoring it) or it is installed already."""
+    global _previous
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    current = signal.getsignal(signal.SIGINT)
+    if current is signal.default_int_handler:
+        _previous = current
         signal.signal(signal.SIGINT, _handler)
 
 
-def arm() -> None:
-    """From now on the first Ctrl-C raises KeyboardInterrupt; one counted before raises now."""
+@contextlib.contextmanager
+def armed() -> Iterator[None]:
+    """While the block runs, the first Ctrl-C raises KeyboardInterrupt (one counted before it
+    raises at once). Python's handler comes back after it, unless a Ctrl-C came: SIGINT then
+    stays ignored until the process exits."""
     global _armed
+    install()
     _armed = True
-    if _count:
-        raise KeyboardInterrupt
+    try:
+        if _count:
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _armed = False
+        if not _count and _previous is not None and threading.current_thread() is \
+                threading.main_thread():
+            signal.signal(signal.SIGINT, _previous)
 
 
 def interrupted() -> bool:
@@ -55,4 +76,7 @@ def interrupted() -> bool:
     return _count > 0
 
 
-install()
+# Only in a process started as the command (not when a program or a test imports the module):
+# there the handler must be in place before the edge runs, during the slow imports.
+if Path(sys.argv[0] if sys.argv else "").name in _COMMANDS:
+    install()

@@ -735,8 +735,8 @@ def _edge(command: Callable[[], Any]) -> None:
     when the library is imported) becomes its line and exit code 1.
     """
     try:
-        skiptune._interrupt.arm()
-        command()
+        with skiptune._interrupt.armed():
+            command()
     except KeyboardInterrupt:
         raise SystemExit(_interrupted_line()) from None
     except SkiptuneError as e:

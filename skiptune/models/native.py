@@ -120,27 +120,25 @@ def _damaged(path: Path, error: BaseException) -> CheckpointError:
     )
 
 
-_CALLING_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ",
-                               "NEWOBJ_EX"})
+_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST"})   # name a class or function
 
 
 def _refuses_code(error: BaseException, data: bytes) -> bool:
-    """Whether the file really holds Python objects to call, not bytes that cannot be parsed.
+    """Whether torch's safe loader refused a pickled global (a class or function to call),
+    not bytes it cannot parse: only then does the file really hold Python objects.
 
-    Torch's safe loader names a refused global for a zip checkpoint; a bare pickle of
-    protocol 4 or 5 stops it earlier, at a framing opcode it does not read. Such a pickle is
-    then judged by its opcodes (``pickletools`` only parses, it runs nothing): a stream that
-    parses and names a global or calls one holds Python objects.
+    torch names the global in its message for what it parses; a raw pickle of a newer
+    protocol it stops at earlier (an unsupported opcode), so the opcodes are listed, without
+    executing any, to look for one that names code.
     """
     text = str(error)
     if "Unsupported global" in text or "GLOBAL" in text:
         return True
-    if data[:4] == _ZIP_MAGIC:
-        return False
     try:
-        return any(op.name in _CALLING_OPCODES for op, _arg, _pos in pickletools.genops(data))
-    except Exception:  # not a whole pickle: damaged bytes, reported as such
+        names = {op.name for op, _arg, _pos in pickletools.genops(data)}   # the whole stream
+    except Exception:  # not a well-formed pickle: damaged, not code
         return False
+    return bool(names & _CODE_OPCODES)
 
 
 def _read(path: Path, *, trust_pickle: bool) -> Any:

@@ -363,6 +363,9 @@ def _worker_main(
     torch.set_num_threads(threads)
     try:
         signal.signal(signal.SIGTERM, signal.default_int_handler)     # like Ctrl-C, see above
+        # Python's own Ctrl-C, not the command line's (which a spawned worker inherits by
+        # re-importing the parent's main module, and which is armed only in the parent).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from skiptune.objectives import ObjectiveConfig, build_objective
 
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])

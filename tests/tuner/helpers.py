@@ -38,10 +38,13 @@ def demo_database(root: Path) -> Path:
 
 def perturbed_checkpoint(path: Path) -> Path:
     """A copy of the demo checkpoint with one weight nudged: other weights, other fingerprint."""
+    from skiptune.models._base import fingerprint_state_dict
+
     payload = torch.load(DEMO, map_location="cpu", weights_only=True)
     name = next(iter(payload["ema"]))
     payload["ema"][name] = payload["ema"][name] + 1e-3
-    payload.pop("ema_sha256", None)    # a checkpoint of other weights, not a damaged one
+    # Saved as save_checkpoint would: with the checksum of these (other) weights.
+    payload["ema_sha256"] = fingerprint_state_dict(payload["ema"])
     torch.save(payload, path)
     return path
 
