@@ -164,7 +164,7 @@ def write_atomically(
     return target
 
 
-def save_torch_atomically(payload: Any, path: str | Path) -> Path:
+def save_torch_atomically(payload: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` through :func:`write_atomically`: a crash never leaves half a checkpoint."""
     import torch
 

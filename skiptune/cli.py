@@ -11,7 +11,6 @@ from __future__ import annotations
 import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
 # isort: on
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
@@ -766,4 +765,4 @@ def search_main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -136,7 +136,7 @@ def fourier_filter(x: torch.Tensor, scale: Factor, *, threshold: int = 1) -> tor
     dtype = x.dtype
     freq = torch.fft.fftshift(torch.fft.fftn(x.to(torch.float32), dim=(-2, -1)), dim=(-2, -1))
     if isinstance(scale, torch.Tensor):
-        scale = _per_sample(scale, x).reshape(-1)
+        scale = expand_factor(scale, x).reshape(-1)
     mask = low_frequency_mask(freq.shape[-2], freq.shape[-1], scale, threshold=threshold,
                               device=x.device)
     freq = torch.fft.ifftshift(freq * mask, dim=(-2, -1))

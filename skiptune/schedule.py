@@ -10,6 +10,7 @@ The ρ here is the skip factor only; the Karras σ-schedule exponent is named
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +114,7 @@ class RhoSchedule:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> RhoSchedule:
+    def from_dict(cls, data: Mapping[str, Any]) -> RhoSchedule:
         """From a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``,
         ``freeu`` (the four FreeU factors).
 

@@ -168,6 +168,7 @@ class PromptConditioner:
                 embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
             source = str(file)
         else:
+            assert prompts is not None          # exactly one of the two, checked above
             texts = read_prompts(prompts)
             prompt, pooled = _encode(self.info, texts)
             embeddings = _Embeddings(prompt=prompt, pooled=pooled)

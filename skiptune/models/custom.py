@@ -326,7 +326,7 @@ def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
         raise ConfigurationError(
             f"image_shape must be (channels, height, width) of positive ints, got {image_shape!r}"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check_sigmas(sigma_min: Any, sigma_max: Any, sigma_data: Any) -> None:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
@@ -245,7 +244,7 @@ class _ConditionalDenoiser(VpInput):
     """
 
     def __init__(
-        self, net: nn.Module, *, log_sigmas: torch.Tensor, prediction_type: str, info: UNetInfo
+        self, net: Any, *, log_sigmas: torch.Tensor, prediction_type: str, info: UNetInfo
     ) -> None:
         super().__init__(log_sigmas)
         self.net = net
@@ -285,7 +284,7 @@ class _ConditionalDenoiser(VpInput):
     ) -> torch.Tensor:
         dtype = next(self.net.parameters()).dtype
         added = None
-        if self.info.time_ids:
+        if self.info.time_ids and pooled is not None:   # SDXL: pooled checked at load
             # SDXL micro-conditioning: original size, crop (0, 0), target size, in pixels.
             height, width = (d * self.info.vae_scale_factor for d in x.shape[-2:])
             ids = torch.tensor([height, width, 0, 0, height, width], device=x.device, dtype=dtype)
@@ -299,7 +298,7 @@ class _ConditionalDenoiser(VpInput):
 class _VaeDecoder:
     """Latents → images in [-1, 1] through the VAE, ``_DECODE_BATCH`` latents at a time."""
 
-    def __init__(self, vae: nn.Module) -> None:
+    def __init__(self, vae: Any) -> None:
         self.vae = vae
         self.scaling_factor = float(vae.config.scaling_factor)
         shift = getattr(vae.config, "shift_factor", None)
@@ -317,7 +316,8 @@ class _VaeDecoder:
         return torch.cat(images)
 
 
-def _from_pretrained(cls: Any, folder: Path, what: str) -> nn.Module:
+def _from_pretrained(cls: Any, folder: Path, what: str) -> Any:
+    # diffusers' models carry no type information: their attributes are duck-typed here.
     try:
         # local_files_only: never reach for the Hub; low_cpu_mem_usage only with accelerate.
         return cls.from_pretrained(
@@ -352,7 +352,7 @@ def _check_supported(unet_dir: Path, config: Any) -> None:
         )
 
 
-def _pooled_dim(net: nn.Module) -> int | None:
+def _pooled_dim(net: Any) -> int | None:
     """SDXL's pooled text width: add_embedding's input minus six Fourier-embedded time ids."""
     if net.config.addition_embed_type != "text_time":
         return None
@@ -364,7 +364,7 @@ def _force_zeros(folder: Path) -> bool:
     return bool(index.get("force_zeros_for_empty_prompt", False))
 
 
-def _probe_pass(net: nn.Module, info: UNetInfo) -> Any:
+def _probe_pass(net: Any, info: UNetInfo) -> Any:
     size = probe_size(net)
     dtype = next(net.parameters()).dtype
     x = torch.zeros(1, int(net.config.in_channels), size, size, dtype=dtype)

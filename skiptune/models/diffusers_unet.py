@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from skiptune._files import read_text
 from skiptune.errors import CheckpointError, ConfigurationError
@@ -338,7 +337,7 @@ class _DiffusersDenoiser(VpInput):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: Any,                              # a diffusers UNet2DModel (no type information)
         *,
         log_sigmas: torch.Tensor,
         prediction_type: str,
@@ -455,7 +454,7 @@ class _ProbeDone(Exception):
 
 
 def probe_skip_inputs(
-    net: nn.Module, run: Callable[[], Any]
+    net: Any, run: Callable[[], Any]
 ) -> list[tuple[int | None, str | None]]:
     """How each up block of ``net`` receives its tuple of skips: (positional index, keyword).
 
@@ -501,14 +500,14 @@ def probe_skip_inputs(
     return [f for f in found if f is not None]
 
 
-def probe_size(net: nn.Module) -> int:
+def probe_size(net: Any) -> int:
     """The smallest spatial size every down- and up-sampler of ``net`` can halve and restore."""
     downsamplers = sum(1 for b in net.down_blocks if getattr(b, "downsamplers", None))
     return 2**downsamplers
 
 
 def up_block_sites(
-    where: str, net: nn.Module, inputs: Sequence[tuple[int | None, str | None]],
+    where: str, net: Any, inputs: Sequence[tuple[int | None, str | None]],
     supported: frozenset[str],
 ) -> tuple[tuple[SkipSite, ...], tuple[FreeUStage, ...]]:
     """One site per skip, bottom → top, in the order the up blocks consume them; FreeU stages.

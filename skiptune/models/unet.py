@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -92,8 +93,17 @@ class PositionalEmbedding(nn.Module):
         return torch.cat([x.cos(), x.sin()], dim=1)
 
 
+def _zero_init(layer: nn.Conv2d | nn.Linear) -> None:
+    """Zero a layer's weight and bias: a residual branch that starts as the identity."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
 class FourierEmbedding(nn.Module):
     """Random Fourier features of the noise level (NCSN++)."""
+
+    freqs: torch.Tensor
 
     def __init__(self, num_channels: int, scale: float = 16.0) -> None:
         super().__init__()
@@ -132,8 +142,7 @@ class UNetBlock(nn.Module):
         self.norm1 = _group_norm(out_channels, num_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv1 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv1.weight)
-        nn.init.zeros_(self.conv1.bias)
+        _zero_init(self.conv1)
         self.shortcut = (
             nn.Conv2d(in_channels, out_channels, 1)
             if in_channels != out_channels or up or down
@@ -144,8 +153,7 @@ class UNetBlock(nn.Module):
             self.norm2 = _group_norm(out_channels, num_groups)
             self.qkv = nn.Conv2d(out_channels, out_channels * 3, 1)
             self.proj = nn.Conv2d(out_channels, out_channels, 1)
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
+            _zero_init(self.proj)
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
         if self.up:
@@ -188,7 +196,7 @@ class EDMUNet(nn.Module):
         self.config = config
         c = config
         emb_channels = c.model_channels * c.channel_mult_emb
-        block_kwargs = {
+        block_kwargs: dict[str, Any] = {
             "emb_channels": emb_channels,
             "dropout": c.dropout,
             "num_groups": c.num_groups,
@@ -241,8 +249,7 @@ class EDMUNet(nn.Module):
                 )
         self.out_norm = _group_norm(cout, c.num_groups)
         self.out_conv = nn.Conv2d(cout, c.out_channels, 3, padding=1)
-        nn.init.zeros_(self.out_conv.weight)
-        nn.init.zeros_(self.out_conv.bias)
+        _zero_init(self.out_conv)
 
         # One tap per consumed skip, in consumption order: index 0 is the deepest skip.
         num_skips = sum(1 for name in self.dec if "_block" in name)

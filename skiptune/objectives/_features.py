@@ -24,7 +24,11 @@ import torch.nn.functional as F
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models import TunableModel
-from skiptune.objectives._digit_net import feature_net_fingerprint, load_feature_net
+from skiptune.objectives._digit_net import (
+    DigitFeatureNet,
+    feature_net_fingerprint,
+    load_feature_net,
+)
 from skiptune.objectives._paths import ASSETS_DIR, cache_root, sha256_file
 
 __all__ = [
@@ -164,7 +168,7 @@ class DigitFeatureExtractor:
 
     name = "digits"
 
-    def __init__(self, net: torch.nn.Module, *, device: torch.device | str | None = None) -> None:
+    def __init__(self, net: DigitFeatureNet, *, device: torch.device | str | None = None) -> None:
         self.device = torch.device(device or "cpu")
         self.net = net.to(self.device).eval()
         self.resolution = int(net.config.resolution)
@@ -369,7 +373,7 @@ class InputSpec:
         resolution = tuple(value) if isinstance(value, list) else value
         return cls(
             input_range=str(data["input_range"]),
-            resolution=resolution,  # type: ignore[arg-type]  # checked in __post_init__
+            resolution=resolution,  # checked in __post_init__
             channels=int(data.get("channels", 3)),
             resize=str(data.get("resize", "bilinear")),
             name=str(data.get("name", "torchscript")),

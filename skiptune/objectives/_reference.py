@@ -227,7 +227,7 @@ class _RunningStatistics:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) float64, sigma normalised by N − 1 as :func:`gaussian_statistics`."""
-        if self.count < 2 or self.shift is None:
+        if self.count < 2 or self.shift is None or self.total is None or self.outer is None:
             raise ConfigurationError(
                 f"a covariance needs at least 2 reference images, got {self.count}; add images"
             )

@@ -166,7 +166,7 @@ def database_error(error: BaseException, url: URL, display: str) -> StorageError
         cause = error.__cause__               # Optuna's StorageInternalError wraps the driver's
     reason = first_line(cause, url)
     lost = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
-        cause.connection_invalidated or is_transient(cause.orig)
+        cause.connection_invalidated or (cause.orig is not None and is_transient(cause.orig))
     )
     if lost:
         return StorageError(
