@@ -10,9 +10,11 @@ Builds EDM's CIFAR-10 DDPM++ (EDMPrecond, 55.7 M parameters) and ImageNet-64 ADM
 * the bare forward passes that trial needs: ``nfe`` calls of the preconditioned network per
   batch on a ready tensor, without hooks, sampler or noise;
 
-and prints seconds per trial, images/s, and the share of the trial spent outside the
-network forward (1 − bare/trial). Feature extraction and the metric are not included: they
-depend on the feature network (Inception for these models), not on skiptune's EDM code.
+and prints seconds per trial, images/s, the share of the trial spent outside the network
+forward (timed inside the same trial, by hooks on the network, so load from other processes
+cancels out) and trial/bare (which such load does not cancel). Feature extraction and the
+metric are not included: they depend on the feature network (Inception for these models),
+not on skiptune's EDM code.
 
     python benchmarks/edm_trial_speed.py --device cpu -n 8 --batch-size 8
     python benchmarks/edm_trial_speed.py --device cuda            # N = 256
@@ -21,11 +23,12 @@ depend on the feature network (Inception for these models), not on skiptune's ED
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -55,19 +58,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_trial(model, *, n: int, batch_size: int, nfe: int) -> float:
-    """Seconds to sample n images as a trial does (noise, labels, hooks, Heun)."""
+@contextlib.contextmanager
+def _forward_clock(net: torch.nn.Module, device: torch.device) -> Iterator[list[float]]:
+    """Sum the seconds spent inside ``net``'s forward while the block runs (synchronising a
+    GPU at each entry and exit, so the sum is wall time of the forward passes)."""
+    spent = [0.0]
+    entered = [0.0]
+
+    def enter(*_: object) -> None:
+        _sync(device)
+        entered[0] = time.perf_counter()
+
+    def leave(*_: object) -> None:
+        _sync(device)
+        spent[0] += time.perf_counter() - entered[0]
+
+    handles = [net.register_forward_pre_hook(enter), net.register_forward_hook(leave)]
+    try:
+        yield spent
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def time_trial(model, *, n: int, batch_size: int, nfe: int) -> tuple[float, float]:
+    """Seconds to sample n images as a trial does (noise, labels, hooks, Heun), and the
+    seconds of that spent inside the network's forward."""
     device = model.device
     _sync(device)
     started = time.perf_counter()
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.6, rho_top=1.0)):
+    with (_forward_clock(model.net, device) as inside,
+          skip_tuning(model, RhoSchedule(rho_bottom=0.6, rho_top=1.0))):
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             noise = initial_noise(count, model.image_shape, seed=0, start=start)
             condition = model.condition_for(range(start, start + count))
             sample(model, noise, sampler="heun", nfe=nfe, condition=condition)
     _sync(device)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, inside[0]
 
 
 @torch.no_grad()
@@ -112,23 +140,29 @@ def main() -> None:
         time_trial(model, n=min(n, b), batch_size=b, nfe=1)          # warm-up
         # Interleaved, so that load from other processes hits both measurements alike; the
         # fastest of each is kept.
-        trials, bares = [], []
+        trials, insides, bares = [], [], []
         for _ in range(args.repeats):
-            trials.append(time_trial(model, n=n, batch_size=b, nfe=nfe))
+            seconds, inside = time_trial(model, n=n, batch_size=b, nfe=nfe)
+            trials.append(seconds)
+            insides.append(inside)
             bares.append(time_bare_forwards(model, n=n, batch_size=b, nfe=nfe))
-        trial, bare = min(trials), min(bares)
+        best = min(range(args.repeats), key=trials.__getitem__)
+        trial, inside, bare = trials[best], insides[best], min(bares)
+        # Measured within the same trial, so load from other processes cancels out.
+        outside = 1 - inside / trial
         row = {
             "model": name, "parameters": params, "skips": model.num_skips,
             "fp16": bool(net.use_fp16 and device.type == "cuda"), "n": n, "batch_size": b,
             "nfe": nfe, "seconds_per_trial": trial, "images_per_second": n / trial,
-            "seconds_bare_forwards": bare, "share_outside_forward": 1 - bare / trial,
-            "trial_over_bare": trial / bare, "trial_runs": trials, "bare_runs": bares,
+            "seconds_inside_forward": inside, "share_outside_forward": outside,
+            "seconds_bare_forwards": bare, "trial_over_bare": trial / bare,
+            "trial_runs": trials, "inside_forward_runs": insides, "bare_runs": bares,
         }
         rows.append(row)
         print(f"{name}: {params / 1e6:.1f} M parameters, {model.num_skips} skips, "
               f"N={n} (batch {b}), {nfe} NFE: {trial:.2f} s/trial, {n / trial:.2f} images/s, "
-              f"bare forwards {bare:.2f} s, outside the forward {row['share_outside_forward']:.1%}"
-              f" (trial/bare {trial / bare:.3f})", flush=True)
+              f"outside the network forward {outside:.2%}; bare forwards {bare:.2f} s "
+              f"(trial/bare {trial / bare:.3f})", flush=True)
         del model, net
         if device.type == "cuda":
             torch.cuda.empty_cache()
