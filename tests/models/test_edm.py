@@ -158,3 +158,20 @@ def test_sample_writes_a_conditional_grid(tmp_path: Path) -> None:
         grids[labels] = np.asarray(Image.open(out))
     assert grids["2"].shape == grids["8"].shape
     assert not np.array_equal(grids["2"], grids["8"])        # the class reached the network
+
+
+def test_objective_and_sample_draw_the_same_per_seed_classes(tmp_path: Path) -> None:
+    from skiptune.objectives import ObjectiveConfig, build_objective
+    from skiptune.schedule import RhoSchedule
+    from skiptune.tuner import sample_images
+
+    features, reference = _offline_features_and_reference(tmp_path)
+    model = load_model(fixture_path("adm-edm-cond"), device="cpu")
+    config = ObjectiveConfig(sampler="euler", nfe=3, features=str(features),
+                             reference=str(reference), rungs=(6,), seed=11, batch_size=4)
+    objective = build_objective(model, config, progress=False)
+    assert objective.identity["condition"]["classes"] is None      # all classes, per seed
+    scored, _, _ = objective._batch(0, 6)
+    images = sample_images(model, schedule=RhoSchedule(rho_bottom=1.0, rho_top=1.0), nfe=3,
+                           sampler="euler", num_samples=6, seed=11, batch_size=6)
+    np.testing.assert_allclose(scored, objective.extractor(images), rtol=1e-5, atol=1e-6)

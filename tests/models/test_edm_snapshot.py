@@ -235,3 +235,13 @@ def test_snapshot_carrying_the_first_released_network_source_loads(tmp_path: Pat
     assert "first released" in KNOWN_NETWORK_SOURCES[snapshot.source_sha256]
     assert load_model(path, device="cpu").fingerprint == load_model(
         fixture_path("adm-edm-cond"), device="cpu").fingerprint
+
+
+def test_hand_made_records_of_the_wrong_shape(tmp_path: Path) -> None:
+    def garble(tree: dict) -> None:
+        tree["ema"].state["_modules"] = 5
+
+    with pytest.raises(CheckpointError) as error:
+        load_model(_write_variant(tmp_path, garble), device="cpu")
+    _one_line(error, "is malformed", "network-snapshot-*.pkl")
+

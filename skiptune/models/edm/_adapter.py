@@ -91,9 +91,10 @@ def build_network(
         )
     try:
         return PRECONDITIONERS[class_name](*init_args, **init_kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ArithmeticError, IndexError, KeyError, RuntimeError) as e:
         raise CheckpointError(
-            f"{class_name} records arguments skiptune's EDM networks do not take ({e})"
+            f"{class_name} records arguments skiptune's EDM networks do not take "
+            f"({type(e).__name__}: {e})"
         ) from None
 
 

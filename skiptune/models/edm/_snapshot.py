@@ -289,8 +289,18 @@ def read_snapshot(path: str | Path) -> EDMSnapshot:
             has no ``ema`` network, or carries network code that is not a released EDM text.
     """
     path = Path(path)
+    try:
+        return _snapshot_of(path, _unpickle(path))
+    except (AttributeError, TypeError, ValueError) as e:
+        # Records whose parts have the wrong types: only a hand-made file gets here.
+        raise CheckpointError(
+            f"EDM snapshot {str(path)!r} is malformed ({type(e).__name__}: {e}); pass a "
+            "network-snapshot-*.pkl written by EDM's training loop"
+        ) from None
+
+
+def _snapshot_of(path: Path, payload: Any) -> EDMSnapshot:
     where = f"EDM snapshot {str(path)!r}"
-    payload = _unpickle(path)
     if not isinstance(payload, dict):
         raise CheckpointError(
             f"{where} holds a pickled {type(payload).__name__}, not EDM's snapshot dict "
