@@ -13,7 +13,7 @@ from torch import nn
 
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
-from skiptune.models.edm._networks import NETWORKS, PRECONDITIONERS, iDDPMPrecond
+from skiptune.models.edm._networks import NETWORKS, PRECONDITIONERS, _Precond, iDDPMPrecond
 from skiptune.models.edm._snapshot import EDMSnapshot, read_snapshot
 
 __all__ = ["EDM_SAMPLER_SIGMA_RANGE", "ClassLabels", "build_network", "load", "wrap_network"]
@@ -72,7 +72,7 @@ class ClassLabels:
 
 def build_network(
     class_name: str, init_kwargs: Mapping[str, Any], init_args: Sequence[Any] = ()
-) -> nn.Module:
+) -> _Precond:
     """skiptune's EDM preconditioner ``class_name`` built from a snapshot's recorded arguments.
 
     Raises CheckpointError for a class skiptune does not implement or arguments it does not
@@ -98,14 +98,14 @@ def build_network(
         ) from None
 
 
-def _sigma_range(net: nn.Module) -> tuple[float, float]:
+def _sigma_range(net: _Precond) -> tuple[float, float]:
     if type(net).__name__ == "EDMPrecond":
         return EDM_SAMPLER_SIGMA_RANGE
     return float(net.sigma_min), float(net.sigma_max)
 
 
 def wrap_network(
-    net: nn.Module, *, source: str = "", metadata: Mapping[str, Any] | None = None
+    net: _Precond, *, source: str = "", metadata: Mapping[str, Any] | None = None
 ) -> TunableModel:
     """A built EDM preconditioner (weights loaded, on its device) as a TunableModel."""
     net.eval().requires_grad_(False)

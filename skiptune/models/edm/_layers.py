@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,8 @@ class Conv2d(nn.Module):
     residual encoder); ``resample_filter`` is a buffer only when resampling.
     """
 
+    resample_filter: torch.Tensor | None
+
     def __init__(
         self,
         in_channels: int,
@@ -96,7 +99,9 @@ class Conv2d(nn.Module):
         f = None if self.resample_filter is None else self.resample_filter.to(x.dtype)
         w_pad = 0 if w is None else w.shape[-1] // 2
         f_pad = 0 if f is None else (f.shape[-1] - 1) // 2
-        if self.fused_resample and self.up and w is not None:
+        if (self.up or self.down) and f is None:
+            raise RuntimeError("a resampling Conv2d lost its resample_filter buffer")
+        if self.fused_resample and self.up and w is not None and f is not None:
             # The later EDM text's padding (the first release padded w_pad + f_pad here and
             # none in the convolution); no EDM preset upsamples fused, so both compute alike.
             up_kernel = f.mul(4).tile([self.in_channels, 1, 1, 1])
@@ -104,17 +109,17 @@ class Conv2d(nn.Module):
                 x, up_kernel, groups=self.in_channels, stride=2, padding=max(f_pad - w_pad, 0)
             )
             x = F.conv2d(x, w, padding=max(w_pad - f_pad, 0))
-        elif self.fused_resample and self.down and w is not None:
+        elif self.fused_resample and self.down and w is not None and f is not None:
             x = F.conv2d(x, w, padding=w_pad + f_pad)
             down_kernel = f.tile([self.out_channels, 1, 1, 1])
             x = F.conv2d(x, down_kernel, groups=self.out_channels, stride=2)
         else:
-            if self.up:
+            if self.up and f is not None:
                 up_kernel = f.mul(4).tile([self.in_channels, 1, 1, 1])
                 x = F.conv_transpose2d(
                     x, up_kernel, groups=self.in_channels, stride=2, padding=f_pad
                 )
-            if self.down:
+            if self.down and f is not None:
                 down_kernel = f.tile([self.in_channels, 1, 1, 1])
                 x = F.conv2d(x, down_kernel, groups=self.in_channels, stride=2, padding=f_pad)
             if w is not None:
@@ -187,7 +192,7 @@ class UNetBlock(nn.Module):
         self.dropout = dropout
         self.skip_scale = skip_scale
         self.adaptive_scale = adaptive_scale
-        resample = {"up": up, "down": down, "resample_filter": resample_filter}
+        resample: dict[str, Any] = {"up": up, "down": down, "resample_filter": resample_filter}
 
         self.norm0 = GroupNorm(in_channels, eps=eps)
         self.conv0 = Conv2d(in_channels, out_channels, 3, **resample)

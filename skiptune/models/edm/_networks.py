@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,18 @@ def _consumes_skip(name: str) -> bool:
 
 def _skip_taps(decoder: nn.ModuleDict) -> nn.ModuleList:
     return nn.ModuleList(nn.Identity() for name in decoder if _consumes_skip(name))
+
+
+def _out_channels(block: nn.Module) -> int:
+    """The output channels of an encoder layer (a Conv2d or a UNetBlock)."""
+    return int(cast(Conv2d | UNetBlock, block).out_channels)
+
+
+def _required_labels(class_labels: torch.Tensor | None) -> torch.Tensor:
+    """A conditional network's one-hot labels; EDM's preconditioner always passes them."""
+    if class_labels is None:
+        raise ValueError("a class-conditional EDM network needs class_labels")
+    return class_labels
 
 
 class SongUNet(nn.Module):
@@ -85,7 +98,7 @@ class SongUNet(nn.Module):
         self.label_dropout = label_dropout
         emb_channels = model_channels * channel_mult_emb
         noise_channels = model_channels * channel_mult_noise
-        block_kwargs = {
+        block_kwargs: dict[str, Any] = {
             "emb_channels": emb_channels, "num_heads": 1, "dropout": dropout,
             "skip_scale": math.sqrt(0.5), "eps": 1e-6, "resample_filter": resample_filter,
             "resample_proj": True, "adaptive_scale": False,
@@ -129,7 +142,7 @@ class SongUNet(nn.Module):
                 self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(
                     cin, cout, attention=res in attn_resolutions, **block_kwargs
                 )
-        skip_channels = [b.out_channels for n, b in self.enc.items() if "aux" not in n]
+        skip_channels = [_out_channels(b) for n, b in self.enc.items() if "aux" not in n]
 
         # Decoder: num_blocks + 1 blocks per resolution, each taking one popped skip; the
         # output is produced at the top ("skip" decoder: at every resolution, upsampled and
@@ -168,7 +181,7 @@ class SongUNet(nn.Module):
         emb = self.map_noise(noise_labels)
         emb = emb.reshape(emb.shape[0], 2, -1).flip(1).reshape(*emb.shape)  # sin first
         if self.map_label is not None:
-            labels = class_labels
+            labels = _required_labels(class_labels)
             if self.training and self.label_dropout:
                 keep = torch.rand([x.shape[0], 1], device=x.device) >= self.label_dropout
                 labels = labels * keep.to(labels.dtype)
@@ -179,7 +192,7 @@ class SongUNet(nn.Module):
         emb = F.silu(self.map_layer1(emb))
 
         # Encoder.
-        skips = []
+        skips: list[torch.Tensor] = []
         aux = x
         for name, block in self.enc.items():
             if "aux_down" in name:
@@ -194,20 +207,23 @@ class SongUNet(nn.Module):
 
         # Decoder: the tap before each concatenation is where skip-tuning scales the skip.
         taps = iter(self.skip_taps)
-        aux = out = None
+        image: torch.Tensor | None = None      # the output, built up level by level
+        out = x
         for name, block in self.dec.items():
             if "aux_up" in name:
-                aux = block(aux)
+                image = block(image)
             elif "aux_norm" in name:
                 out = block(x)
             elif "aux_conv" in name:
-                out = block(F.silu(out))
-                aux = out if aux is None else out + aux
+                out = block(F.silu(out))       # after this level's aux_norm
+                image = out if image is None else out + image
             else:
                 if _consumes_skip(name):
                     x = torch.cat([x, next(taps)(skips.pop())], dim=1)
                 x = block(x, emb)
-        return aux
+        if image is None:
+            raise ValueError("the decoder has no aux_conv output layer")
+        return image
 
 
 class DhariwalUNet(nn.Module):
@@ -234,7 +250,9 @@ class DhariwalUNet(nn.Module):
         super().__init__()
         self.label_dropout = label_dropout
         emb_channels = model_channels * channel_mult_emb
-        block_kwargs = {"emb_channels": emb_channels, "channels_per_head": 64, "dropout": dropout}
+        block_kwargs: dict[str, Any] = {
+            "emb_channels": emb_channels, "channels_per_head": 64, "dropout": dropout
+        }
 
         # Mapping.
         self.map_noise = PositionalEmbedding(model_channels)
@@ -258,7 +276,7 @@ class DhariwalUNet(nn.Module):
                 self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(
                     cin, cout, attention=res in attn_resolutions, **block_kwargs
                 )
-        skip_channels = [block.out_channels for block in self.enc.values()]
+        skip_channels = [_out_channels(block) for block in self.enc.values()]
 
         # Decoder.
         self.dec = nn.ModuleDict()
@@ -291,7 +309,7 @@ class DhariwalUNet(nn.Module):
             emb = emb + self.map_augment(augment_labels)
         emb = self.map_layer1(F.silu(self.map_layer0(emb)))
         if self.map_label is not None:
-            labels = class_labels
+            labels = _required_labels(class_labels)
             if self.training and self.label_dropout:
                 keep = torch.rand([x.shape[0], 1], device=x.device) >= self.label_dropout
                 labels = labels * keep.to(labels.dtype)
@@ -299,7 +317,7 @@ class DhariwalUNet(nn.Module):
         emb = F.silu(emb)
 
         # Encoder.
-        skips = []
+        skips: list[torch.Tensor] = []
         for block in self.enc.values():
             x = block(x, emb) if isinstance(block, UNetBlock) else block(x)
             skips.append(x)
@@ -313,7 +331,9 @@ class DhariwalUNet(nn.Module):
         return self.out_conv(F.silu(self.out_norm(x)))
 
 
-NETWORKS: dict[str, type[nn.Module]] = {"SongUNet": SongUNet, "DhariwalUNet": DhariwalUNet}
+NETWORKS: dict[str, type[SongUNet] | type[DhariwalUNet]] = {
+    "SongUNet": SongUNet, "DhariwalUNet": DhariwalUNet,
+}
 
 
 class _Precond(nn.Module):
@@ -325,6 +345,9 @@ class _Precond(nn.Module):
     """
 
     output_channels_factor = 1      # iDDPM's network also predicts a variance: 2× channels
+    model: SongUNet | DhariwalUNet
+    sigma_min: float                # the σ range the preconditioning was trained on
+    sigma_max: float
 
     def __init__(
         self,
@@ -476,6 +499,7 @@ class iDDPMPrecond(_Precond):
     the network sees the index of the nearest one and also predicts a variance (ignored)."""
 
     output_channels_factor = 2
+    u: torch.Tensor                 # the σ table, a buffer
 
     def __init__(
         self,

@@ -265,7 +265,7 @@ def _state_dict(record: PersistentRecord, where: str) -> dict[str, torch.Tensor]
 def _check_sources(record: PersistentRecord, where: str) -> None:
     """Every persistent class in the network must come from a known ``networks.py``."""
     known = _trusted_sources()
-    pending = [record]
+    pending: list[PersistentRecord | _ModuleDictRecord] = [record]
     while pending:
         current = pending.pop()
         if isinstance(current, PersistentRecord) and current.source_sha256 not in known:
