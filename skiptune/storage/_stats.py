@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ class DatabaseStatisticsCache:
             row = session.get(ReferenceStatisticsRow, key)
             return None if row is None else json.loads(row.meta)
 
-    def put(self, key: str, mu: np.ndarray, sigma: np.ndarray, *, meta: dict) -> None:
+    def put(self, key: str, mu: np.ndarray, sigma: np.ndarray, *, meta: Mapping[str, Any]) -> None:
         if len(key) > 255:
             raise StorageError(f"a statistics key must be at most 255 characters, got {len(key)}")
         values = {
