@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,9 @@ class Evaluation:
     seconds_sampling: float
     seconds_features: float
     seconds_total: float
+    # Features [N, D] of the samples, only when asked for (``keep_features``): validation
+    # bootstraps them; a trial never keeps them.
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _as_schedule(schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
@@ -279,6 +283,7 @@ class ProxyObjective:
         *,
         report: RungReport | None = None,  # called after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
+        keep_features: bool = False,       # return the samples' features in the Evaluation
     ) -> Evaluation:
         """Sample under ``schedule`` and score the samples at each rung.
 
@@ -343,7 +348,20 @@ class ProxyObjective:
             seconds_sampling=seconds_sampling,
             seconds_features=seconds_features,
             seconds_total=time.perf_counter() - started,
+            features=np.concatenate(chunks) if keep_features else None,
         )
+
+    def for_validation(self, *, num_samples: int, seed: int) -> ProxyObjective:
+        """The same measurement (model, sampler, extractor, reference) on other seeds: one
+        rung of ``num_samples`` images, sample j from seed ``seed + j``.
+
+        Validation re-scores a study's best schedules on seeds no trial used; the extractor,
+        the reference and its √Σ are shared, not loaded again.
+        """
+        config = replace(self.config, rungs=(int(num_samples),), seed=int(seed))
+        other = copy.copy(self)
+        other.config = config
+        return other
 
     def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
         """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""

@@ -325,11 +325,18 @@ def describe_differences(
     return "; ".join(parts) + more
 
 
-def comparison_key(identity: Mapping[str, Any], *, num_samples: int, seed: int) -> str:
+def comparison_key(
+    identity: Mapping[str, Any],
+    *,
+    num_samples: int,
+    seed: int,
+    validation: tuple[int, int] | None = None,   # (N, seed) of a validation on fresh seeds
+) -> str:
     """Short hash equal only for measurements that may be compared across step budgets.
 
     The objective identity without the sampler, NFE, rungs and batch size, plus the final N
     and the noise seed: the same metric, features and reference at the same N and seeds.
+    Validated values are measured at the validation's N and seeds, so those join the key.
     """
 
     def strip(data: Any) -> Any:
@@ -343,6 +350,10 @@ def comparison_key(identity: Mapping[str, Any], *, num_samples: int, seed: int) 
             return [strip(v) for v in data]
         return data
 
-    payload = {"identity": strip(identity), "num_samples": num_samples, "seed": seed}
+    payload: dict[str, Any] = {
+        "identity": strip(identity), "num_samples": num_samples, "seed": seed
+    }
+    if validation is not None:
+        payload["validation"] = list(validation)
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -35,6 +35,7 @@ from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences
 from skiptune.tuner._events import EventCallback, WorkerLost
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner._validation import ValidationSettings
 
 __all__ = [
     "MAX_RUNG",
@@ -174,6 +175,7 @@ def search(
     grace_period: int = 30,                    # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
     allow_large_rungs: bool = False,           # a rung above MAX_RUNG samples, on purpose
+    validation: ValidationSettings | None = None,  # default: top 3 and ρ = 1 at 4 × last rung
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
 
@@ -186,7 +188,11 @@ def search(
     With ``workers`` > 1, that many processes share each study (PostgreSQL or another
     server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
     printed. Returns one summary per budget, in the order given.
+
+    A study at its total is validated (``validation``): its best distinct schedules and
+    ρ = 1 are re-scored on fresh seeds, and the summary reports the validated choice.
     """
+    validation = validation or ValidationSettings()
     budgets = [nfe] if isinstance(nfe, int) else list(nfe)
     if not budgets or len(set(budgets)) != len(budgets):
         raise ConfigurationError(f"pass one or more distinct step budgets, got {budgets}")
@@ -224,12 +230,18 @@ def search(
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
+    if validation.enabled:
+        for config, _objective in plans:
+            validation.samples_for(config)     # a too-small validation N, before any write
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
         with _database_errors(storage):
             studies = [prepare_study(storage, config)[0] for config, _objective in plans]
-        options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        options: dict[str, Any] = {
+            "heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+            "validation": validation,
+        }
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
@@ -346,7 +358,7 @@ def _worker_main(
     trust_pickle: bool,
     conditioning: dict[str, Any],
     threads: int,
-    options: dict[str, int],
+    options: dict[str, Any],
     events: Any,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
@@ -401,6 +413,7 @@ def _run_workers(
     on_event: EventCallback | None,
     heartbeat_interval: int,
     grace_period: int,
+    validation: ValidationSettings,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -412,7 +425,8 @@ def _run_workers(
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     url = storage.url.render_as_string(hide_password=False)
-    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+               "validation": validation}
     storage.dispose()
     processes = [
         context.Process(

@@ -56,6 +56,7 @@ from skiptune.tuner._space import (
     suggest_schedule,
 )
 from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner._validation import ValidationSettings, validate_study
 
 __all__ = ["Objective", "effective_total", "prepare_study", "run_study"]
 
@@ -185,6 +186,7 @@ def run_study(
     grace_period: int = 30,                  # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    validation: ValidationSettings | None = None,   # default: ValidationSettings()
 ) -> StudySummary:
     """Run trials of ``config``'s study until it has ``effective_total(config)`` finished.
 
@@ -197,6 +199,10 @@ def run_study(
     A trial with non-finite samples is failed with the reason (user attribute ``failure``)
     and the study goes on; any other error fails the trial and propagates. On
     KeyboardInterrupt the running trial is failed, re-queued, and the interrupt propagates.
+
+    At its total, the study is validated (:func:`validate_study`: its best schedules and
+    ρ = 1 re-scored on fresh seeds) unless ``validation.enabled`` is False; a study that
+    reached its total before, validated or not, is validated now, resuming what is missing.
     """
     emit = on_event or (lambda _event: None)
     name = config.study_name
@@ -254,6 +260,9 @@ def run_study(
             study, trial, config, objective, optuna_storage=optuna_storage, storage=storage,
             finished=finished, total=total, worker=worker, emit=emit,
         )
+    settings = validation or ValidationSettings()
+    if settings.enabled:
+        validate_study(storage, study, config, objective, settings, worker=worker, emit=emit)
     # A worker killed between a trial's tell and its front update leaves the stored front
     # behind the trials; the study's end (also a rerun that finds it done) brings it level.
     update_front(storage, study, config)
