@@ -462,6 +462,9 @@ def search_command(
                                                       "[default: 0.8,1.8]")] = None,
     freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
                                                       "[default: 0,1.2]")] = None,
+    sigma_window: Annotated[str | None, typer.Option(
+        help="low,high σ range in which to search a window [σ_lo, σ_hi]: ρ acts only there, "
+        "1 outside. [default: ρ at every σ]")] = None,
     prompts: PromptsOption = None,
     embeddings: EmbeddingsOption = None,
     negative_prompt: NegativeOption = None,
@@ -509,6 +512,7 @@ def search_command(
         kind=space,
         freeu_b=_floats(freeu_b_range, name="--freeu-b-range", count=2),
         freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),
+        sigma_window=_floats(sigma_window, name="--sigma-window", count=2),
     )
     objective_options = _set(
         metric=metric, features=features, reference=ref,

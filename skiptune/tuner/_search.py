@@ -23,6 +23,7 @@ from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneEr
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
+from skiptune.schedule import check_sigma_window
 from skiptune.storage import (
     NoSkiptuneDatabaseError,
     PendingStatisticsCache,
@@ -137,6 +138,8 @@ def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
     The known point is resolved here, once, and stored with the study's space; a user who
     set ``freeu_known`` keeps theirs.
     """
+    if space.sigma_window is not None:
+        check_sigma_window(*space.sigma_window, model_range=(model.sigma_min, model.sigma_max))
     if not space.searches_freeu:
         return space
     if not model.freeu_stages:
