@@ -45,6 +45,7 @@ from skiptune.tuner._schema import (
     ROLE_ATTR,
     SEEDED_ATTR,
     TOTAL_ATTR,
+    WARM_ATTR,
     is_finished,
     role_of,
 )
@@ -57,6 +58,7 @@ from skiptune.tuner._space import (
 )
 from skiptune.tuner._summary import StudySummary, summarize
 from skiptune.tuner._validation import ValidationSettings, validate_study
+from skiptune.tuner._warm import warm_schedules
 
 __all__ = ["Objective", "effective_total", "prepare_study", "run_study"]
 
@@ -132,6 +134,14 @@ def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study,
                 study.enqueue_trial(params, user_attrs={ROLE_ATTR: role}, skip_if_exists=True)
                 failpoint("study-seeding")
             study.set_user_attr(SEEDED_ATTR, True)
+        if not study.user_attrs.get(WARM_ATTR):
+            # Once, at the study's first preparation: the validated bests of the same model's
+            # other budgets, nearest first (a later rerun does not queue newer ones).
+            sources = []
+            for params, source in warm_schedules(optuna_storage, config):
+                study.enqueue_trial(params, user_attrs={ROLE_ATTR: "warm"}, skip_if_exists=True)
+                sources.append(source)
+            study.set_user_attr(WARM_ATTR, sources or [""])
     storage.record_run(
         study_name=name,
         study_group=config.group,
