@@ -478,6 +478,9 @@ def search_command(
     class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
                                                 "(one per GPU); PostgreSQL only.")] = None,
+    parallel_candidates: Annotated[int | None, typer.Option(
+        "--parallel-candidates", help="Trials asked at once and sampled in one batch "
+        "(per-sample ρ). [default: 1]")] = None,
     heartbeat: Annotated[int | None, typer.Option(min=1, help="Seconds between a running "
                                                   "trial's heartbeats. [default: 10]")] = None,
     grace: Annotated[int | None, typer.Option(min=1, help="Seconds without a heartbeat before "
@@ -521,6 +524,7 @@ def search_command(
     options = _set(
         sampler=sampler, trials=trials, db=db, group=study, optimizer=optimizer, seed=seed,
         device=device, workers=workers, heartbeat_interval=heartbeat, grace_period=grace,
+        parallel_candidates=parallel_candidates,
     )
     if space_options:
         options["space"] = _call(lambda: tuner.SearchSpace(**space_options))

@@ -179,6 +179,7 @@ def search(
     on_event: EventCallback | None = None,
     allow_large_rungs: bool = False,           # a rung above MAX_RUNG samples, on purpose
     validation: ValidationSettings | None = None,  # default: top 3 and ρ = 1 at 4 × last rung
+    parallel_candidates: int = 1,              # trials sampled together in one batch
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
 
@@ -192,6 +193,10 @@ def search(
     server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
     printed. Returns one summary per budget, in the order given.
 
+    ``parallel_candidates`` K > 1 asks K trials at once and samples their images in one
+    batch with per-sample factors: the same values as K trials in turn, up to float rounding,
+    at a GPU's batch throughput. CPU default 1; no GPU default has been measured yet.
+
     A study at its total is validated (``validation``): its best distinct schedules and
     ρ = 1 are re-scored on fresh seeds, and the summary reports the validated choice.
     """
@@ -201,6 +206,11 @@ def search(
         raise ConfigurationError(f"pass one or more distinct step budgets, got {budgets}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    if (isinstance(parallel_candidates, bool) or not isinstance(parallel_candidates, int)
+            or parallel_candidates < 1):
+        raise ConfigurationError(
+            f"--parallel-candidates must be a whole number ≥ 1, got {parallel_candidates!r}"
+        )
     for budget in budgets:
         steps_for_nfe(sampler, budget)
     check_heartbeat(heartbeat_interval, grace_period)
@@ -243,7 +253,7 @@ def search(
             studies = [prepare_study(storage, config)[0] for config, _objective in plans]
         options: dict[str, Any] = {
             "heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-            "validation": validation,
+            "validation": validation, "parallel_candidates": parallel_candidates,
         }
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
@@ -417,6 +427,7 @@ def _run_workers(
     heartbeat_interval: int,
     grace_period: int,
     validation: ValidationSettings,
+    parallel_candidates: int,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -429,7 +440,7 @@ def _run_workers(
     threads = max(1, (os.cpu_count() or 1) // workers)
     url = storage.url.render_as_string(hide_password=False)
     options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-               "validation": validation}
+               "validation": validation, "parallel_candidates": parallel_candidates}
     storage.dispose()
     processes = [
         context.Process(
