@@ -143,3 +143,31 @@ def test_list_studies_reads_the_validation_back(tmp_path: Path) -> None:
                         **FAST_HEARTBEAT)
     (listed,) = list_studies(db)
     assert listed == summary and listed.validated and listed.validation_num_samples == 32
+
+
+def test_two_workers_never_validate_a_candidate_twice(tmp_path: Path) -> None:
+    import threading
+
+    storage = open_storage(tmp_path / "s.db")
+    model = load_model(DEMO, device="cpu")
+    config, objective = plan_search(model, nfe=3, trials=2, objective_options=TINY, group="g")
+    prepare_study(storage, config)
+    run_study(storage, config, objective, validation=ValidationSettings(enabled=False),
+              **FAST_HEARTBEAT)
+    settings = ValidationSettings(top_k=1, num_samples=32)
+    counters = [_Counting(objective), _Counting(objective)]
+    # Each worker opens the database itself, as worker processes do; the study's lock
+    # (a file lock beside SQLite) serialises them.
+    threads = [
+        threading.Thread(target=validate_study, args=(
+            open_storage(tmp_path / "s.db"), _study(tmp_path / "s.db", config.study_name),
+            config, counter, settings))
+        for counter in counters
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result = validation_result(_study(tmp_path / "s.db", config.study_name))
+    assert result is not None
+    assert sorted(c.validated for c in counters) == [0, len(result.candidates)]
