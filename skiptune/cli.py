@@ -364,6 +364,13 @@ class _SearchProgress:
                 self._task(event.study_name), completed=event.finished,
                 status=f"#{event.trial_number} {event.state} {_number(event.value)}{best}",
             )
+        elif isinstance(event, tuner.CandidateValidated):
+            self._progress.update(
+                self._task(event.study_name),
+                status=f"validated #{event.trial_number} ({event.role}) at N="
+                f"{event.num_samples} on fresh seeds: {_number(event.value)} (search "
+                f"{event.search_value:.4g})",
+            )
         elif isinstance(event, tuner.Waiting):
             self._progress.update(
                 self._task(event.study_name),
@@ -374,23 +381,43 @@ class _SearchProgress:
 def _summary_table(summaries: list[Any], title: str) -> Table:
     table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
                            "trials"),
-                   numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ",))
+                   numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ", "gain"))
     # Known points (the paper's ρ, the model family's FreeU values) under the table, so that
     # it says how far the search beat them without widening every row.
     known = [f"{s.group} {s.nfe} NFE: {_known_text(s.known_values)}"
              for s in summaries if s.known_values]
-    if known:
-        table.caption = f"known points: {'; '.join(known)}"
+    captions = [f"known points: {'; '.join(known)}"] if known else []
+    if any(s.validated for s in summaries):
+        captions.append(
+            "✓ validated: proxy and ρ = 1 re-measured at N on seeds no trial used (the search's "
+            "own best in brackets); gain with its paired-bootstrap interval"
+        )
+    if captions:
+        table.caption = "\n".join(captions)
     for s in summaries:
-        gain = s.improvement
         table.add_row(
             s.group, s.sampler, str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
-            _number(s.best_value), _number(s.baseline_value),
-            "—" if gain is None else f"{gain:.0%}", str(s.num_samples),
+            _validated_value(s), _number(s.baseline_value), _gain_text(s),
+            f"{s.validation_num_samples} ✓" if s.validated else str(s.num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
+
+
+def _validated_value(summary: Any) -> str:
+    if not summary.validated:
+        return _number(summary.best_value)
+    return f"{_number(summary.best_value)} ({_number(summary.search_best_value)})"
+
+
+def _gain_text(summary: Any) -> str:
+    gain = summary.improvement
+    if gain is None:
+        return "—"
+    if summary.gain_low is None or summary.gain_high is None:
+        return f"{gain:.0%}"
+    return f"{gain:.0%} [{summary.gain_low:.0%}, {summary.gain_high:.0%}]"
 
 
 def search_command(
@@ -434,6 +461,9 @@ def search_command(
                                                       "[default: 0.8,1.8]")] = None,
     freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
                                                       "[default: 0,1.2]")] = None,
+    sigma_window: Annotated[str | None, typer.Option(
+        help="low,high σ range in which to search a window [σ_lo, σ_hi]: ρ acts only there, "
+        "1 outside. [default: ρ at every σ]")] = None,
     prompts: PromptsOption = None,
     embeddings: EmbeddingsOption = None,
     negative_prompt: NegativeOption = None,
@@ -447,6 +477,9 @@ def search_command(
     class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
                                                 "(one per GPU); PostgreSQL only.")] = None,
+    parallel_candidates: Annotated[int | None, typer.Option(
+        "--parallel-candidates", help="Trials asked at once and sampled in one batch "
+        "(per-sample ρ). [default: 1]")] = None,
     heartbeat: Annotated[int | None, typer.Option(min=1, help="Seconds between a running "
                                                   "trial's heartbeats. [default: 10]")] = None,
     grace: Annotated[int | None, typer.Option(min=1, help="Seconds without a heartbeat before "
@@ -454,6 +487,15 @@ def search_command(
     = None,
     allow_large_rungs: Annotated[bool, typer.Option(
         "--allow-large-rungs", help="Accept a rung above 50,000 samples.")] = False,
+    validate_top: Annotated[int | None, typer.Option(
+        "--validate-top", help="At a study's total, re-score its best K distinct schedules "
+        "and ρ = 1 on fresh seeds, and report the best of those. [default: 3]")] = None,
+    validation_n: Annotated[int | None, typer.Option(
+        "--validation-n", help="Images per validated schedule, at least the last rung. "
+        "[default: 4 × the last rung]")] = None,
+    no_validation: Annotated[bool, typer.Option(
+        "--no-validation", help="Stop at the search's own values (a later run without it "
+        "validates the study).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
@@ -472,6 +514,7 @@ def search_command(
         kind=space,
         freeu_b=_floats(freeu_b_range, name="--freeu-b-range", count=2),
         freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),
+        sigma_window=_floats(sigma_window, name="--sigma-window", count=2),
     )
     objective_options = _set(
         metric=metric, features=features, reference=ref,
@@ -480,6 +523,7 @@ def search_command(
     options = _set(
         sampler=sampler, trials=trials, db=db, group=study, optimizer=optimizer, seed=seed,
         device=device, workers=workers, heartbeat_interval=heartbeat, grace_period=grace,
+        parallel_candidates=parallel_candidates,
     )
     if space_options:
         options["space"] = _call(lambda: tuner.SearchSpace(**space_options))
@@ -489,6 +533,14 @@ def search_command(
         options["pruning"] = False
     if allow_large_rungs:
         options["allow_large_rungs"] = True
+    validation_options = _set(top_k=validate_top, num_samples=validation_n)
+    if no_validation and validation_options:
+        raise typer.BadParameter("pass --no-validation or the validation's settings, not both",
+                                 param_hint="--no-validation")
+    if no_validation:
+        validation_options["enabled"] = False
+    if validation_options:
+        options["validation"] = _call(lambda: tuner.ValidationSettings(**validation_options))
     conditioning = _conditioning(prompts, embeddings, negative_prompt, guidance_scale,
                                  class_labels)
     if conditioning:
@@ -558,10 +610,15 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
                        "(* = on the front)", ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"),
                        keep_whole=("tuned ρ",))
         baseline = {(b.study_name): b for b in report.baseline}
+        validated = [t.validation for t in report.tuned if t.validation is not None]
+        if validated:
+            table.caption = (f"✓ values validated at N = {validated[0]['num_samples']} on seeds "
+                             f"{validated[0]['seed']}… (none a trial's)")
         for t in report.tuned:
             b = baseline.get(t.study_name)
             table.add_row(
-                str(t.nfe), t.sampler, f"{t.value:.4g}{' *' if t.on_front else ''}",
+                str(t.nfe), t.sampler,
+                f"{t.value:.4g}{' ✓' if t.validated else ''}{' *' if t.on_front else ''}",
                 _compact_schedule(t.schedule),
                 "—" if b is None else f"{b.value:.4g}{' *' if b.on_front else ''}",
             )
@@ -572,7 +629,8 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
 def _report_dict(report: Any) -> dict[str, Any]:
     def point(p: Any) -> dict[str, Any]:
         return {"study": p.study_name, "sampler": p.sampler, "nfe": p.nfe, "value": p.value,
-                "on_front": p.on_front, "schedule": p.schedule}
+                "on_front": p.on_front, "schedule": p.schedule, "validated": p.validated,
+                "validation": p.validation}
 
     return {
         "metric": report.metric,
@@ -616,7 +674,8 @@ def export(
     _stdout.print(
         f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
         f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs {baseline} at "
-        f"ρ = 1, N = {exported.num_samples}"
+        + (f"ρ = 1, N = {exported.num_samples}" if exported.validation is None else
+           f"ρ = 1, validated at N = {exported.validation['num_samples']} on fresh seeds")
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
 
-__all__ = ["SHAPES", "RhoSchedule", "interpolation_weights"]
+__all__ = ["SHAPES", "RhoSchedule", "check_sigma_window", "interpolation_weights"]
 
 SHAPES = ("linear", "power", "cosine")
 
@@ -49,6 +49,29 @@ def interpolation_weights(
     raise ConfigurationError(f"unknown schedule shape {shape!r}; choose one of {', '.join(SHAPES)}")
 
 
+def check_sigma_window(
+    sigma_lo: float,
+    sigma_hi: float,
+    *,
+    model_range: tuple[float, float] | None = None,   # (σ_min, σ_max) the model knows
+) -> tuple[float, float]:
+    """A σ window [sigma_lo, sigma_hi] with 0 ≤ lo < hi, inside ``model_range`` when given."""
+    lo, hi = float(sigma_lo), float(sigma_hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or lo >= hi:
+        raise ConfigurationError(
+            f"a σ window needs finite 0 ≤ σ_lo < σ_hi, got {lo:g},{hi:g}; pass e.g. 0.2,5"
+        )
+    if model_range is not None:
+        low, high = model_range
+        # A little slack: a window typed from the model's printed range must pass.
+        if lo < low * (1 - 1e-6) or hi > high * (1 + 1e-6):
+            raise ConfigurationError(
+                f"σ window {lo:g},{hi:g} lies outside the model's σ range {low:g} … {high:g}; "
+                "pass a window inside it"
+            )
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class RhoSchedule:
     """Skip factors interpolated from ``rho_bottom`` (deepest skip) to ``rho_top`` (shallowest).
@@ -60,6 +83,9 @@ class RhoSchedule:
         gamma: exponent of the ``power`` shape; ignored by the others.
         freeu: FreeU's backbone and skip factors of the first two up stages, applied with ρ
             (None: no FreeU). See :mod:`skiptune.freeu`.
+        sigma_lo, sigma_hi: the σ window: ρ applies only while the denoiser's σ lies in
+            [sigma_lo, sigma_hi], factor 1 outside (Ma et al. find ρ matters most at
+            intermediate noise). Both None (the default): every σ.
     """
 
     rho_bottom: float
@@ -67,6 +93,8 @@ class RhoSchedule:
     shape: str = "linear"
     gamma: float = 1.0
     freeu: FreeU | None = None
+    sigma_lo: float | None = None
+    sigma_hi: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("rho_bottom", "rho_top"):
@@ -81,6 +109,10 @@ class RhoSchedule:
             raise ConfigurationError(f"gamma must be a finite number > 0, got {self.gamma!r}")
         if self.freeu is not None and not isinstance(self.freeu, FreeU):
             raise ConfigurationError(f"freeu must be a FreeU or None, got {self.freeu!r}")
+        if (self.sigma_lo is None) != (self.sigma_hi is None):
+            raise ConfigurationError("a σ window needs both sigma_lo and sigma_hi, or neither")
+        if self.sigma_lo is not None:
+            check_sigma_window(float(self.sigma_lo), float(self.sigma_hi))  # type: ignore[arg-type]
 
     @classmethod
     def identity(cls) -> RhoSchedule:
@@ -111,7 +143,13 @@ class RhoSchedule:
         }
         if self.freeu is not None:     # absent, not null: ρ-only dicts stay as they were
             data["freeu"] = self.freeu.to_dict()
+        if self.has_window:            # absent likewise for a schedule without a σ window
+            data["sigma_lo"], data["sigma_hi"] = self.sigma_lo, self.sigma_hi
         return data
+
+    @property
+    def has_window(self) -> bool:
+        return self.sigma_lo is not None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RhoSchedule:
@@ -122,7 +160,8 @@ class RhoSchedule:
         """
         if "rho_bottom" not in data:
             raise ConfigurationError(f"a schedule needs 'rho_bottom'; got keys {sorted(data)}")
-        unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma", "freeu"}
+        unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma", "freeu", "sigma_lo",
+                               "sigma_hi"}
         if unknown:
             raise ConfigurationError(f"unknown schedule keys {sorted(unknown)}")
         return cls(
@@ -131,4 +170,6 @@ class RhoSchedule:
             shape=str(data.get("shape", "linear")),
             gamma=float(data.get("gamma", 1.0)),
             freeu=FreeU.from_dict(data["freeu"]) if data.get("freeu") is not None else None,
+            sigma_lo=None if data.get("sigma_lo") is None else float(data["sigma_lo"]),
+            sigma_hi=None if data.get("sigma_hi") is None else float(data["sigma_hi"]),
         )

@@ -12,14 +12,37 @@ from skiptune._factors import expand_factor
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU, fourier_filter, is_neutral_factor, scale_backbone
 from skiptune.models import FreeUStage, SkipSite, TunableModel
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import RhoSchedule, check_sigma_window
 
 __all__ = ["skip_tuning"]
 
 Factor = float | torch.Tensor
 
 
-def _scale(skip: torch.Tensor, factor: Factor) -> torch.Tensor:
+class _Windowed:
+    """A factor that applies only while the denoiser's σ lies in [lo, hi] (1 outside).
+
+    ``sigmas`` holds the σ of the denoiser call in progress (per sample, [B]), set by the
+    wrapper :func:`skip_tuning` puts around the model's ``denoise_fn``.
+    """
+
+    def __init__(self, factor: float, lo: float, hi: float, sigmas: dict[str, Any]) -> None:
+        self.factor, self.lo, self.hi, self.sigmas = factor, lo, hi, sigmas
+
+    def resolve(self) -> Factor:
+        sigma = self.sigmas["sigma"]
+        inside = (sigma >= self.lo) & (sigma <= self.hi)
+        if bool(inside.all()):
+            return self.factor     # the plain factor: a window over every σ changes nothing
+        if not bool(inside.any()):
+            return 1.0
+        one = torch.ones_like(sigma, dtype=torch.float64)
+        return torch.where(inside, one * self.factor, one)
+
+
+def _scale(skip: torch.Tensor, factor: Factor | _Windowed) -> torch.Tensor:
+    if isinstance(factor, _Windowed):
+        factor = factor.resolve()
     if isinstance(factor, torch.Tensor):
         # One factor per sample, broadcast over channels and space; tiled over a doubled
         # (classifier-free guidance) batch so both halves of sample j get sample j's factor.
@@ -27,14 +50,14 @@ def _scale(skip: torch.Tensor, factor: Factor) -> torch.Tensor:
     return skip * factor
 
 
-def _scale_value(value: Any, element: int | None, factor: Factor) -> Any:
+def _scale_value(value: Any, element: int | None, factor: Factor | _Windowed) -> Any:
     """The input with its skip scaled: the whole tensor, or one element of a tuple of skips."""
     if element is None:
         return _scale(value, factor)
     return tuple(_scale(item, factor) if j == element else item for j, item in enumerate(value))
 
 
-def _install(site: SkipSite, factor: Factor) -> torch.utils.hooks.RemovableHandle:
+def _install(site: SkipSite, factor: Factor | _Windowed) -> torch.utils.hooks.RemovableHandle:
     if site.is_output:
 
         def scale_output(_module: Any, _args: Any, output: torch.Tensor) -> torch.Tensor:
@@ -182,7 +205,8 @@ def skip_tuning(
         schedule: one :class:`RhoSchedule` for every sample; or a sequence of them, one per
             sample of the batch (to evaluate several candidates in one batch); or a factor
             tensor of shape [num_skips] or [batch, num_skips], columns ordered bottom → top.
-            A schedule's ``freeu`` (if any) is applied too.
+            A schedule's ``freeu`` (if any) is applied too, and its σ window: ρ then acts
+            only on denoiser calls whose σ lies in [sigma_lo, sigma_hi] (per sample).
         freeu: FreeU factors for every sample, instead of the schedule's own.
 
     The factor multiplies the skip where the decoder consumes it, never the encoder
@@ -191,8 +215,29 @@ def skip_tuning(
     neutral FreeU (b = s = 1), which installs no hook at all. FreeU's hooks act after ρ's:
     the Fourier filter is linear, so the order changes nothing but rounding.
     """
-    factors = _factors_per_site(model, schedule)
+    factors: list[Any] = list(_factors_per_site(model, schedule))
     stages = _freeu_per_stage(model, schedule, freeu)
+    denoise_fn = model.denoise_fn
+    windowed = isinstance(schedule, RhoSchedule) and schedule.has_window
+    if not windowed and not isinstance(schedule, RhoSchedule | torch.Tensor) and any(
+        s.has_window for s in schedule
+    ):
+        raise ConfigurationError(
+            "σ windows apply to one schedule for the whole batch; pass one RhoSchedule"
+        )
+    if windowed:
+        assert isinstance(schedule, RhoSchedule)
+        lo, hi = check_sigma_window(schedule.sigma_lo, schedule.sigma_hi,  # type: ignore[arg-type]
+                                    model_range=(model.sigma_min, model.sigma_max))
+        sigmas: dict[str, Any] = {}
+
+        def tracking(x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            # The hooks need the σ of the call in progress; the denoiser call carries it.
+            sigmas["sigma"] = sigma.reshape(-1)
+            return denoise_fn(x, sigma, **kwargs)
+
+        model.denoise_fn = tracking
+        factors = [_Windowed(float(f), lo, hi, sigmas) for f in factors]
     handles = []
     try:
         for site, factor in zip(model.skip_sites, factors, strict=True):
@@ -201,5 +246,6 @@ def skip_tuning(
             handles.extend(_install_freeu(stage, backbone, skip))
         yield model
     finally:
+        model.denoise_fn = denoise_fn
         for handle in handles:
             handle.remove()

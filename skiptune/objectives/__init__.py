@@ -39,10 +39,14 @@ from skiptune.objectives._features import (
     quantize_images,
 )
 from skiptune.objectives._maths import (
+    bootstrap_indices,
+    bootstrap_values,
     frechet_distance,
     frechet_distance_to_features,
     gaussian_statistics,
     kernel_inception_distance,
+    paired_bootstrap_gain,
+    paired_gain_interval,
 )
 from skiptune.objectives._objective import (
     METRICS,
@@ -79,6 +83,8 @@ __all__ = [
     "RungReport",
     "StatisticsCache",
     "TorchScriptFeatureExtractor",
+    "bootstrap_indices",
+    "bootstrap_values",
     "build_objective",
     "evaluate",
     "feature_net_fingerprint",
@@ -90,6 +96,8 @@ __all__ = [
     "load_feature_extractor",
     "load_feature_net",
     "load_reference",
+    "paired_bootstrap_gain",
+    "paired_gain_interval",
     "quantize_images",
     "save_feature_net",
     "statistics_key",

@@ -5,15 +5,21 @@ Pure NumPy, float64, no torch: small functions of arrays, tested on their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from skiptune.errors import ConfigurationError
 
 __all__ = [
+    "bootstrap_indices",
+    "bootstrap_values",
     "frechet_distance",
     "frechet_distance_to_features",
     "gaussian_statistics",
     "kernel_inception_distance",
+    "paired_bootstrap_gain",
+    "paired_gain_interval",
 ]
 
 # clean-fid and the KID paper (Bińkowski et al. 2018) cap each subset at 1,000 samples.
@@ -248,3 +254,90 @@ def kernel_inception_distance(
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (size * (size - 1))
         total += within - 2.0 * k_xy.sum() / (size * size)
     return float(total / num_subsets)
+
+
+def bootstrap_indices(num_samples: int, *, resamples: int, seed: int) -> np.ndarray:
+    """Row indices of ``resamples`` bootstrap draws of ``num_samples`` rows, int [B, N].
+
+    Drawn with replacement by numpy ``default_rng(seed)``: the same arguments give the same
+    draws, so statistics of two sets of samples taken on these indices are paired (the same
+    sample numbers, that is the same noise seeds, in each draw).
+    """
+    if num_samples < 2 or resamples < 1:
+        raise ConfigurationError(
+            f"a bootstrap needs at least 2 samples and 1 resample, got {num_samples} and "
+            f"{resamples}"
+        )
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, num_samples, size=(resamples, num_samples))
+
+
+def bootstrap_values(
+    features: np.ndarray,                  # [N, D] features of sample 0 .. N − 1
+    statistic: Callable[[np.ndarray], float],   # e.g. the Fréchet distance to a reference
+    indices: np.ndarray,                   # [B, N] from bootstrap_indices
+) -> np.ndarray:
+    """The statistic of each bootstrap draw of the rows of ``features``, float [B]."""
+    array = _as_matrix(features, name="features")
+    if indices.ndim != 2 or indices.shape[1] != array.shape[0]:
+        raise ConfigurationError(
+            f"bootstrap indices of shape {indices.shape} do not draw from {array.shape[0]} rows"
+        )
+    return np.array([statistic(array[draw]) for draw in indices], dtype=np.float64)
+
+
+def paired_gain_interval(
+    values: np.ndarray,                    # [B] candidate's statistic on each draw
+    baseline_values: np.ndarray,           # [B] baseline's statistic on the same draws
+    *,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of the relative gain 1 − candidate / baseline over paired draws.
+
+    Each draw resamples the same sample indices for both, so the noise they share (the same
+    seeds) cancels in the ratio instead of widening the interval: the paired bootstrap.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    b = np.asarray(baseline_values, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ConfigurationError(
+            f"paired bootstrap values must be two vectors of one length, got {a.shape} and "
+            f"{b.shape}"
+        )
+    if not 0.0 < level < 1.0:
+        raise ConfigurationError(f"the interval's level must lie in (0, 1), got {level}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gains = np.where(b > 0, 1.0 - a / np.where(b > 0, b, 1.0), 0.0)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(gains, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def paired_bootstrap_gain(
+    features: np.ndarray,                  # [N, D] candidate's features, sample j from seed s + j
+    baseline_features: np.ndarray,         # [N, D] baseline's, from the same seeds
+    statistic: Callable[[np.ndarray], float],
+    *,
+    resamples: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Gain 1 − stat(candidate) / stat(baseline) and its paired-bootstrap interval.
+
+    Resamples sample indices (common to both sets: the pairing), recomputes both statistics
+    on each draw and takes the ratio. Returns ``(gain, low, high)``.
+    """
+    a = _as_matrix(features, name="features")
+    b = _as_matrix(baseline_features, name="baseline_features")
+    if a.shape[0] != b.shape[0]:
+        raise ConfigurationError(
+            f"paired features need one row per common seed, got {a.shape[0]} and {b.shape[0]}"
+        )
+    indices = bootstrap_indices(a.shape[0], resamples=resamples, seed=seed)
+    point_b = statistic(b)
+    gain = 1.0 - statistic(a) / point_b if point_b > 0 else 0.0
+    low, high = paired_gain_interval(
+        bootstrap_values(a, statistic, indices), bootstrap_values(b, statistic, indices),
+        level=level,
+    )
+    return gain, low, high

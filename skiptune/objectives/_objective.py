@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,11 @@ import torch
 
 from skiptune._failpoints import failpoint
 from skiptune._memory import is_out_of_memory
-from skiptune.errors import ConfigurationError, InsufficientMemoryError
+from skiptune.errors import (
+    ConfigurationError,
+    InsufficientMemoryError,
+    NonFiniteSampleError,
+)
 from skiptune.models import TunableModel
 from skiptune.objectives._cache import StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
@@ -46,6 +51,9 @@ __all__ = [
 METRICS = ("fd", "kid")
 OBJECTIVE_VERSION = 1
 """Bumped whenever the same configuration would score differently; part of the identity."""
+
+CandidateReport = Callable[[int, int, int, float], None]
+"""``report(candidate, rung_index, num_samples, value)`` of :meth:`ProxyObjective.evaluate_many`."""
 
 RungReport = Callable[[int, int, float], None]
 """``report(rung_index, num_samples, value)``, called after each rung; it may raise."""
@@ -180,6 +188,9 @@ class Evaluation:
     seconds_sampling: float
     seconds_features: float
     seconds_total: float
+    # Features [N, D] of the samples, only when asked for (``keep_features``): validation
+    # bootstraps them; a trial never keeps them.
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _as_schedule(schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
@@ -279,6 +290,7 @@ class ProxyObjective:
         *,
         report: RungReport | None = None,  # called after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
+        keep_features: bool = False,       # return the samples' features in the Evaluation
     ) -> Evaluation:
         """Sample under ``schedule`` and score the samples at each rung.
 
@@ -343,7 +355,111 @@ class ProxyObjective:
             seconds_sampling=seconds_sampling,
             seconds_features=seconds_features,
             seconds_total=time.perf_counter() - started,
+            features=np.concatenate(chunks) if keep_features else None,
         )
+
+    def evaluate_many(
+        self,
+        schedules: Sequence[RhoSchedule],
+        *,
+        report: CandidateReport | None = None,  # called per candidate after each rung
+    ) -> list[Evaluation | BaseException]:
+        """Score several schedules at once: each batch samples every candidate's images
+        together, with per-sample factors (``skip_tuning`` with one schedule per sample).
+
+        The same as :meth:`evaluate` on each schedule in turn, on the same seeds, up to float
+        rounding (a batch of other size may sum in another order). ``report(candidate, k,
+        N_k, value)`` is called after rung k; what it raises (``optuna.TrialPruned``) stops
+        that candidate only and takes its place in the returned list, as does a
+        NonFiniteSampleError of that candidate's own samples. σ windows are per batch and
+        are not batched: pass such schedules to :meth:`evaluate`.
+        """
+        config = self.config
+        count = len(schedules)
+        if any(s.has_window for s in schedules):
+            raise ConfigurationError(
+                "σ-window schedules are evaluated one at a time; use evaluate()"
+            )
+        chunks: list[list[np.ndarray]] = [[] for _ in range(count)]
+        outcome: list[Evaluation | BaseException | None] = [None] * count
+        rung_values: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+        started = time.perf_counter()
+        done = 0
+        for index, rung in enumerate(config.rungs):
+            while done < rung:
+                active = [c for c in range(count) if outcome[c] is None]
+                if not active:
+                    break
+                size = min(max(1, self.batch_size // len(active)), rung - done)
+                for c, features in self._batch_many(schedules, active, done, size):
+                    if isinstance(features, BaseException):
+                        outcome[c] = features
+                    else:
+                        chunks[c].append(features)
+                done += size
+            for c in range(count):
+                if outcome[c] is not None:
+                    continue
+                value = self.score(np.concatenate(chunks[c]))
+                rung_values[c].append((rung, value))
+                try:
+                    if report is not None:
+                        report(c, index, rung, value)
+                except Exception as e:       # optuna.TrialPruned: this candidate stops
+                    outcome[c] = e
+        elapsed = time.perf_counter() - started
+        for c in range(count):
+            if outcome[c] is None:
+                outcome[c] = Evaluation(
+                    value=rung_values[c][-1][1], rung_values=tuple(rung_values[c]),
+                    # One batch served every candidate: each is charged an equal share.
+                    num_samples=done, seconds_sampling=elapsed / count,
+                    seconds_features=0.0, seconds_total=elapsed / count,
+                )
+        return [o for o in outcome if o is not None]
+
+    def _batch_many(
+        self, schedules: Sequence[RhoSchedule], active: list[int], start: int, count: int
+    ) -> list[tuple[int, np.ndarray | BaseException]]:
+        """Features of samples ``start`` … ``start + count − 1`` under each active schedule,
+        sampled in one batch; a candidate whose samples are non-finite gets the error."""
+        config, model = self.config, self.model
+        noise = initial_noise(count, model.noise_shape, seed=config.seed, start=start)
+        first = config.seed + start
+        seeds = list(range(first, first + count))
+        condition = model.condition_for(seeds * len(active))
+        per_sample = [schedules[c] for c in active for _ in range(count)]
+        try:
+            with skip_tuning(model, per_sample):
+                images = sample(model, noise.repeat(len(active), *([1] * (noise.ndim - 1))),
+                                sampler=config.sampler, nfe=config.nfe,
+                                schedule_exponent=config.schedule_exponent, condition=condition)
+        except NonFiniteSampleError:
+            if len(active) == 1:
+                raise
+            # One candidate diverged and failed the batch: sample each alone to tell which.
+            results: list[tuple[int, np.ndarray | BaseException]] = []
+            for c in active:
+                try:
+                    results.extend(self._batch_many(schedules, [c], start, count))
+                except NonFiniteSampleError as e:
+                    results.append((c, e))
+            return results
+        images = model.to_images(images)
+        features = np.asarray(self.extractor(images), dtype=np.float64)
+        return [(c, features[i * count:(i + 1) * count]) for i, c in enumerate(active)]
+
+    def for_validation(self, *, num_samples: int, seed: int) -> ProxyObjective:
+        """The same measurement (model, sampler, extractor, reference) on other seeds: one
+        rung of ``num_samples`` images, sample j from seed ``seed + j``.
+
+        Validation re-scores a study's best schedules on seeds no trial used; the extractor,
+        the reference and its √Σ are shared, not loaded again.
+        """
+        config = replace(self.config, rungs=(int(num_samples),), seed=int(seed))
+        other = copy.copy(self)
+        other.config = config
+        return other
 
     def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
         """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""

@@ -13,7 +13,12 @@ from sqlalchemy import select
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import StorageError
-from skiptune.storage._models import FrontPointRow, SessionFactory, utcnow
+from skiptune.storage._models import (
+    FrontPointRow,
+    FrontValidationRow,
+    SessionFactory,
+    utcnow,
+)
 
 __all__ = ["FrontRecord", "front_records", "update_front"]
 
@@ -42,6 +47,13 @@ class FrontRecord:
     schedule: dict[str, Any]
     baseline_value: float | None = None
     on_front: bool = False
+    # How ``value`` was validated on fresh seeds (num_samples, seed, search_value, gain,
+    # gain_low, gain_high, level); None: ``value`` is the search's own measurement.
+    validation: dict[str, Any] | None = None
+
+    @property
+    def validated(self) -> bool:
+        return self.validation is not None
 
 
 def front_records(
@@ -56,7 +68,8 @@ def front_records(
     if kind is not None:
         query = query.where(FrontPointRow.kind == kind)
     with session() as transaction:
-        return [_record_from_row(row) for row in transaction.scalars(query)]
+        validations = _validations(transaction)
+        return [_record_from_row(row, validations) for row in transaction.scalars(query)]
 
 def update_front(
     session: SessionFactory,
@@ -77,8 +90,17 @@ def update_front(
         transaction.execute(
             sqlalchemy.delete(FrontPointRow).where(FrontPointRow.study_name == study_name)
         )
+        transaction.execute(
+            sqlalchemy.delete(FrontValidationRow)
+            .where(FrontValidationRow.study_name == study_name)
+        )
         for point in points:
             transaction.add(_row_from_record(point))
+            if point.validation is not None:
+                transaction.add(FrontValidationRow(
+                    study_name=point.study_name, kind=point.kind,
+                    validation=json.dumps(point.validation, sort_keys=True),
+                ))
         transaction.flush()
         failpoint("front-write")       # old points deleted, new ones written, no commit
         rows = list(
@@ -88,15 +110,31 @@ def update_front(
                 .order_by(FrontPointRow.id)
             )
         )
-        flags = list(on_front([_record_from_row(row) for row in rows]))
+        validations = _validations(transaction)
+        flags = list(on_front([_record_from_row(row, validations) for row in rows]))
         if len(flags) != len(rows):
             raise StorageError(f"on_front returned {len(flags)} flags for {len(rows)} points")
         for row, flag in zip(rows, flags, strict=True):
             row.on_front = bool(flag)
-        return [_record_from_row(row) for row in rows]
+        return [_record_from_row(row, validations) for row in rows]
 
 
-def _record_from_row(row: FrontPointRow) -> FrontRecord:
+_Validations = dict[tuple[str, str], dict[str, Any]]
+
+
+def _validations(transaction: Any) -> _Validations:
+    """Each point's validation by (study, kind); none in a database that predates the table
+    (read-only readers do not create it)."""
+    connection = transaction.connection()
+    if not sqlalchemy.inspect(connection).has_table(FrontValidationRow.__tablename__):
+        return {}
+    return {
+        (row.study_name, row.kind): json.loads(row.validation)
+        for row in transaction.scalars(select(FrontValidationRow))
+    }
+
+
+def _record_from_row(row: FrontPointRow, validations: _Validations) -> FrontRecord:
     return FrontRecord(
         study_group=row.study_group,
         study_name=row.study_name,
@@ -113,6 +151,7 @@ def _record_from_row(row: FrontPointRow) -> FrontRecord:
         schedule=json.loads(row.schedule),
         baseline_value=row.baseline_value,
         on_front=bool(row.on_front),
+        validation=validations.get((row.study_name, row.kind)),
     )
 
 def _row_from_record(record: FrontRecord) -> FrontPointRow:

@@ -120,6 +120,26 @@ class FrontPointRow(Base):
     updated: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class FrontValidationRow(Base):
+    """How a front point's value was validated on fresh seeds (JSON), beside the point.
+
+    A table of its own, not a column of ``skiptune_front_points``: a database written before
+    validation existed gains it at its next search (``create_all``) with nothing else
+    changed, reads back without it (no validation), and stays readable by older skiptune,
+    which ignores the table, so the schema version is unchanged.
+    """
+
+    __tablename__ = "skiptune_front_validations"
+    __table_args__ = (
+        UniqueConstraint("study_name", "kind", name="uq_skiptune_front_validation"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_name: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))              # "tuned" or "baseline"
+    validation: Mapped[str] = mapped_column(Text)
+
+
 class ReferenceStatisticsRow(Base):
     """Cached Gaussian statistics (μ, Σ) of reference features, stored as ``.npy`` bytes."""
 

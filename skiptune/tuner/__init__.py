@@ -20,6 +20,7 @@ from skiptune.tuner._config import (
 )
 from skiptune.tuner._events import (
     BatchSizeReduced,
+    CandidateValidated,
     EventCallback,
     RungDone,
     SearchEvent,
@@ -52,11 +53,18 @@ from skiptune.tuner._search import plan_search, search
 from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules, schedule_from_params
 from skiptune.tuner._study import prepare_study, run_study
 from skiptune.tuner._summary import StudySummary
+from skiptune.tuner._validation import (
+    ValidationResult,
+    ValidationSettings,
+    validate_study,
+    validation_result,
+)
 
 __all__ = [
     "OPTIMIZERS",
     "PAPER_SCHEDULES",
     "BatchSizeReduced",
+    "CandidateValidated",
     "EventCallback",
     "ExportedSchedule",
     "FrontPoint",
@@ -71,6 +79,8 @@ __all__ = [
     "StudySummary",
     "TrialFinished",
     "TrialStarted",
+    "ValidationResult",
+    "ValidationSettings",
     "Waiting",
     "WorkerLost",
     "best_schedule",
@@ -97,5 +107,7 @@ __all__ = [
     "search",
     "speed_claims",
     "study_name",
+    "validate_study",
+    "validation_result",
     "write_samples",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skiptune.errors import ConfigurationError
-from skiptune.schedule import SHAPES
+from skiptune.schedule import SHAPES, check_sigma_window
 
 __all__ = [
     "OPTIMIZERS",
@@ -65,6 +65,8 @@ class SearchSpace:
         freeu_s: (low, high) of FreeU's skip factors s1 and s2.
         freeu_known: FreeU values (b1, b2, s1, s2) queued as known points beside the
             baseline, e.g. the model family's recommended defaults; None: none.
+        sigma_window: (low, high) σ range in which to search a window [σ_lo, σ_hi] outside
+            which ρ is 1 (log scale); None (the default): ρ at every σ.
     """
 
     rho_bottom: tuple[float, float] = (0.3, 1.2)
@@ -76,6 +78,7 @@ class SearchSpace:
     freeu_b: tuple[float, float] = (0.8, 1.8)
     freeu_s: tuple[float, float] = (0.0, 1.2)
     freeu_known: tuple[float, float, float, float] | None = None
+    sigma_window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho_bottom", _check_range("rho_bottom range", self.rho_bottom))
@@ -113,6 +116,20 @@ class SearchSpace:
                     f"freeu_known must be four numbers b1, b2, s1, s2 ≥ 0, got {self.freeu_known}"
                 )
             object.__setattr__(self, "freeu_known", known)
+        if self.sigma_window is not None:
+            try:
+                low, high = (float(v) for v in self.sigma_window)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"--sigma-window must be two numbers low,high; got {self.sigma_window!r}"
+                ) from None
+            if not self.searches_rho:
+                raise ConfigurationError("a σ window scales ρ; pass --space rho or rho+freeu")
+            if low <= 0:
+                raise ConfigurationError(
+                    f"--sigma-window is searched on a log scale and needs 0 < low, got {low:g}"
+                )
+            object.__setattr__(self, "sigma_window", check_sigma_window(low, high))
 
     @property
     def searches_rho(self) -> bool:
@@ -144,6 +161,10 @@ class SearchSpace:
             # A ρ-only space is stored as before FreeU existed, so older studies still resume.
             for name in ("kind", "freeu_b", "freeu_s", "freeu_known"):
                 del data[name]
+        if self.sigma_window is None:
+            del data["sigma_window"]   # likewise: a space without σ windows, as before them
+        else:
+            data["sigma_window"] = list(self.sigma_window)
         return data
 
     @classmethod
@@ -159,6 +180,7 @@ class SearchSpace:
             freeu_b=tuple(data.get("freeu_b", (0.8, 1.8))),
             freeu_s=tuple(data.get("freeu_s", (0.0, 1.2))),
             freeu_known=tuple(known) if (known := data.get("freeu_known")) is not None else None,
+            sigma_window=tuple(window) if (window := data.get("sigma_window")) else None,
         )
 
 
@@ -210,6 +232,10 @@ class SearchConfig:
             raise ConfigurationError(
                 "the grid optimizer searches ρ only; pass --space rho or another optimizer "
                 "(tpe, gp, cmaes, random) for FreeU"
+            )
+        if self.optimizer == "grid" and self.space.sigma_window is not None:
+            raise ConfigurationError(
+                "the grid optimizer searches ρ only, not a σ window; pass another optimizer"
             )
         if self.optimizer == "grid" and "power" in self.space.shapes:
             raise ConfigurationError(
@@ -325,11 +351,18 @@ def describe_differences(
     return "; ".join(parts) + more
 
 
-def comparison_key(identity: Mapping[str, Any], *, num_samples: int, seed: int) -> str:
+def comparison_key(
+    identity: Mapping[str, Any],
+    *,
+    num_samples: int,
+    seed: int,
+    validation: tuple[int, int] | None = None,   # (N, seed) of a validation on fresh seeds
+) -> str:
     """Short hash equal only for measurements that may be compared across step budgets.
 
     The objective identity without the sampler, NFE, rungs and batch size, plus the final N
     and the noise seed: the same metric, features and reference at the same N and seeds.
+    Validated values are measured at the validation's N and seeds, so those join the key.
     """
 
     def strip(data: Any) -> Any:
@@ -343,6 +376,10 @@ def comparison_key(identity: Mapping[str, Any], *, num_samples: int, seed: int) 
             return [strip(v) for v in data]
         return data
 
-    payload = {"identity": strip(identity), "num_samples": num_samples, "seed": seed}
+    payload: dict[str, Any] = {
+        "identity": strip(identity), "num_samples": num_samples, "seed": seed
+    }
+    if validation is not None:
+        payload["validation"] = list(validation)
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

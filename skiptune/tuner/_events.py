@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "BatchSizeReduced",
+    "CandidateValidated",
     "EventCallback",
     "RungDone",
     "SearchEvent",
@@ -105,6 +106,20 @@ class StudyDone:
     worker: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class CandidateValidated:
+    """One of a finished study's best schedules (or ρ = 1) re-scored on fresh seeds."""
+
+    study_name: str
+    trial_number: int
+    role: str
+    schedule: dict[str, Any]
+    search_value: float         # its value on the search's seeds
+    value: float | None         # at ``num_samples`` on fresh seeds; None: non-finite samples
+    num_samples: int
+    worker: int = 0
+
+
 @dataclass(frozen=True)
 class WorkerLost:
     """Worker process ``worker`` died (``exit_code``, negative: killed by that signal), and the
@@ -116,6 +131,6 @@ class WorkerLost:
 
 SearchEvent = (
     StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting
-    | StudyDone | WorkerLost
+    | StudyDone | WorkerLost | CandidateValidated
 )
 EventCallback = Callable[[SearchEvent], None]

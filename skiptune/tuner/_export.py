@@ -44,6 +44,9 @@ class ExportedSchedule:
     schedule_exponent: float | None = None
     # ρ of each skip site by name, bottom → top, when the export was written with the model.
     rho_factors: dict[str, float] | None = None
+    # How ``value`` and ``baseline_value`` were validated on fresh seeds (N, seed, gain and
+    # its interval, the search's own value); None: they are the search's measurements.
+    validation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         freeu = self.schedule.freeu
@@ -64,6 +67,8 @@ class ExportedSchedule:
             "seed": self.seed,
             "model_fingerprint": self.model_fingerprint,
             "study": self.study,
+            "validated": self.validation is not None,
+            "validation": self.validation,
             "skiptune_version": skiptune_version(),
         }
 
@@ -106,6 +111,7 @@ def export_schedule(
         model_fingerprint=record.model_fingerprint,
         study=record.study_name,
         schedule_exponent=exponent,
+        validation=record.validation,
     )
     if model is not None:
         check_weights(exported.model_fingerprint, model, allow_other_weights,
@@ -162,6 +168,7 @@ def load_exported(
             study=str(data.get("study", "")),
             schedule_exponent=data.get("schedule_exponent"),
             rho_factors=data.get("rho_factors"),
+            validation=data.get("validation"),
         )
     except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
         raise ConfigurationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
 
@@ -11,40 +12,66 @@ from skiptune.tuner._config import SearchConfig, comparison_key
 from skiptune.tuner._pareto import pareto_mask
 from skiptune.tuner._space import schedule_from_params
 from skiptune.tuner._summary import best_and_baseline
+from skiptune.tuner._validation import validation_result
 
 __all__ = ["front_flags", "front_points_of", "update_front"]
 
 
 def front_points_of(study: optuna.Study, config: SearchConfig) -> list[FrontRecord]:
-    """The study's tuned point (best complete trial) and baseline point, as stored records."""
-    best, baseline = best_and_baseline(study.get_trials(deepcopy=False))
-    key = comparison_key(
-        config.objective_identity, num_samples=config.num_samples, seed=config.seed
-    )
-    baseline_value = None if baseline is None else float(baseline.value)
-    points = []
-    for kind, trial in (("tuned", best), ("baseline", baseline)):
-        if trial is None:
-            continue
-        points.append(
-            FrontRecord(
-                study_group=config.group,
-                study_name=study.study_name,
-                kind=kind,
-                sampler=config.sampler,
-                nfe=config.nfe,
-                value=float(trial.value),
-                metric=config.metric,
-                num_samples=config.num_samples,
-                seed=config.seed,
-                comparison_key=key,
-                model_fingerprint=config.model_fingerprint,
-                trial_number=trial.number,
-                schedule=schedule_from_params(trial.params).to_dict(),
-                baseline_value=baseline_value,
-            )
+    """The study's tuned point and baseline point, as stored records.
+
+    Validated values where the study has them (the best on fresh seeds, flagged with how it
+    was validated); otherwise the best complete trial and the baseline as the search measured.
+    """
+    # (kind, trial number, params, value, search value) of each point.
+    points: list[tuple[str, int, dict[str, Any], float, float]] = []
+    validation = validation_result(study)
+    about: dict[str, Any] | None = None
+    if validation is None:
+        best, baseline = best_and_baseline(study.get_trials(deepcopy=False))
+        for kind, trial in (("tuned", best), ("baseline", baseline)):
+            if trial is not None:
+                value = float(trial.value)
+                points.append((kind, trial.number, trial.params, value, value))
+        key = comparison_key(
+            config.objective_identity, num_samples=config.num_samples, seed=config.seed
         )
-    return points
+    else:
+        for kind, candidate in (("tuned", validation.chosen), ("baseline", validation.baseline)):
+            if candidate is not None and candidate.value is not None:
+                points.append((kind, candidate.trial, candidate.params, candidate.value,
+                               candidate.search_value))
+        # Validated values are measured at the validation's N and seeds: only alike compete.
+        key = comparison_key(
+            config.objective_identity, num_samples=config.num_samples, seed=config.seed,
+            validation=(validation.num_samples, validation.seed),
+        )
+        about = {
+            "num_samples": validation.num_samples, "seed": validation.seed,
+            "level": validation.level, "gain": validation.gain,
+            "gain_low": validation.gain_low, "gain_high": validation.gain_high,
+        }
+    baseline_value = next((value for kind, *_, value, _ in points if kind == "baseline"), None)
+    return [
+        FrontRecord(
+            study_group=config.group,
+            study_name=study.study_name,
+            kind=kind,
+            sampler=config.sampler,
+            nfe=config.nfe,
+            value=value,
+            metric=config.metric,
+            num_samples=config.num_samples,
+            seed=config.seed,
+            comparison_key=key,
+            model_fingerprint=config.model_fingerprint,
+            trial_number=number,
+            schedule=schedule_from_params(params).to_dict(),
+            baseline_value=baseline_value,
+            validation=None if about is None else {**about, "search_value": searched},
+        )
+        for kind, number, params, value, searched in points
+    ]
 
 def front_flags(records: Sequence[FrontRecord]) -> list[bool]:
     """On-front flags, computed per (kind, comparison key): only alike measurements compete."""

@@ -155,6 +155,9 @@ def best_schedule(
 ) -> RhoSchedule:
     """The best schedule stored for ``model`` at ``nfe``, to use with :func:`skip_tuning`.
 
+    Once the study is validated, the best on fresh seeds (``front_report``'s records say
+    which: ``validated``), not the search's own minimum, which is biased low.
+
     ``with skip_tuning(model, best_schedule("skiptune.db", model, nfe=9)): ...``. A
     schedule searched on other weights (another fingerprint) is refused unless
     ``allow_other_weights`` is True; ``model=None`` skips the check.

@@ -13,6 +13,7 @@ __all__ = [
     "ROLE_ATTR",
     "SEEDED_ATTR",
     "TOTAL_ATTR",
+    "WARM_ATTR",
     "is_finished",
     "role_of",
 ]
@@ -20,8 +21,10 @@ __all__ = [
 CONFIG_ATTR = "skiptune_config"        # study user attribute: SearchConfig.to_dict()
 TOTAL_ATTR = "skiptune_trials_total"   # study user attribute: the latest requested total
 SEEDED_ATTR = "skiptune_seeded"        # study user attribute: baselines were queued
+WARM_ATTR = "skiptune_warm_started"    # study user attribute: other budgets' bests queued
 FAILURE_KIND_ATTR = "failure_kind"     # trial user attribute: "non-finite", "interrupted", "error"
-ROLE_ATTR = "skiptune_role"            # trial user attribute: "baseline", "paper", "freeu"
+ROLE_ATTR = "skiptune_role"            # trial user attribute: "baseline", "paper", "freeu",
+                                       # "warm" (another budget's validated best)
 
 
 def is_finished(trial: FrozenTrial) -> bool:

@@ -23,6 +23,7 @@ from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneEr
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import steps_for_nfe
+from skiptune.schedule import check_sigma_window
 from skiptune.storage import (
     NoSkiptuneDatabaseError,
     PendingStatisticsCache,
@@ -35,6 +36,7 @@ from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences
 from skiptune.tuner._events import EventCallback, WorkerLost
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner._validation import ValidationSettings
 
 __all__ = [
     "MAX_RUNG",
@@ -142,6 +144,8 @@ def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
     The known point is resolved here, once, and stored with the study's space; a user who
     set ``freeu_known`` keeps theirs.
     """
+    if space.sigma_window is not None:
+        check_sigma_window(*space.sigma_window, model_range=(model.sigma_min, model.sigma_max))
     if not space.searches_freeu:
         return space
     if not model.freeu_stages:
@@ -180,6 +184,8 @@ def search(
     grace_period: int = 30,                    # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
     allow_large_rungs: bool = False,           # a rung above MAX_RUNG samples, on purpose
+    validation: ValidationSettings | None = None,  # default: top 3 and ρ = 1 at 4 × last rung
+    parallel_candidates: int = 1,              # trials sampled together in one batch
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
 
@@ -192,12 +198,25 @@ def search(
     With ``workers`` > 1, that many processes share each study (PostgreSQL or another
     server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
     printed. Returns one summary per budget, in the order given.
+
+    ``parallel_candidates`` K > 1 asks K trials at once and samples their images in one
+    batch with per-sample factors: the same values as K trials in turn, up to float rounding,
+    at a GPU's batch throughput. CPU default 1; no GPU default has been measured yet.
+
+    A study at its total is validated (``validation``): its best distinct schedules and
+    ρ = 1 are re-scored on fresh seeds, and the summary reports the validated choice.
     """
+    validation = validation or ValidationSettings()
     budgets = [nfe] if isinstance(nfe, int) else list(nfe)
     if not budgets or len(set(budgets)) != len(budgets):
         raise ConfigurationError(f"pass one or more distinct step budgets, got {budgets}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    if (isinstance(parallel_candidates, bool) or not isinstance(parallel_candidates, int)
+            or parallel_candidates < 1):
+        raise ConfigurationError(
+            f"--parallel-candidates must be a whole number ≥ 1, got {parallel_candidates!r}"
+        )
     for budget in budgets:
         steps_for_nfe(sampler, budget)
     check_heartbeat(heartbeat_interval, grace_period)
@@ -230,12 +249,18 @@ def search(
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
+    if validation.enabled:
+        for config, _objective in plans:
+            validation.samples_for(config)     # a too-small validation N, before any write
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
         with _database_errors(storage):
             studies = [prepare_study(storage, config)[0] for config, _objective in plans]
-        options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        options: dict[str, Any] = {
+            "heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+            "validation": validation, "parallel_candidates": parallel_candidates,
+        }
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
@@ -352,7 +377,7 @@ def _worker_main(
     trust_pickle: bool,
     conditioning: dict[str, Any],
     threads: int,
-    options: dict[str, int],
+    options: dict[str, Any],
     events: Any,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
@@ -410,6 +435,8 @@ def _run_workers(
     on_event: EventCallback | None,
     heartbeat_interval: int,
     grace_period: int,
+    validation: ValidationSettings,
+    parallel_candidates: int,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -421,7 +448,8 @@ def _run_workers(
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     url = storage.url.render_as_string(hide_password=False)
-    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+               "validation": validation, "parallel_candidates": parallel_candidates}
     storage.dispose()
     processes = [
         context.Process(

@@ -58,7 +58,8 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
                 trial.suggest_float("gamma", *space.gamma, log=True) if shape == "power" else 1.0
             )
             schedule = RhoSchedule(
-                rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma
+                rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma,
+                **_suggest_window(trial, space),
             )
         if space.searches_freeu:
             freeu = FreeU(
@@ -69,6 +70,24 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
             )
             schedule = replace(schedule, freeu=freeu)
     return schedule
+
+
+def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
+    """σ_lo and σ_hi in ``space.sigma_window`` (log scale), as RhoSchedule's keywords."""
+    if space.sigma_window is None:
+        return {}
+    ends = sorted(trial.suggest_float(name, *space.sigma_window, log=True)
+                  for name in ("sigma_lo", "sigma_hi"))
+    # Two equal ends make no window; the whole range (ρ at every σ of it) stands for it.
+    return {"sigma_lo": ends[0], "sigma_hi": ends[1]} if ends[0] < ends[1] else {
+        "sigma_lo": space.sigma_window[0], "sigma_hi": space.sigma_window[1]}
+
+
+def _window_of(params: dict[str, Any]) -> dict[str, float]:
+    if "sigma_lo" not in params or "sigma_hi" not in params:
+        return {}
+    ends = sorted((float(params["sigma_lo"]), float(params["sigma_hi"])))
+    return {"sigma_lo": ends[0], "sigma_hi": ends[1]} if ends[0] < ends[1] else {}
 
 
 def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
@@ -82,6 +101,7 @@ def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
         shape=str(params.get("shape", "linear")),
         gamma=float(params.get("gamma", 1.0)),
         freeu=freeu,
+        **_window_of(params),
     )
 
 
@@ -105,6 +125,10 @@ def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
         if not plain:
             rho_one["gamma"] = 1.0
     neutral = {"b1": 1.0, "b2": 1.0, "s1": 1.0, "s2": 1.0} if space.searches_freeu else {}
+    if space.sigma_window is not None:
+        # Known points act at every σ of the window's range, as they were published.
+        neutral = {**neutral, "sigma_lo": space.sigma_window[0],
+                   "sigma_hi": space.sigma_window[1]}
     queued = [({**rho_one, **neutral}, "baseline")]
     if space.searches_rho and "linear" in space.shapes:
         for bottom, top in PAPER_SCHEDULES:

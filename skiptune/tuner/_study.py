@@ -7,6 +7,7 @@ before new work, and the stored front updated after each trial.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -45,6 +46,7 @@ from skiptune.tuner._schema import (
     ROLE_ATTR,
     SEEDED_ATTR,
     TOTAL_ATTR,
+    WARM_ATTR,
     is_finished,
     role_of,
 )
@@ -56,6 +58,8 @@ from skiptune.tuner._space import (
     suggest_schedule,
 )
 from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner._validation import ValidationSettings, validate_study
+from skiptune.tuner._warm import warm_schedules
 
 __all__ = ["Objective", "effective_total", "prepare_study", "run_study"]
 
@@ -131,6 +135,14 @@ def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study,
                 study.enqueue_trial(params, user_attrs={ROLE_ATTR: role}, skip_if_exists=True)
                 failpoint("study-seeding")
             study.set_user_attr(SEEDED_ATTR, True)
+        if not study.user_attrs.get(WARM_ATTR):
+            # Once, at the study's first preparation: the validated bests of the same model's
+            # other budgets, nearest first (a later rerun does not queue newer ones).
+            sources = []
+            for params, source in warm_schedules(optuna_storage, config):
+                study.enqueue_trial(params, user_attrs={ROLE_ATTR: "warm"}, skip_if_exists=True)
+                sources.append(source)
+            study.set_user_attr(WARM_ATTR, sources or [""])
     storage.record_run(
         study_name=name,
         study_group=config.group,
@@ -185,6 +197,8 @@ def run_study(
     grace_period: int = 30,                  # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    validation: ValidationSettings | None = None,   # default: ValidationSettings()
+    parallel_candidates: int = 1,            # trials asked at once and sampled in one batch
 ) -> StudySummary:
     """Run trials of ``config``'s study until it has ``effective_total(config)`` finished.
 
@@ -197,6 +211,14 @@ def run_study(
     A trial with non-finite samples is failed with the reason (user attribute ``failure``)
     and the study goes on; any other error fails the trial and propagates. On
     KeyboardInterrupt the running trial is failed, re-queued, and the interrupt propagates.
+
+    With ``parallel_candidates`` K > 1, K trials are asked at once (the constant liar keeps
+    them apart, as with workers) and their images sampled in one batch with per-sample
+    factors (``evaluate_many``); σ-window schedules run one at a time.
+
+    At its total, the study is validated (:func:`validate_study`: its best schedules and
+    ρ = 1 re-scored on fresh seeds) unless ``validation.enabled`` is False; a study that
+    reached its total before, validated or not, is validated now, resuming what is missing.
     """
     emit = on_event or (lambda _event: None)
     name = config.study_name
@@ -226,34 +248,50 @@ def run_study(
                                   trials_total=total, finished=finished,
                                   resumed=finished > 0 or running > 0, worker=worker))
                 first = False
-            trial = None
-            if finished < total and finished + running < total:
+            asked: list[optuna.Trial] = []
+            slots = min(max(1, parallel_candidates), total - finished - running)
+            if finished < total and slots > 0:
                 with warnings.catch_warnings():
                     # Optuna warns that heartbeats are meant for optimize(); this loop is
                     # optimize()'s ask/tell with a heartbeat thread (_heartbeats) per trial.
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                    # Seeded by the history, so a resumed study proposes what an
-                    # uninterrupted one would, not its first run's proposals again.
-                    study.sampler = make_sampler(
-                        config, worker=worker, history=len(study.get_trials(deepcopy=False))
-                    )
-                    trial = study.ask()
-                failpoint("trial-asked")
-                # A first heartbeat before the lock is released: a worker killed right now
-                # leaves a trial that goes stale, never one that stays RUNNING for ever
-                # (one killed just before it is caught by fail_trials_without_heartbeat).
-                optuna_storage.record_heartbeat(trial_id(trial))
+                    for _ in range(slots):
+                        # Seeded by the history, so a resumed study proposes what an
+                        # uninterrupted one would, not its first run's proposals again.
+                        study.sampler = make_sampler(
+                            config, worker=worker,
+                            history=len(study.get_trials(deepcopy=False)),
+                        )
+                        trial = study.ask()
+                        failpoint("trial-asked")
+                        # A first heartbeat before the lock is released: a worker killed
+                        # right now leaves a trial that goes stale, never one that stays
+                        # RUNNING for ever (one killed just before it is caught by
+                        # fail_trials_without_heartbeat).
+                        optuna_storage.record_heartbeat(trial_id(trial))
+                        asked.append(trial)
         if finished >= total:
             break
-        if trial is None:
+        if not asked:
             emit(Waiting(study_name=name, running=running, seconds=float(heartbeat_interval),
                          worker=worker))
             sleep(heartbeat_interval)
             continue
-        _run_trial(
-            study, trial, config, objective, optuna_storage=optuna_storage, storage=storage,
-            finished=finished, total=total, worker=worker, emit=emit,
-        )
+        context = {"optuna_storage": optuna_storage, "storage": storage, "finished": finished,
+                   "total": total, "worker": worker, "emit": emit}
+        schedules = [suggest_schedule(t, config.space) for t in asked]
+        if len(asked) > 1 and not any(s.has_window for s in schedules):
+            _run_batch(study, asked, schedules, config, objective, **context)
+        else:
+            with contextlib.ExitStack() as waiting:
+                # Trials asked together but run in turn keep beating while they wait.
+                for trial in asked[1:]:
+                    waiting.enter_context(heartbeats(optuna_storage, trial))
+                for trial in asked:
+                    _run_trial(study, trial, config, objective, **context)
+    settings = validation or ValidationSettings()
+    if settings.enabled:
+        validate_study(storage, study, config, objective, settings, worker=worker, emit=emit)
     # A worker killed between a trial's tell and its front update leaves the stored front
     # behind the trials; the study's end (also a rerun that finds it done) brings it level.
     update_front(storage, study, config)
@@ -285,6 +323,31 @@ def _requeue_lost_retries(study: optuna.Study) -> None:
             _requeue(study, trial)
 
 
+def _rung_reporter(
+    study: optuna.Study, trial: optuna.Trial, config: SearchConfig, *, worker: int,
+    emit: EventCallback,
+) -> Callable[[int, int, float], None]:
+    """``report(rung_index, N, value)`` for the objective: tell the pruner, emit RungDone,
+    and stop a trial the pruner rejects."""
+    last_rung = len(config.rungs) - 1
+    role = role_of(trial)
+
+    def report(rung_index: int, num_samples: int, value: float) -> None:
+        trial.report(value, num_samples)
+        emit(RungDone(study_name=study.study_name, trial_number=trial.number,
+                      rung_index=rung_index, num_samples=num_samples, value=value,
+                      worker=worker))
+        # The baseline is asked too, so the pruner counts it at each rung, but it is never
+        # stopped: every study must measure its own baseline at full N.
+        stop = rung_index < last_rung and config.pruning and trial.should_prune()
+        if stop and role != "baseline":
+            raise optuna.TrialPruned(
+                f"pruned after rung {rung_index} (N = {num_samples}, value {value:.4g})"
+            )
+
+    return report
+
+
 def _run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -303,20 +366,7 @@ def _run_trial(
     emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
                       schedule=schedule.to_dict(), role=role, finished=finished,
                       trials_total=total, worker=worker))
-    last_rung = len(config.rungs) - 1
-
-    def report(rung_index: int, num_samples: int, value: float) -> None:
-        trial.report(value, num_samples)
-        emit(RungDone(study_name=study.study_name, trial_number=trial.number,
-                      rung_index=rung_index, num_samples=num_samples, value=value,
-                      worker=worker))
-        # The baseline is asked too, so the pruner counts it at each rung, but it is never
-        # stopped: every study must measure its own baseline at full N.
-        stop = rung_index < last_rung and config.pruning and trial.should_prune()
-        if stop and role != "baseline":
-            raise optuna.TrialPruned(
-                f"pruned after rung {rung_index} (N = {num_samples}, value {value:.4g})"
-            )
+    report = _rung_reporter(study, trial, config, worker=worker, emit=emit)
 
     def batch_reduced(failed: int, batch_size: int, why: str) -> None:
         emit(BatchSizeReduced(study_name=study.study_name, trial_number=trial.number,
@@ -328,13 +378,7 @@ def _run_trial(
         try:
             evaluation = objective.evaluate(schedule, report=report,
                                             on_batch_reduced=batch_reduced)
-            value = float(evaluation.value)
-            if not math.isfinite(value):
-                raise NonFiniteSampleError(f"the objective returned {value}")
-            trial.set_user_attr("num_samples", int(evaluation.num_samples))
-            trial.set_user_attr("rung_values", [list(rv) for rv in evaluation.rung_values])
-            for attr in ("seconds_sampling", "seconds_features", "seconds_total"):
-                trial.set_user_attr(attr, float(getattr(evaluation, attr)))
+            value = _record_evaluation(trial, evaluation)
             failpoint("trial-result")
         except optuna.TrialPruned as e:
             state, reason = TrialState.PRUNED, str(e)
@@ -360,7 +404,39 @@ def _run_trial(
             trial.set_user_attr(FAILURE_KIND_ATTR, "error")
             _tell(study, trial, state=TrialState.FAIL)
             raise
-    seconds = time.monotonic() - start
+    _finish(study, trial, config, storage=storage, state=state, value=value, reason=reason,
+            schedule=schedule, seconds=time.monotonic() - start, total=total, worker=worker,
+            emit=emit)
+
+
+def _record_evaluation(trial: optuna.Trial, evaluation: Any) -> float:
+    """The evaluation's value, its N, rung values and timings stored with the trial."""
+    value = float(evaluation.value)
+    if not math.isfinite(value):
+        raise NonFiniteSampleError(f"the objective returned {value}")
+    trial.set_user_attr("num_samples", int(evaluation.num_samples))
+    trial.set_user_attr("rung_values", [list(rv) for rv in evaluation.rung_values])
+    for attr in ("seconds_sampling", "seconds_features", "seconds_total"):
+        trial.set_user_attr(attr, float(getattr(evaluation, attr)))
+    return value
+
+
+def _finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SearchConfig,
+    *,
+    storage: Storage,
+    state: TrialState,
+    value: float | None,
+    reason: str,
+    schedule: RhoSchedule,
+    seconds: float,
+    total: int,
+    worker: int,
+    emit: EventCallback,
+) -> None:
+    """Tell the trial's end, update the stored front, and report it."""
     told = _tell(study, trial, state=state, value=value if state == TrialState.COMPLETE else None)
     failpoint("trial-told")
     if not told:
@@ -386,6 +462,66 @@ def _run_trial(
             worker=worker,
         )
     )
+
+
+def _run_batch(
+    study: optuna.Study,
+    trials: list[optuna.Trial],
+    schedules: list[RhoSchedule],
+    config: SearchConfig,
+    objective: Objective,
+    *,
+    optuna_storage: Any,
+    storage: Storage,
+    finished: int,
+    total: int,
+    worker: int,
+    emit: EventCallback,
+) -> None:
+    """Run several trials with their images sampled in one batch (``evaluate_many``)."""
+    for i, (trial, schedule) in enumerate(zip(trials, schedules, strict=True)):
+        emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
+                          schedule=schedule.to_dict(), role=role_of(trial),
+                          finished=finished + i, trials_total=total, worker=worker))
+    reporters = [_rung_reporter(study, t, config, worker=worker, emit=emit) for t in trials]
+
+    def report(candidate: int, rung_index: int, num_samples: int, value: float) -> None:
+        reporters[candidate](rung_index, num_samples, value)
+
+    start = time.monotonic()
+    with contextlib.ExitStack() as beating:
+        for trial in trials:
+            beating.enter_context(heartbeats(optuna_storage, trial))
+        try:
+            outcomes = objective.evaluate_many(schedules, report=report)  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            with storage.lock(f"study:{study.study_name}"):
+                for trial in trials:
+                    _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)",
+                                      "interrupted")
+            raise
+        except BaseException as e:
+            for trial in trials:
+                trial.set_user_attr("failure", f"{type(e).__name__}: {e}"[:2000])
+                trial.set_user_attr(FAILURE_KIND_ATTR, "error")
+                _tell(study, trial, state=TrialState.FAIL)
+            raise
+    seconds = time.monotonic() - start
+    for trial, schedule, outcome in zip(trials, schedules, outcomes, strict=True):
+        state, value, reason = TrialState.COMPLETE, None, ""
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            value = _record_evaluation(trial, outcome)
+        except optuna.TrialPruned as e:
+            state, reason = TrialState.PRUNED, str(e)
+        except NonFiniteSampleError as e:
+            state, reason = TrialState.FAIL, f"non-finite samples: {e}"
+            trial.set_user_attr("failure", reason)
+            trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
+        _finish(study, trial, config, storage=storage, state=state, value=value, reason=reason,
+                schedule=schedule, seconds=seconds / len(trials), total=total, worker=worker,
+                emit=emit)
 
 
 def _tell(

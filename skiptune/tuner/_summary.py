@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from skiptune.schedule import RhoSchedule
 from skiptune.tuner._config import SearchConfig
 from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of
 from skiptune.tuner._space import schedule_from_params
+from skiptune.tuner._validation import ValidationResult, validation_result
 
 __all__ = ["StudySummary", "best_and_baseline", "summarize"]
 
@@ -23,7 +25,11 @@ class StudySummary:
     """Where one study stands and what it found.
 
     ``best_value`` and ``baseline_value`` are proxy values (lower is better) at
-    ``num_samples`` images from noise seed ``seed``; ``None`` until measured.
+    ``num_samples`` images from noise seed ``seed``; ``None`` until measured. Once the study
+    is validated (``validated``), they are the validated values instead, at
+    ``validation_num_samples`` images on fresh seeds, and ``best_schedule`` is the best on
+    those; ``search_best_value`` keeps the best value the search itself measured, and
+    ``gain_low``/``gain_high`` bound the gain over ρ = 1 (paired bootstrap).
     """
 
     study_name: str
@@ -50,6 +56,12 @@ class StudySummary:
     # The best value of each kind of known point measured beside the baseline: "paper" (the
     # paper's ρ schedules), "freeu" (the model family's recommended FreeU values).
     known_values: dict[str, float] = field(default_factory=dict)
+    validated: bool = False
+    search_best_value: float | None = None
+    validation_num_samples: int | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    validation_level: float | None = None
 
     @property
     def improvement(self) -> float | None:
@@ -87,6 +99,12 @@ class StudySummary:
             "improvement": self.improvement,
             "seconds_per_trial": self.seconds_per_trial,
             "known_values": dict(self.known_values),
+            "validated": self.validated,
+            "search_best_value": self.search_best_value,
+            "validation_num_samples": self.validation_num_samples,
+            "gain_low": self.gain_low,
+            "gain_high": self.gain_high,
+            "validation_level": self.validation_level,
         }
 
 
@@ -109,10 +127,11 @@ def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
     best, baseline = best_and_baseline(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    validation = validation_result(study)
     seconds = [
         float(t.user_attrs["seconds_total"]) for t in complete if "seconds_total" in t.user_attrs
     ]
-    return StudySummary(
+    summary = StudySummary(
         study_name=study.study_name,
         group=config.group,
         sampler=config.sampler,
@@ -135,6 +154,25 @@ def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
         baseline_value=None if baseline is None else float(baseline.value),
         seconds_per_trial=sum(seconds) / len(seconds) if seconds else None,
         known_values=_known_values(complete),
+        search_best_value=None if best is None else float(best.value),
+    )
+    return summary if validation is None else _validated(summary, validation)
+
+
+def _validated(summary: StudySummary, validation: ValidationResult) -> StudySummary:
+    """``summary`` with the validated choice and values in place of the search's."""
+    chosen, baseline = validation.chosen, validation.baseline
+    return dataclasses.replace(
+        summary,
+        validated=True,
+        best_value=chosen.value,
+        best_schedule=schedule_from_params(chosen.params),
+        best_trial=chosen.trial,
+        baseline_value=None if baseline is None else baseline.value,
+        validation_num_samples=validation.num_samples,
+        gain_low=validation.gain_low,
+        gain_high=validation.gain_high,
+        validation_level=validation.level,
     )
 
 

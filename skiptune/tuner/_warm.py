@@ -1,0 +1,91 @@
+"""Warm starts across budgets: a new study first tries its neighbours' validated best.
+
+The best ρ moves smoothly with the step budget (Ma et al. report it rising toward 1 as NFE
+grows), so the validated choice of the same model's 7-NFE study is a strong first guess
+at 9 NFE. Queued once, nearest budget first, like the baseline and the paper's schedules.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import optuna
+
+from skiptune.tuner._config import SearchConfig, SearchSpace
+from skiptune.tuner._schema import CONFIG_ATTR
+from skiptune.tuner._space import _inside
+from skiptune.tuner._validation import validation_result
+
+__all__ = ["warm_schedules"]
+
+
+def params_in_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any] | None:
+    """``params`` as this space's parameters, or None where the space cannot hold them."""
+    wanted: dict[str, Any] = {}
+    if space.searches_rho:
+        shape = params.get("shape", "linear")
+        if shape not in space.shapes:
+            return None
+        bottom, top = float(params.get("rho_bottom", 1.0)), float(params.get("rho_top", 1.0))
+        if not (_inside(bottom, space.rho_bottom) and _inside(top, space.rho_top_bounds())):
+            return None
+        wanted.update(rho_bottom=bottom, rho_top=top, shape=shape)
+        if shape == "power":
+            gamma = float(params.get("gamma", 1.0))
+            if not _inside(gamma, space.gamma):
+                return None
+            wanted["gamma"] = gamma
+    windowed = "sigma_lo" in params and "sigma_hi" in params
+    if space.sigma_window is not None:
+        lo, hi = (float(params["sigma_lo"]), float(params["sigma_hi"])) if windowed else (
+            space.sigma_window)
+        if not (_inside(lo, space.sigma_window) and _inside(hi, space.sigma_window)):
+            return None
+        wanted.update(sigma_lo=lo, sigma_hi=hi)
+    elif windowed:
+        return None                       # a windowed choice is not an every-σ schedule
+    if space.searches_freeu:
+        if not all(k in params for k in ("b1", "b2", "s1", "s2")):
+            return None
+        freeu = {k: float(params[k]) for k in ("b1", "b2", "s1", "s2")}
+        if not all(_inside(freeu[k], space.freeu_b) for k in ("b1", "b2")) or not all(
+            _inside(freeu[k], space.freeu_s) for k in ("s1", "s2")
+        ):
+            return None
+        wanted.update(freeu)
+    elif any(k in params for k in ("b1", "b2", "s1", "s2")):
+        return None                       # a FreeU choice is not a ρ-only schedule
+    return wanted
+
+
+def warm_schedules(optuna_storage: Any, config: SearchConfig) -> list[tuple[dict[str, Any], str]]:
+    """(params, source study) of the validated bests of the same model's other budgets.
+
+    Same group, sampler and weights; nearest budget first (the lower one on a tie); only
+    schedules the study's space can hold, each once.
+    """
+    pattern = re.compile(
+        rf"skiptune-{re.escape(config.group)}-{re.escape(config.sampler)}-nfe(\d+)"
+    )
+    found: list[tuple[int, int, dict[str, Any], str]] = []
+    for name in optuna.get_all_study_names(optuna_storage):
+        match = pattern.fullmatch(name)
+        if match is None or int(match.group(1)) == config.nfe:
+            continue
+        study = optuna.load_study(study_name=name, storage=optuna_storage)
+        stored = study.user_attrs.get(CONFIG_ATTR) or {}
+        if stored.get("model_fingerprint") != config.model_fingerprint:
+            continue
+        result = validation_result(study)
+        if result is None or result.chosen.role == "baseline":
+            continue                      # ρ = 1 is queued anyway
+        params = params_in_space(result.chosen.params, config.space)
+        if params is not None:
+            nfe = int(match.group(1))
+            found.append((abs(nfe - config.nfe), nfe, params, name))
+    queued: list[tuple[dict[str, Any], str]] = []
+    for _distance, _nfe, params, name in sorted(found, key=lambda f: (f[0], f[1])):
+        if all(params != p for p, _ in queued):
+            queued.append((params, name))
+    return queued
