@@ -10,7 +10,10 @@ automatically and applies it in one call::
         images = skiptune.sample(model, skiptune.initial_noise(16, model.image_shape, seed=0),
                                  sampler="heun", nfe=9)
 
-or, with what a search stored: ``skiptune.best_schedule("skiptune.db", model, nfe=9)``.
+or search it and use what the search stored::
+
+    skiptune.search("ckpt.pt", nfe=9, db="skiptune.db")
+    schedule = skiptune.best_schedule("skiptune.db", model, nfe=9)
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ _LAZY = {
     "RhoSchedule": "skiptune.schedule",
     "skip_tuning": "skiptune.skips",
     "best_schedule": "skiptune.tuner",
+    "search": "skiptune.tuner",
+    "export_schedule": "skiptune.tuner",
+    "front_report": "skiptune.tuner",
+    "list_studies": "skiptune.tuner",
+    "SearchSpace": "skiptune.tuner",
+    "StudySummary": "skiptune.tuner",
+    "ExportedSchedule": "skiptune.tuner",
+    "ObjectiveConfig": "skiptune.objectives",
     "load_exported": "skiptune.tuner",
 }
 
@@ -63,6 +74,7 @@ if TYPE_CHECKING:
         save_checkpoint,
     )
     from skiptune.models.custom import CustomModel, CustomSkipSite, wrap_module
+    from skiptune.objectives import ObjectiveConfig
     from skiptune.sampling import (
         SAMPLERS,
         initial_noise,
@@ -73,7 +85,17 @@ if TYPE_CHECKING:
     )
     from skiptune.schedule import SHAPES, RhoSchedule
     from skiptune.skips import skip_tuning
-    from skiptune.tuner import best_schedule, load_exported
+    from skiptune.tuner import (
+        ExportedSchedule,
+        SearchSpace,
+        StudySummary,
+        best_schedule,
+        export_schedule,
+        front_report,
+        list_studies,
+        load_exported,
+        search,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -95,26 +117,34 @@ __all__ = [
     "ConfigurationError",
     "CustomModel",
     "CustomSkipSite",
+    "ExportedSchedule",
     "FileAccessError",
     "FreeU",
     "InsufficientMemoryError",
     "ModelError",
     "NonFiniteSampleError",
+    "ObjectiveConfig",
     "RhoSchedule",
+    "SearchSpace",
     "SkipSite",
     "SkiptuneError",
     "StorageError",
+    "StudySummary",
     "TunableModel",
     "UNetConfig",
     "__version__",
     "best_schedule",
+    "export_schedule",
+    "front_report",
     "initial_noise",
     "karras_sigmas",
+    "list_studies",
     "load_exported",
     "load_model",
     "nfe_for_steps",
     "sample",
     "save_checkpoint",
+    "search",
     "skip_tuning",
     "steps_for_nfe",
     "wrap_module",
