@@ -387,37 +387,34 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
     known = [f"{s.group} {s.nfe} NFE: {_known_text(s.known_values)}"
              for s in summaries if s.known_values]
     captions = [f"known points: {'; '.join(known)}"] if known else []
-    if any(s.validated for s in summaries):
-        captions.append(
-            "✓ validated: proxy and ρ = 1 re-measured at N on seeds no trial used (the search's "
-            "own best in brackets); gain with its paired-bootstrap interval"
-        )
+    # The interval and the search's own value go under the table, one line a study, so that
+    # the table still reads at 80 columns.
+    captions += [_validation_text(s) for s in summaries if s.validated]
     if captions:
         table.caption = "\n".join(captions)
     for s in summaries:
+        gain = s.improvement
         table.add_row(
             s.group, s.sampler, str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
-            _validated_value(s), _number(s.baseline_value), _gain_text(s),
-            f"{s.validation_num_samples} ✓" if s.validated else str(s.num_samples),
+            _number(s.best_value), _number(s.baseline_value),
+            "—" if gain is None else f"{gain:.0%}",
+            str(s.validation_num_samples if s.validated else s.num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
 
 
-def _validated_value(summary: Any) -> str:
-    if not summary.validated:
-        return _number(summary.best_value)
-    return f"{_number(summary.best_value)} ({_number(summary.search_best_value)})"
-
-
-def _gain_text(summary: Any) -> str:
-    gain = summary.improvement
-    if gain is None:
-        return "—"
-    if summary.gain_low is None or summary.gain_high is None:
-        return f"{gain:.0%}"
-    return f"{gain:.0%} [{summary.gain_low:.0%}, {summary.gain_high:.0%}]"
+def _validation_text(summary: Any) -> str:
+    """One caption line: how a study's values were validated, and the gain's interval."""
+    interval = ""
+    if summary.gain_low is not None and summary.gain_high is not None:
+        level = summary.validation_level or 0.95
+        interval = (f", gain {summary.improvement:.0%} [{summary.gain_low:.0%}, "
+                    f"{summary.gain_high:.0%}] ({level:.0%} paired bootstrap)")
+    return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
+            f"{summary.validation_num_samples} on fresh seeds{interval}; the search's own "
+            f"best {_number(summary.search_best_value)}")
 
 
 def search_command(
