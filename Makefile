@@ -26,10 +26,12 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check skiptune tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check skiptune tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -10,6 +10,7 @@ import optuna
 from skiptune.storage import FrontRecord, Storage
 from skiptune.tuner._config import SearchConfig, comparison_key
 from skiptune.tuner._pareto import pareto_mask
+from skiptune.tuner._schema import value_of
 from skiptune.tuner._space import schedule_from_params
 from skiptune.tuner._summary import best_and_baseline
 from skiptune.tuner._validation import validation_result
@@ -31,7 +32,7 @@ def front_points_of(study: optuna.Study, config: SearchConfig) -> list[FrontReco
         best, baseline = best_and_baseline(study.get_trials(deepcopy=False))
         for kind, trial in (("tuned", best), ("baseline", baseline)):
             if trial is not None:
-                value = float(trial.value)
+                value = value_of(trial)
                 points.append((kind, trial.number, trial.params, value, value))
         key = comparison_key(
             config.objective_identity, num_samples=config.num_samples, seed=config.seed

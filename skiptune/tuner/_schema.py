@@ -5,6 +5,7 @@ The trial loop writes these and the result readers read them; both import them f
 
 from __future__ import annotations
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "WARM_ATTR",
     "is_finished",
     "role_of",
+    "value_of",
 ]
 
 CONFIG_ATTR = "skiptune_config"        # study user attribute: SearchConfig.to_dict()
@@ -39,7 +41,14 @@ def is_finished(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and kind == "non-finite"
 
 
-def role_of(trial: FrozenTrial) -> str:
+def role_of(trial: FrozenTrial | optuna.Trial) -> str:
     """Why the trial ran: ``baseline`` (ρ = 1), a known point (``paper``: Ma et al.'s
     schedules; ``freeu``: the model family's FreeU values) or ``search``."""
     return str(trial.user_attrs.get(ROLE_ATTR, "search"))
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A complete trial's objective value (Optuna types it optional: other states have none)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} ({trial.state.name}) has no value")
+    return float(trial.value)

@@ -72,7 +72,7 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
     return schedule
 
 
-def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
+def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     """σ_lo and σ_hi in ``space.sigma_window`` (log scale), as RhoSchedule's keywords."""
     if space.sigma_window is None:
         return {}

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.schedule import RhoSchedule
 from skiptune.tuner._config import SearchConfig
-from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of
+from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of, value_of
 from skiptune.tuner._space import schedule_from_params
 from skiptune.tuner._validation import ValidationResult, validation_result
 
@@ -148,13 +148,13 @@ def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         failed=sum(is_finished(t) and t.state == TrialState.FAIL for t in trials),
         running=sum(t.state == TrialState.RUNNING for t in trials),
-        best_value=None if best is None else float(best.value),
+        best_value=None if best is None else value_of(best),
         best_schedule=None if best is None else schedule_from_params(best.params),
         best_trial=None if best is None else best.number,
-        baseline_value=None if baseline is None else float(baseline.value),
+        baseline_value=None if baseline is None else value_of(baseline),
         seconds_per_trial=sum(seconds) / len(seconds) if seconds else None,
         known_values=_known_values(complete),
-        search_best_value=None if best is None else float(best.value),
+        search_best_value=None if best is None else value_of(best),
     )
     return summary if validation is None else _validated(summary, validation)
 
@@ -182,5 +182,5 @@ def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
     for trial in complete:
         role = role_of(trial)
         if role in ("paper", "freeu") and trial.value is not None and math.isfinite(trial.value):
-            known[role] = min(known.get(role, math.inf), float(trial.value))
+            known[role] = min(known.get(role, math.inf), value_of(trial))
     return known

@@ -29,7 +29,7 @@ from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values, paired_gain_interval
 from skiptune.tuner._config import SearchConfig
 from skiptune.tuner._events import CandidateValidated, EventCallback
-from skiptune.tuner._schema import role_of
+from skiptune.tuner._schema import role_of, value_of
 from skiptune.tuner._space import schedule_from_params
 
 __all__ = [
@@ -214,7 +214,7 @@ def validate_study(
             emit(CandidateValidated(
                 study_name=study.study_name, trial_number=trial.number, role=role_of(trial),
                 schedule=schedule_from_params(trial.params).to_dict(),
-                search_value=float(trial.value), value=stored["value"],
+                search_value=value_of(trial), value=stored["value"],
                 num_samples=num_samples, worker=worker,
             ))
         study.set_user_attr(VALIDATION_ATTR, plan)
@@ -228,7 +228,7 @@ def _measure(validating: Any, trial: FrozenTrial, indices: np.ndarray) -> dict[s
         "trial": trial.number,
         "role": role_of(trial),
         "params": dict(trial.params),
-        "search_value": float(trial.value),
+        "search_value": value_of(trial),
         "value": None,
         "replicates": None,
     }
@@ -250,8 +250,9 @@ def validation_result(study: optuna.Study | Any) -> ValidationResult | None:
     plan = attrs.get(VALIDATION_ATTR)
     if not plan:
         return None
-    stored = [attrs.get(name) for name in plan["candidates"]]
-    if any(s is None for s in stored):
+    found = [attrs.get(name) for name in plan["candidates"]]
+    stored: list[dict[str, Any]] = [s for s in found if s is not None]
+    if len(stored) < len(found):
         return None
     candidates = tuple(
         ValidatedCandidate(trial=int(s["trial"]), role=str(s["role"]), params=dict(s["params"]),

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
-from skiptune.tuner import list_studies
+from skiptune.tuner import list_studies, validation_result
 from tests.tuner.helpers import DEMO, pg_schema, require_postgres, start_search
 
 pytestmark = pytest.mark.slow
@@ -47,5 +47,10 @@ def test_two_commands_of_two_workers_share_one_study_exactly(pg_url: str) -> Non
     assert roles == {"baseline": 1, "paper": 3, "search": 5}
     baseline = next(t for t in trials if t.user_attrs.get("skiptune_role") == "baseline")
     assert baseline.state == TrialState.COMPLETE
-    assert summary.baseline_value == baseline.value
+    # The study ends validated: its summary reports ρ = 1 as re-measured on fresh seeds.
+    validation = validation_result(study)
+    assert summary.validated and validation is not None and validation.baseline is not None
+    assert validation.baseline.trial == baseline.number
+    assert validation.baseline.search_value == baseline.value
+    assert summary.baseline_value == validation.baseline.value
     assert len(storage.runs(study_name=summary.study_name)) == 2
