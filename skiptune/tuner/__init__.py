@@ -1,6 +1,6 @@
 """The search service: resumable Optuna studies of the skip schedule, one per step budget.
 
-``search(model, nfe=9)`` plans a study (``plan_search``), creates or resumes it in the
+``search(model, nfe=9)`` plans a study, creates or resumes it in the
 database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
 the study has its total; ``best_schedule``, ``export_schedule``/``load_exported``,
 ``front_report`` and ``list_studies`` read the results back. ``pareto_front`` and
@@ -13,8 +13,6 @@ from skiptune.tuner._config import (
     OPTIMIZERS,
     SearchConfig,
     SearchSpace,
-    comparison_key,
-    config_differences,
     default_group,
     study_name,
 )
@@ -49,14 +47,12 @@ from skiptune.tuner._pareto import (
 )
 from skiptune.tuner._reading import FrontReport, best_schedule, front_report, list_studies
 from skiptune.tuner._schema import role_of
-from skiptune.tuner._search import plan_search, search
+from skiptune.tuner._search import search
 from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules, schedule_from_params
-from skiptune.tuner._study import prepare_study, run_study
 from skiptune.tuner._summary import StudySummary
 from skiptune.tuner._validation import (
     ValidationResult,
     ValidationSettings,
-    validate_study,
     validation_result,
 )
 
@@ -84,8 +80,6 @@ __all__ = [
     "Waiting",
     "WorkerLost",
     "best_schedule",
-    "comparison_key",
-    "config_differences",
     "default_group",
     "describe_claim",
     "export_schedule",
@@ -94,20 +88,16 @@ __all__ = [
     "load_exported",
     "pareto_front",
     "pareto_mask",
-    "plan_search",
     "plot_front",
-    "prepare_study",
     "queued_schedules",
     "quiet_optuna",
     "role_of",
-    "run_study",
     "sample_images",
     "save_images",
     "schedule_from_params",
     "search",
     "speed_claims",
     "study_name",
-    "validate_study",
     "validation_result",
     "write_samples",
 ]

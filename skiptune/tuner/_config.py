@@ -188,7 +188,7 @@ class SearchSpace:
 class SearchConfig:
     """Everything that defines one study: which model, how it is measured, how it is searched.
 
-    Built by :func:`skiptune.tuner.plan_search` from the model and the user's options,
+    Built by ``plan_search`` (``tuner/_search.py``) from the model and the user's options,
     stored with the study (Optuna study user attribute ``skiptune_config``) and compared on
     every resume: any difference but ``trials``, ``model`` (the path; the weights are
     identified by ``model_fingerprint``), ``pruning`` and the batch size is refused.

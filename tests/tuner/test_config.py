@@ -10,11 +10,11 @@ from skiptune.tuner import (
     PAPER_SCHEDULES,
     SearchConfig,
     SearchSpace,
-    config_differences,
     default_group,
     queued_schedules,
     study_name,
 )
+from skiptune.tuner._config import config_differences
 from skiptune.tuner._space import grid_size, make_pruner, make_sampler, suggest_schedule
 
 

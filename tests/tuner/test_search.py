@@ -22,12 +22,11 @@ from skiptune.tuner import (
     export_schedule,
     list_studies,
     load_exported,
-    run_study,
     search,
 )
 from skiptune.tuner._front import front_points_of
 from skiptune.tuner._search import plan_search
-from skiptune.tuner._study import prepare_study
+from skiptune.tuner._study import prepare_study, run_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY, perturbed_checkpoint
 
 

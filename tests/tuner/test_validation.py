@@ -17,13 +17,12 @@ from skiptune.tuner import (
     export_schedule,
     front_report,
     list_studies,
-    run_study,
     search,
-    validate_study,
     validation_result,
 )
 from skiptune.tuner._search import plan_search
-from skiptune.tuner._study import prepare_study
+from skiptune.tuner._study import prepare_study, run_study
+from skiptune.tuner._validation import validate_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
 
 
