@@ -1,12 +1,14 @@
-"""Ctrl-C at the command line: the first one interrupts, the ones right after it are ignored.
+"""Ctrl-C at the command line: one interrupts, the ones after it is handled are ignored.
 
 Python's own handler raises KeyboardInterrupt at every Ctrl-C, so a second one landing while
 the first is handled (a trial being failed and re-queued, the error line being printed)
-escapes as a traceback, and the process then dies by the signal. This handler raises at the
-first and ignores the rest; the cleanup it starts is short (database writes, bounded by the
-connection retry time). The command line installs it when ``skiptune.cli`` is imported, before
-the seconds that importing torch takes, and turns the KeyboardInterrupt into one line and
-exit code 130.
+escapes as a traceback, and the process then dies by the signal. This handler raises until
+the interrupt is handled (the code that catches it calls :func:`acknowledge` first) and
+ignores the rest; the cleanup it starts is short (database writes, bounded by the connection
+retry time). Raising again until then matters: an exception raised while a weakref callback
+or a ``__del__`` runs is printed and dropped by Python, so a first Ctrl-C can be lost. The
+command line installs the handler when ``skiptune.cli`` is imported, before the seconds that
+importing torch takes, and turns the KeyboardInterrupt into one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -20,24 +22,41 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["armed", "install", "interrupted"]
+__all__ = ["acknowledge", "armed", "install", "interrupted"]
 
 _COMMANDS = ("skiptune", "skiptune-search", "cli.py")   # console scripts, python -m skiptune.cli
 _count = 0
 _armed = False
+_handled = False     # a KeyboardInterrupt from this handler has been caught
 _previous: Any = None
 
 
 def _handler(_signum: int, _frame: FrameType | None) -> None:
     global _count
     _count += 1
-    # Ignored from now on, at the OS level: Python's shutdown puts a handler back to SIG_DFL
-    # (a later Ctrl-C would then kill the exiting process by the signal) unless it is SIG_IGN.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Before the command line's edge runs (while its own modules import) nothing could catch
-    # the exception: the Ctrl-C is only counted, and :func:`arm` acts on it.
-    if _count == 1 and _armed:
+    # the exception: the Ctrl-C is only counted, and :func:`armed` acts on it.
+    if _armed and not _handled:
         raise KeyboardInterrupt
+    _ignore_from_now_on()
+
+
+def _ignore_from_now_on() -> None:
+    # At the OS level: Python's shutdown puts a handler back to SIG_DFL (a later Ctrl-C would
+    # then kill the exiting process by the signal) unless it is SIG_IGN.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def acknowledge() -> None:
+    """Say that a KeyboardInterrupt was caught: further Ctrl-C are ignored while it is handled.
+
+    Call it first in every ``except KeyboardInterrupt`` whose cleanup must not be cut short.
+    """
+    global _handled
+    if _count:
+        _handled = True
+        _ignore_from_now_on()
 
 
 def install() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
 # isort: on
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
@@ -556,6 +557,7 @@ def search_command(
     except SkiptuneError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
+        skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise _fail(
             "interrupted: the running trial was marked failed and re-queued; rerun the same "
             "command to resume (finished trials are kept)",
@@ -790,9 +792,12 @@ def _edge(command: Callable[[], Any]) -> None:
     when the library is imported) becomes its line and exit code 1.
     """
     try:
+        if not _HELP_FLAGS & set(sys.argv[1:]):
+            _import_the_library()
         with skiptune._interrupt.armed():
             command()
     except KeyboardInterrupt:
+        skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise SystemExit(_interrupted_line()) from None
     except SkiptuneError as e:
         raise SystemExit(_echo_error(str(e), code=1)) from None
@@ -801,6 +806,20 @@ def _edge(command: Callable[[], Any]) -> None:
         if e.code == 130 and skiptune._interrupt.interrupted() and not _said:
             raise SystemExit(_interrupted_line()) from None
         raise
+
+
+_HELP_FLAGS = frozenset({"--help", "-h"})
+
+
+def _import_the_library() -> None:
+    """Import torch, numpy, Optuna and SQLAlchemy (through the library) before Ctrl-C is armed.
+
+    A KeyboardInterrupt raised in the middle of an import leaves a half-initialised module
+    behind (numpy's then recurses without end when imported again); a Ctrl-C during these
+    imports is only counted, and acted on as soon as the command is armed.
+    """
+    import skiptune.models
+    import skiptune.tuner  # noqa: F401
 
 
 def _interrupted_line() -> int:

@@ -19,6 +19,7 @@ import sqlalchemy
 import torch
 
 import skiptune.errors as errors
+from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
@@ -415,6 +416,7 @@ def _worker_main(
                           **options)
         events.put(("done", worker, None, None))
     except KeyboardInterrupt:
+        acknowledge_interrupt()            # a later Ctrl-C must not cut this short
         events.put(("interrupted", worker, None, None))
     except SkiptuneError as e:
         events.put(("error", worker, type(e).__name__, str(e)))
@@ -486,6 +488,7 @@ def _run_workers(
             elif on_event is not None:
                 on_event(event)
     except KeyboardInterrupt:
+        acknowledge_interrupt()            # a later Ctrl-C must not cut this short
         interrupted = True
         # Ctrl-C reaches every process of the terminal's group; a SIGTERM sent to this
         # process alone is passed on, so each worker fails and re-queues its own trial.

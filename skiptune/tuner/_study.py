@@ -19,6 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from skiptune._failpoints import failpoint
+from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune._optuna import quiet_experimental
 from skiptune.errors import (
     ConfigurationError,
@@ -387,6 +388,7 @@ def _run_trial(
             trial.set_user_attr("failure", reason)
             trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
         except KeyboardInterrupt:
+            acknowledge_interrupt()            # a later Ctrl-C must not cut this short
             with storage.lock(f"study:{study.study_name}"):
                 _fail_and_requeue(
                     study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted"
@@ -495,6 +497,7 @@ def _run_batch(
         try:
             outcomes = objective.evaluate_many(schedules, report=report)  # type: ignore[attr-defined]
         except KeyboardInterrupt:
+            acknowledge_interrupt()            # a later Ctrl-C must not cut this short
             with storage.lock(f"study:{study.study_name}"):
                 for trial in trials:
                     _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)",
