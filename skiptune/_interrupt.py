@@ -17,7 +17,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -69,6 +69,26 @@ def install() -> None:
     if current is signal.default_int_handler:
         _previous = current
         signal.signal(signal.SIGINT, _handler)
+        sys.unraisablehook = _redeliver_dropped_interrupts(sys.unraisablehook)
+
+
+def _redeliver_dropped_interrupts(
+    previous: Callable[[Any], object],
+) -> Callable[[Any], object]:
+    """An unraisable-exception hook that re-sends a Ctrl-C Python dropped, silently.
+
+    Python prints and drops an exception raised inside a weakref callback or ``__del__``; a
+    KeyboardInterrupt from :func:`_handler` dropped there is sent again, to be raised where
+    it can propagate, and nothing is printed. Every other unraisable goes to ``previous``.
+    """
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _armed and not _handled:
+            signal.raise_signal(signal.SIGINT)
+            return
+        previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
