@@ -69,24 +69,23 @@ def install() -> None:
     if current is signal.default_int_handler:
         _previous = current
         signal.signal(signal.SIGINT, _handler)
-        sys.unraisablehook = _redeliver_dropped_interrupts(sys.unraisablehook)
+        sys.unraisablehook = _quiet_dropped_interrupts(sys.unraisablehook)
 
 
-def _redeliver_dropped_interrupts(
+def _quiet_dropped_interrupts(
     previous: Callable[[Any], object],
 ) -> Callable[[Any], object]:
-    """An unraisable-exception hook that re-sends a Ctrl-C Python dropped, silently.
+    """An unraisable-exception hook that keeps a dropped Ctrl-C off the terminal.
 
-    Python prints and drops an exception raised inside a weakref callback or ``__del__``; a
-    KeyboardInterrupt from :func:`_handler` dropped there is sent again, to be raised where
-    it can propagate, and nothing is printed. Every other unraisable goes to ``previous``.
+    Python prints and drops an exception raised inside a weakref callback or ``__del__``. A
+    KeyboardInterrupt from :func:`_handler` dropped there is not printed: the next Ctrl-C
+    raises again (:func:`_handler` raises until one is acknowledged). Every other
+    unraisable goes to ``previous``.
     """
 
     def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _armed and not _handled:
-            signal.raise_signal(signal.SIGINT)
-            return
-        previous(unraisable)
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _count):
+            previous(unraisable)
 
     return hook
 
