@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -296,13 +297,11 @@ def test_no_prompts_at_all_says_which_option(sd_folder: Path) -> None:
     one_line(error, "--prompts", "--embeddings")
 
 
-def test_text_prompts_without_transformers_name_the_extra(sd_folder: Path, tmp_path: Path) -> None:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("transformers is installed here")
+def test_text_prompts_without_transformers_name_the_extra(
+    sd_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether or not this machine has transformers: None in sys.modules makes it unimportable.
+    monkeypatch.setitem(sys.modules, "transformers", None)
     (tmp_path / "p.txt").write_text("a cat\n")
     with pytest.raises(ConfigurationError) as error:
         load_model(sd_folder, device="cpu", conditioning={"prompts": str(tmp_path / "p.txt")})

@@ -374,7 +374,8 @@ class _Precond(nn.Module):
         )
 
     def coefficients(self, sigma: torch.Tensor) -> tuple:
-        raise NotImplementedError
+        """(c_skip, c_out, c_in, c_noise) at σ: each preconditioning's Table 1 row."""
+        raise NotImplementedError(f"{type(self).__name__} must define its coefficients")
 
     def forward(
         self,
