@@ -40,10 +40,10 @@ from optuna.trial import TrialState
 
 from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
-from skiptune.objectives import ObjectiveConfig, build_objective
+from skiptune.objectives import ObjectiveConfig, ObjectiveSettings, build_objective
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import open_storage
-from skiptune.tuner import quiet_optuna, search, validation_result
+from skiptune.tuner import SearchConfig, quiet_optuna, search, validation_result
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 PAPER_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)     # ρ_bottom, ρ_top = 1
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "search.db"
-        (summary,) = search(args.model, nfe=args.nfe, db=db, trials=args.trials, seed=args.seed,
-                            device=args.device, objective_options={
-                                "rungs": rungs, "batch_size": args.batch_size})
+        config = SearchConfig(nfe=args.nfe, trials=args.trials, seed=args.seed,
+                              objective=ObjectiveSettings(rungs=rungs,
+                                                          batch_size=args.batch_size))
+        (summary,) = search(args.model, config, db=db, device=args.device)
         trial_images, validation_images = images_of_search(db, summary.study_name)
     search_seconds = time.perf_counter() - started
     chosen = summary.best_schedule

@@ -53,9 +53,10 @@ from optuna.trial import TrialState
 
 from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
-from skiptune.objectives import ObjectiveConfig, build_objective
+from skiptune.objectives import ObjectiveConfig, ObjectiveSettings, build_objective
 from skiptune.schedule import RhoSchedule
 from skiptune.tuner import (
+    SearchConfig,
     SearchSpace,
     TrialFinished,
     quiet_optuna,
@@ -239,20 +240,18 @@ def main(argv: list[str] | None = None) -> int:
               f"rungs {list(rungs)}, shapes {list(space.shapes)}, {args.trials} trials",
               flush=True)
         search_called = time.perf_counter()
-        summaries = search(
-            str(args.model),
-            nfe=[args.nfe],
-            db=db,
+        config = SearchConfig(
+            nfe=args.nfe,
             sampler=args.sampler,
             trials=args.trials,
             optimizer=args.optimizer,
             space=space,
             seed=args.seed,
             pruning=not args.no_pruning,
-            objective_options={"rungs": rungs, **common},
-            device=args.device,
-            on_event=on_event,
+            objective=ObjectiveSettings(rungs=rungs, **common),
         )
+        summaries = search(str(args.model), config, db=db, device=args.device,
+                           on_event=on_event)
         search_end = time.perf_counter()
         study_started = clock.get("study_started", search_called)
         search_setup = study_started - search_called

@@ -26,9 +26,15 @@ import numpy as np
 import optuna
 import torch
 
-from skiptune.objectives import paired_gain_interval
+from skiptune.objectives import ObjectiveSettings, paired_gain_interval
 from skiptune.storage import open_storage
-from skiptune.tuner import SearchSpace, quiet_optuna, search, validation_result
+from skiptune.tuner import (
+    SearchConfig,
+    SearchSpace,
+    quiet_optuna,
+    search,
+    validation_result,
+)
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
@@ -69,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             names = {}
             for label, space in (("depth", SearchSpace()),
                                  ("window", SearchSpace(sigma_window=window))):
-                (summary,) = search(args.model, nfe=nfe, db=db, trials=args.trials,
-                                    space=space, group=f"sw-{label}", device=args.device,
-                                    objective_options={"rungs": rungs})
+                config = SearchConfig(nfe=nfe, trials=args.trials, space=space,
+                                      group=f"sw-{label}",
+                                      objective=ObjectiveSettings(rungs=rungs))
+                (summary,) = search(args.model, config, db=db, device=args.device)
                 names[label] = summary.study_name
                 row[label] = {"schedule": summary.best_schedule.to_dict()  # type: ignore[union-attr]
                               , "validated": summary.best_value,

@@ -12,7 +12,7 @@ automatically and applies it in one call::
 
 or search it and use what the search stored::
 
-    skiptune.search("ckpt.pt", nfe=9, db="skiptune.db")
+    skiptune.search("ckpt.pt", skiptune.SearchConfig(nfe=9), db="skiptune.db")
     schedule = skiptune.best_schedule("skiptune.db", model, nfe=9)
 """
 
@@ -54,6 +54,9 @@ _LAZY = {
     "skip_tuning": "skiptune.skips",
     "best_schedule": "skiptune.tuner",
     "search": "skiptune.tuner",
+    "SearchConfig": "skiptune.tuner",
+    "ValidationSettings": "skiptune.tuner",
+    "ObjectiveSettings": "skiptune.objectives",
     "export_schedule": "skiptune.tuner",
     "front_report": "skiptune.tuner",
     "list_studies": "skiptune.tuner",
@@ -74,7 +77,7 @@ if TYPE_CHECKING:
         save_checkpoint,
     )
     from skiptune.models.custom import CustomModel, CustomSkipSite, wrap_module
-    from skiptune.objectives import ObjectiveConfig
+    from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
     from skiptune.sampling import (
         SAMPLERS,
         initial_noise,
@@ -87,8 +90,10 @@ if TYPE_CHECKING:
     from skiptune.skips import skip_tuning
     from skiptune.tuner import (
         ExportedSchedule,
+        SearchConfig,
         SearchSpace,
         StudySummary,
+        ValidationSettings,
         best_schedule,
         export_schedule,
         front_report,
@@ -124,7 +129,9 @@ __all__ = [
     "ModelError",
     "NonFiniteSampleError",
     "ObjectiveConfig",
+    "ObjectiveSettings",
     "RhoSchedule",
+    "SearchConfig",
     "SearchSpace",
     "SkipSite",
     "SkiptuneError",
@@ -132,6 +139,7 @@ __all__ = [
     "StudySummary",
     "TunableModel",
     "UNetConfig",
+    "ValidationSettings",
     "__version__",
     "best_schedule",
     "export_schedule",

@@ -500,10 +500,14 @@ def search_command(
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
+    from skiptune.objectives import ObjectiveSettings
 
     if rho_top is not None and rho_top_range is not None:
         raise typer.BadParameter("pass --rho-top (fixed) or --rho-top-range, not both",
                                  param_hint="--rho-top")
+    if no_validation and (validate_top is not None or validation_n is not None):
+        raise typer.BadParameter("pass --no-validation or the validation's settings, not both",
+                                 param_hint="--no-validation")
     space_options = _set(
         rho_bottom=_floats(rho_bottom_range, name="--rho-bottom-range", count=2),
         rho_top=rho_top if rho_top is not None else _floats(rho_top_range,
@@ -514,45 +518,32 @@ def search_command(
         freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),
         sigma_window=_floats(sigma_window, name="--sigma-window", count=2),
     )
-    objective_options = _set(
-        metric=metric, features=features, reference=ref,
-        rungs=_ints(rungs, name="--rungs"), batch_size=batch_size,
-    )
-    options = _set(
-        sampler=sampler, trials=trials, db=db, group=study, optimizer=optimizer, seed=seed,
-        device=device, workers=workers, heartbeat_interval=heartbeat, grace_period=grace,
-        parallel_candidates=parallel_candidates,
-    )
-    if space_options:
-        options["space"] = _call(lambda: tuner.SearchSpace(**space_options))
-    if objective_options:
-        options["objective_options"] = objective_options
-    if no_pruning:
-        options["pruning"] = False
-    if allow_large_rungs:
-        options["allow_large_rungs"] = True
-    validation_options = _set(top_k=validate_top, num_samples=validation_n)
-    if no_validation and validation_options:
-        raise typer.BadParameter("pass --no-validation or the validation's settings, not both",
-                                 param_hint="--no-validation")
-    if no_validation:
-        validation_options["enabled"] = False
-    if validation_options:
-        options["validation"] = _call(lambda: tuner.ValidationSettings(**validation_options))
-    conditioning = _conditioning(prompts, embeddings, negative_prompt, guidance_scale,
-                                 class_labels)
-    if conditioning:
-        options["conditioning"] = conditioning
-    tuner.quiet_optuna()
+    objective_options = _set(metric=metric, features=features, reference=ref,
+                             rungs=_ints(rungs, name="--rungs"), batch_size=batch_size)
+    validation_options = _set(top_k=validate_top, num_samples=validation_n,
+                              enabled=False if no_validation else None)
+    config = _call(lambda: tuner.SearchConfig(**_set(
+        nfe=tuple(nfe), sampler=sampler, trials=trials, optimizer=optimizer, seed=seed,
+        group=study, pruning=False if no_pruning else None,
+        space=tuner.SearchSpace(**space_options) if space_options else None,
+        objective=ObjectiveSettings(**objective_options) if objective_options else None,
+        validation=(tuner.ValidationSettings(**validation_options) if validation_options
+                    else None),
+        parallel_candidates=parallel_candidates, heartbeat_interval=heartbeat,
+        grace_period=grace, allow_large_rungs=True if allow_large_rungs else None,
+    )))
+    where = _set(db=db, workers=workers, device=device,
+                 conditioning=_conditioning(prompts, embeddings, negative_prompt,
+                                            guidance_scale, class_labels) or None)
     started = time.monotonic()
     try:
         if quiet or as_json:
-            summaries = tuner.search(model, nfe=nfe, trust_pickle=trust_pickle, on_event=_warn,
-                                     **options)
+            summaries = tuner.search(model, config, trust_pickle=trust_pickle, on_event=_warn,
+                                     **where)
         else:
             with _SearchProgress(_stderr) as progress:
-                summaries = tuner.search(model, nfe=nfe, trust_pickle=trust_pickle,
-                                         on_event=progress, **options)
+                summaries = tuner.search(model, config, trust_pickle=trust_pickle,
+                                         on_event=progress, **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
         raise _fail(str(e)) from None
@@ -812,14 +803,17 @@ _HELP_FLAGS = frozenset({"--help", "-h"})
 
 
 def _import_the_library() -> None:
-    """Import torch, numpy, Optuna and SQLAlchemy (through the library) before Ctrl-C is armed.
+    """Import torch, numpy, Optuna and SQLAlchemy (through the library) before Ctrl-C is armed,
+    and keep Optuna's INFO lines ("Trial 3 finished...") off the terminal.
 
     A KeyboardInterrupt raised in the middle of an import leaves a half-initialised module
     behind (numpy's then recurses without end when imported again); a Ctrl-C during these
     imports is only counted, and acted on as soon as the command is armed.
     """
     import skiptune.models
-    import skiptune.tuner  # noqa: F401
+    import skiptune.tuner
+
+    skiptune.tuner.quiet_optuna()     # the commands show their own progress
 
 
 def _interrupted_line() -> int:

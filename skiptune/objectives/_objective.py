@@ -42,6 +42,7 @@ __all__ = [
     "BatchReduced",
     "Evaluation",
     "ObjectiveConfig",
+    "ObjectiveSettings",
     "ProxyObjective",
     "RungReport",
     "build_objective",
@@ -71,38 +72,40 @@ def _whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """Everything that determines a proxy score, resolved once and stored with the study.
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveSettings:
+    """How a proxy score is measured, for any step budget: what a user sets.
+
+    A search resolves these once per budget into an :class:`ObjectiveConfig` (adding the
+    sampler, the NFE and the seed, and the model's own feature network where ``features`` is
+    None) and stores that with the study.
 
     Attributes:
-        sampler: a name in ``skiptune.sampling.SAMPLERS`` (``"heun"``, ``"dpmpp_2m"``…).
-        nfe: exact number of denoiser evaluations per sample.
         metric: ``"fd"`` (Fréchet distance, FID with Inception features) or ``"kid"``.
         features: ``"digits"``, ``"inception"`` or a TorchScript path (see
-            :func:`load_feature_extractor`).
+            :func:`load_feature_extractor`); None: the model's own choice
+            (``metadata["default_features"]``, Inception for Stable Diffusion), else digits.
         reference: a folder of images, an ``.npz`` or ``cleanfid:NAME/SPLIT/RES``; None takes
             the model's own (``metadata["reference"]`` in ``skiptune/assets/``).
         rungs: sample counts N at which the score is computed, strictly increasing, each ≥ 2;
             a larger rung reuses the smaller ones' samples (the same seeds).
-        seed: sample j is drawn from seed ``seed + j`` (common random numbers).
         batch_size: samples generated (and featurised) at once.
         schedule_exponent: exponent of the Karras σ grid (EDM's ρ = 7, never the skip factor).
     """
 
-    sampler: str
-    nfe: int
     metric: str = "fd"
-    features: str = "digits"
+    features: str | None = None
     reference: str | None = None
     rungs: tuple[int, ...] = (64, 256)
-    seed: int = 0
     batch_size: int = 128
     schedule_exponent: float = 7.0
 
     def __post_init__(self) -> None:
         # Path-like features/reference become strings so the config stays JSON-able.
-        object.__setattr__(self, "features", os.fspath(self.features))
+        if self.features is not None:
+            object.__setattr__(self, "features", os.fspath(self.features))
+            if not self.features:
+                raise ConfigurationError("features must name an extractor, e.g. 'digits'")
         if self.reference is not None:
             object.__setattr__(self, "reference", os.fspath(self.reference))
         if isinstance(self.rungs, (list, tuple)):
@@ -115,7 +118,6 @@ class ObjectiveConfig:
             raise ConfigurationError(
                 f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}"
             )
-        get_sampler(self.sampler).steps_for_nfe(self.nfe)  # raises for an unreachable budget
         rungs = self.rungs
         if not rungs or not all(_whole(n) and n >= 2 for n in rungs):
             raise ConfigurationError(
@@ -126,8 +128,6 @@ class ObjectiveConfig:
                 f"rungs must be strictly increasing sample counts, got {rungs!r}; pass e.g. "
                 "(64, 256), each rung reusing the samples of the ones before"
             )
-        if not _whole(self.seed) or self.seed < 0:
-            raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
         if not _whole(self.batch_size) or self.batch_size < 1:
             raise ConfigurationError(
                 f"batch_size must be a whole number ≥ 1, got {self.batch_size!r}"
@@ -137,13 +137,48 @@ class ObjectiveConfig:
             raise ConfigurationError(
                 f"schedule_exponent must be a finite number > 0, got {exponent!r}"
             )
-        if not self.features:
-            raise ConfigurationError("features must name an extractor, e.g. 'digits'")
 
     @property
     def num_samples(self) -> int:
         """Samples a full evaluation generates: the last rung."""
         return self.rungs[-1]
+
+    def for_budget(
+        self, *, sampler: str, nfe: int, seed: int, default_features: str | None = None
+    ) -> ObjectiveConfig:
+        """These settings at one sampler, budget and seed; ``features`` None becomes
+        ``default_features`` (a model's own choice) or the digit network."""
+        values = {f.name: getattr(self, f.name) for f in fields(ObjectiveSettings)}
+        values["features"] = self.features or default_features or "digits"
+        return ObjectiveConfig(sampler=sampler, nfe=nfe, seed=seed, **values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveConfig(ObjectiveSettings):
+    """Everything that determines a proxy score: the settings at one sampler, NFE and seed.
+
+    Resolved once per study and stored with it; :func:`build_objective` builds from it.
+
+    Attributes:
+        sampler: a name in ``skiptune.sampling.SAMPLERS`` (``"heun"``, ``"dpmpp_2m"``…).
+        nfe: exact number of denoiser evaluations per sample.
+        seed: sample j is drawn from seed ``seed + j`` (common random numbers).
+        features: as in :class:`ObjectiveSettings`, with ``"digits"`` the default.
+        (the other attributes: :class:`ObjectiveSettings`)
+    """
+
+    sampler: str
+    nfe: int
+    seed: int = 0
+    features: str = "digits"
+
+    def __post_init__(self) -> None:
+        if self.features is None:
+            raise ConfigurationError("features must name an extractor, e.g. 'digits'")
+        super().__post_init__()
+        get_sampler(self.sampler).steps_for_nfe(self.nfe)  # raises for an unreachable budget
+        if not _whole(self.seed) or self.seed < 0:
+            raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (rungs as a list)."""

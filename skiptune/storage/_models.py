@@ -85,7 +85,7 @@ class RunRow(Base):
     sampler: Mapped[str] = mapped_column(String(64))
     nfe: Mapped[int] = mapped_column(Integer)
     objective_identity: Mapped[str] = mapped_column(Text)     # JSON
-    config: Mapped[str] = mapped_column(Text)                 # JSON of the SearchConfig
+    config: Mapped[str] = mapped_column(Text)                 # JSON of the StudyConfig
     skiptune_version: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
 

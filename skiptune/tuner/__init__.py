@@ -1,6 +1,6 @@
 """The search service: resumable Optuna studies of the skip schedule, one per step budget.
 
-``search(model, nfe=9)`` plans a study, creates or resumes it in the
+``search(model, SearchConfig(nfe=9))`` plans a study per budget, creates or resumes it in the
 database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
 the study has its total; ``best_schedule``, ``export_schedule``/``load_exported``,
 ``front_report`` and ``list_studies`` read the results back. ``pareto_front`` and
@@ -13,6 +13,8 @@ from skiptune.tuner._config import (
     OPTIMIZERS,
     SearchConfig,
     SearchSpace,
+    StudyConfig,
+    ValidationSettings,
     default_group,
     study_name,
 )
@@ -50,11 +52,7 @@ from skiptune.tuner._schema import role_of
 from skiptune.tuner._search import search
 from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules, schedule_from_params
 from skiptune.tuner._summary import StudySummary
-from skiptune.tuner._validation import (
-    ValidationResult,
-    ValidationSettings,
-    validation_result,
-)
+from skiptune.tuner._validation import ValidationResult, validation_result
 
 __all__ = [
     "OPTIMIZERS",
@@ -70,6 +68,7 @@ __all__ = [
     "SearchEvent",
     "SearchSpace",
     "SpeedClaim",
+    "StudyConfig",
     "StudyDone",
     "StudyStarted",
     "StudySummary",

@@ -1,10 +1,16 @@
-"""The one resolved configuration of a search: built at the edge, stored, compared on resume."""
+"""The typed configuration: a search as the user asks it, and each study as it is stored.
+
+``SearchConfig`` is built at the edge (the command line, or a script) and validated then;
+``StudyConfig`` is one of its budgets resolved against the model, stored with the study and
+compared on every resume.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -12,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from skiptune.errors import ConfigurationError
+from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
+from skiptune.sampling import steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
 
 __all__ = [
+    "MAX_RUNG",
     "OPTIMIZERS",
     "SPACE_KINDS",
     "SearchConfig",
     "SearchSpace",
+    "StudyConfig",
+    "ValidationSettings",
+    "check_heartbeat",
+    "check_rungs",
     "comparison_key",
     "config_differences",
     "default_group",
@@ -184,65 +197,237 @@ class SearchSpace:
         )
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
+class ValidationSettings:
+    """How a finished study is validated on fresh seeds.
+
+    Args:
+        top_k: distinct best schedules re-scored beside ρ = 1.
+        num_samples: images per candidate; None: 4 × the last rung. Never below the last rung.
+        resamples: paired bootstrap draws for the gain's interval.
+        level: the interval's coverage.
+        enabled: False skips validation (a later run without it validates the study).
+    """
+
+    top_k: int = 3
+    num_samples: int | None = None
+    resamples: int = 200
+    level: float = 0.95
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not _whole(self.top_k) or self.top_k < 1:
+            raise ConfigurationError(
+                f"--validate-top must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3"
+            )
+        if self.num_samples is not None and (not _whole(self.num_samples)
+                                             or self.num_samples < 2):
+            raise ConfigurationError(
+                f"--validation-n must be a whole number ≥ 2, got {self.num_samples!r}"
+            )
+        if not _whole(self.resamples) or self.resamples < 1:
+            raise ConfigurationError(
+                f"resamples must be a whole number ≥ 1, got {self.resamples!r}"
+            )
+        if not 0.0 < float(self.level) < 1.0:
+            raise ConfigurationError(
+                f"the interval's level must lie in (0, 1), got {self.level}"
+            )
+
+    def samples_for(self, last_rung: int) -> int:
+        """N of a validation after trials measured at ``last_rung``; refuses one below it."""
+        n = 4 * last_rung if self.num_samples is None else int(self.num_samples)
+        if n < last_rung:
+            raise ConfigurationError(
+                f"--validation-n {n} is smaller than the last rung ({last_rung}): validation "
+                "must measure at least as many images as a trial; pass --validation-n "
+                f"{4 * last_rung}"
+            )
+        return n
+
+
+# FID-50k, the field's largest standard N: a rung above it is almost surely a typo (10¹⁰
+# samples run for years and their features need terabytes), so it takes an explicit opt-in.
+MAX_RUNG = 50_000
+
+
+def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
+    """Refuse a rung above :data:`MAX_RUNG` samples unless ``allowed``."""
+    largest = max(rungs or (0,), default=0)
+    if isinstance(largest, int) and largest > MAX_RUNG and not allowed:
+        raise ConfigurationError(
+            f"a rung of {largest:,} samples is above {MAX_RUNG:,} (FID-50k, the usual "
+            "largest); it would sample for a very long time and hold every image's features "
+            "in memory: pass e.g. --rungs 64,256, or --allow-large-rungs if you mean it"
+        )
+
+
+def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
+    """Refuse a grace period under two heartbeats: live trials would be failed as stale."""
+    if grace_period < 2 * heartbeat_interval:
+        raise ConfigurationError(
+            f"--grace {grace_period} is under two heartbeats (--heartbeat "
+            f"{heartbeat_interval}): a running trial would be declared stale between its "
+            f"heartbeats and run twice; pass --grace {max(3 * heartbeat_interval, 30)} or more"
+        )
+
+
+def _check_search(*, trials: int, optimizer: str, space: SearchSpace) -> None:
+    """What a search's total, optimizer and space must satisfy together."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigurationError(
+            f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
+    if not _whole(trials) or trials < 1:
+        raise ConfigurationError(f"trials must be a whole number ≥ 1, got {trials!r}")
+    if optimizer != "grid":
+        return
+    if space.kind != "rho":
+        raise ConfigurationError(
+            "the grid optimizer searches ρ only; pass --space rho or another optimizer "
+            "(tpe, gp, cmaes, random) for FreeU"
+        )
+    if space.sigma_window is not None:
+        raise ConfigurationError(
+            "the grid optimizer searches ρ only, not a σ window; pass another optimizer"
+        )
+    if "power" in space.shapes:
+        raise ConfigurationError(
+            "the grid optimizer cannot search the power shape's continuous exponent; pass "
+            "shapes without power (e.g. --shapes linear,cosine) or another optimizer"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class SearchConfig:
+    """What a user asks of a search: frozen, and validated when it is built.
+
+    The command line builds one from its options; a script builds one the same way and
+    passes it to :func:`skiptune.search`. Each budget in ``nfe`` becomes one study, whose
+    :class:`StudyConfig` (these settings at that budget, resolved against the model) is
+    stored with it and compared on every resume.
+
+    Args:
+        nfe: the step budgets in denoiser calls per image, one study each.
+        sampler: the σ-space sampler's name.
+        trials: the total of finished trials each study should reach.
+        optimizer: one of ``OPTIMIZERS``.
+        space: where the search looks.
+        objective: how a trial is measured (metric, features, reference, rungs...).
+        seed: noise seed of sample 0 (common random numbers) and the optimizer's seed.
+        group: the study group, the first part of the study names; None: named after the
+            model.
+        pruning: stop clearly bad schedules after a rung (successive halving).
+        validation: how a study at its total is validated on fresh seeds.
+        parallel_candidates: trials asked at once and sampled in one batch (per-sample ρ).
+        heartbeat_interval: seconds between a running trial's heartbeats.
+        grace_period: seconds without one before a trial is failed and re-queued.
+        allow_large_rungs: accept a rung above :data:`MAX_RUNG` samples, on purpose.
+    """
+
+    nfe: int | Sequence[int]
+    sampler: str = "heun"
+    trials: int = 30
+    optimizer: str = "tpe"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
+    seed: int = 0
+    group: str | None = None
+    pruning: bool = True
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    parallel_candidates: int = 1
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    allow_large_rungs: bool = False
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        """The step budgets, one study each, in the order given (``nfe`` as a tuple)."""
+        return tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
+
+    def __post_init__(self) -> None:
+        given = tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
+        budgets = tuple(int(n) for n in given if _whole(n) and n >= 1)
+        if not given or len(budgets) != len(given) or len(set(budgets)) != len(budgets):
+            raise ConfigurationError(
+                f"pass one or more distinct step budgets ≥ 1, got {list(given)}"
+            )
+        object.__setattr__(self, "nfe", budgets)
+        for budget in self.budgets:
+            steps_for_nfe(self.sampler, budget)      # an unknown sampler or unreachable budget
+        _check_search(trials=self.trials, optimizer=self.optimizer, space=self.space)
+        if isinstance(self.objective, ObjectiveConfig):
+            raise ConfigurationError(
+                "the search sets the sampler, NFE and seed of each study: pass "
+                "ObjectiveSettings(...) as objective, not an ObjectiveConfig"
+            )
+        if not _whole(self.seed) or self.seed < 0:
+            raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
+        if self.group is not None:
+            _check_group(self.group)
+        if not _whole(self.parallel_candidates) or self.parallel_candidates < 1:
+            raise ConfigurationError(
+                "--parallel-candidates must be a whole number ≥ 1, got "
+                f"{self.parallel_candidates!r}"
+            )
+        check_heartbeat(self.heartbeat_interval, self.grace_period)
+        check_rungs(self.objective.rungs, allowed=self.allow_large_rungs)
+        if self.validation.enabled:
+            self.validation.samples_for(self.objective.num_samples)  # before any work
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
     """Everything that defines one study: which model, how it is measured, how it is searched.
 
-    Built by ``plan_search`` (``tuner/_search.py``) from the model and the user's options,
-    stored with the study (Optuna study user attribute ``skiptune_config``) and compared on
-    every resume: any difference but ``trials``, ``model`` (the path; the weights are
-    identified by ``model_fingerprint``), ``pruning`` and the batch size is refused.
+    A :class:`SearchConfig` at one budget, resolved against the model (``plan_study`` in
+    ``tuner/_search.py``): the weights' fingerprint, the objective with the model's defaults
+    filled in, and the built objective's identity. Stored with the study (Optuna study user
+    attribute ``skiptune_config``) and compared on every resume: any difference but
+    ``trials``, ``model`` (the path; the weights are identified by ``model_fingerprint``),
+    ``pruning`` and the batch size is refused.
 
     Args:
         model: the model source as given (path or ``module:attr``).
         model_fingerprint: SHA-256 of the weights.
-        sampler: the σ-space sampler's name.
-        nfe: denoiser calls per image.
-        objective: ``ObjectiveConfig.to_dict()`` of the proxy objective (same sampler, NFE, seed).
+        objective: the proxy objective, which holds the sampler, NFE and seed.
         objective_identity: the built objective's identity (config, features, reference).
         trials: the total of finished trials the study should reach.
         optimizer: one of ``OPTIMIZERS``.
         space: the search space.
-        seed: noise seed of sample 0 (common random numbers) and the optimizer's seed.
         group: the study group, the first part of the study name.
         pruning: stop clearly bad schedules after a rung (successive halving).
     """
 
     model: str
     model_fingerprint: str
-    sampler: str
-    nfe: int
-    objective: dict[str, Any]
+    objective: ObjectiveConfig
     objective_identity: dict[str, Any]
     trials: int = 30
     optimizer: str = "tpe"
     space: SearchSpace = field(default_factory=SearchSpace)
-    seed: int = 0
     group: str = "default"
     pruning: bool = True
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigurationError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
-            raise ConfigurationError(f"trials must be a whole number ≥ 1, got {self.trials!r}")
-        if self.optimizer == "grid" and self.space.kind != "rho":
-            raise ConfigurationError(
-                "the grid optimizer searches ρ only; pass --space rho or another optimizer "
-                "(tpe, gp, cmaes, random) for FreeU"
-            )
-        if self.optimizer == "grid" and self.space.sigma_window is not None:
-            raise ConfigurationError(
-                "the grid optimizer searches ρ only, not a σ window; pass another optimizer"
-            )
-        if self.optimizer == "grid" and "power" in self.space.shapes:
-            raise ConfigurationError(
-                "the grid optimizer cannot search the power shape's continuous exponent; pass "
-                "shapes without power (e.g. --shapes linear,cosine) or another optimizer"
-            )
+        _check_search(trials=self.trials, optimizer=self.optimizer, space=self.space)
         _check_group(self.group)
+
+    @property
+    def sampler(self) -> str:
+        return self.objective.sampler
+
+    @property
+    def nfe(self) -> int:
+        return self.objective.nfe
+
+    @property
+    def seed(self) -> int:
+        return self.objective.seed
 
     @property
     def study_name(self) -> str:
@@ -250,28 +435,48 @@ class SearchConfig:
 
     @property
     def rungs(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self.objective.get("rungs", ()))
+        return self.objective.rungs
 
     @property
     def num_samples(self) -> int:
         """N of the final rung: the number of images every complete trial is measured on."""
-        return self.rungs[-1] if self.rungs else 0
+        return self.objective.num_samples
 
     @property
     def metric(self) -> str:
-        return str(self.objective.get("metric", ""))
+        return self.objective.metric
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["space"] = self.space.to_dict()
-        return data
+        """The stored form; sampler, NFE and seed also at the top, as every study stores them."""
+        return {
+            "model": self.model,
+            "model_fingerprint": self.model_fingerprint,
+            "sampler": self.sampler,
+            "nfe": self.nfe,
+            "objective": self.objective.to_dict(),
+            "objective_identity": dict(self.objective_identity),
+            "trials": self.trials,
+            "optimizer": self.optimizer,
+            "space": self.space.to_dict(),
+            "seed": self.seed,
+            "group": self.group,
+            "pruning": self.pruning,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
-        values = dict(data)
-        values["space"] = SearchSpace.from_dict(values.get("space", {}))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
+        """Read :meth:`to_dict`'s output back, as stored by any skiptune version."""
+        return cls(
+            model=str(data["model"]),
+            model_fingerprint=str(data["model_fingerprint"]),
+            objective=ObjectiveConfig.from_dict(data["objective"]),
+            objective_identity=dict(data.get("objective_identity", {})),
+            trials=int(data.get("trials", 30)),
+            optimizer=str(data.get("optimizer", "tpe")),
+            space=SearchSpace.from_dict(data.get("space", {})),
+            group=str(data.get("group", "default")),
+            pruning=bool(data.get("pruning", True)),
+        )
 
 
 def _check_group(group: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from skiptune.storage import FrontRecord, Storage
-from skiptune.tuner._config import SearchConfig, comparison_key
+from skiptune.tuner._config import StudyConfig, comparison_key
 from skiptune.tuner._pareto import pareto_mask
 from skiptune.tuner._schema import value_of
 from skiptune.tuner._space import schedule_from_params
@@ -18,7 +18,7 @@ from skiptune.tuner._validation import validation_result
 __all__ = ["front_flags", "front_points_of", "update_front"]
 
 
-def front_points_of(study: optuna.Study, config: SearchConfig) -> list[FrontRecord]:
+def front_points_of(study: optuna.Study, config: StudyConfig) -> list[FrontRecord]:
     """The study's tuned point and baseline point, as stored records.
 
     Validated values where the study has them (the best on fresh seeds, flagged with how it
@@ -86,7 +86,7 @@ def front_flags(records: Sequence[FrontRecord]) -> list[bool]:
             flags[i] = keep
     return flags
 
-def update_front(storage: Storage, study: optuna.Study, config: SearchConfig) -> list[FrontRecord]:
+def update_front(storage: Storage, study: optuna.Study, config: StudyConfig) -> list[FrontRecord]:
     """Recompute ``study``'s points from its trials and store them with the group's front.
 
     Under the group's lock, so the trials read are the latest committed and two workers'

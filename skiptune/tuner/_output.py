@@ -19,7 +19,7 @@ from skiptune.sampling import initial_noise, sample
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
 from skiptune.storage import Storage, open_storage
-from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._config import StudyConfig
 from skiptune.tuner._reading import front_report
 from skiptune.tuner._schema import CONFIG_ATTR
 
@@ -94,7 +94,7 @@ def plot_front(
         data = frozen.user_attrs.get(CONFIG_ATTR)
         if data is None:
             continue
-        config = SearchConfig.from_dict(data)
+        config = StudyConfig.from_dict(data)
         if group is not None and config.group != group:
             continue
         study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)

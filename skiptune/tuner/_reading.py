@@ -15,7 +15,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.models import TunableModel
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
-from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._config import StudyConfig
 from skiptune.tuner._pareto import SpeedClaim, speed_claims
 from skiptune.tuner._schema import CONFIG_ATTR
 from skiptune.tuner._summary import StudySummary, summarize
@@ -46,7 +46,7 @@ def list_studies(
         data = frozen.user_attrs.get(CONFIG_ATTR)
         if data is None:
             continue                       # a study some other tool put in the same database
-        config = SearchConfig.from_dict(data)
+        config = StudyConfig.from_dict(data)
         if group is not None and config.group != group:
             continue
         study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)

@@ -20,7 +20,7 @@ __all__ = [
     "value_of",
 ]
 
-CONFIG_ATTR = "skiptune_config"        # study user attribute: SearchConfig.to_dict()
+CONFIG_ATTR = "skiptune_config"        # study user attribute: StudyConfig.to_dict()
 TOTAL_ATTR = "skiptune_trials_total"   # study user attribute: the latest requested total
 SEEDED_ATTR = "skiptune_seeded"        # study user attribute: baselines were queued
 WARM_ATTR = "skiptune_warm_started"    # study user attribute: other budgets' bests queued

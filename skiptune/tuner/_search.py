@@ -10,7 +10,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
-from skiptune.sampling import steps_for_nfe
+from skiptune.objectives import ObjectiveConfig, StatisticsCache, build_objective
 from skiptune.schedule import check_sigma_window
 from skiptune.storage import (
     NoSkiptuneDatabaseError,
@@ -33,20 +33,18 @@ from skiptune.storage import (
     normalise_url,
     open_storage,
 )
-from skiptune.tuner._config import SearchConfig, SearchSpace, config_differences, default_group
+from skiptune.tuner._config import (
+    SearchConfig,
+    SearchSpace,
+    StudyConfig,
+    config_differences,
+    default_group,
+)
 from skiptune.tuner._events import EventCallback, WorkerLost
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
-from skiptune.tuner._validation import ValidationSettings
 
-__all__ = [
-    "MAX_RUNG",
-    "check_heartbeat",
-    "check_rungs",
-    "plan_search",
-    "search",
-    "sigterm_as_interrupt",
-]
+__all__ = ["plan_study", "resolve_objective", "search", "sigterm_as_interrupt"]
 
 
 @contextlib.contextmanager
@@ -79,64 +77,59 @@ def _database_errors(storage: Storage) -> Iterator[None]:
         raise storage.database_error(e) from None
 
 
-def plan_search(
-    model: TunableModel,
-    *,
-    nfe: int,                                  # denoiser calls per image
-    sampler: str = "heun",
-    trials: int = 30,                          # total of finished trials to reach
-    optimizer: str = "tpe",
-    space: SearchSpace | None = None,
-    seed: int = 0,                             # noise seed of sample 0, and optimizer seed
-    group: str | None = None,                  # study group; default: named after the model
-    pruning: bool = True,
-    objective_options: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    cache: Any = None,                         # a StatisticsCache (the database's, usually)
-) -> tuple[SearchConfig, Objective]:
-    """Resolve one study's configuration and build its objective.
+def plan_study(
+    model: TunableModel, config: SearchConfig, nfe: int, *, cache: StatisticsCache | None = None
+) -> tuple[StudyConfig, Objective]:
+    """The study of ``config`` at budget ``nfe`` on ``model``, and the objective that measures it.
 
-    ``objective_options`` are forwarded to ``ObjectiveConfig`` (metric, features, reference,
-    rungs, batch_size, schedule_exponent); only the ones given, so that the objective's own
-    defaults stay the single source, except that a model naming its own feature network
-    (``metadata["default_features"]``, "inception" for Stable Diffusion) gets it unless
-    ``features`` is given. Raises ConfigurationError for a budget the sampler
-    cannot meet, an unknown option, or a model that carries no reference when none is given.
+    The settings are resolved against the model here, once: its feature network where the
+    user named none (``metadata["default_features"]``, Inception for Stable Diffusion), its
+    family's FreeU values as a known point, the study group named after it. Raises
+    ConfigurationError for a space the model cannot search or a reference it lacks.
     """
-    from skiptune.objectives import ObjectiveConfig, build_objective
-
-    steps_for_nfe(sampler, nfe)        # an unreachable budget fails before any loading
-    options = dict(objective_options or {})
-    clashing = {"sampler", "nfe", "seed"} & set(options)
-    if clashing:
-        raise ConfigurationError(
-            f"pass {', '.join(sorted(clashing))} to the search itself, not in objective_options"
-        )
-    if "features" not in options and model.metadata.get("default_features"):
-        # A model may name the feature network that suits its images (Inception for Stable
-        # Diffusion's); the digit net stays the default for everything else.
-        options["features"] = str(model.metadata["default_features"])
-    try:
-        objective_config = ObjectiveConfig(sampler=sampler, nfe=nfe, seed=seed, **options)
-    except TypeError as e:
-        raise ConfigurationError(f"unknown objective option: {e}") from None
-    space = _space_for(model, space or SearchSpace())
-    objective = build_objective(model, objective_config, device=device, cache=cache)
-    config = SearchConfig(
+    objective_config = config.objective.for_budget(
+        sampler=config.sampler, nfe=nfe, seed=config.seed,
+        default_features=model.metadata.get("default_features"),
+    )
+    objective = resolve_objective(model, objective_config, cache=cache)
+    study = StudyConfig(
         model=str(model.source),
         model_fingerprint=model.fingerprint,
-        sampler=sampler,
-        nfe=nfe,
-        objective=objective_config.to_dict(),
+        objective=objective_config,
         objective_identity=dict(objective.identity),
-        trials=trials,
-        optimizer=optimizer,
-        space=space,
-        seed=seed,
-        group=group or default_group(model.source),
-        pruning=pruning,
+        trials=config.trials,
+        optimizer=config.optimizer,
+        space=_space_for(model, config.space),
+        group=config.group or default_group(model.source),
+        pruning=config.pruning,
     )
-    return config, objective
+    return study, objective
+
+
+def resolve_objective(
+    model: TunableModel,
+    objective: ObjectiveConfig,
+    *,
+    cache: StatisticsCache | None = None,
+    study: StudyConfig | None = None,
+) -> Objective:
+    """The objective measuring ``objective`` on ``model``: the search and every worker build
+    theirs here. Given the ``study`` a worker joins, other weights than the study's, or an
+    objective that measures differently (another reference or feature network on this
+    machine), are refused."""
+    if study is not None and model.fingerprint != study.model_fingerprint:
+        raise ConfigurationError(
+            f"{model.source} holds other weights than study {study.study_name} searched"
+        )
+    built = build_objective(model, objective, device=model.device, cache=cache)
+    if study is not None:
+        differences = config_differences(study.objective_identity, dict(built.identity))
+        if differences:
+            raise ConfigurationError(
+                f"{model.source} is measured differently from study {study.study_name}: "
+                f"{', '.join(differences)}"
+            )
+    return built
 
 
 def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
@@ -163,65 +156,52 @@ def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
     return dataclasses.replace(space, freeu_known=(known.b1, known.b2, known.s1, known.s2))
 
 
+def _run_options(config: SearchConfig) -> dict[str, Any]:
+    """How each study is run (``run_study``'s keywords): nothing here changes its values."""
+    return {
+        "heartbeat_interval": config.heartbeat_interval, "grace_period": config.grace_period,
+        "validation": config.validation, "parallel_candidates": config.parallel_candidates,
+    }
+
+
 def search(
     model: str | Path,
+    config: SearchConfig,
     *,
-    nfe: int | Sequence[int],                  # one or several step budgets, one study each
     db: str | Path | Storage | None = None,    # SQLAlchemy URL or path; default ./skiptune.db
-    sampler: str = "heun",
-    trials: int = 30,
-    optimizer: str = "tpe",
-    space: SearchSpace | None = None,
-    seed: int = 0,
-    group: str | None = None,
-    pruning: bool = True,
-    objective_options: Mapping[str, Any] | None = None,
+    workers: int = 1,                          # processes on this machine (one per GPU)
     device: str | None = None,                 # "auto"/None, "cpu", "cuda", "cuda:N"
     trust_pickle: bool = False,
     conditioning: Mapping[str, Any] | None = None,  # a conditional model's choices, e.g.
                                                # {"class_labels": [3]}; part of the identity
-    workers: int = 1,                          # processes on this machine (one per GPU)
-    heartbeat_interval: int = 10,              # seconds between a running trial's heartbeats
-    grace_period: int = 30,                    # seconds without one before a trial is stale
     on_event: EventCallback | None = None,
-    allow_large_rungs: bool = False,           # a rung above MAX_RUNG samples, on purpose
-    validation: ValidationSettings | None = None,  # default: top 3 and ρ = 1 at 4 × last rung
-    parallel_candidates: int = 1,              # trials sampled together in one batch
 ) -> list[StudySummary]:
-    """Search the skip schedule of ``model`` at each budget in ``nfe``; resume where stored.
+    """Search the skip schedule of ``model`` at each budget of ``config``; resume where stored.
 
-    One study per budget, named ``skiptune-<group>-<sampler>-nfe<NFE>``. ``trials`` is the
-    total of finished trials (complete, pruned, or failed with non-finite samples) the study
-    should reach: rerunning after a crash or Ctrl-C completes it, and a study that already
-    has its total returns its summary at once. A stored study searched with other settings
-    (weights, metric, seeds, rungs, reference, space...) is refused with ConfigurationError.
+    One study per budget, named ``skiptune-<group>-<sampler>-nfe<NFE>``. ``config.trials``
+    is the total of finished trials (complete, pruned, or failed with non-finite samples) the
+    study should reach: rerunning after a crash or Ctrl-C completes it, and a study that
+    already has its total returns its summary at once. A stored study searched with other
+    settings (weights, metric, seeds, rungs, reference, space...) is refused with
+    ConfigurationError.
 
     With ``workers`` > 1, that many processes share each study (PostgreSQL or another
     server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
     printed. Returns one summary per budget, in the order given.
 
-    ``parallel_candidates`` K > 1 asks K trials at once and samples their images in one
-    batch with per-sample factors: the same values as K trials in turn, up to float rounding,
-    at a GPU's batch throughput. CPU default 1; no GPU default has been measured yet.
+    ``config.parallel_candidates`` K > 1 asks K trials at once and samples their images in
+    one batch with per-sample factors: the same values as K trials in turn, up to float
+    rounding, at a GPU's batch throughput. CPU default 1; no GPU default has been measured.
 
-    A study at its total is validated (``validation``): its best distinct schedules and
-    ρ = 1 are re-scored on fresh seeds, and the summary reports the validated choice.
+    A study at its total is validated (``config.validation``): its best distinct schedules
+    and ρ = 1 are re-scored on fresh seeds, and the summary reports the validated choice.
     """
-    validation = validation or ValidationSettings()
-    budgets = [nfe] if isinstance(nfe, int) else list(nfe)
-    if not budgets or len(set(budgets)) != len(budgets):
-        raise ConfigurationError(f"pass one or more distinct step budgets, got {budgets}")
+    if not isinstance(config, SearchConfig):
+        raise ConfigurationError(
+            f"search takes a SearchConfig, e.g. SearchConfig(nfe=9), got {type(config).__name__}"
+        )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
-    if (isinstance(parallel_candidates, bool) or not isinstance(parallel_candidates, int)
-            or parallel_candidates < 1):
-        raise ConfigurationError(
-            f"--parallel-candidates must be a whole number ≥ 1, got {parallel_candidates!r}"
-        )
-    for budget in budgets:
-        steps_for_nfe(sampler, budget)
-    check_heartbeat(heartbeat_interval, grace_period)
-    check_rungs((objective_options or {}).get("rungs"), allowed=allow_large_rungs)
     # Everything that can be checked without the database is checked before it is opened:
     # a mistake then leaves an existing database untouched and creates no new one.
     url = db.url if isinstance(db, Storage) else normalise_url(db)
@@ -239,49 +219,36 @@ def search(
     reader = db if isinstance(db, Storage) else _read_only(db)
     cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
     try:
-        plans = [
-            plan_search(
-                loaded, nfe=budget, sampler=sampler, trials=trials, optimizer=optimizer,
-                space=space, seed=seed, group=group, pruning=pruning,
-                objective_options=objective_options, device=loaded.device, cache=cache,
-            )
-            for budget in budgets
-        ]
+        plans = [plan_study(loaded, config, budget, cache=cache) for budget in config.budgets]
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
-    if validation.enabled:
-        for config, _objective in plans:
-            validation.samples_for(config)     # a too-small validation N, before any write
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
         with _database_errors(storage):
-            studies = [prepare_study(storage, config)[0] for config, _objective in plans]
-        options: dict[str, Any] = {
-            "heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-            "validation": validation, "parallel_candidates": parallel_candidates,
-        }
+            studies = [prepare_study(storage, study)[0] for study, _objective in plans]
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
             storage.dispose()
             with sigterm_as_interrupt(), _database_errors(storage):
                 return _measured([
-                    run_study(storage, config, objective, on_event=on_event, **options)
-                    for config, objective in plans
+                    run_study(storage, study, objective, on_event=on_event,
+                              **_run_options(config))
+                    for study, objective in plans
                 ])
-        configs = [config for config, _objective in plans]
+        study_configs = [study for study, _objective in plans]
         del plans, loaded                      # free the planning copy before workers load theirs
         with sigterm_as_interrupt():
             lost = _run_workers(
-                storage, configs, workers=workers, model=str(model), device=device,
-                trust_pickle=trust_pickle, conditioning=dict(conditioning or {}), on_event=on_event,
-                **options,
+                storage, study_configs, config, workers=workers, model=str(model),
+                device=device, trust_pickle=trust_pickle, conditioning=dict(conditioning or {}),
+                on_event=on_event,
             )
         with _database_errors(storage):
-            summaries = [summarize(study, config)
-                         for study, config in zip(studies, configs, strict=True)]
+            summaries = [summarize(study, study_config)
+                         for study, study_config in zip(studies, study_configs, strict=True)]
         _judge_lost_workers(lost, summaries, on_event)
         return _measured(summaries)
     finally:
@@ -327,32 +294,6 @@ def _measured(summaries: list[StudySummary]) -> list[StudySummary]:
     return summaries
 
 
-# FID-50k, the field's largest standard N: a rung above it is almost surely a typo (10¹⁰
-# samples run for years and their features need terabytes), so it takes an explicit opt-in.
-MAX_RUNG = 50_000
-
-
-def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
-    """Refuse a rung above :data:`MAX_RUNG` samples unless ``allowed``."""
-    largest = max(rungs or (0,), default=0)
-    if isinstance(largest, int) and largest > MAX_RUNG and not allowed:
-        raise ConfigurationError(
-            f"a rung of {largest:,} samples is above {MAX_RUNG:,} (FID-50k, the usual "
-            "largest); it would sample for a very long time and hold every image's features "
-            "in memory: pass e.g. --rungs 64,256, or --allow-large-rungs if you mean it"
-        )
-
-
-def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
-    """Refuse a grace period under two heartbeats: live trials would be failed as stale."""
-    if grace_period < 2 * heartbeat_interval:
-        raise ConfigurationError(
-            f"--grace {grace_period} is under two heartbeats (--heartbeat "
-            f"{heartbeat_interval}): a running trial would be declared stale between its "
-            f"heartbeats and run twice; pass --grace {max(3 * heartbeat_interval, 30)} or more"
-        )
-
-
 def _read_only(db: str | Path | None) -> Storage | None:
     """The database opened read-only, or None where it holds no skiptune tables yet."""
     try:
@@ -372,13 +313,13 @@ def _worker_main(
     worker: int,
     url: str,
     pool: tuple[int, int],
-    configs: list[SearchConfig],
+    studies: list[StudyConfig],
+    config: SearchConfig,
     model: str,
     device: str | None,
     trust_pickle: bool,
     conditioning: dict[str, Any],
     threads: int,
-    options: dict[str, Any],
     events: Any,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
@@ -392,28 +333,15 @@ def _worker_main(
         # Python's own Ctrl-C, not the command line's (which a spawned worker inherits by
         # re-importing the parent's main module, and which is armed only in the parent).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        from skiptune.objectives import ObjectiveConfig, build_objective
-
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
         loaded = load_model(model, device=_worker_device(device, worker),
                             trust_pickle=trust_pickle, conditioning=conditioning)
-        for config in configs:
-            if loaded.fingerprint != config.model_fingerprint:
-                raise ConfigurationError(
-                    f"worker {worker} loaded other weights from {model} than the study's"
-                )
-            objective = build_objective(
-                loaded, ObjectiveConfig.from_dict(config.objective), device=loaded.device,
-                cache=storage.statistics_cache,
-            )
-            differences = config_differences(config.objective_identity, dict(objective.identity))
-            if differences:
-                raise ConfigurationError(
-                    f"worker {worker} measures differently from the study: {', '.join(differences)}"
-                )
+        for study in studies:
+            objective = resolve_objective(loaded, study.objective,
+                                          cache=storage.statistics_cache, study=study)
             with _database_errors(storage):
-                run_study(storage, config, objective, worker=worker, on_event=events.put,
-                          **options)
+                run_study(storage, study, objective, worker=worker, on_event=events.put,
+                          **_run_options(config))
         events.put(("done", worker, None, None))
     except KeyboardInterrupt:
         acknowledge_interrupt()            # a later Ctrl-C must not cut this short
@@ -427,7 +355,8 @@ def _worker_main(
 
 def _run_workers(
     storage: Storage,
-    configs: list[SearchConfig],
+    studies: list[StudyConfig],
+    config: SearchConfig,
     *,
     workers: int,
     model: str,
@@ -435,10 +364,6 @@ def _run_workers(
     trust_pickle: bool,
     conditioning: dict[str, Any],
     on_event: EventCallback | None,
-    heartbeat_interval: int,
-    grace_period: int,
-    validation: ValidationSettings,
-    parallel_candidates: int,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -450,14 +375,12 @@ def _run_workers(
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     url = storage.url.render_as_string(hide_password=False)
-    options = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-               "validation": validation, "parallel_candidates": parallel_candidates}
     storage.dispose()
     processes = [
         context.Process(
             target=_worker_main,
-            args=(i, url, (storage.pool_size, storage.max_overflow), configs, model, device,
-                  trust_pickle, conditioning, threads, options, events),
+            args=(i, url, (storage.pool_size, storage.max_overflow), studies, config, model,
+                  device, trust_pickle, conditioning, threads, events),
             name=f"skiptune-worker-{i}",
         )
         for i in range(workers)

@@ -16,7 +16,7 @@ from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner._config import OPTIMIZERS, SearchConfig, SearchSpace
+from skiptune.tuner._config import OPTIMIZERS, SearchSpace, StudyConfig
 
 __all__ = [
     "PAPER_SCHEDULES",
@@ -181,7 +181,7 @@ def sampler_seed(seed: int, *, worker: int = 0, history: int = 0) -> int:
 
 
 def make_sampler(
-    config: SearchConfig, *, worker: int = 0, history: int = 0
+    config: StudyConfig, *, worker: int = 0, history: int = 0
 ) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``config.optimizer``, seeded by :func:`sampler_seed`.
 
@@ -218,7 +218,7 @@ def make_sampler(
     raise ConfigurationError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     """Successive halving over the objective's rungs of N, or no pruning.
 
     A trial goes past a rung only if it is among the best third of the trials that reached

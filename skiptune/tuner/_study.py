@@ -28,7 +28,7 @@ from skiptune.errors import (
 )
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
-from skiptune.tuner._config import SearchConfig, config_differences, describe_differences
+from skiptune.tuner._config import StudyConfig, config_differences, describe_differences
 from skiptune.tuner._events import (
     BatchSizeReduced,
     EventCallback,
@@ -82,14 +82,14 @@ class Objective(Protocol):
     ) -> Any: ...
 
 
-def effective_total(config: SearchConfig) -> int:
+def effective_total(config: StudyConfig) -> int:
     """The finished trials the study must reach; the grid optimizer stops at its grid's end."""
     if config.optimizer == "grid":
         return min(config.trials, grid_size(config.space) + len(queued_schedules(config.space)))
     return config.trials
 
 
-def prepare_study(storage: Storage, config: SearchConfig) -> tuple[optuna.Study, bool]:
+def prepare_study(storage: Storage, config: StudyConfig) -> tuple[optuna.Study, bool]:
     """Create the study of ``config``, or check that the stored one was searched the same way.
 
     Under the study's lock: create it (or compare the stored configuration and refuse any
@@ -190,7 +190,7 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
 
 def run_study(
     storage: Storage,
-    config: SearchConfig,
+    config: StudyConfig,
     objective: Objective,
     *,
     worker: int = 0,                         # index of this worker (seeds its optimizer)
@@ -325,7 +325,7 @@ def _requeue_lost_retries(study: optuna.Study) -> None:
 
 
 def _rung_reporter(
-    study: optuna.Study, trial: optuna.Trial, config: SearchConfig, *, worker: int,
+    study: optuna.Study, trial: optuna.Trial, config: StudyConfig, *, worker: int,
     emit: EventCallback,
 ) -> Callable[[int, int, float], None]:
     """``report(rung_index, N, value)`` for the objective: tell the pruner, emit RungDone,
@@ -352,7 +352,7 @@ def _rung_reporter(
 def _run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
-    config: SearchConfig,
+    config: StudyConfig,
     objective: Objective,
     *,
     optuna_storage: Any,
@@ -426,7 +426,7 @@ def _record_evaluation(trial: optuna.Trial, evaluation: Any) -> float:
 def _finish(
     study: optuna.Study,
     trial: optuna.Trial,
-    config: SearchConfig,
+    config: StudyConfig,
     *,
     storage: Storage,
     state: TrialState,
@@ -470,7 +470,7 @@ def _run_batch(
     study: optuna.Study,
     trials: list[optuna.Trial],
     schedules: list[RhoSchedule],
-    config: SearchConfig,
+    config: StudyConfig,
     objective: Objective,
     *,
     optuna_storage: Any,

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._config import StudyConfig
 from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of, value_of
 from skiptune.tuner._space import schedule_from_params
 from skiptune.tuner._validation import ValidationResult, validation_result
@@ -122,7 +122,7 @@ def best_and_baseline(
     return best, baseline
 
 
-def summarize(study: optuna.Study, config: SearchConfig) -> StudySummary:
+def summarize(study: optuna.Study, config: StudyConfig) -> StudySummary:
     """Summarise ``study`` (searched with ``config``) from its trials."""
     trials = study.get_trials(deepcopy=False)
     best, baseline = best_and_baseline(trials)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from skiptune.errors import ConfigurationError, NonFiniteSampleError
+from skiptune.errors import NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values, paired_gain_interval
-from skiptune.tuner._config import SearchConfig
+from skiptune.tuner._config import StudyConfig, ValidationSettings
 from skiptune.tuner._events import CandidateValidated, EventCallback
 from skiptune.tuner._schema import role_of, value_of
 from skiptune.tuner._space import schedule_from_params
@@ -35,66 +34,12 @@ from skiptune.tuner._space import schedule_from_params
 __all__ = [
     "VALIDATION_ATTR",
     "ValidationResult",
-    "ValidationSettings",
     "validate_study",
     "validation_result",
 ]
 
 VALIDATION_ATTR = "skiptune_validation"        # study user attribute: the finished validation
 _CANDIDATE_PREFIX = "skiptune_validated:"      # study user attribute per validated candidate
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class ValidationSettings:
-    """How a finished study is validated.
-
-    Args:
-        top_k: distinct best schedules re-scored beside ρ = 1.
-        num_samples: images per candidate; None: 4 × the last rung. Never below the last rung.
-        resamples: paired bootstrap draws for the gain's interval.
-        level: the interval's coverage.
-        enabled: False skips validation (a later run without it validates the study).
-    """
-
-    top_k: int = 3
-    num_samples: int | None = None
-    resamples: int = 200
-    level: float = 0.95
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not _whole(self.top_k) or self.top_k < 1:
-            raise ConfigurationError(
-                f"--validate-top must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3"
-            )
-        if self.num_samples is not None and (not _whole(self.num_samples)
-                                             or self.num_samples < 2):
-            raise ConfigurationError(
-                f"--validation-n must be a whole number ≥ 2, got {self.num_samples!r}"
-            )
-        if not _whole(self.resamples) or self.resamples < 1:
-            raise ConfigurationError(
-                f"resamples must be a whole number ≥ 1, got {self.resamples!r}"
-            )
-        if not 0.0 < float(self.level) < 1.0:
-            raise ConfigurationError(
-                f"the interval's level must lie in (0, 1), got {self.level}"
-            )
-
-    def samples_for(self, config: SearchConfig) -> int:
-        """N of the validation of ``config``'s study; refuses one below its last rung."""
-        last = config.num_samples
-        n = 4 * last if self.num_samples is None else int(self.num_samples)
-        if n < last:
-            raise ConfigurationError(
-                f"--validation-n {n} is smaller than the last rung ({last}): validation must "
-                f"measure at least as many images as a trial; pass --validation-n {4 * last}"
-            )
-        return n
 
 
 @dataclass(frozen=True)
@@ -171,7 +116,7 @@ def _candidate_attr(params: dict[str, Any], num_samples: int, seed: int, resampl
 def validate_study(
     storage: Any,
     study: optuna.Study,
-    config: SearchConfig,
+    config: StudyConfig,
     objective: Any,                  # a ProxyObjective (for_validation, evaluate, score)
     settings: ValidationSettings,
     *,
@@ -185,7 +130,7 @@ def validate_study(
     None when the study has no complete trial.
     """
     emit = emit or (lambda _event: None)
-    num_samples = settings.samples_for(config)
+    num_samples = settings.samples_for(config.num_samples)
     seed = config.seed + config.num_samples          # seeds no trial used
     with storage.lock(f"study:{study.study_name}"):
         trials = study.get_trials(deepcopy=False)

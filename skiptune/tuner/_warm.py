@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from skiptune.tuner._config import SearchConfig, SearchSpace
+from skiptune.tuner._config import SearchSpace, StudyConfig
 from skiptune.tuner._schema import CONFIG_ATTR
 from skiptune.tuner._space import _inside
 from skiptune.tuner._validation import validation_result
@@ -59,7 +59,7 @@ def params_in_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any
     return wanted
 
 
-def warm_schedules(optuna_storage: Any, config: SearchConfig) -> list[tuple[dict[str, Any], str]]:
+def warm_schedules(optuna_storage: Any, config: StudyConfig) -> list[tuple[dict[str, Any], str]]:
     """(params, source study) of the validated bests of the same model's other budgets.
 
     Same group, sampler and weights; nearest budget first (the lower one on a tie); only

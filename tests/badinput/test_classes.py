@@ -28,7 +28,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
-from skiptune.tuner import search
+from skiptune.tuner import SearchConfig, search
 from tests.tuner.helpers import DEMO, REPO, TINY, cli_env, pg_schema, require_postgres
 
 pytestmark = pytest.mark.slow
@@ -364,12 +364,11 @@ def _params(db: Path) -> list[dict[str, object]]:
 def test_a_resumed_search_continues_deterministically_instead_of_repeating(
     tmp_path: Path,
 ) -> None:
-    options = {"device": "cpu", "objective_options": TINY, "heartbeat_interval": 1,
-               "grace_period": 3}
+    options = {"nfe": 3, "objective": TINY, "heartbeat_interval": 1, "grace_period": 3}
     resumed, straight = tmp_path / "resumed.db", tmp_path / "straight.db"
-    search(DEMO, nfe=3, db=resumed, trials=5, **options)
-    search(DEMO, nfe=3, db=resumed, trials=6, **options)
-    search(DEMO, nfe=3, db=straight, trials=6, **options)
+    search(DEMO, SearchConfig(trials=5, **options), db=resumed, device="cpu")
+    search(DEMO, SearchConfig(trials=6, **options), db=resumed, device="cpu")
+    search(DEMO, SearchConfig(trials=6, **options), db=straight, device="cpu")
     params = _params(resumed)
     assert len(params) == 6
     assert params[5] != params[4]              # the resume proposed something new...

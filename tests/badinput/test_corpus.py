@@ -617,7 +617,7 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
     finished: Finished, tmp_path: Path
 ) -> None:
     from skiptune.storage import open_storage
-    from skiptune.tuner import SearchConfig
+    from skiptune.tuner import StudyConfig
     from skiptune.tuner._front import front_points_of
 
     db = tmp_path / "skiptune.db"
@@ -653,7 +653,7 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
     assert failed.user_attrs["failure_kind"] == "interrupted"
     (queued,) = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
     assert queued.state == TrialState.WAITING and queued.params == failed.params
-    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    config = StudyConfig.from_dict(study.user_attrs["skiptune_config"])
     recomputed = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
     assert {(r.kind, r.value, r.trial_number) for r in storage.front_records()} == recomputed
     storage.dispose()

@@ -20,9 +20,14 @@ from rich.console import Console
 
 import skiptune.objectives._objective as objective_module
 from skiptune import InsufficientMemoryError, RhoSchedule
-from skiptune.objectives import ObjectiveConfig, ProxyObjective, build_objective
+from skiptune.objectives import (
+    ObjectiveConfig,
+    ObjectiveSettings,
+    ProxyObjective,
+    build_objective,
+)
 from skiptune.storage import open_storage
-from skiptune.tuner import BatchSizeReduced, search
+from skiptune.tuner import BatchSizeReduced, SearchConfig, search
 from tests.tuner.helpers import DEMO
 
 SCHEDULE = RhoSchedule(rho_bottom=0.7)
@@ -113,8 +118,9 @@ def test_the_search_fails_and_requeues_a_trial_that_never_fits(
     events: list[Any] = []
     db = tmp_path / "s.db"
     with pytest.raises(InsufficientMemoryError):
-        search(DEMO, nfe=3, db=db, trials=2, device="cpu", on_event=events.append,
-               objective_options={"rungs": (2, 4), "batch_size": 2})
+        search(DEMO, SearchConfig(nfe=3, trials=2,
+                                  objective=ObjectiveSettings(rungs=(2, 4), batch_size=2)),
+               db=db, device="cpu", on_event=events.append)
     reduced = [e for e in events if isinstance(e, BatchSizeReduced)]
     assert [(e.failed, e.batch_size, e.trial_number) for e in reduced] == [(2, 1, 0)]
     storage = open_storage(db)

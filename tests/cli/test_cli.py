@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from skiptune import cli, tuner
+from skiptune.objectives import ObjectiveSettings
 from tests.tuner.helpers import DEMO
 
 runner = CliRunner()
@@ -105,8 +106,8 @@ def test_search_forwards_only_what_the_user_set(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     received: dict[str, Any] = {}
 
-    def fake_search(model: str, **kwargs: Any) -> list[Any]:
-        received.update(model=model, **kwargs)
+    def fake_search(model: str, config: tuner.SearchConfig, **kwargs: Any) -> list[Any]:
+        received.update(model=model, config=config, **kwargs)
         return []
 
     monkeypatch.setattr(tuner, "search", fake_search)
@@ -114,12 +115,13 @@ def test_search_forwards_only_what_the_user_set(tmp_path: Path,
         "--model", "ckpt.pt", "--nfe", "9", "--nfe", "15", "--rho-top", "1.0",
         "--rungs", "64,256", "--metric", "kid", "--quiet"])
     assert result.exit_code == 0, result.output
-    space = received.pop("space")
-    assert space == tuner.SearchSpace(rho_top=1.0)
+    # The one typed configuration, with the library's defaults for everything not typed.
+    assert received.pop("config") == tuner.SearchConfig(
+        nfe=(9, 15), space=tuner.SearchSpace(rho_top=1.0),
+        objective=ObjectiveSettings(metric="kid", rungs=(64, 256)))
     # Not a user option but the renderer: even --quiet prints warnings (out of memory).
     assert received.pop("on_event") is cli._warn
-    assert received == {"model": "ckpt.pt", "nfe": [9, 15], "trust_pickle": False,
-                        "objective_options": {"metric": "kid", "rungs": (64, 256)}}
+    assert received == {"model": "ckpt.pt", "trust_pickle": False}
 
 
 @pytest.mark.parametrize(

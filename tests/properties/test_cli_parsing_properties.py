@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from skiptune import cli, tuner
+from skiptune.objectives import ObjectiveSettings
 from skiptune.schedule import SHAPES
 
 runner = CliRunner()
@@ -27,8 +28,8 @@ def invoke(*argv: str) -> tuple[Any, dict[str, Any]]:
     """Run ``skiptune-search --model m.pt ARGV --quiet``; returns the result and what search got."""
     received: dict[str, Any] = {}
 
-    def record(model: str, **kwargs: Any) -> list[Any]:
-        received.update(model=model, **kwargs)
+    def record(model: str, config: tuner.SearchConfig, **kwargs: Any) -> list[Any]:
+        received.update(model=model, config=config, **kwargs)
         return []
 
     with pytest.MonkeyPatch.context() as patch:
@@ -69,9 +70,10 @@ junk = st.text(st.characters(exclude_characters=",", exclude_categories=("Cs",))
 @FAST
 @given(rungs, st.data())
 def test_valid_rungs_reach_the_objective_as_typed(values: list[int], data: st.DataObject) -> None:
-    result, received = invoke("--nfe", "9", "--rungs", joined([str(v) for v in values], data))
+    result, received = invoke("--nfe", "9", "--rungs", joined([str(v) for v in values], data),
+                              "--allow-large-rungs")
     assert result.exit_code == 0, result.output
-    assert received["objective_options"] == {"rungs": tuple(values)}
+    assert received["config"].objective == ObjectiveSettings(rungs=tuple(values))
 
 
 @FAST
@@ -82,7 +84,7 @@ def test_a_range_is_taken_exactly_or_refused_in_one_line(low: float, high: float
     result, received = invoke("--nfe", "9", flag, joined([repr(low), repr(high)], data))
     if low < high:
         assert result.exit_code == 0, result.output
-        space = received["space"]
+        space = received["config"].space
         assert (space.rho_bottom if flag == "--rho-bottom-range" else space.rho_top) == (
             low, high)                                  # repr round-trips floats exactly
     else:
@@ -120,9 +122,9 @@ def test_malformed_lists_are_usage_errors(tokens: list[str], data: st.DataObject
 @given(st.lists(st.integers(1, 1000), min_size=1, max_size=4, unique=True))
 def test_step_budgets_reach_the_search_as_typed(budgets: list[int]) -> None:
     argv = [arg for nfe in budgets for arg in ("--nfe", str(nfe))]
-    result, received = invoke(*argv)
+    result, received = invoke(*argv, "--sampler", "euler")   # euler meets every budget
     assert result.exit_code == 0, result.output
-    assert received["nfe"] == budgets
+    assert received["config"].nfe == tuple(budgets)
 
 
 @FAST
@@ -139,7 +141,7 @@ def test_a_budget_that_is_not_a_positive_whole_number_is_a_usage_error(text: str
 def test_shape_lists_reach_the_space_as_typed(shapes: list[str], data: st.DataObject) -> None:
     result, received = invoke("--nfe", "9", "--shapes", joined(list(shapes), data))
     assert result.exit_code == 0, result.output
-    assert received["space"].shapes == tuple(shapes)
+    assert received["config"].space.shapes == tuple(shapes)
 
 
 @FAST

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from skiptune.storage import Storage
 from skiptune.storage._stats import array_from_bytes
-from skiptune.tuner import SearchConfig
+from skiptune.tuner import StudyConfig
 from skiptune.tuner._front import front_flags, front_points_of
 from skiptune.tuner._schema import ROLE_ATTR, is_finished
 from skiptune.tuner._space import queued_schedules
@@ -133,7 +133,7 @@ def check_study(storage: Storage, total: int) -> list[optuna.trial.FrozenTrial]:
     finished = [t for t in trials if is_finished(t)]
     assert len(finished) == total, Counter(t.state for t in trials)
     assert not [t.number for t in trials if t.state == TrialState.RUNNING]
-    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    config = StudyConfig.from_dict(study.user_attrs["skiptune_config"])
     queued = Counter(
         (role, json.dumps(params, sort_keys=True))
         for params, role in queued_schedules(config.space)

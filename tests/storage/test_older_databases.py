@@ -1,7 +1,11 @@
-"""A database written before the storage re-cut (main at b3b1d35) opens, reads and resumes.
+"""Databases written by earlier skiptune versions open, read and resume.
 
-``data/written-by-b3b1d35.db`` was written by that commit's own code:
-``skiptune-search --model skiptune/assets/demo_unet.pt --nfe 3 --trials 4 --rungs 8,16``.
+Each file in ``data/`` was written by that commit's own code:
+
+- ``written-by-b3b1d35.db``, main before the storage re-cut:
+  ``skiptune-search --model skiptune/assets/demo_unet.pt --nfe 3 --trials 4 --rungs 8,16``;
+- ``written-by-1e944a3.db``, main before the typed configuration (``SearchConfig`` built at
+  the edge, ``StudyConfig`` stored), with a validated study: the same command.
 """
 
 from __future__ import annotations
@@ -11,24 +15,31 @@ import subprocess
 from pathlib import Path
 
 import optuna
+import pytest
 
 from skiptune.models import load_model
 from skiptune.storage import open_storage
 from skiptune.tuner import best_schedule, front_report, list_studies
 from tests.tuner.helpers import DEMO, REPO, cli_env, search_command
 
-OLD = Path(__file__).parent / "data" / "written-by-b3b1d35.db"
+OLDER = sorted((Path(__file__).parent / "data").glob("written-by-*.db"))
 STUDY = "skiptune-demo_unet-heun-nfe3"
+older_databases = pytest.mark.parametrize("old", OLDER, ids=[p.stem for p in OLDER])
 
 
-def copy_of_old(tmp_path: Path) -> Path:
+def copy_of(old: Path, tmp_path: Path) -> Path:
     target = tmp_path / "old.db"
-    shutil.copyfile(OLD, target)
+    shutil.copyfile(old, target)
     return target
 
 
-def test_the_results_of_an_older_database_read_back(tmp_path: Path) -> None:
-    db = copy_of_old(tmp_path)
+def test_both_older_databases_are_here() -> None:
+    assert [p.stem for p in OLDER] == ["written-by-1e944a3", "written-by-b3b1d35"]
+
+
+@older_databases
+def test_the_results_of_an_older_database_read_back(old: Path, tmp_path: Path) -> None:
+    db = copy_of(old, tmp_path)
     (summary,) = list_studies(db)
     assert (summary.study_name, summary.finished, summary.trials_total) == (STUDY, 4, 4)
     assert summary.best_value is not None and summary.baseline_value is not None
@@ -36,11 +47,12 @@ def test_the_results_of_an_older_database_read_back(tmp_path: Path) -> None:
     assert [r.nfe for r in report.tuned] == [3] and [r.nfe for r in report.baseline] == [3]
     schedule = best_schedule(db, load_model(DEMO, device="cpu"), nfe=3)
     assert schedule == summary.best_schedule
-    assert db.read_bytes() == OLD.read_bytes(), "reading changed the file"
+    assert db.read_bytes() == old.read_bytes(), "reading changed the file"
 
 
-def test_a_study_of_an_older_database_resumes(tmp_path: Path) -> None:
-    db = copy_of_old(tmp_path)
+@older_databases
+def test_a_study_of_an_older_database_resumes(old: Path, tmp_path: Path) -> None:
+    db = copy_of(old, tmp_path)
     before = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{db}").get_trials()
     result = subprocess.run(
         search_command("--model", str(DEMO.relative_to(REPO)), "--nfe", "3", "--trials", "5",

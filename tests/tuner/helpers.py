@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 from optuna.trial import FrozenTrial
 
+from skiptune.objectives import ObjectiveSettings
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "skiptune" / "assets" / "demo_unet.pt"
-TINY = {"rungs": (16, 32)}                  # about one second per trial at 3 NFE on one core
+TINY = ObjectiveSettings(rungs=(16, 32))   # about one second per trial at 3 NFE on one core
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FAST_HEARTBEAT = {"heartbeat_interval": 1, "grace_period": 3}
 
@@ -26,12 +28,12 @@ _demo_db: dict[str, Path] = {}
 def demo_database(root: Path) -> Path:
     """A database holding a finished search of the demo model at 3 and 5 NFE (run once)."""
     if "path" not in _demo_db:
-        from skiptune.tuner import search
+        from skiptune.tuner import SearchConfig, search
 
         torch.set_num_threads(1)
         path = root / "demo.db"
-        search(DEMO, nfe=[3, 5], db=path, trials=5, device="cpu", objective_options=TINY,
-               **FAST_HEARTBEAT)
+        search(DEMO, SearchConfig(nfe=[3, 5], trials=5, objective=TINY, **FAST_HEARTBEAT),
+               db=path, device="cpu")
         _demo_db["path"] = path
     return _demo_db["path"]
 

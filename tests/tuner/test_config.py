@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import optuna
 import pytest
 
 from skiptune.errors import ConfigurationError
+from skiptune.models import TunableModel, load_model
+from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
 from skiptune.tuner import (
     PAPER_SCHEDULES,
     SearchConfig,
     SearchSpace,
+    StudyConfig,
+    ValidationSettings,
     default_group,
     queued_schedules,
     study_name,
 )
 from skiptune.tuner._config import config_differences
+from skiptune.tuner._search import plan_study, resolve_objective
 from skiptune.tuner._space import grid_size, make_pruner, make_sampler, suggest_schedule
+from tests.tuner.helpers import perturbed_checkpoint
 
 
-def _config(**changes: object) -> SearchConfig:
+def _config(*, objective: dict[str, object] | None = None, **changes: object) -> StudyConfig:
+    measured = {"metric": "fd", "rungs": (64, 256), "seed": 0, "batch_size": 128,
+                **(objective or {})}
     values: dict[str, object] = {
-        "model": "ckpt.pt", "model_fingerprint": "ab" * 32, "sampler": "heun", "nfe": 9,
-        "objective": {"metric": "fd", "rungs": [64, 256], "seed": 0, "batch_size": 128},
+        "model": "ckpt.pt", "model_fingerprint": "ab" * 32,
+        "objective": ObjectiveConfig(sampler="heun", nfe=9, **measured),  # type: ignore[arg-type]
         "objective_identity": {"reference_identity": "r1", "batch_size": 128},
     }
     values.update(changes)
-    return SearchConfig(**values)  # type: ignore[arg-type]
+    return StudyConfig(**values)  # type: ignore[arg-type]
 
 
 def test_config_round_trips_through_a_dict() -> None:
     config = _config(space=SearchSpace(rho_top=1.0, shapes=("linear", "cosine")))
-    assert SearchConfig.from_dict(config.to_dict()) == config
+    assert StudyConfig.from_dict(config.to_dict()) == config
     assert config.study_name == "skiptune-default-heun-nfe9"
     assert config.num_samples == 256
 
@@ -38,11 +49,11 @@ def test_config_round_trips_through_a_dict() -> None:
 def test_differences_name_fields_and_ignore_what_may_change() -> None:
     stored = _config().to_dict()
     same = _config(trials=99, model="moved/ckpt.pt", pruning=False,
-                   objective={"metric": "fd", "rungs": [64, 256], "seed": 0, "batch_size": 7},
+                   objective={"batch_size": 7},
                    objective_identity={"reference_identity": "r1", "batch_size": 7})
     assert config_differences(stored, same.to_dict()) == []
-    other = _config(model_fingerprint="cd" * 32, seed=1,
-                    objective={"metric": "kid", "rungs": [16, 32], "seed": 1, "batch_size": 128},
+    other = _config(model_fingerprint="cd" * 32,
+                    objective={"metric": "kid", "rungs": (16, 32), "seed": 1},
                     objective_identity={"reference_identity": "r2"})
     assert config_differences(stored, other.to_dict()) == [
         "model_fingerprint", "objective.metric", "objective.rungs", "objective.seed",
@@ -103,3 +114,54 @@ def test_pruner_is_successive_halving_over_the_rungs() -> None:
     single = _config(objective={"rungs": [64]})
     assert isinstance(make_pruner(single), optuna.pruners.NopPruner)
     assert isinstance(make_pruner(_config(pruning=False)), optuna.pruners.NopPruner)
+
+
+def test_a_search_config_is_validated_when_built_and_frozen() -> None:
+    config = SearchConfig(nfe=[9, 15], objective=ObjectiveSettings(rungs=(16, 32)))
+    assert config.budgets == (9, 15) and SearchConfig(nfe=9).budgets == (9,)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.trials = 5  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="heun cannot use exactly 8 NFE"):
+        SearchConfig(nfe=[9, 8])
+    with pytest.raises(ConfigurationError, match="distinct step budgets"):
+        SearchConfig(nfe=[9, 9])
+    with pytest.raises(ConfigurationError, match="pass ObjectiveSettings"):
+        SearchConfig(nfe=9, objective=ObjectiveConfig(sampler="heun", nfe=9))
+    with pytest.raises(ConfigurationError, match="--validation-n 16 is smaller than the last"):
+        SearchConfig(nfe=9, objective=ObjectiveSettings(rungs=(16, 32)),
+                     validation=ValidationSettings(num_samples=16))
+    with pytest.raises(ConfigurationError, match="under two heartbeats"):
+        SearchConfig(nfe=9, heartbeat_interval=10, grace_period=19)
+    with pytest.raises(ConfigurationError, match="--allow-large-rungs"):
+        SearchConfig(nfe=9, objective=ObjectiveSettings(rungs=(64, 10**6)))
+    with pytest.raises(ConfigurationError, match="study group"):
+        SearchConfig(nfe=9, group="my group!")
+
+
+def test_a_study_config_is_the_search_config_at_one_budget(demo_model: TunableModel) -> None:
+    config = SearchConfig(nfe=[3, 5], trials=7, optimizer="random", seed=4,
+                          space=SearchSpace(rho_top=1.0),
+                          objective=ObjectiveSettings(rungs=(16, 32), metric="kid"))
+    study, objective = plan_study(demo_model, config, 5)
+    assert study.objective == config.objective.for_budget(sampler="heun", nfe=5, seed=4)
+    assert (study.nfe, study.sampler, study.seed, study.trials, study.optimizer) == (
+        5, "heun", 4, 7, "random")
+    assert study.space == config.space and study.group == "demo_unet"
+    assert study.objective_identity == dict(objective.identity)
+    # Stored with the study in the layout every earlier version stored and compares.
+    assert StudyConfig.from_dict(study.to_dict()) == study
+    assert set(study.to_dict()) == {
+        "model", "model_fingerprint", "sampler", "nfe", "objective", "objective_identity",
+        "trials", "optimizer", "space", "seed", "group", "pruning"}
+
+
+def test_a_worker_resolves_the_objective_the_search_resolved(
+    demo_model: TunableModel, tmp_path: Path
+) -> None:
+    study, objective = plan_study(demo_model, SearchConfig(
+        nfe=3, objective=ObjectiveSettings(rungs=(16, 32))), 3)
+    again = resolve_objective(demo_model, study.objective, study=study)
+    assert dict(again.identity) == dict(objective.identity)
+    other = load_model(perturbed_checkpoint(tmp_path / "other.pt"), device="cpu")
+    with pytest.raises(ConfigurationError, match="other weights than study"):
+        resolve_objective(other, study.objective, study=study)

@@ -61,9 +61,7 @@ def test_suggestions_stay_inside_the_freeu_bounds() -> None:
 
 def test_grid_searches_rho_only() -> None:
     with pytest.raises(ConfigurationError, match="grid optimizer searches ρ only"):
-        SearchConfig(model="m", model_fingerprint="f", sampler="heun", nfe=9, objective={},
-                     objective_identity={}, optimizer="grid",
-                     space=SearchSpace(kind="freeu", shapes=("linear",)))
+        SearchConfig(nfe=9, optimizer="grid", space=SearchSpace(kind="freeu", shapes=("linear",)))
 
 
 def test_freeu_needs_a_model_with_freeu_stages(demo_model) -> None:

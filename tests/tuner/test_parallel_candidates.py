@@ -10,10 +10,10 @@ import pytest
 
 from skiptune.errors import ConfigurationError
 from skiptune.storage import open_storage
-from skiptune.tuner import RungDone, TrialStarted, ValidationSettings, search
+from skiptune.tuner import RungDone, SearchConfig, TrialStarted, ValidationSettings, search
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
 
-OPTIONS = {"nfe": 3, "trials": 4, "device": "cpu", "objective_options": TINY, "pruning": False,
+OPTIONS = {"nfe": 3, "trials": 4, "objective": TINY, "pruning": False,
            "validation": ValidationSettings(enabled=False), **FAST_HEARTBEAT}
 
 
@@ -23,10 +23,10 @@ def _values(db: Path, name: str) -> dict[str, float]:
 
 
 def test_batched_trials_measure_what_sequential_trials_measure(tmp_path: Path) -> None:
-    (one,) = search(DEMO, db=tmp_path / "one.db", **OPTIONS)
+    (one,) = search(DEMO, SearchConfig(**OPTIONS), db=tmp_path / "one.db", device="cpu")
     events: list[object] = []
-    (two,) = search(DEMO, db=tmp_path / "two.db", parallel_candidates=2,
-                    on_event=events.append, **OPTIONS)
+    (two,) = search(DEMO, SearchConfig(parallel_candidates=2, **OPTIONS), db=tmp_path / "two.db",
+                    device="cpu", on_event=events.append)
     assert two.finished == 4 and two.complete == 4
     # The baseline and the paper's three schedules: the same four, in two batches of two.
     started = [e.finished for e in events if isinstance(e, TrialStarted)]
@@ -42,5 +42,5 @@ def test_batched_trials_measure_what_sequential_trials_measure(tmp_path: Path) -
 
 def test_fewer_than_one_candidate_is_refused_before_any_write(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--parallel-candidates must be"):
-        search(DEMO, db=tmp_path / "s.db", parallel_candidates=0, **OPTIONS)
+        search(DEMO, SearchConfig(parallel_candidates=0, **OPTIONS), db=tmp_path / "s.db")
     assert not (tmp_path / "s.db").exists()

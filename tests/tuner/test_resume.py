@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
-from skiptune.tuner import SearchConfig, list_studies
+from skiptune.tuner import StudyConfig, list_studies
 from skiptune.tuner._front import front_points_of
 from tests.tuner.helpers import (
     DEMO,
@@ -85,7 +85,7 @@ def test_sigkill_mid_trial_then_rerun_reaches_the_total(tmp_path: Path) -> None:
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)    # ...and re-run
     assert_runs_what_it_was_given(retry, trials[killed[0]])
 
-    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    config = StudyConfig.from_dict(study.user_attrs["skiptune_config"])
     expected = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
     stored = {(r.kind, r.value, r.trial_number) for r in storage.front_records()}
     assert stored == expected
@@ -127,7 +127,7 @@ def test_ctrl_c_on_the_command_fails_the_trial_and_says_how_to_resume(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     (complete,) = [t for t in trials if t.state == TrialState.COMPLETE]
     assert complete.number == 0 and complete.value is not None
-    config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+    config = StudyConfig.from_dict(study.user_attrs["skiptune_config"])
     expected = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
     assert {(r.kind, r.value, r.trial_number) for r in storage.front_records()} == expected
     storage.dispose()

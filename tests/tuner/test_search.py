@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from optuna.trial import TrialState
 
 from skiptune.errors import ConfigurationError
 from skiptune.models import load_model
+from skiptune.objectives import ObjectiveSettings
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import (
+    SearchConfig,
     SearchSpace,
     StudyStarted,
     TrialFinished,
@@ -25,7 +28,7 @@ from skiptune.tuner import (
     search,
 )
 from skiptune.tuner._front import front_points_of
-from skiptune.tuner._search import plan_search
+from skiptune.tuner._search import plan_study
 from skiptune.tuner._study import prepare_study, run_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY, perturbed_checkpoint
 
@@ -58,8 +61,8 @@ def test_the_stored_front_equals_its_recomputation_from_the_trials(demo_db: Path
     for summary in list_studies(storage):
         study = optuna.load_study(study_name=summary.study_name,
                                   storage=storage.optuna_storage())
-        from skiptune.tuner import SearchConfig
-        config = SearchConfig.from_dict(study.user_attrs["skiptune_config"])
+        from skiptune.tuner import StudyConfig
+        config = StudyConfig.from_dict(study.user_attrs["skiptune_config"])
         expected = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
         got = {(r.kind, r.value, r.trial_number) for r in stored
                if r.study_name == summary.study_name}
@@ -89,34 +92,38 @@ def test_best_schedule_and_export_refuse_other_weights(demo_db: Path, tmp_path: 
 
 def test_a_finished_study_returns_at_once_and_a_larger_total_continues(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    options = {"nfe": 3, "db": db, "device": "cpu", "objective_options": TINY, **FAST_HEARTBEAT}
-    (first,) = search(DEMO, trials=2, **options)
+    two = SearchConfig(nfe=3, trials=2, objective=TINY, **FAST_HEARTBEAT)
+    (first,) = search(DEMO, two, db=db, device="cpu")
     events: list[object] = []
-    (again,) = search(DEMO, trials=2, on_event=events.append, **options)
+    (again,) = search(DEMO, two, db=db, device="cpu", on_event=events.append)
     assert again.finished == first.finished == 2
     assert not any(isinstance(e, TrialStarted) for e in events)
     assert isinstance(events[0], StudyStarted) and events[0].resumed
     events.clear()
-    (more,) = search(DEMO, trials=3, on_event=events.append, **options)
+    (more,) = search(DEMO, dataclasses.replace(two, trials=3), db=db, device="cpu",
+                     on_event=events.append)
     assert more.finished == 3 and sum(isinstance(e, TrialFinished) for e in events) == 1
     assert len(_trials(db, first.study_name)) == 3 + 1       # one paper schedule still queued
 
 
 def test_a_mismatched_resume_is_refused_naming_the_fields(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    options = {"nfe": 3, "db": db, "device": "cpu", "trials": 1, "objective_options": TINY}
-    search(DEMO, **options)
+    config = SearchConfig(nfe=3, trials=1, objective=TINY)
+    search(DEMO, config, db=db, device="cpu")
     with pytest.raises(ConfigurationError) as info:
-        search(DEMO, **{**options, "seed": 1})
+        search(DEMO, dataclasses.replace(config, seed=1), db=db, device="cpu")
     assert "objective.seed: 0 → 1" in str(info.value) and "--study" in str(info.value)
     with pytest.raises(ConfigurationError, match=r"objective\.rungs"):
-        search(DEMO, **{**options, "objective_options": {"rungs": (8, 32)}})
+        search(DEMO, dataclasses.replace(config, objective=ObjectiveSettings(rungs=(8, 32))),
+               db=db, device="cpu")
     other = perturbed_checkpoint(tmp_path / "demo_unet.pt")          # same name, other weights
     with pytest.raises(ConfigurationError, match="model_fingerprint"):
-        search(other, **options)
+        search(other, config, db=db, device="cpu")
     with pytest.raises(ConfigurationError, match=r"space\.rho_top"):
-        search(DEMO, **{**options, "space": SearchSpace(rho_top=1.0)})
-    (separate,) = search(other, **{**options, "group": "retrained"})
+        search(DEMO, dataclasses.replace(config, space=SearchSpace(rho_top=1.0)), db=db,
+               device="cpu")
+    (separate,) = search(other, dataclasses.replace(config, group="retrained"), db=db,
+                         device="cpu")
     assert separate.study_name == "skiptune-retrained-heun-nfe3"
 
 
@@ -125,8 +132,8 @@ def test_non_finite_samples_fail_the_trial_with_its_reason_and_the_study_goes_on
 ) -> None:
     # ρ ≈ 1e37 overflows float32 inside the net: a real divergence, not a mock.
     space = SearchSpace(rho_bottom=(1e37, 2e37), rho_top=1.0, shapes=("linear",))
-    (summary,) = search(DEMO, nfe=3, db=tmp_path / "s.db", trials=3, device="cpu",
-                        space=space, objective_options=TINY)
+    (summary,) = search(DEMO, SearchConfig(nfe=3, trials=3, space=space, objective=TINY),
+                        db=tmp_path / "s.db", device="cpu")
     assert summary.finished == 3 and summary.failed == 2 and summary.complete == 1
     failed = [t for t in _trials(tmp_path / "s.db", summary.study_name)
               if t.state == TrialState.FAIL]
@@ -154,8 +161,9 @@ class _Interrupting:
 def test_ctrl_c_fails_the_running_trial_and_requeues_it(tmp_path: Path) -> None:
     storage = open_storage(tmp_path / "s.db")
     model = load_model(DEMO, device="cpu")
-    config, objective = plan_search(model, nfe=3, trials=3, objective_options=TINY,
-                                    space=SearchSpace(rho_top=1.0), group="g")
+    config, objective = plan_study(
+        model, SearchConfig(nfe=3, trials=3, objective=TINY, space=SearchSpace(rho_top=1.0),
+                            group="g"), 3)
     prepare_study(storage, config)
     with pytest.raises(KeyboardInterrupt):
         run_study(storage, config, _Interrupting(objective), **FAST_HEARTBEAT)
@@ -173,9 +181,9 @@ def test_ctrl_c_fails_the_running_trial_and_requeues_it(tmp_path: Path) -> None:
 
 def test_grid_search_stops_at_the_end_of_its_grid(tmp_path: Path) -> None:
     space = SearchSpace(rho_bottom=(0.5, 1.0), rho_top=1.0, shapes=("linear",), grid_step=0.5)
-    (summary,) = search(DEMO, nfe=3, db=tmp_path / "s.db", trials=50, device="cpu",
-                        optimizer="grid", space=space, objective_options=TINY,
-                        pruning=False)
+    (summary,) = search(DEMO, SearchConfig(nfe=3, trials=50, optimizer="grid", space=space,
+                                           objective=TINY, pruning=False),
+                        db=tmp_path / "s.db", device="cpu")
     # Two grid points (0.5, 1.0) plus the baseline and the paper's 0.55 and 0.68.
     assert summary.trials_total == 5 and summary.finished == 5
     assert math.isfinite(summary.best_value or math.nan)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from skiptune.errors import ConfigurationError
-from skiptune.tuner import SearchSpace, ValidationSettings, search
+from skiptune.tuner import SearchConfig, SearchSpace, ValidationSettings, search
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
 
 
@@ -24,16 +24,17 @@ def test_bad_windows_are_refused_before_anything_is_stored(tmp_path: Path) -> No
         SearchSpace(sigma_window=(5.0, 1.0))
     db = tmp_path / "s.db"
     with pytest.raises(ConfigurationError, match="outside the model's σ range"):
-        search(DEMO, nfe=3, db=db, trials=2, device="cpu", objective_options=TINY,
-               space=SearchSpace(sigma_window=(0.01, 500.0)))
+        search(DEMO, SearchConfig(nfe=3, trials=2, objective=TINY,
+                                  space=SearchSpace(sigma_window=(0.01, 500.0))),
+               db=db, device="cpu")
     assert not db.exists()
 
 
 def test_a_windowed_search_finds_a_windowed_schedule(tmp_path: Path) -> None:
     space = SearchSpace(rho_top=1.0, shapes=("linear",), sigma_window=(0.01, 50.0))
-    (summary,) = search(DEMO, nfe=3, db=tmp_path / "s.db", trials=5, device="cpu",
-                        objective_options=TINY, space=space,
-                        validation=ValidationSettings(top_k=1, num_samples=32),
-                        **FAST_HEARTBEAT)
+    (summary,) = search(DEMO, SearchConfig(
+        nfe=3, trials=5, objective=TINY, space=space,
+        validation=ValidationSettings(top_k=1, num_samples=32), **FAST_HEARTBEAT),
+        db=tmp_path / "s.db", device="cpu")
     assert summary.best_schedule is not None and summary.best_schedule.has_window
     assert 0.01 <= summary.best_schedule.sigma_lo < summary.best_schedule.sigma_hi <= 50.0  # type: ignore[operator]

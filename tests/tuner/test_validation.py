@@ -13,6 +13,7 @@ from skiptune.models import load_model
 from skiptune.storage import open_storage
 from skiptune.tuner import (
     CandidateValidated,
+    SearchConfig,
     ValidationSettings,
     export_schedule,
     front_report,
@@ -20,7 +21,7 @@ from skiptune.tuner import (
     search,
     validation_result,
 )
-from skiptune.tuner._search import plan_search
+from skiptune.tuner._search import plan_study
 from skiptune.tuner._study import prepare_study, run_study
 from skiptune.tuner._validation import validate_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
@@ -61,8 +62,8 @@ def _study(db: Path, name: str) -> optuna.Study:
 def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     events: list[object] = []
-    (summary,) = search(DEMO, nfe=3, db=db, trials=6, device="cpu", objective_options=TINY,
-                        on_event=events.append, **FAST_HEARTBEAT)
+    six = SearchConfig(nfe=3, trials=6, objective=TINY, **FAST_HEARTBEAT)
+    (summary,) = search(DEMO, six, db=db, device="cpu", on_event=events.append)
     validated = [e for e in events if isinstance(e, CandidateValidated)]
     # ρ = 1 and the top 3 distinct schedules, each at 4 × the last rung.
     assert len(validated) == 4 and {e.num_samples for e in validated} == {128}
@@ -88,8 +89,7 @@ def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Pat
 
     # A rerun finds the validation done: nothing is measured again.
     events.clear()
-    (again,) = search(DEMO, nfe=3, db=db, trials=6, device="cpu", objective_options=TINY,
-                      on_event=events.append, **FAST_HEARTBEAT)
+    (again,) = search(DEMO, six, db=db, device="cpu", on_event=events.append)
     assert not any(isinstance(e, CandidateValidated) for e in events)
     assert again.best_value == summary.best_value
 
@@ -99,7 +99,8 @@ def test_a_killed_validation_resumes_without_redoing_finished_candidates(
 ) -> None:
     storage = open_storage(tmp_path / "s.db")
     model = load_model(DEMO, device="cpu")
-    config, objective = plan_search(model, nfe=3, trials=5, objective_options=TINY, group="g")
+    config, objective = plan_study(model, SearchConfig(nfe=3, trials=5, objective=TINY,
+                                                       group="g"), 3)
     prepare_study(storage, config)
     # Finished before validation existed (or with --no-validation): not validated yet.
     summary = run_study(storage, config, objective, validation=ValidationSettings(enabled=False),
@@ -128,8 +129,9 @@ def test_a_validation_smaller_than_the_last_rung_is_refused_before_any_write(
     db = tmp_path / "s.db"
     with pytest.raises(ConfigurationError, match=r"--validation-n 16 is smaller than the last "
                                                  r"rung \(32\)"):
-        search(DEMO, nfe=3, db=db, trials=2, device="cpu", objective_options=TINY,
-               validation=ValidationSettings(num_samples=16))
+        search(DEMO, SearchConfig(nfe=3, trials=2, objective=TINY,
+                                  validation=ValidationSettings(num_samples=16)),
+               db=db, device="cpu")
     assert not db.exists()
     with pytest.raises(ConfigurationError, match="--validate-top"):
         ValidationSettings(top_k=0)
@@ -137,9 +139,9 @@ def test_a_validation_smaller_than_the_last_rung_is_refused_before_any_write(
 
 def test_list_studies_reads_the_validation_back(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    (summary,) = search(DEMO, nfe=3, db=db, trials=3, device="cpu", objective_options=TINY,
-                        validation=ValidationSettings(top_k=1, num_samples=32),
-                        **FAST_HEARTBEAT)
+    (summary,) = search(DEMO, SearchConfig(
+        nfe=3, trials=3, objective=TINY, validation=ValidationSettings(top_k=1, num_samples=32),
+        **FAST_HEARTBEAT), db=db, device="cpu")
     (listed,) = list_studies(db)
     assert listed == summary and listed.validated and listed.validation_num_samples == 32
 
@@ -149,7 +151,8 @@ def test_two_workers_never_validate_a_candidate_twice(tmp_path: Path) -> None:
 
     storage = open_storage(tmp_path / "s.db")
     model = load_model(DEMO, device="cpu")
-    config, objective = plan_search(model, nfe=3, trials=2, objective_options=TINY, group="g")
+    config, objective = plan_study(model, SearchConfig(nfe=3, trials=2, objective=TINY,
+                                                       group="g"), 3)
     prepare_study(storage, config)
     run_study(storage, config, objective, validation=ValidationSettings(enabled=False),
               **FAST_HEARTBEAT)

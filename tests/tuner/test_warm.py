@@ -7,16 +7,17 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from skiptune.objectives import ObjectiveSettings
 from skiptune.storage import open_storage
-from skiptune.tuner import SearchSpace, ValidationSettings, search
+from skiptune.tuner import SearchConfig, SearchSpace, ValidationSettings, search
 from skiptune.tuner._warm import params_in_space
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT
 
 # Power shapes only: the paper's linear schedules are not queued, so what a study tries
 # before its optimizer's own proposals is ρ = 1 and, when warm, its neighbour's best.
 SPACE = SearchSpace(shapes=("power",))
-OPTIONS = {"device": "cpu", "objective_options": {"rungs": (16, 32)}, "space": SPACE,
-           "pruning": False, **FAST_HEARTBEAT}
+OPTIONS = {"objective": ObjectiveSettings(rungs=(16, 32)), "space": SPACE, "pruning": False,
+           **FAST_HEARTBEAT}
 NO_VALIDATION = ValidationSettings(enabled=False)
 
 
@@ -34,12 +35,13 @@ def test_a_9_nfe_study_seeded_by_a_finished_7_nfe_study_reaches_its_best_sooner(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "s.db"
-    (seven,) = search(DEMO, nfe=7, db=db, trials=8,
-                      validation=ValidationSettings(top_k=2, num_samples=64), **OPTIONS)
+    (seven,) = search(DEMO, SearchConfig(
+        nfe=7, trials=8, validation=ValidationSettings(top_k=2, num_samples=64), **OPTIONS),
+        db=db, device="cpu")
     assert seven.validated and seven.best_schedule is not None
-    (warm,) = search(DEMO, nfe=9, db=db, trials=8, validation=NO_VALIDATION, **OPTIONS)
-    (cold,) = search(DEMO, nfe=9, db=tmp_path / "cold.db", trials=8, validation=NO_VALIDATION,
-                     **OPTIONS)
+    nine = SearchConfig(nfe=9, trials=8, validation=NO_VALIDATION, **OPTIONS)
+    (warm,) = search(DEMO, nine, db=db, device="cpu")
+    (cold,) = search(DEMO, nine, db=tmp_path / "cold.db", device="cpu")
     warm_values = _values(db, warm.study_name)
     cold_values = _values(tmp_path / "cold.db", cold.study_name)
     assert [role for role, _ in warm_values[:2]] == ["baseline", "warm"]
@@ -52,7 +54,8 @@ def test_a_9_nfe_study_seeded_by_a_finished_7_nfe_study_reaches_its_best_sooner(
     assert warm_reach < cold_reach
 
     # Queued once: a rerun with a larger total queues nothing new.
-    (more,) = search(DEMO, nfe=9, db=db, trials=9, validation=NO_VALIDATION, **OPTIONS)
+    (more,) = search(DEMO, SearchConfig(nfe=9, trials=9, validation=NO_VALIDATION, **OPTIONS),
+                     db=db, device="cpu")
     assert [r for r, _ in _values(db, more.study_name)].count("warm") == 1
 
 
