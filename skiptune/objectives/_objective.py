@@ -22,6 +22,7 @@ from skiptune.errors import (
     ConfigurationError,
     InsufficientMemoryError,
     NonFiniteSampleError,
+    first_line,
 )
 from skiptune.models import TunableModel
 from skiptune.objectives._cache import StatisticsCache
@@ -61,11 +62,6 @@ RungReport = Callable[[int, int, float], None]
 BatchReduced = Callable[[int, int, str], None]
 """``on_batch_reduced(failed, now, reason)``: a batch of ``failed`` images ran out of memory;
 batches now hold at most ``now``. ``reason`` is the first line of the allocator's error."""
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
 
 def _whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -334,7 +330,7 @@ class ProxyObjective:
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
                         if not is_out_of_memory(e):
                             raise
-                        reason = _first_line(e)
+                        reason = first_line(e)[:200]
                     else:
                         chunks.append(features)
                         seconds_sampling += sampling

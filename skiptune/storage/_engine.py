@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
 from skiptune.errors import NoSkiptuneDatabaseError, StorageError
+from skiptune.errors import first_line as _first_line
 from skiptune.storage._url import scrub
 
 __all__ = [
@@ -43,8 +44,8 @@ _FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 4.0
 
 
 def first_line(error: BaseException, url: URL | None = None) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
+    """:func:`skiptune.errors.first_line` of the driver's own error, without ``url``'s password."""
+    line = _first_line(getattr(error, "orig", None) or error)
     return scrub(line, url)            # drivers may echo what they were given
 
 # Transient failures to connect: the server is down, restarting, or briefly full. SQLSTATE
