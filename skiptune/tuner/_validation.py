@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values, paired_gain_interval
 from skiptune.tuner._config import SearchConfig
@@ -42,10 +42,6 @@ __all__ = [
 
 VALIDATION_ATTR = "skiptune_validation"        # study user attribute: the finished validation
 _CANDIDATE_PREFIX = "skiptune_validated:"      # study user attribute per validated candidate
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -67,16 +63,16 @@ class ValidationSettings:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not _whole(self.top_k) or self.top_k < 1:
+        if not is_whole(self.top_k) or self.top_k < 1:
             raise ConfigurationError(
                 f"--validate-top must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3"
             )
-        if self.num_samples is not None and (not _whole(self.num_samples)
+        if self.num_samples is not None and (not is_whole(self.num_samples)
                                              or self.num_samples < 2):
             raise ConfigurationError(
                 f"--validation-n must be a whole number ≥ 2, got {self.num_samples!r}"
             )
-        if not _whole(self.resamples) or self.resamples < 1:
+        if not is_whole(self.resamples) or self.resamples < 1:
             raise ConfigurationError(
                 f"resamples must be a whole number ≥ 1, got {self.resamples!r}"
             )
