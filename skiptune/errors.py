@@ -2,7 +2,8 @@
 
 Every error a user can cause derives from :class:`SkiptuneError`; its message is one
 line that says what was received and what to do instead. The CLI catches this base
-alone and renders it without a traceback.
+alone and renders it without a traceback. :func:`first_line` is how a foreign error (a
+loader's, a driver's) is quoted inside such a line.
 """
 
 from __future__ import annotations
@@ -54,3 +55,9 @@ class StorageError(SkiptuneError):
 
 class NoSkiptuneDatabaseError(StorageError):
     """A read found no skiptune database there: no file, an empty one, or no skiptune tables."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s stripped text; its type's name when the text is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from skiptune._checks import is_whole
 from skiptune._files import read_text
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import FreeUStage, SkipSite, TunableModel, fingerprint_state_dict
@@ -239,7 +240,8 @@ def _text(config: Mapping[str, Any], key: str) -> str:
 
 def _count(config: Mapping[str, Any], key: str) -> int:
     value = config.get(key, _SCHEDULER_DEFAULTS[key])
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= _MAX_TIMESTEPS:
+    # A plain int only: numpy integers are refused here, unlike in is_whole.
+    if not (is_whole(value) and isinstance(value, int)) or not 2 <= value <= _MAX_TIMESTEPS:
         raise _bad_value(key, value, f"a whole number from 2 to {_MAX_TIMESTEPS:,}")
     return value
 

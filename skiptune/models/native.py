@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from skiptune._files import read_input, save_torch_atomically
-from skiptune.errors import CheckpointError
+from skiptune.errors import CheckpointError, first_line
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
 
@@ -102,8 +102,7 @@ def _looks_like_torch_file(head: bytes) -> bool:
 
 def _short_reason(error: BaseException) -> str:
     """The gist of a loader error: its first sentence, without torch's paragraph of advice."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text.split(". ", 1)[0][:200]
+    return first_line(error).split(". ", 1)[0][:200]
 
 
 def _not_torch(path: Path) -> CheckpointError:

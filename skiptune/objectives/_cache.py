@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from skiptune._files import write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._paths import cache_root
 
@@ -87,21 +87,15 @@ class DirectoryStatisticsCache:
     def put(
         self, key: str, mu: np.ndarray, sigma: np.ndarray, *, meta: Mapping[str, Any]
     ) -> None:
-        """Store (mu, sigma) under ``key`` atomically (temporary file, then rename)."""
+        """Store (mu, sigma) under ``key`` with :func:`write_atomically`.
+
+        A write that fails raises FileAccessError and leaves any older entry as it was.
+        """
         file = self._file(key)
         self.path.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                np.savez(
-                    handle,
-                    mu=np.asarray(mu, np.float64),
-                    sigma=np.asarray(sigma, np.float64),
-                    meta=np.array(json.dumps(dict(meta), sort_keys=True, default=str)),
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, file)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(file, lambda handle: np.savez(
+            handle,
+            mu=np.asarray(mu, np.float64),
+            sigma=np.asarray(sigma, np.float64),
+            meta=np.array(json.dumps(dict(meta), sort_keys=True, default=str)),
+        ))

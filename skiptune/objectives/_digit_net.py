@@ -20,7 +20,7 @@ from torch import nn
 
 from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import MNIST_RESOLUTION
-from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.errors import CheckpointError, ConfigurationError, first_line
 from skiptune.models import fingerprint_state_dict
 
 __all__ = [
@@ -251,7 +251,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CheckpointError(
             f"feature-net file {path} cannot be loaded safely as plain weights ({reason}); "
             "replace it with a file written by save_feature_net"
@@ -288,7 +288,7 @@ def _build_net(path: Path, checkpoint: dict[str, Any]) -> DigitFeatureNet:
     except RuntimeError as e:
         raise CheckpointError(
             f"feature-net file {path} has weights that do not fit its config "
-            f"({str(e).splitlines()[0]}); re-save it"
+            f"({first_line(e)}); re-save it"
         ) from e
     stored = checkpoint["metadata"].get("fingerprint")
     if stored is not None and stored != feature_net_fingerprint(net):

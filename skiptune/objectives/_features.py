@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from skiptune._memory import is_out_of_memory
-from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.errors import CheckpointError, ConfigurationError, first_line
 from skiptune.models import TunableModel
 from skiptune.objectives._digit_net import (
     DigitFeatureNet,
@@ -261,7 +261,7 @@ def _load_torchscript(path: Path, *, what: str, extra_files: dict[str, Any] | No
             warnings.filterwarnings("ignore", r".*torch\.jit\.load", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files or {})
     except (RuntimeError, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CheckpointError(
             f"{what} {path} is not a loadable TorchScript file ({reason}); pass a file saved "
             "with torch.jit.save"

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from skiptune._checks import is_whole
 from skiptune._failpoints import failpoint
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import (
     ConfigurationError,
     InsufficientMemoryError,
     NonFiniteSampleError,
+    first_line,
 )
 from skiptune.models import TunableModel
 from skiptune.objectives._cache import StatisticsCache
@@ -62,14 +64,6 @@ RungReport = Callable[[int, int, float], None]
 BatchReduced = Callable[[int, int, str], None]
 """``on_batch_reduced(failed, now, reason)``: a batch of ``failed`` images ran out of memory;
 batches now hold at most ``now``. ``reason`` is the first line of the allocator's error."""
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +113,7 @@ class ObjectiveSettings:
                 f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}"
             )
         rungs = self.rungs
-        if not rungs or not all(_whole(n) and n >= 2 for n in rungs):
+        if not rungs or not all(is_whole(n) and n >= 2 for n in rungs):
             raise ConfigurationError(
                 f"rungs must be sample counts ≥ 2 such as (64, 256), got {rungs!r}"
             )
@@ -128,7 +122,7 @@ class ObjectiveSettings:
                 f"rungs must be strictly increasing sample counts, got {rungs!r}; pass e.g. "
                 "(64, 256), each rung reusing the samples of the ones before"
             )
-        if not _whole(self.batch_size) or self.batch_size < 1:
+        if not is_whole(self.batch_size) or self.batch_size < 1:
             raise ConfigurationError(
                 f"batch_size must be a whole number ≥ 1, got {self.batch_size!r}"
             )
@@ -177,7 +171,7 @@ class ObjectiveConfig(ObjectiveSettings):
             raise ConfigurationError("features must name an extractor, e.g. 'digits'")
         super().__post_init__()
         get_sampler(self.sampler).steps_for_nfe(self.nfe)  # raises for an unreachable budget
-        if not _whole(self.seed) or self.seed < 0:
+        if not is_whole(self.seed) or self.seed < 0:
             raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -369,7 +363,7 @@ class ProxyObjective:
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
                         if not is_out_of_memory(e):
                             raise
-                        reason = _first_line(e)
+                        reason = first_line(e)[:200]
                     else:
                         chunks.append(features)
                         seconds_sampling += sampling

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skiptune._files import write_atomically
 from skiptune.errors import SkiptuneError
 from skiptune.objectives._features import DigitFeatureExtractor
 from skiptune.objectives._maths import gaussian_statistics
@@ -56,7 +57,7 @@ def build_mnist_reference(
 
     Keys: ``mu`` float64 [D], ``sigma`` float64 [D, D], ``count`` (10,000), ``feature_net``
     (the digit net's fingerprint), ``extractor`` (the extractor identity) and ``features``
-    (float32 [2000, D], a seeded subset for KID). Written to a temporary file, then renamed.
+    (float32 [2000, D], a seeded subset for KID). Written with :func:`write_atomically`.
     """
     extractor = DigitFeatureExtractor.from_file(feature_net, device="cpu")
     features = mnist_features(extractor, folder=mnist_folder)
@@ -65,19 +66,15 @@ def build_mnist_reference(
     rows = np.sort(np.random.default_rng(0).choice(len(features), kept, replace=False))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with partial.open("wb") as handle:
-        np.savez(
-            handle,
-            mu=mu,
-            sigma=sigma,
-            count=np.int64(len(features)),
-            feature_net=np.array(extractor.identity.removeprefix("digits:")),
-            extractor=np.array(extractor.identity),
-            features=features[rows].astype(np.float32),
-        )
-    partial.replace(output)
-    return output
+    return write_atomically(output, lambda handle: np.savez(
+        handle,
+        mu=mu,
+        sigma=sigma,
+        count=np.int64(len(features)),
+        feature_net=np.array(extractor.identity.removeprefix("digits:")),
+        extractor=np.array(extractor.identity),
+        features=features[rows].astype(np.float32),
+    ))
 
 
 def main(argv: list[str] | None = None) -> int:

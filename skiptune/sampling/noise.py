@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 
+from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 
 __all__ = ["initial_noise"]
 
 _MAX_SEED = 2**63 - 1
-
-
-def _is_whole(value: object) -> bool:
-    """True for an int-like value (not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def initial_noise(
@@ -34,11 +29,11 @@ def initial_noise(
     and moved, so a sample's noise depends on its global index alone: not on the batch size,
     the device or the dtype (common random numbers across trials).
     """
-    if not _is_whole(num_samples) or num_samples < 0:
+    if not is_whole(num_samples) or num_samples < 0:
         raise ConfigurationError(
             f"num_samples must be a whole number ≥ 0, got {num_samples!r}; pass e.g. 64"
         )
-    if not _is_whole(seed) or not _is_whole(start) or seed < 0 or start < 0:
+    if not is_whole(seed) or not is_whole(start) or seed < 0 or start < 0:
         raise ConfigurationError(
             f"seed and start must be whole numbers ≥ 0, got seed={seed!r}, start={start!r}"
         )
@@ -48,7 +43,7 @@ def initial_noise(
             "use a smaller seed"
         )
     shape = tuple(image_shape)
-    if not shape or not all(_is_whole(size) and size >= 1 for size in shape):
+    if not shape or not all(is_whole(size) and size >= 1 for size in shape):
         raise ConfigurationError(
             f"image_shape must be positive whole numbers such as (3, 32, 32), got {image_shape!r}"
         )

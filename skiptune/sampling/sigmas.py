@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
+from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 
 __all__ = ["ddim_sigmas", "karras_sigmas"]
@@ -14,7 +14,7 @@ __all__ = ["ddim_sigmas", "karras_sigmas"]
 
 def _check_num_steps(num_steps: int) -> None:
     """Reject a step count that is not a whole number ≥ 1."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+    if not is_whole(num_steps) or num_steps < 1:
         raise ConfigurationError(
             f"num_steps must be a whole number ≥ 1, got {num_steps!r}; pass e.g. num_steps=10"
         )

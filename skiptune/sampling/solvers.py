@@ -20,6 +20,7 @@ from typing import Protocol
 
 import torch
 
+from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 
 __all__ = [
@@ -272,11 +273,6 @@ def ddim(
 GRIDS = ("karras", "discrete")
 
 
-def _is_whole(value: object) -> bool:
-    """True for an int-like value (not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class SamplerSpec:
     """A registered sampler and its exact cost on a σ grid of ``steps`` intervals ending in 0.
@@ -299,7 +295,7 @@ class SamplerSpec:
 
     def nfe_for_steps(self, steps: int) -> int:
         """Denoiser calls that ``steps`` steps (a grid of steps + 1 σ ending in 0) take."""
-        if not _is_whole(steps) or steps < 1:
+        if not is_whole(steps) or steps < 1:
             raise ConfigurationError(
                 f"steps must be a whole number ≥ 1, got {steps!r}; pass e.g. steps=10"
             )
@@ -311,7 +307,7 @@ class SamplerSpec:
             raise ConfigurationError(
                 f"nfe must be a whole number of denoiser calls ≥ 1, got {nfe!r}; pass e.g. nfe=9"
             )
-        if not _is_whole(nfe) and float(nfe).is_integer():
+        if not is_whole(nfe) and float(nfe).is_integer():
             raise ConfigurationError(f"nfe must be an int, got {nfe!r}; pass nfe={int(nfe)}")
         if nfe > MAX_NFE:
             raise ConfigurationError(
@@ -319,7 +315,7 @@ class SamplerSpec:
                 "Skip-Tuning pays off at few steps: pass e.g. nfe=9"
             )
         steps = (nfe - self.evals_last_step) / self.evals_per_step + 1
-        if _is_whole(nfe) and steps >= 1 and steps == int(steps):
+        if is_whole(nfe) and steps >= 1 and steps == int(steps):
             return int(steps)
         lower, upper = math.floor(steps), math.ceil(steps)
         if lower < 1:

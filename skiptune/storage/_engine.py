@@ -17,7 +17,7 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
-from skiptune.errors import NoSkiptuneDatabaseError, StorageError
+from skiptune.errors import NoSkiptuneDatabaseError, StorageError, first_line
 from skiptune.storage._url import scrub
 
 __all__ = [
@@ -27,8 +27,8 @@ __all__ = [
     "check_sqlite_path",
     "connect_read_only",
     "database_error",
+    "driver_line",
     "engine_kwargs",
-    "first_line",
     "is_transient",
     "make_sqlite_transactions_immediate",
     "resolve_retry_seconds",
@@ -42,9 +42,9 @@ _CONNECT_TIMEOUT_S = 10           # one attempt on a silent host, instead of the
 _FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 4.0
 
 
-def first_line(error: BaseException, url: URL | None = None) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
+def driver_line(error: BaseException, url: URL | None = None) -> str:
+    """:func:`skiptune.errors.first_line` of the driver's own error, without ``url``'s password."""
+    line = first_line(getattr(error, "orig", None) or error)
     return scrub(line, url)            # drivers may echo what they were given
 
 # Transient failures to connect: the server is down, restarting, or briefly full. SQLSTATE
@@ -88,7 +88,7 @@ def retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                 if elapsed >= seconds:
                     where = _host_port(engine.url)
                     raise StorageError(
-                        f"cannot reach the database {display} ({first_line(e, engine.url)}) "
+                        f"cannot reach the database {display} ({driver_line(e, engine.url)}) "
                         f"after {attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} "
                         f"s; check that the server runs and accepts connections at {where} "
                         f"(host, port, firewall), or set {RETRY_ENV} to wait longer"
@@ -164,7 +164,7 @@ def database_error(error: BaseException, url: URL, display: str) -> StorageError
     cause = error
     if not isinstance(error, sqlalchemy.exc.SQLAlchemyError) and error.__cause__ is not None:
         cause = error.__cause__               # Optuna's StorageInternalError wraps the driver's
-    reason = first_line(cause, url)
+    reason = driver_line(cause, url)
     lost = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
         cause.connection_invalidated or (cause.orig is not None and is_transient(cause.orig))
     )

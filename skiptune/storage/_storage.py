@@ -24,8 +24,8 @@ from skiptune.storage._engine import (
     DEFAULT_RETRY_SECONDS,
     check_sqlite_path,
     database_error,
+    driver_line,
     engine_kwargs,
-    first_line,
     make_sqlite_transactions_immediate,
     resolve_retry_seconds,
     retry_connections,
@@ -117,7 +117,7 @@ class Storage:
                 )
         except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
             raise StorageError(
-                f"cannot open Optuna's tables in {self.display_url}: {first_line(e, self.url)}"
+                f"cannot open Optuna's tables in {self.display_url}: {driver_line(e, self.url)}"
             ) from None
         if not self.is_sqlite:
             retry_connections(storage.engine, seconds=self.retry_seconds,
@@ -261,11 +261,11 @@ def open_storage(
         )
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as e:
         raise StorageError(
-            f"no database driver for {display} ({first_line(e, parsed)}); for PostgreSQL install "
+            f"no database driver for {display} ({driver_line(e, parsed)}); for PostgreSQL install "
             "psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://"
         ) from None
     except sqlalchemy.exc.ArgumentError as e:
-        raise StorageError(f"invalid database URL {display}: {first_line(e)}") from None
+        raise StorageError(f"invalid database URL {display}: {driver_line(e)}") from None
     try:
         if read_only:
             check_readable_schema(storage.engine, storage.display_url)
@@ -280,7 +280,7 @@ def open_storage(
         raise
     except sqlalchemy.exc.SQLAlchemyError as e:
         storage.dispose()
-        reason = first_line(e, parsed)
+        reason = driver_line(e, parsed)
         if storage.is_sqlite and "file is not a database" in reason:
             raise StorageError(
                 f"{parsed.database!r} is not a SQLite database; pass another path with --db"

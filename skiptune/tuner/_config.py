@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
 from skiptune.sampling import steps_for_nfe
@@ -197,10 +197,6 @@ class SearchSpace:
         )
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class ValidationSettings:
     """How a finished study is validated on fresh seeds.
@@ -220,16 +216,16 @@ class ValidationSettings:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not _whole(self.top_k) or self.top_k < 1:
+        if not is_whole(self.top_k) or self.top_k < 1:
             raise ConfigurationError(
                 f"--validate-top must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3"
             )
-        if self.num_samples is not None and (not _whole(self.num_samples)
+        if self.num_samples is not None and (not is_whole(self.num_samples)
                                              or self.num_samples < 2):
             raise ConfigurationError(
                 f"--validation-n must be a whole number ≥ 2, got {self.num_samples!r}"
             )
-        if not _whole(self.resamples) or self.resamples < 1:
+        if not is_whole(self.resamples) or self.resamples < 1:
             raise ConfigurationError(
                 f"resamples must be a whole number ≥ 1, got {self.resamples!r}"
             )
@@ -282,7 +278,7 @@ def _check_search(*, trials: int, optimizer: str, space: SearchSpace) -> None:
         raise ConfigurationError(
             f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
         )
-    if not _whole(trials) or trials < 1:
+    if not is_whole(trials) or trials < 1:
         raise ConfigurationError(f"trials must be a whole number ≥ 1, got {trials!r}")
     if optimizer != "grid":
         return
@@ -351,7 +347,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         given = tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
-        budgets = tuple(int(n) for n in given if _whole(n) and n >= 1)
+        budgets = tuple(int(n) for n in given if is_whole(n) and n >= 1)
         if not given or len(budgets) != len(given) or len(set(budgets)) != len(budgets):
             raise ConfigurationError(
                 f"pass one or more distinct step budgets ≥ 1, got {list(given)}"
@@ -365,11 +361,11 @@ class SearchConfig:
                 "the search sets the sampler, NFE and seed of each study: pass "
                 "ObjectiveSettings(...) as objective, not an ObjectiveConfig"
             )
-        if not _whole(self.seed) or self.seed < 0:
+        if not is_whole(self.seed) or self.seed < 0:
             raise ConfigurationError(f"seed must be a whole number ≥ 0, got {self.seed!r}")
         if self.group is not None:
             _check_group(self.group)
-        if not _whole(self.parallel_candidates) or self.parallel_candidates < 1:
+        if not is_whole(self.parallel_candidates) or self.parallel_candidates < 1:
             raise ConfigurationError(
                 "--parallel-candidates must be a whole number ≥ 1, got "
                 f"{self.parallel_candidates!r}"

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skiptune._checks import is_whole
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models.edm._networks import NETWORKS, PRECONDITIONERS, _Precond, iDDPMPrecond
@@ -60,7 +61,8 @@ class ClassLabels:
         if labels is None:
             return self
         labels = list(labels)
-        bad = [c for c in labels if isinstance(c, bool) or not isinstance(c, int)
+        # Plain ints only: numpy integers are refused here, unlike in is_whole.
+        bad = [c for c in labels if not (is_whole(c) and isinstance(c, int))
                or not 0 <= c < self.label_dim]
         if not labels or bad:
             raise ConfigurationError(

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skiptune.errors import CheckpointError
+from skiptune.errors import CheckpointError, first_line
 
 __all__ = [
     "KNOWN_NETWORK_SOURCES",
@@ -229,7 +229,7 @@ def _unpickle(path: Path) -> Any:
         raise UnsafeSnapshotError(f"{where} was refused: {e}; nothing was loaded") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError,
             AttributeError, RuntimeError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e)[:160]
         raise CheckpointError(
             f"{where} is truncated or damaged ({reason}); copy or download it again"
         ) from None
