@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skiptune._checks import is_whole
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import CheckpointError, ConfigurationError, first_line
 from skiptune.models import TunableModel
@@ -336,12 +337,12 @@ class InputSpec:
                 f"input_range must be one of {', '.join(RANGES)}, got {self.input_range!r}"
             )
         resolution = self.resolution
-        if isinstance(resolution, int):
+        if is_whole(resolution):
             resolution = (resolution, resolution)
         if (
             not isinstance(resolution, Sequence)
             or len(resolution) != 2
-            or not all(isinstance(s, int) and s >= 1 for s in resolution)
+            or not all(is_whole(s) and s >= 1 for s in resolution)
         ):
             raise ConfigurationError(
                 f"resolution must be a positive integer or [height, width], got {resolution!r}"
