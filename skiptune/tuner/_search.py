@@ -87,6 +87,7 @@ def plan_study(
     family's FreeU values as a known point, the study group named after it. Raises
     ConfigurationError for a space the model cannot search or a reference it lacks.
     """
+    space = _space_for(model, config.space)          # cheap checks before the objective's
     objective_config = config.objective.for_budget(
         sampler=config.sampler, nfe=nfe, seed=config.seed,
         default_features=model.metadata.get("default_features"),
@@ -99,7 +100,7 @@ def plan_study(
         objective_identity=dict(objective.identity),
         trials=config.trials,
         optimizer=config.optimizer,
-        space=_space_for(model, config.space),
+        space=space,
         group=config.group or default_group(model.source),
         pruning=config.pruning,
     )
