@@ -2,9 +2,9 @@
 
 ``search(model, nfe=9)`` plans a study, creates or resumes it in the
 database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
-the study has its total; ``best_schedule``, ``export_schedule``/``load_exported``,
-``front_report`` and ``list_studies`` read the results back. ``pareto_front`` and
-``speed_claims`` are the pure maths behind the front.
+the study has its total; ``best_schedule``, ``export_schedule`` (its file format lives in
+``skiptune.exported``), ``front_report`` and ``list_studies`` read the results back.
+``pareto_front`` and ``speed_claims`` are the pure maths behind the front.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from skiptune.tuner._events import (
     Waiting,
     WorkerLost,
 )
-from skiptune.tuner._export import ExportedSchedule, export_schedule, load_exported
+from skiptune.tuner._export import export_schedule
 from skiptune.tuner._output import (
     plot_front,
     quiet_optuna,
@@ -62,7 +62,6 @@ __all__ = [
     "BatchSizeReduced",
     "CandidateValidated",
     "EventCallback",
-    "ExportedSchedule",
     "FrontPoint",
     "FrontReport",
     "RungDone",
@@ -85,7 +84,6 @@ __all__ = [
     "export_schedule",
     "front_report",
     "list_studies",
-    "load_exported",
     "pareto_front",
     "pareto_mask",
     "plot_front",

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
+from skiptune.exported import load_exported
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import initial_noise, sample
 from skiptune.schedule import RhoSchedule
@@ -220,8 +221,6 @@ def write_samples(
     neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
     at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
     """
-    from skiptune.tuner._export import load_exported
-
     if schedule is not None and exported is not None:
         raise ConfigurationError(
             "pass a schedule (--rho-bottom ...) or an export (--from FILE), not both: the "
