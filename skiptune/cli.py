@@ -753,7 +753,7 @@ def sample(
 
     Without --rho-bottom or --from, the untuned model (ρ = 1) is sampled, at --nfe or 9.
     """
-    from skiptune import tuner
+    from skiptune import sampling
     from skiptune.freeu import FreeU
     from skiptune.schedule import RhoSchedule
 
@@ -768,7 +768,7 @@ def sample(
     elif shaping:
         raise typer.BadParameter("--rho-top, --shape and --gamma shape a schedule: pass "
                                  "--rho-bottom with them", param_hint="--rho-bottom")
-    written = _call(lambda: tuner.write_samples(
+    written = _call(lambda: sampling.write_samples(
         model, output, schedule=schedule, exported=from_file,
         allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
         nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,

@@ -30,13 +30,7 @@ from skiptune.tuner._events import (
     WorkerLost,
 )
 from skiptune.tuner._export import export_schedule
-from skiptune.tuner._output import (
-    plot_front,
-    quiet_optuna,
-    sample_images,
-    save_images,
-    write_samples,
-)
+from skiptune.tuner._output import plot_front, quiet_optuna
 from skiptune.tuner._pareto import (
     FrontPoint,
     SpeedClaim,
@@ -90,12 +84,9 @@ __all__ = [
     "queued_schedules",
     "quiet_optuna",
     "role_of",
-    "sample_images",
-    "save_images",
     "schedule_from_params",
     "search",
     "speed_claims",
     "study_name",
     "validation_result",
-    "write_samples",
 ]
