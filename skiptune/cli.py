@@ -662,12 +662,10 @@ def export(
 ) -> None:
     """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
-    from skiptune.models import load_model
 
     exported = _call(lambda: tuner.export_schedule(
-        db, nfe=nfe, sampler=sampler, group=study, path=output,
-        model=None if model is None else load_model(model, device=device,
-                                                    trust_pickle=trust_pickle),
+        db, nfe=nfe, sampler=sampler, group=study, path=output, model=model, device=device,
+        trust_pickle=trust_pickle,
     ))
     baseline = _number(exported.baseline_value)
     _stdout.print(

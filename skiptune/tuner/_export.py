@@ -8,7 +8,7 @@ from pathlib import Path
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
-from skiptune.models import TunableModel
+from skiptune.models import TunableModel, load_model
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner._reading import one_record, reading_storage
@@ -23,17 +23,22 @@ def export_schedule(
     sampler: str | None = None,
     group: str | None = None,
     path: str | Path | None = None,
-    model: TunableModel | None = None,
+    model: TunableModel | str | Path | None = None,
     allow_other_weights: bool = False,
+    device: str | None = None,           # where to load ``model`` given as a path
+    trust_pickle: bool = False,          # let ``load_model`` unpickle ``model`` given as a path
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
     The file holds the schedule, ``enable_freeu`` (FreeU's four values as
     ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
-    study searched, ``rho_factors``: each skip site's ρ by name, bottom → top.
+    study searched (loaded, or anything ``load_model`` takes), ``rho_factors``: each skip
+    site's ρ by name, bottom → top.
     """
     if path is not None:
-        check_output_path(path)          # a bad -o fails before the database is opened
+        check_output_path(path)          # a bad -o fails before the model or database is opened
+    if model is not None and not isinstance(model, TunableModel):
+        model = load_model(model, device=device, trust_pickle=trust_pickle)
     storage = reading_storage(db)
     record = one_record(
         storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
