@@ -38,8 +38,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")   # before diffusers: nothing may r
 
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import load_model
+from skiptune.sampling import sample_images
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner import sample_images
 
 # diffusers' StableDiffusionPipeline components for runwayml/stable-diffusion-v1-5.
 SD15_UNET: dict[str, Any] = {

@@ -52,6 +52,8 @@ _LAZY = {
     "SHAPES": "skiptune.schedule",
     "RhoSchedule": "skiptune.schedule",
     "skip_tuning": "skiptune.skips",
+    "ExportedSchedule": "skiptune.exported",
+    "load_exported": "skiptune.exported",
     "best_schedule": "skiptune.tuner",
     "search": "skiptune.tuner",
     "SearchConfig": "skiptune.tuner",
@@ -62,12 +64,11 @@ _LAZY = {
     "list_studies": "skiptune.tuner",
     "SearchSpace": "skiptune.tuner",
     "StudySummary": "skiptune.tuner",
-    "ExportedSchedule": "skiptune.tuner",
     "ObjectiveConfig": "skiptune.objectives",
-    "load_exported": "skiptune.tuner",
 }
 
 if TYPE_CHECKING:
+    from skiptune.exported import ExportedSchedule, load_exported
     from skiptune.freeu import FreeU
     from skiptune.models import (
         SkipSite,
@@ -89,7 +90,6 @@ if TYPE_CHECKING:
     from skiptune.schedule import SHAPES, RhoSchedule
     from skiptune.skips import skip_tuning
     from skiptune.tuner import (
-        ExportedSchedule,
         SearchConfig,
         SearchSpace,
         StudySummary,
@@ -98,7 +98,6 @@ if TYPE_CHECKING:
         export_schedule,
         front_report,
         list_studies,
-        load_exported,
         search,
     )
 

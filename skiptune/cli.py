@@ -653,12 +653,10 @@ def export(
 ) -> None:
     """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
-    from skiptune.models import load_model
 
     exported = _call(lambda: tuner.export_schedule(
-        db, nfe=nfe, sampler=sampler, group=study, path=output,
-        model=None if model is None else load_model(model, device=device,
-                                                    trust_pickle=trust_pickle),
+        db, nfe=nfe, sampler=sampler, group=study, path=output, model=model, device=device,
+        trust_pickle=trust_pickle,
     ))
     baseline = _number(exported.baseline_value)
     _stdout.print(
@@ -744,7 +742,7 @@ def sample(
 
     Without --rho-bottom or --from, the untuned model (ρ = 1) is sampled, at --nfe or 9.
     """
-    from skiptune import tuner
+    from skiptune import sampling
     from skiptune.freeu import FreeU
     from skiptune.schedule import RhoSchedule
 
@@ -759,7 +757,7 @@ def sample(
     elif shaping:
         raise typer.BadParameter("--rho-top, --shape and --gamma shape a schedule: pass "
                                  "--rho-bottom with them", param_hint="--rho-bottom")
-    written = _call(lambda: tuner.write_samples(
+    written = _call(lambda: sampling.write_samples(
         model, output, schedule=schedule, exported=from_file,
         allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
         nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,

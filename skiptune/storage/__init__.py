@@ -7,9 +7,10 @@ reference-statistics cache, the runs and the stored Pareto front.
 
 from __future__ import annotations
 
+from skiptune._version import skiptune_version
 from skiptune.errors import NoSkiptuneDatabaseError
 from skiptune.storage._front import FrontRecord
-from skiptune.storage._models import SCHEMA_VERSION, skiptune_version
+from skiptune.storage._models import SCHEMA_VERSION
 from skiptune.storage._runs import RunRecord
 from skiptune.storage._stats import DatabaseStatisticsCache, PendingStatisticsCache
 from skiptune.storage._storage import Storage, open_storage

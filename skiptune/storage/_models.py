@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.metadata
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -33,7 +32,6 @@ __all__ = [
     "RunRow",
     "SchemaVersionRow",
     "SessionFactory",
-    "skiptune_version",
     "utcnow",
 ]
 
@@ -42,14 +40,6 @@ SCHEMA_VERSION = 1
 SessionFactory = Callable[[], contextlib.AbstractContextManager[Session]]
 """``Storage.session``: one transaction per call, committed when its block ends. The record
 modules (runs, front, statistics) are handed this, not the storage."""
-
-
-def skiptune_version() -> str:
-    """The installed skiptune version, or ``"unknown"`` when run from a source tree."""
-    try:
-        return importlib.metadata.version("skiptune")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def utcnow() -> datetime.datetime:

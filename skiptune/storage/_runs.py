@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from skiptune.storage._models import RunRow, SessionFactory, skiptune_version, utcnow
+from skiptune._version import skiptune_version
+from skiptune.storage._models import RunRow, SessionFactory, utcnow
 
 __all__ = ["RunRecord", "record_run", "runs"]
 

@@ -11,13 +11,13 @@ import sqlalchemy
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
+from skiptune._version import skiptune_version
 from skiptune.errors import NoSkiptuneDatabaseError, StorageError
 from skiptune.storage._engine import connect_read_only
 from skiptune.storage._models import (
     SCHEMA_VERSION,
     Base,
     SchemaVersionRow,
-    skiptune_version,
     utcnow,
 )
 

@@ -2,9 +2,9 @@
 
 ``search(model, SearchConfig(nfe=9))`` plans a study per budget, creates or resumes it in the
 database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
-the study has its total; ``best_schedule``, ``export_schedule``/``load_exported``,
-``front_report`` and ``list_studies`` read the results back. ``pareto_front`` and
-``speed_claims`` are the pure maths behind the front.
+the study has its total; ``best_schedule``, ``export_schedule`` (its file format lives in
+``skiptune.exported``), ``front_report`` and ``list_studies`` read the results back.
+``pareto_front`` and ``speed_claims`` are the pure maths behind the front.
 """
 
 from __future__ import annotations
@@ -31,14 +31,8 @@ from skiptune.tuner._events import (
     Waiting,
     WorkerLost,
 )
-from skiptune.tuner._export import ExportedSchedule, export_schedule, load_exported
-from skiptune.tuner._output import (
-    plot_front,
-    quiet_optuna,
-    sample_images,
-    save_images,
-    write_samples,
-)
+from skiptune.tuner._export import export_schedule
+from skiptune.tuner._output import plot_front, quiet_optuna
 from skiptune.tuner._pareto import (
     FrontPoint,
     SpeedClaim,
@@ -60,7 +54,6 @@ __all__ = [
     "BatchSizeReduced",
     "CandidateValidated",
     "EventCallback",
-    "ExportedSchedule",
     "FrontPoint",
     "FrontReport",
     "RungDone",
@@ -84,19 +77,15 @@ __all__ = [
     "export_schedule",
     "front_report",
     "list_studies",
-    "load_exported",
     "pareto_front",
     "pareto_mask",
     "plot_front",
     "queued_schedules",
     "quiet_optuna",
     "role_of",
-    "sample_images",
-    "save_images",
     "schedule_from_params",
     "search",
     "speed_claims",
     "study_name",
     "validation_result",
-    "write_samples",
 ]

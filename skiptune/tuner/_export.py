@@ -1,76 +1,20 @@
-"""Export the best stored schedule to a JSON file, and read such a file back."""
+"""Export the best stored schedule at one step budget to a file (the format: skiptune.exported)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from skiptune._files import check_output_path, read_text, write_atomically
-from skiptune.errors import ConfigurationError, SkiptuneError
-from skiptune.models import TunableModel
+from skiptune._files import check_output_path, write_atomically
+from skiptune.exported import ExportedSchedule, check_weights
+from skiptune.models import TunableModel, load_model
 from skiptune.schedule import RhoSchedule
-from skiptune.storage import Storage, skiptune_version
-from skiptune.tuner._reading import check_weights, one_record, reading_storage
+from skiptune.storage import Storage
+from skiptune.tuner._reading import one_record, reading_storage
 
-__all__ = [
-    "EXPORT_FORMAT",
-    "EXPORT_FORMAT_VERSION",
-    "ExportedSchedule",
-    "export_schedule",
-    "load_exported",
-]
+__all__ = ["export_schedule"]
 
-EXPORT_FORMAT = "skiptune-schedule"
-EXPORT_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ExportedSchedule:
-    """A schedule written by ``skiptune export``: what it is and how it was measured."""
-
-    schedule: RhoSchedule
-    nfe: int
-    sampler: str
-    value: float
-    baseline_value: float | None
-    metric: str
-    num_samples: int
-    seed: int
-    model_fingerprint: str
-    study: str
-    schedule_exponent: float | None = None
-    # ρ of each skip site by name, bottom → top, when the export was written with the model.
-    rho_factors: dict[str, float] | None = None
-    # How ``value`` and ``baseline_value`` were validated on fresh seeds (N, seed, gain and
-    # its interval, the search's own value); None: they are the search's measurements.
-    validation: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        freeu = self.schedule.freeu
-        return {
-            "format": EXPORT_FORMAT,
-            "format_version": EXPORT_FORMAT_VERSION,
-            "schedule": self.schedule.to_dict(),
-            # What a diffusers user needs without skiptune: pipe.enable_freeu(**enable_freeu).
-            "enable_freeu": None if freeu is None or freeu.is_neutral else freeu.to_dict(),
-            "rho_factors": self.rho_factors,
-            "nfe": self.nfe,
-            "sampler": self.sampler,
-            "schedule_exponent": self.schedule_exponent,
-            "value": self.value,
-            "baseline_value": self.baseline_value,
-            "metric": self.metric,
-            "num_samples": self.num_samples,
-            "seed": self.seed,
-            "model_fingerprint": self.model_fingerprint,
-            "study": self.study,
-            "validated": self.validation is not None,
-            "validation": self.validation,
-            "skiptune_version": skiptune_version(),
-        }
 
 def export_schedule(
     db: str | Path | Storage | None,
@@ -79,17 +23,22 @@ def export_schedule(
     sampler: str | None = None,
     group: str | None = None,
     path: str | Path | None = None,
-    model: TunableModel | None = None,
+    model: TunableModel | str | Path | None = None,
     allow_other_weights: bool = False,
+    device: str | None = None,           # where to load ``model`` given as a path
+    trust_pickle: bool = False,          # let ``load_model`` unpickle ``model`` given as a path
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
     The file holds the schedule, ``enable_freeu`` (FreeU's four values as
     ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
-    study searched, ``rho_factors``: each skip site's ρ by name, bottom → top.
+    study searched (loaded, or anything ``load_model`` takes), ``rho_factors``: each skip
+    site's ρ by name, bottom → top.
     """
     if path is not None:
-        check_output_path(path)          # a bad -o fails before the database is opened
+        check_output_path(path)          # a bad -o fails before the model or database is opened
+    if model is not None and not isinstance(model, TunableModel):
+        model = load_model(model, device=device, trust_pickle=trust_pickle)
     storage = reading_storage(db)
     record = one_record(
         storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
@@ -122,59 +71,4 @@ def export_schedule(
         })
     if path is not None:
         write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
-    return exported
-
-def load_exported(
-    path: str | Path,
-    *,
-    model: TunableModel | None = None,
-    allow_other_weights: bool = False,
-) -> ExportedSchedule:
-    """Read a file written by ``skiptune export``; with ``model``, check it was searched on it.
-
-    Raises ConfigurationError for a file that is not an export, or (unless
-    ``allow_other_weights``) one searched on other weights.
-    """
-    target = Path(path)
-    text = read_text(target, what="--from file", fix="pass a file written by skiptune export")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigurationError(f"{str(target)!r} is not JSON ({e.msg}); pass a file written by "
-                                 "skiptune export") from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise ConfigurationError(
-            f"{str(target)!r} is not a skiptune schedule export; write one with skiptune export"
-        )
-    version = data.get("format_version", 0)
-    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
-        raise ConfigurationError(
-            f"{str(target)!r} has export format {version!r}, newer than this "
-            f"skiptune reads ({EXPORT_FORMAT_VERSION}); upgrade skiptune"
-        )
-    try:
-        exported = ExportedSchedule(
-            schedule=RhoSchedule.from_dict(data["schedule"]),
-            nfe=int(data["nfe"]),
-            sampler=str(data["sampler"]),
-            value=float(data["value"]),
-            baseline_value=(
-                None if data.get("baseline_value") is None else float(data["baseline_value"])
-            ),
-            metric=str(data["metric"]),
-            num_samples=int(data["num_samples"]),
-            seed=int(data["seed"]),
-            model_fingerprint=str(data["model_fingerprint"]),
-            study=str(data.get("study", "")),
-            schedule_exponent=data.get("schedule_exponent"),
-            rho_factors=data.get("rho_factors"),
-            validation=data.get("validation"),
-        )
-    except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
-        raise ConfigurationError(
-            f"{str(target)!r} lacks or mangles field {' '.join(str(e).split())[:200]}; export "
-            "it again"
-        ) from None
-    if model is not None:
-        check_weights(exported.model_fingerprint, model, allow_other_weights, where=str(target))
     return exported

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 
 from skiptune.errors import ConfigurationError
+from skiptune.exported import check_weights
 from skiptune.models import TunableModel
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
@@ -23,7 +24,6 @@ from skiptune.tuner._summary import StudySummary, summarize
 __all__ = [
     "FrontReport",
     "best_schedule",
-    "check_weights",
     "front_report",
     "list_studies",
     "one_record",
@@ -172,13 +172,3 @@ def best_schedule(
             record.model_fingerprint, model, allow_other_weights, where=record.study_name
         )
     return RhoSchedule.from_dict(record.schedule)
-
-def check_weights(
-    fingerprint: str, model: TunableModel, allow_other_weights: bool, *, where: str
-) -> None:
-    if fingerprint != model.fingerprint and not allow_other_weights:
-        raise ConfigurationError(
-            f"{where} was searched on other weights (fingerprint {fingerprint[:12]}…) than "
-            f"this model's ({model.fingerprint[:12]}…); search this model, or pass "
-            "allow_other_weights=True to use it anyway"
-        )

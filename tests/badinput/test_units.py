@@ -29,11 +29,12 @@ from skiptune.errors import (
 from skiptune.models import diffusers_unet, load_model
 from skiptune.models.custom import wrap_module
 from skiptune.objectives._reference import _check_covariance
+from skiptune.sampling import save_images
+from skiptune.sampling._images import grid_scale
 from skiptune.storage import PendingStatisticsCache, mask_url
 from skiptune.storage._url import scrub
 from skiptune.tuner import default_group
 from skiptune.tuner._config import MAX_RUNG, check_heartbeat, check_rungs
-from skiptune.tuner._output import grid_scale, save_images
 from skiptune.tuner._space import sampler_seed
 from skiptune.tuner._study import _requeue
 from tests.tuner.helpers import DEMO

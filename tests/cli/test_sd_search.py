@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from skiptune import cli
-from skiptune.tuner._output import MIN_GRID_WIDTH
+from skiptune.sampling._images import MIN_GRID_WIDTH
 
 pytest.importorskip("diffusers")
 pytest.importorskip("safetensors")

@@ -162,8 +162,8 @@ def test_sample_writes_a_conditional_grid(tmp_path: Path) -> None:
 
 def test_objective_and_sample_draw_the_same_per_seed_classes(tmp_path: Path) -> None:
     from skiptune.objectives import ObjectiveConfig, build_objective
+    from skiptune.sampling import sample_images
     from skiptune.schedule import RhoSchedule
-    from skiptune.tuner import sample_images
 
     features, reference = _offline_features_and_reference(tmp_path)
     model = load_model(fixture_path("adm-edm-cond"), device="cpu")

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skiptune.errors import ConfigurationError
+from skiptune.exported import load_exported
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveSettings
 from skiptune.schedule import RhoSchedule
@@ -24,7 +25,6 @@ from skiptune.tuner import (
     best_schedule,
     export_schedule,
     list_studies,
-    load_exported,
     search,
 )
 from skiptune.tuner._front import front_points_of

@@ -1,0 +1,186 @@
+"""Sampling images to a file: a model under a schedule, written as a PNG grid or ``.npz``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skiptune._files import check_output_path, write_atomically
+from skiptune.errors import ConfigurationError
+from skiptune.exported import ExportedSchedule, load_exported
+from skiptune.models import TunableModel, load_model
+from skiptune.sampling._run import sample
+from skiptune.sampling.noise import initial_noise
+from skiptune.schedule import RhoSchedule
+from skiptune.skips import skip_tuning
+
+__all__ = [
+    "DEFAULT_SAMPLE_NFE",
+    "IMAGE_SUFFIXES",
+    "MIN_GRID_WIDTH",
+    "grid_scale",
+    "sample_images",
+    "save_images",
+    "write_samples",
+]
+
+IMAGE_SUFFIXES = (".png", ".npz")
+MIN_GRID_WIDTH = 512     # px: a PNG grid narrower than this is enlarged (nearest neighbour)
+DEFAULT_SAMPLE_NFE = 9   # the paper's headline budget, when neither --nfe nor an export says
+
+
+@torch.no_grad()
+def sample_images(
+    model: TunableModel,
+    *,
+    schedule: RhoSchedule,
+    nfe: int,                            # denoiser calls per image
+    sampler: str = "heun",
+    num_samples: int = 64,
+    seed: int = 0,                       # sample j uses noise seed seed + j
+    batch_size: int = 64,
+    schedule_exponent: float = 7.0,      # Karras σ-grid exponent (not a skip factor)
+) -> torch.Tensor:
+    """Images [num_samples, C, H, W] in [-1, 1] sampled under ``schedule`` on the model's device.
+
+    Sample j starts from noise seed ``seed + j`` and, for a conditional model, the condition
+    that seed draws (``model.condition_for``).
+    """
+    if num_samples < 1 or batch_size < 1:
+        raise ConfigurationError(
+            f"num_samples and batch_size must be ≥ 1, got {num_samples} and {batch_size}"
+        )
+    batches = []
+    with skip_tuning(model, schedule):
+        for start in range(0, num_samples, batch_size):
+            count = min(batch_size, num_samples - start)
+            noise = initial_noise(count, model.noise_shape, seed=seed, start=start)
+            condition = model.condition_for(range(seed + start, seed + start + count))
+            images = sample(model, noise, sampler=sampler, nfe=nfe,
+                            schedule_exponent=schedule_exponent, condition=condition)
+            batches.append(model.to_images(images).clamp(-1, 1).cpu())
+    return torch.cat(batches)
+
+
+def grid_scale(width: int, *, min_width: int = MIN_GRID_WIDTH) -> int:
+    """The whole factor a grid ``width`` px wide is enlarged by to be at least ``min_width``:
+    1 for a grid already that wide. Whole factors keep every pixel a sharp square."""
+    return max(1, math.ceil(min_width / max(width, 1)))
+
+
+def _png_grid(pixels: torch.Tensor) -> Any:
+    """uint8 images [N, C, H, W] as one PIL grid, enlarged nearest-neighbour to be readable."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    nrow = max(1, math.ceil(math.sqrt(pixels.shape[0])))
+    grid = make_grid(pixels, nrow=nrow, padding=2, pad_value=255)
+    array = grid.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    scale = grid_scale(image.width)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    return image
+
+
+def save_images(images: torch.Tensor, path: str | Path) -> Path:
+    """Write images in [-1, 1]: ``.png`` as one grid, ``.npz`` as uint8 [N, H, W, C] ``images``.
+
+    A PNG grid narrower than 512 px (28×28 digits: 8 per row are 242 px) is enlarged by the
+    smallest whole factor that makes it at least 512 px wide, nearest neighbour, so each
+    pixel stays a sharp square; the ``.npz`` keeps the images at their own size.
+    """
+    target = check_output_path(path, suffixes=IMAGE_SUFFIXES)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if target.suffix.lower() == ".npz":
+        array = pixels.permute(0, 2, 3, 1).numpy()
+        return write_atomically(target, lambda handle: np.savez_compressed(handle, images=array),
+                                suffixes=IMAGE_SUFFIXES)
+    grid = _png_grid(pixels)
+    return write_atomically(target, lambda handle: grid.save(handle, format="PNG"),
+                            suffixes=IMAGE_SUFFIXES)
+
+
+def write_samples(
+    model: str | Path,
+    path: str | Path,
+    *,
+    schedule: RhoSchedule | None = None,
+    exported: str | Path | None = None,  # a file written by ``skiptune export``
+    allow_other_weights: bool = False,
+    allow_other_budget: bool = False,
+    nfe: int | None = None,
+    sampler: str | None = None,
+    num_samples: int = 64,
+    seed: int = 0,
+    device: str | None = None,
+    trust_pickle: bool = False,
+    conditioning: Mapping[str, Any] | None = None,  # e.g. {"class_labels": [3]}
+) -> dict[str, Any]:
+    """Load ``model``, sample under a schedule (given, from an export, or ρ = 1) and write ``path``.
+
+    With ``exported``, its schedule, NFE and sampler are used; an ``nfe`` or ``sampler``
+    other than the export's is refused unless ``allow_other_budget`` (a ρ found for one
+    budget is not the best for another), and a file searched on other weights unless
+    ``allow_other_weights``. ``schedule`` and ``exported`` together are refused. With
+    neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
+    at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
+    """
+    if schedule is not None and exported is not None:
+        raise ConfigurationError(
+            "pass a schedule (--rho-bottom ...) or an export (--from FILE), not both: the "
+            "export carries its own schedule"
+        )
+    check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
+    loaded = load_model(model, device=None if device in (None, "auto") else device,
+                        trust_pickle=trust_pickle, conditioning=conditioning)
+    exponent = 7.0
+    untuned = schedule is None and exported is None
+    if exported is not None:
+        found = load_exported(exported, model=loaded, allow_other_weights=allow_other_weights)
+        _check_budget(found, nfe=nfe, sampler=sampler, allowed=allow_other_budget,
+                      where=str(exported))
+        schedule = found.schedule
+        nfe = nfe if nfe is not None else found.nfe
+        sampler = sampler or found.sampler
+        exponent = found.schedule_exponent or exponent
+    if schedule is None:
+        schedule = RhoSchedule(rho_bottom=1.0, rho_top=1.0)
+    nfe = DEFAULT_SAMPLE_NFE if nfe is None else nfe
+    images = sample_images(
+        loaded, schedule=schedule, nfe=nfe, sampler=sampler or "heun", num_samples=num_samples,
+        seed=seed, schedule_exponent=exponent,
+    )
+    written = save_images(images, path)
+    return {
+        "path": str(written),
+        "schedule": schedule.to_dict(),
+        "untuned": untuned,
+        "nfe": nfe,
+        "sampler": sampler or "heun",
+        "num_samples": num_samples,
+        "seed": seed,
+        "model_fingerprint": loaded.fingerprint,
+        **({"condition": loaded.conditioner.identity} if loaded.conditioner else {}),
+    }
+
+
+def _check_budget(found: ExportedSchedule, *, nfe: int | None, sampler: str | None,
+                  allowed: bool, where: str) -> None:
+    """Refuse applying an export to another NFE or sampler than it was searched for."""
+    asked = [
+        f"{what} {mine} (the export's: {theirs})"
+        for what, mine, theirs in (("NFE", nfe, found.nfe), ("sampler", sampler, found.sampler))
+        if mine is not None and mine != theirs
+    ]
+    if asked and not allowed:
+        raise ConfigurationError(
+            f"{where} was searched for {found.nfe} NFE with {found.sampler}, and you asked for "
+            f"{' and '.join(asked)}; the best ρ differs per budget: drop --nfe/--sampler, "
+            "search that budget, or pass --allow-other-budget to use it anyway"
+        )
