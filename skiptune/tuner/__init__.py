@@ -15,8 +15,6 @@ from skiptune.tuner._config import (
     SearchSpace,
     StudyConfig,
     ValidationSettings,
-    default_group,
-    study_name,
 )
 from skiptune.tuner._events import (
     BatchSizeReduced,
@@ -32,6 +30,7 @@ from skiptune.tuner._events import (
     WorkerLost,
 )
 from skiptune.tuner._export import export_schedule
+from skiptune.tuner._identity import default_group, study_name
 from skiptune.tuner._output import plot_front, quiet_optuna
 from skiptune.tuner._pareto import (
     FrontPoint,

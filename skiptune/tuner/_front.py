@@ -8,7 +8,8 @@ from typing import Any
 import optuna
 
 from skiptune.storage import FrontRecord, Storage
-from skiptune.tuner._config import StudyConfig, comparison_key
+from skiptune.tuner._config import StudyConfig
+from skiptune.tuner._identity import comparison_key
 from skiptune.tuner._pareto import pareto_mask
 from skiptune.tuner._schema import value_of
 from skiptune.tuner._space import schedule_from_params

@@ -33,14 +33,9 @@ from skiptune.storage import (
     normalise_url,
     open_storage,
 )
-from skiptune.tuner._config import (
-    SearchConfig,
-    SearchSpace,
-    StudyConfig,
-    config_differences,
-    default_group,
-)
+from skiptune.tuner._config import SearchConfig, SearchSpace, StudyConfig
 from skiptune.tuner._events import EventCallback, WorkerLost
+from skiptune.tuner._identity import config_differences, default_group
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
 

@@ -28,7 +28,7 @@ from skiptune.errors import (
 )
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
-from skiptune.tuner._config import StudyConfig, config_differences, describe_differences
+from skiptune.tuner._config import StudyConfig
 from skiptune.tuner._events import (
     BatchSizeReduced,
     EventCallback,
@@ -41,6 +41,7 @@ from skiptune.tuner._events import (
 )
 from skiptune.tuner._front import update_front
 from skiptune.tuner._heartbeat import fail_trials_without_heartbeat, heartbeats, trial_id
+from skiptune.tuner._identity import config_differences, describe_differences
 from skiptune.tuner._schema import (
     CONFIG_ATTR,
     FAILURE_KIND_ATTR,

@@ -21,7 +21,7 @@ from skiptune.tuner import (
     queued_schedules,
     study_name,
 )
-from skiptune.tuner._config import config_differences
+from skiptune.tuner._identity import config_differences
 from skiptune.tuner._search import plan_study, resolve_objective
 from skiptune.tuner._space import grid_size, make_pruner, make_sampler, suggest_schedule
 from tests.tuner.helpers import perturbed_checkpoint
