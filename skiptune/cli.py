@@ -234,15 +234,15 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
 
 
 def _compact_schedule(schedule: dict[str, Any] | None) -> str:
-    """ρ for a table cell: ``0.55→1.00`` (+ shape unless linear): short enough for one line
-    at 80 columns, where the full form wrapped onto four."""
+    """ρ for a table cell: ``0.55→1.00``, then ``γ0.70`` for the power shape or ``cos`` for
+    the cosine one: short enough for one line at 80 columns, where the full form wrapped."""
     if not schedule:
         return "—"
     text = f"{schedule['rho_bottom']:.2f}→{schedule['rho_top']:.2f}"
-    if schedule["shape"] != "linear":
-        text += f" {schedule['shape']}"
     if schedule["shape"] == "power":
         text += f" γ{schedule['gamma']:.2f}"
+    elif schedule["shape"] == "cosine":
+        text += " cos"
     return text
 
 
@@ -251,7 +251,7 @@ def _table(title: str, columns: Sequence[str], *, numeric: Sequence[str] = (),
     """A result table that reads at 80 columns, piped or not: no vertical rules (two
     characters per column), and the ``keep_whole`` columns (ρ) never wrapped; the others
     fold when a name is long."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in columns:
         table.add_column(column, justify="right" if column in numeric else "left",
                          overflow="fold", no_wrap=column in keep_whole)

@@ -158,3 +158,30 @@ def test_usage_errors_exit_2() -> None:
     result = runner.invoke(cli.search_app, ["--model", str(DEMO), "--nfe", "3",
                                             "--rho-top", "1", "--rho-top-range", "0.3,1"])
     assert result.exit_code == 2
+
+
+def test_the_summary_table_keeps_every_cell_whole_at_80_columns() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from skiptune.schedule import RhoSchedule
+
+    # The widest row a search prints: a power schedule, a validated value, a long group.
+    summary = SimpleNamespace(
+        group="demo_unet", sampler="dpmpp_2m", nfe=15, study_name="skiptune-demo_unet-nfe15",
+        best_schedule=RhoSchedule(rho_bottom=0.792, rho_top=0.686, shape="power", gamma=0.7),
+        best_value=8.042, baseline_value=29.54, improvement=0.73, validated=True,
+        validation_num_samples=1024, num_samples=256, finished=30, trials_total=30,
+        known_values={"paper": 25.75}, gain_low=0.65, gain_high=0.75, validation_level=0.95,
+        search_best_value=17.13)
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(cli._summary_table([summary], "skiptune search (192 s)"))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    (header,) = [line for line in lines if "sampler" in line]
+    assert header.split() == ["group", "sampler", "NFE", "best", "ρ", "proxy", "ρ", "=", "1",
+                              "gain", "N", "trials"]
+    (row,) = [line for line in lines if "→" in line]
+    assert row.split() == ["demo_unet", "dpmpp_2m", "15", "0.79→0.69", "γ0.70", "8.042",
+                           "29.54", "73%", "1024", "30/30"]
