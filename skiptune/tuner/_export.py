@@ -37,17 +37,15 @@ def export_schedule(
     """
     if path is not None:
         check_output_path(path)          # a bad -o fails before the model or database is opened
-    if model is not None and not isinstance(model, TunableModel):
-        model = load_model(model, device=device, trust_pickle=trust_pickle)
     storage = reading_storage(db)
     record = one_record(
         storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
         db=storage.display_url,
     )
-    exponent = None
-    for run in reversed(storage.runs(study_name=record.study_name)):
-        exponent = run.config.get("objective", {}).get("schedule_exponent")
-        break
+    runs = storage.runs(study_name=record.study_name)
+    exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
+    if model is not None and not isinstance(model, TunableModel):
+        model = load_model(model, device=device, trust_pickle=trust_pickle)   # the slow part
     exported = ExportedSchedule(
         schedule=RhoSchedule.from_dict(record.schedule),
         nfe=record.nfe,
