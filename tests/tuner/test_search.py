@@ -22,6 +22,7 @@ from skiptune.tuner import (
     StudyStarted,
     TrialFinished,
     TrialStarted,
+    ValidationSettings,
     best_schedule,
     export_schedule,
     list_studies,
@@ -182,7 +183,8 @@ def test_ctrl_c_fails_the_running_trial_and_requeues_it(tmp_path: Path) -> None:
 def test_grid_search_stops_at_the_end_of_its_grid(tmp_path: Path) -> None:
     space = SearchSpace(rho_bottom=(0.5, 1.0), rho_top=1.0, shapes=("linear",), grid_step=0.5)
     (summary,) = search(DEMO, SearchConfig(nfe=3, trials=50, optimizer="grid", space=space,
-                                           objective=TINY, pruning=False),
+                                           objective=TINY, pruning=False,
+                                           validation=ValidationSettings(enabled=False)),
                         db=tmp_path / "s.db", device="cpu")
     # Two grid points (0.5, 1.0) plus the baseline and the paper's 0.55 and 0.68.
     assert summary.trials_total == 5 and summary.finished == 5
