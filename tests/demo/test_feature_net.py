@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from skiptune.data import load_mnist, split_indices, to_model_images
-from skiptune.demo import (
+from skiptune.demo.train_features import augment, evaluate_accuracy, main
+from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.objectives import (
     DEFAULT_FEATURE_NET_PATH,
     FEATURE_NET_KIND,
     DigitFeatureNet,
@@ -19,8 +21,6 @@ from skiptune.demo import (
     load_feature_net,
     save_feature_net,
 )
-from skiptune.demo.train_features import augment, evaluate_accuracy, main
-from skiptune.errors import CheckpointError, ConfigurationError
 
 
 class _CreatesFile:
