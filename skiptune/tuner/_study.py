@@ -8,6 +8,7 @@ before new work, and the stored front updated after each trial.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
@@ -363,11 +364,8 @@ def _run_trial(
     worker: int,
     emit: EventCallback,
 ) -> None:
-    role = role_of(trial)
     schedule = suggest_schedule(trial, config.space)
-    emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
-                      schedule=schedule.to_dict(), role=role, finished=finished,
-                      trials_total=total, worker=worker))
+    _announce(study, trial, schedule, finished=finished, total=total, worker=worker, emit=emit)
     report = _rung_reporter(study, trial, config, worker=worker, emit=emit)
 
     def batch_reduced(failed: int, batch_size: int, why: str) -> None:
@@ -375,25 +373,14 @@ def _run_trial(
                               failed=failed, batch_size=batch_size, reason=why, worker=worker))
 
     start = time.monotonic()
-    state, value, reason = TrialState.COMPLETE, None, ""
     with heartbeats(optuna_storage, trial):
         try:
-            evaluation = objective.evaluate(schedule, report=report,
-                                            on_batch_reduced=batch_reduced)
-            value = _record_evaluation(trial, evaluation)
-            failpoint("trial-result")
-        except optuna.TrialPruned as e:
-            state, reason = TrialState.PRUNED, str(e)
-        except NonFiniteSampleError as e:
-            state, reason = TrialState.FAIL, f"non-finite samples: {e}"
-            trial.set_user_attr("failure", reason)
-            trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
+            state, value, reason = _judged(trial, lambda: objective.evaluate(
+                schedule, report=report, on_batch_reduced=batch_reduced))
+            if state == TrialState.COMPLETE:
+                failpoint("trial-result")       # measured and recorded, not yet told
         except KeyboardInterrupt:
-            acknowledge_interrupt()            # a later Ctrl-C must not cut this short
-            with storage.lock(f"study:{study.study_name}"):
-                _fail_and_requeue(
-                    study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted"
-                )
+            _requeue_interrupted(study, [trial], optuna_storage, storage)
             raise
         except InsufficientMemoryError as e:
             # The schedule is fine, the device is not: queue it again for a rerun elsewhere
@@ -402,14 +389,53 @@ def _run_trial(
                 _fail_and_requeue(study, trial, optuna_storage, str(e)[:2000], "out-of-memory")
             raise
         except BaseException as e:
-            reason = f"{type(e).__name__}: {e}"
-            trial.set_user_attr("failure", reason[:2000])
-            trial.set_user_attr(FAILURE_KIND_ATTR, "error")
-            _tell(study, trial, state=TrialState.FAIL)
+            _fail_with_error(study, [trial], e)
             raise
     _finish(study, trial, config, storage=storage, state=state, value=value, reason=reason,
             schedule=schedule, seconds=time.monotonic() - start, total=total, worker=worker,
             emit=emit)
+
+
+def _announce(study: optuna.Study, trial: optuna.Trial, schedule: RhoSchedule, *,
+              finished: int, total: int, worker: int, emit: EventCallback) -> None:
+    emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
+                      schedule=schedule.to_dict(), role=role_of(trial), finished=finished,
+                      trials_total=total, worker=worker))
+
+
+def _judged(trial: optuna.Trial, evaluate: Callable[[], Any]) -> tuple[TrialState, float | None,
+                                                                       str]:
+    """(state, value, reason) of a trial whose evaluation ``evaluate()`` returns or raises.
+
+    Pruning and non-finite samples are outcomes of the schedule; anything else propagates.
+    """
+    try:
+        return TrialState.COMPLETE, _record_evaluation(trial, evaluate()), ""
+    except optuna.TrialPruned as e:
+        return TrialState.PRUNED, None, str(e)
+    except NonFiniteSampleError as e:
+        reason = f"non-finite samples: {e}"
+        trial.set_user_attr("failure", reason)
+        trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
+        return TrialState.FAIL, None, reason
+
+
+def _requeue_interrupted(study: optuna.Study, trials: list[optuna.Trial], optuna_storage: Any,
+                         storage: Storage) -> None:
+    """Ctrl-C: fail the running trials and queue them again, as one step under the lock."""
+    acknowledge_interrupt()            # a later Ctrl-C must not cut this short
+    with storage.lock(f"study:{study.study_name}"):
+        for trial in trials:
+            _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)", "interrupted")
+
+
+def _fail_with_error(study: optuna.Study, trials: list[optuna.Trial], error: BaseException) -> None:
+    """An unexpected error: the trials fail with it (not re-queued) before it propagates."""
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    for trial in trials:
+        trial.set_user_attr("failure", reason)
+        trial.set_user_attr(FAILURE_KIND_ATTR, "error")
+        _tell(study, trial, state=TrialState.FAIL)
 
 
 def _record_evaluation(trial: optuna.Trial, evaluation: Any) -> float:
@@ -483,9 +509,8 @@ def _run_batch(
 ) -> None:
     """Run several trials with their images sampled in one batch (``evaluate_many``)."""
     for i, (trial, schedule) in enumerate(zip(trials, schedules, strict=True)):
-        emit(TrialStarted(study_name=study.study_name, trial_number=trial.number,
-                          schedule=schedule.to_dict(), role=role_of(trial),
-                          finished=finished + i, trials_total=total, worker=worker))
+        _announce(study, trial, schedule, finished=finished + i, total=total, worker=worker,
+                  emit=emit)
     reporters = [_rung_reporter(study, t, config, worker=worker, emit=emit) for t in trials]
 
     def report(candidate: int, rung_index: int, num_samples: int, value: float) -> None:
@@ -498,34 +523,24 @@ def _run_batch(
         try:
             outcomes = objective.evaluate_many(schedules, report=report)  # type: ignore[attr-defined]
         except KeyboardInterrupt:
-            acknowledge_interrupt()            # a later Ctrl-C must not cut this short
-            with storage.lock(f"study:{study.study_name}"):
-                for trial in trials:
-                    _fail_and_requeue(study, trial, optuna_storage, "interrupted (Ctrl-C)",
-                                      "interrupted")
+            _requeue_interrupted(study, trials, optuna_storage, storage)
             raise
         except BaseException as e:
-            for trial in trials:
-                trial.set_user_attr("failure", f"{type(e).__name__}: {e}"[:2000])
-                trial.set_user_attr(FAILURE_KIND_ATTR, "error")
-                _tell(study, trial, state=TrialState.FAIL)
+            _fail_with_error(study, trials, e)
             raise
     seconds = time.monotonic() - start
     for trial, schedule, outcome in zip(trials, schedules, outcomes, strict=True):
-        state, value, reason = TrialState.COMPLETE, None, ""
-        try:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            value = _record_evaluation(trial, outcome)
-        except optuna.TrialPruned as e:
-            state, reason = TrialState.PRUNED, str(e)
-        except NonFiniteSampleError as e:
-            state, reason = TrialState.FAIL, f"non-finite samples: {e}"
-            trial.set_user_attr("failure", reason)
-            trial.set_user_attr(FAILURE_KIND_ATTR, "non-finite")
+        state, value, reason = _judged(trial, functools.partial(_returned, outcome))
         _finish(study, trial, config, storage=storage, state=state, value=value, reason=reason,
                 schedule=schedule, seconds=seconds / len(trials), total=total, worker=worker,
                 emit=emit)
+
+
+def _returned(outcome: Any) -> Any:
+    """A batched candidate's outcome as its own evaluation would give it: returned or raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _tell(

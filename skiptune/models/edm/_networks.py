@@ -9,6 +9,7 @@ factor of 1 leaves the output bit-identical.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -336,7 +337,7 @@ NETWORKS: dict[str, type[SongUNet] | type[DhariwalUNet]] = {
 }
 
 
-class _Precond(nn.Module):
+class _Precond(nn.Module, abc.ABC):
     """What the four preconditionings share: the wrapped U-Net ``model``, labels, fp16.
 
     ``forward(x, sigma, class_labels=None)`` = c_skip·x + c_out·F(c_in·x, c_noise), in
@@ -373,9 +374,9 @@ class _Precond(nn.Module):
             **model_kwargs,
         )
 
+    @abc.abstractmethod
     def coefficients(self, sigma: torch.Tensor) -> tuple:
         """(c_skip, c_out, c_in, c_noise) at σ: each preconditioning's Table 1 row."""
-        raise NotImplementedError(f"{type(self).__name__} must define its coefficients")
 
     def forward(
         self,
