@@ -221,16 +221,21 @@ def test_a_worker_killed_mid_trial_while_three_others_run_on_postgresql(pg_url: 
     engine = sqlalchemy.create_engine(pg_url, poolclass=NullPool)
     survivor = launch(*args, "--workers", "3")
     parent = f"skiptune-{survivor.pid}"
+    peaks: dict[str, int] = {}
+
+    def watch() -> None:
+        for name, count in _connections(engine).items():
+            peaks[name] = max(peaks.get(name, 0), count)
+
     deadline = time.monotonic() + 180
-    while not set(_connections(engine)) - {parent}:      # its workers are starting
+    while len(set(peaks) - {parent}) < 3:                 # all three of its workers connect
         assert survivor.poll() is None and time.monotonic() < deadline, survivor.stderr.read()
+        watch()
         time.sleep(0.2)
 
     victim = launch(*args, failpoint="features-batch:1")  # dies inside its first trial
-    peaks: dict[str, int] = {}
     while victim.poll() is None:                          # four workers run meanwhile
-        for name, count in _connections(engine).items():
-            peaks[name] = max(peaks.get(name, 0), count)
+        watch()
         time.sleep(0.1)
     running_at_kill = {n for n, in _pg_running(engine)}
     snapshot = terminal_trials(engine)
