@@ -19,25 +19,41 @@ __all__ = ["skip_tuning"]
 Factor = float | torch.Tensor
 
 
-class _Windowed:
-    """A factor that applies only while the denoiser's σ lies in [lo, hi] (1 outside).
+class _SigmaWindow:
+    """A schedule's σ window [lo, hi] and where the denoiser call in progress lies in it.
 
-    ``sigmas`` holds the σ of the denoiser call in progress (per sample, [B]), set by the
-    wrapper :func:`skip_tuning` puts around the model's ``denoise_fn``.
+    :meth:`enter` runs once per denoiser call (the wrapper :func:`skip_tuning` puts around the
+    model's ``denoise_fn``), so the per-sample test and its two device syncs happen once per
+    call, not once per skip site.
     """
 
-    def __init__(self, factor: float, lo: float, hi: float, sigmas: dict[str, Any]) -> None:
-        self.factor, self.lo, self.hi, self.sigmas = factor, lo, hi, sigmas
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+        self.inside = torch.ones(1, dtype=torch.bool)
+        self.everywhere, self.nowhere = True, False
+
+    def enter(self, sigma: torch.Tensor) -> None:
+        self.inside = (sigma >= self.lo) & (sigma <= self.hi)
+        self.everywhere = bool(self.inside.all())
+        self.nowhere = not self.everywhere and not bool(self.inside.any())
+
+    def factor(self, rho: float) -> Factor:
+        if self.everywhere:
+            return rho          # the plain factor: a window over every σ changes nothing
+        if self.nowhere:
+            return 1.0
+        one = torch.ones_like(self.inside, dtype=torch.float64)
+        return torch.where(self.inside, one * rho, one)
+
+
+class _Windowed:
+    """A skip site's factor that applies only inside the σ window (1 outside)."""
+
+    def __init__(self, factor: float, window: _SigmaWindow) -> None:
+        self.factor, self.window = factor, window
 
     def resolve(self) -> Factor:
-        sigma = self.sigmas["sigma"]
-        inside = (sigma >= self.lo) & (sigma <= self.hi)
-        if bool(inside.all()):
-            return self.factor     # the plain factor: a window over every σ changes nothing
-        if not bool(inside.any()):
-            return 1.0
-        one = torch.ones_like(sigma, dtype=torch.float64)
-        return torch.where(inside, one * self.factor, one)
+        return self.window.factor(self.factor)
 
 
 def _scale(skip: torch.Tensor, factor: Factor | _Windowed) -> torch.Tensor:
@@ -229,15 +245,15 @@ def skip_tuning(
         assert isinstance(schedule, RhoSchedule)
         lo, hi = check_sigma_window(schedule.sigma_lo, schedule.sigma_hi,  # type: ignore[arg-type]
                                     model_range=(model.sigma_min, model.sigma_max))
-        sigmas: dict[str, Any] = {}
+        window = _SigmaWindow(lo, hi)
 
         def tracking(x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
             # The hooks need the σ of the call in progress; the denoiser call carries it.
-            sigmas["sigma"] = sigma.reshape(-1)
+            window.enter(sigma.reshape(-1))
             return denoise_fn(x, sigma, **kwargs)
 
         model.denoise_fn = tracking
-        factors = [_Windowed(float(f), lo, hi, sigmas) for f in factors]
+        factors = [_Windowed(float(f), window) for f in factors]
     handles = []
     try:
         for site, factor in zip(model.skip_sites, factors, strict=True):
