@@ -5,7 +5,9 @@ Each file in ``data/`` was written by that commit's own code:
 - ``written-by-b3b1d35.db``, main before the storage re-cut:
   ``skiptune-search --model skiptune/assets/demo_unet.pt --nfe 3 --trials 4 --rungs 8,16``;
 - ``written-by-1e944a3.db``, main before the typed configuration (``SearchConfig`` built at
-  the edge, ``StudyConfig`` stored), with a validated study: the same command.
+  the edge, ``StudyConfig`` stored), with a validated study: the same command;
+- ``written-by-2dac84c.db``, main before the second re-cut (the tuner split into
+  ``study/``, ``search/`` and ``results/``): the same command.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def copy_of(old: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_both_older_databases_are_here() -> None:
-    assert [p.stem for p in OLDER] == ["written-by-1e944a3", "written-by-b3b1d35"]
+def test_every_older_database_is_here() -> None:
+    assert [p.stem for p in OLDER] == ["written-by-1e944a3", "written-by-2dac84c", "written-by-b3b1d35"]
 
 
 @older_databases
