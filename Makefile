@@ -11,7 +11,7 @@ $(BIN)/skiptune: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,diffusers]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,sd]"
 	touch $@
 
 setup: $(BIN)/skiptune

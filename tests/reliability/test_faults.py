@@ -204,14 +204,31 @@ def pg_url() -> Iterator[str]:
         kill_launched()                   # before the schema is dropped under its workers
 
 
-def _connections(engine: sqlalchemy.Engine) -> dict[str, int]:
-    """Open connections per skiptune process (application_name ``skiptune-<pid>``)."""
+def _connections(engine: sqlalchemy.Engine, pids: set[int]) -> dict[str, int]:
+    """Open connections per skiptune process (application_name ``skiptune-<pid>``), counting
+    only the processes in ``pids``: tests running beside this one use the same server."""
     with engine.connect() as connection:
         rows = connection.execute(sqlalchemy.text(
             "SELECT application_name, count(*) FROM pg_stat_activity "
             "WHERE application_name LIKE 'skiptune-%' GROUP BY application_name"
         )).all()
-    return {name: count for name, count in rows}
+    names = {f"skiptune-{pid}" for pid in pids}
+    return {name: count for name, count in rows if name in names}
+
+
+def _process_tree(root: int) -> set[int]:
+    """``root`` and every process descended from it (its search workers), read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:                                   # the process ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree = {root}
+    while grown := {pid for pid, parent in parents.items() if parent in tree} - tree:
+        tree |= grown
+    return tree
 
 
 def test_a_worker_killed_mid_trial_while_three_others_run_on_postgresql(pg_url: str) -> None:
@@ -222,9 +239,10 @@ def test_a_worker_killed_mid_trial_while_three_others_run_on_postgresql(pg_url: 
     survivor = launch(*args, "--workers", "3")
     parent = f"skiptune-{survivor.pid}"
     peaks: dict[str, int] = {}
+    victims: set[int] = set()
 
     def watch() -> None:
-        for name, count in _connections(engine).items():
+        for name, count in _connections(engine, _process_tree(survivor.pid) | victims).items():
             peaks[name] = max(peaks.get(name, 0), count)
 
     deadline = time.monotonic() + 180
@@ -234,6 +252,7 @@ def test_a_worker_killed_mid_trial_while_three_others_run_on_postgresql(pg_url: 
         time.sleep(0.2)
 
     victim = launch(*args, failpoint="features-batch:1")  # dies inside its first trial
+    victims.add(victim.pid)
     while victim.poll() is None:                          # four workers run meanwhile
         watch()
         time.sleep(0.1)
