@@ -334,7 +334,8 @@ def test_readme_hook_snippet_applies_exported_rho_like_skiptune(sd_folder: Path)
     skip_tuning gives: run its scale_skips on the U-Net with an export's rho_factors."""
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    page = Path(__file__).resolve().parents[2] / "docs" / "stable_diffusion.md"
+    readme = page.read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "scale_skips" in b)
     source = block[block.index("def scale_skips"):block.index("for i, block in")]
     model = load_model(sd_folder, device="cpu")
