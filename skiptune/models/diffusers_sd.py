@@ -30,18 +30,19 @@ import torch
 
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
-from skiptune.models.diffusers_unet import (
+from skiptune.models._diffusers_common import (
     PREDICTION_TYPES,
     VpInput,
-    _read_json,
-    _scheduler_config_path,
     config_sample_shape,
     discrete_sigmas_from_scheduler_config,
     probe_size,
     probe_skip_inputs,
+    read_json,
+    scheduler_config_path,
     up_block_sites,
     x0_from_prediction,
 )
+from skiptune.models._prompts import PromptConditioner, UNetInfo
 
 __all__ = [
     "SUPPORTED_UP_BLOCKS",
@@ -76,37 +77,6 @@ def is_conditional_unet_folder(path: str | Path) -> bool:
     folder = Path(path)
     names = (_class_name(folder / "config.json"), _class_name(folder / "unet" / "config.json"))
     return _CLASS in names
-
-
-class UNetInfo:
-    """What conditioning a loaded ``UNet2DConditionModel`` expects (read from its modules).
-
-    Attributes:
-        cross_attention_dim: width D of the prompt embeddings [L, D] it cross-attends to.
-        pooled_dim: width of SDXL's pooled text embedding, None for SD 1.x/2.x.
-        time_ids: whether it takes SDXL's six micro-conditioning time ids.
-        vae_scale_factor: image pixels per latent pixel (8 for SD's VAE).
-        folder: the pipeline folder (with ``text_encoder/`` etc.), or None for a bare U-Net.
-        force_zeros_for_empty_prompt: SDXL's rule: no negative prompt means zero embeddings.
-    """
-
-    def __init__(
-        self,
-        *,
-        cross_attention_dim: int,
-        pooled_dim: int | None,
-        vae_scale_factor: int,
-        folder: Path | None,
-        force_zeros_for_empty_prompt: bool,
-        family: str,
-    ) -> None:
-        self.cross_attention_dim = cross_attention_dim
-        self.pooled_dim = pooled_dim
-        self.time_ids = pooled_dim is not None
-        self.vae_scale_factor = vae_scale_factor
-        self.folder = folder
-        self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
-        self.family = family
 
 
 def freeu_family(config: Any) -> str:
@@ -160,8 +130,8 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             f"{str(folder)!r} is a diffusers folder, but diffusers is not installed; run: "
             f"{_INSTALL_HINT}"
         ) from e
-    scheduler_path = _scheduler_config_path(unet_dir)
-    scheduler_config = _read_json(scheduler_path)
+    scheduler_path = scheduler_config_path(unet_dir)
+    scheduler_config = read_json(scheduler_path)
     sigmas = discrete_sigmas_from_scheduler_config(scheduler_config)
     prediction_type = str(scheduler_config.get("prediction_type", "epsilon"))
     if prediction_type not in ("epsilon", "v_prediction"):
@@ -200,8 +170,6 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         weights.update({f"vae.{k}": v for k, v in vae.state_dict().items()})
         decoder = _VaeDecoder(vae)
         image_shape = (3, latent_shape[1] * vae_scale, latent_shape[2] * vae_scale)
-    from skiptune.models._prompts import PromptConditioner
-
     table = sigmas.to(torch.float32)
     return TunableModel(
         net=net,
@@ -360,7 +328,7 @@ def _pooled_dim(net: Any) -> int | None:
 
 
 def _force_zeros(folder: Path) -> bool:
-    index = _read_json(folder / "model_index.json")
+    index = read_json(folder / "model_index.json")
     return bool(index.get("force_zeros_for_empty_prompt", False))
 
 
