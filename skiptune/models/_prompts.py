@@ -342,7 +342,7 @@ def _encode(info: UNetInfo, texts: list[str]) -> tuple[torch.Tensor, torch.Tenso
             "prompts given as text need the pipeline's text_encoder/ and tokenizer/ folders; "
             "pass the pipeline folder as --model, or precomputed --embeddings"
         )
-    parts = [("tokenizer", "text_encoder", transformers.CLIPTextModel)]
+    parts: list[tuple[str, str, Any]] = [("tokenizer", "text_encoder", transformers.CLIPTextModel)]
     if info.pooled_dim is not None:
         parts.append(("tokenizer_2", "text_encoder_2", transformers.CLIPTextModelWithProjection))
     hidden, pooled = [], None

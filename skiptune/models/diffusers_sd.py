@@ -92,13 +92,17 @@ def freeu_family(config: Any) -> str:
     return "sd1"
 
 
-def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableModel:
+def load(
+    path: str | Path, *, device: torch.device | str = "cpu", variant: str | None = None
+) -> TunableModel:
     """Load a Stable-Diffusion-style pipeline or ``UNet2DConditionModel`` folder, offline.
 
     Args:
         path: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``, ``vae/``)
             or a bare ``UNet2DConditionModel`` folder with its scheduler config.
         device: where to put the nets.
+        variant: the weights variant to read (``fp16``: ``*.fp16.safetensors``); None: the
+            plain weights.
 
     Returns:
         A :class:`TunableModel` with family ``"diffusers-sd"``: sampling runs on latents
@@ -139,12 +143,14 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             f"{scheduler_path} has prediction_type {prediction_type!r}; skiptune supports "
             f"epsilon and v_prediction for conditional U-Nets (of {', '.join(PREDICTION_TYPES)})"
         )
-    net = _from_pretrained(diffusers.UNet2DConditionModel, unet_dir, "UNet2DConditionModel")
+    net = _from_pretrained(
+        diffusers.UNet2DConditionModel, unet_dir, "UNet2DConditionModel", variant
+    )
     config = net.config
     _check_supported(unet_dir, config)
     vae = None
     if pipeline and (folder / "vae" / "config.json").is_file():
-        vae = _from_pretrained(diffusers.AutoencoderKL, folder / "vae", "AutoencoderKL")
+        vae = _from_pretrained(diffusers.AutoencoderKL, folder / "vae", "AutoencoderKL", variant)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
     pooled_dim = _pooled_dim(net)
     info = UNetInfo(
@@ -190,16 +196,16 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             "scheduler": scheduler_config.get("_class_name", ""),
             "num_train_timesteps": len(sigmas),
             "prediction_type": prediction_type,
-            "freeu_family": info.family,
             "vae": vae is not None,
-            # FID's standard network for decoded RGB images; latents need a network of yours.
-            **({"default_features": "inception"} if vae is not None else {}),
         },
         source=str(folder),
         conditioner=PromptConditioner(info),
         freeu_stages=freeu_stages,
         sample_shape=latent_shape if vae is not None else None,
         decoder=decoder,
+        # FID's standard network for decoded RGB images; latents need a network of yours.
+        default_features="inception" if vae is not None else None,
+        freeu_family=info.family,
     )
 
 
@@ -284,12 +290,12 @@ class _VaeDecoder:
         return torch.cat(images)
 
 
-def _from_pretrained(cls: Any, folder: Path, what: str) -> Any:
+def _from_pretrained(cls: Any, folder: Path, what: str, variant: str | None) -> Any:
     # diffusers' models carry no type information: their attributes are duck-typed here.
     try:
         # local_files_only: never reach for the Hub; low_cpu_mem_usage only with accelerate.
         return cls.from_pretrained(
-            folder, local_files_only=True,
+            folder, local_files_only=True, variant=variant,
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:

@@ -60,13 +60,17 @@ def is_diffusers_folder(path: str | Path) -> bool:
     return _unet_folder(Path(path)) is not None
 
 
-def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableModel:
+def load(
+    path: str | Path, *, device: torch.device | str = "cpu", variant: str | None = None
+) -> TunableModel:
     """Load a ``UNet2DModel`` folder, offline, as a σ-space denoiser with its skip sites.
 
     Args:
         path: the folder ``save_pretrained`` wrote (or a pipeline folder with ``unet/``);
             the scheduler config must be beside it or in ``../scheduler/``.
         device: where to put the net.
+        variant: the weights variant to read (``fp16``: ``*.fp16.safetensors``); None: the
+            plain weights.
 
     Returns:
         A :class:`TunableModel` with family ``"diffusers"``: images in [-1, 1], σ from the
@@ -110,6 +114,7 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         net = diffusers.UNet2DModel.from_pretrained(
             unet_dir,
             local_files_only=True,
+            variant=variant,
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
     except Exception as e:           # a damaged config.json can make it raise anything
