@@ -64,7 +64,7 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
     """
     try:
         import huggingface_hub
-        from huggingface_hub import errors
+        from huggingface_hub import constants, errors
     except ImportError as e:
         raise CheckpointError(
             f"{repo_id!r} names a Hugging Face repository, which needs huggingface_hub: "
@@ -77,10 +77,10 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
             repo_id, revision=revision, allow_patterns=patterns
         )
     except errors.LocalEntryNotFoundError as e:
-        offline = huggingface_hub.constants.is_offline_mode()
+        offline = constants.is_offline_mode()
         raise CheckpointError(
             f"model {where} is not in the Hugging Face cache "
-            f"({huggingface_hub.constants.HF_HUB_CACHE})"
+            f"({constants.HF_HUB_CACHE})"
             f"{' and HF_HUB_OFFLINE is set' if offline else ''}, nor a file or folder here; "
             "download it once online, point HF_HOME at a cache that holds it, or pass a path"
         ) from e
@@ -103,8 +103,9 @@ def _patterns(repo_id: str, revision: str | None, variant: str | None) -> list[s
     """What to download: configs and one weights file per folder; None (all) offline,
     where nothing is downloaded and the cached snapshot is used as it is."""
     import huggingface_hub
+    from huggingface_hub import constants
 
-    if huggingface_hub.constants.is_offline_mode():
+    if constants.is_offline_mode():
         return None
     files = huggingface_hub.list_repo_files(repo_id, revision=revision)
     return [*_CONFIGS, *weight_files(files, variant)]

@@ -149,7 +149,7 @@ def test_the_same_weights_by_path_and_by_id_are_one_study(
     again = runner.invoke(cli.search_app, search_args(setup, UNET_ID))
     assert again.exit_code == 0, again.output
     [by_path], [by_id] = json.loads(first.stdout), json.loads(again.stdout)
-    assert by_id["study_name"] == by_path["study_name"]
+    assert by_id["study"] == by_path["study"]
     assert by_id["model_fingerprint"] == by_path["model_fingerprint"]
     assert by_id["finished"] == by_path["finished"] == 2      # met at its total: no new trial
 
@@ -159,7 +159,7 @@ def test_sd_pipeline_by_id_searches_and_samples(setup: dict[str, Path], hub_cach
     result = runner.invoke(cli.search_app, search_args(setup, SD_ID, *embeddings))
     assert result.exit_code == 0, result.output
     [summary] = json.loads(result.stdout)
-    assert summary["study_name"].startswith("skiptune-tiny-sd-")
+    assert summary["study"].startswith("skiptune-tiny-sd-")
     grid = setup["root"] / "sd.npz"
     result = runner.invoke(cli.app, ["sample", "--model", SD_ID, "--revision", "main", "--nfe",
                                      "2", "--sampler", "euler", "-n", "2", "-o", str(grid),
@@ -179,4 +179,4 @@ def test_skiptune_search_by_id_runs_end_to_end_with_hf_home(setup: dict[str, Pat
     )
     assert done.returncode == 0, done.stderr
     [summary] = json.loads(done.stdout)
-    assert summary["finished"] == 2 and summary["study_name"].startswith("skiptune-by-id-e2e-")
+    assert summary["finished"] == 2 and summary["study"].startswith("skiptune-by-id-e2e-")
