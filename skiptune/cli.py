@@ -274,6 +274,11 @@ NegativeOption = Annotated[str | None, typer.Option(
 GuidanceOption = Annotated[float | None, typer.Option(
     "--guidance-scale", help="Classifier-free guidance scale; ≤ 1 turns it off. [default: "
     "7.5 for SD 1.x/2.x, 5 for SDXL]")]
+# Which weights of a model named by hub id (org/name) or of a diffusers folder.
+RevisionOption = Annotated[str | None, typer.Option(
+    help="Branch, tag or commit of a Hugging Face hub id. [default: main]")]
+VariantOption = Annotated[str | None, typer.Option(
+    help="Weights variant of a diffusers model, e.g. fp16 (*.fp16.safetensors).")]
 
 
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
@@ -421,9 +426,12 @@ def _validation_text(summary: Any) -> str:
 def search_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), NVlabs EDM "
                                        "network-snapshot .pkl, diffusers UNet2DModel or "
-                                       "pipeline folder, or module:attr adapter.")],
+                                       "pipeline folder, Hugging Face hub id org/name, or "
+                                       "module:attr adapter.")],
     nfe: Annotated[list[int], typer.Option("--nfe", min=1, help="Step budget in denoiser "
                                            "calls; repeat for several (one study each).")],
+    revision: RevisionOption = None,
+    variant: VariantOption = None,
     sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "
                                                 "ddim. [default: heun]")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
@@ -532,7 +540,7 @@ def search_command(
         parallel_candidates=parallel_candidates, heartbeat_interval=heartbeat,
         grace_period=grace, allow_large_rungs=True if allow_large_rungs else None,
     )))
-    where = _set(db=db, workers=workers, device=device,
+    where = _set(db=db, workers=workers, device=device, revision=revision, variant=variant,
                  conditioning=_conditioning(prompts, embeddings, negative_prompt,
                                             guidance_scale, class_labels) or None)
     started = time.monotonic()
@@ -647,6 +655,8 @@ def export(
     study: GroupOption = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model: "
                                               "adds each skip site's ρ by name.")] = None,
+    revision: RevisionOption = None,
+    variant: VariantOption = None,
     device: Annotated[str | None, typer.Option(help="Where to load --model.")] = "cpu",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
@@ -656,7 +666,7 @@ def export(
 
     exported = _call(lambda: tuner.export_schedule(
         db, nfe=nfe, sampler=sampler, group=study, path=output, model=model, device=device,
-        trust_pickle=trust_pickle,
+        trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
     ))
     baseline = _number(exported.baseline_value)
     _stdout.print(
@@ -707,6 +717,8 @@ def sample(
     model: Annotated[str, typer.Option("--model", "-m", help="The model to sample.")],
     output: Annotated[str, typer.Option("--output", "-o", help=".png (grid) or .npz (uint8 "
                                         "images).")],
+    revision: RevisionOption = None,
+    variant: VariantOption = None,
     nfe: Annotated[int | None, typer.Option(min=1, help="Denoiser calls per image.")] = None,
     rho_bottom: Annotated[float | None, typer.Option(min=0.0, help="ρ of the deepest "
                                                      "skip.")] = None,
@@ -761,7 +773,7 @@ def sample(
         model, output, schedule=schedule, exported=from_file,
         allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
         nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
-        trust_pickle=trust_pickle,
+        trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
         conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
                                    class_labels),
     ))

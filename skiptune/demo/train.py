@@ -27,7 +27,7 @@ from skiptune._files import save_torch_atomically
 from skiptune.data.mnist import load_mnist, split_indices
 from skiptune.errors import ConfigurationError
 from skiptune.models.native import build_net, save_checkpoint
-from skiptune.models.unet import EDMPrecond, UNetConfig
+from skiptune.models.unet import PreconditionedEDMUNet, UNetConfig
 
 __all__ = ["DEMO_CONFIG", "TrainSettings", "edm_loss", "ema_beta", "fastest_precision", "train"]
 
@@ -83,7 +83,7 @@ class TrainSettings:
 
 
 def edm_loss(
-    net: EDMPrecond,
+    net: PreconditionedEDMUNet,
     images: torch.Tensor,
     generator: torch.Generator,
     *,

@@ -14,14 +14,14 @@ from skiptune.models._base import (
 )
 from skiptune.models._loading import load_model, resolve_device
 from skiptune.models.native import save_checkpoint
-from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
+from skiptune.models.unet import EDMUNet, PreconditionedEDMUNet, UNetConfig
 
 __all__ = [
     "Condition",
     "Conditioner",
-    "EDMPrecond",
     "EDMUNet",
     "FreeUStage",
+    "PreconditionedEDMUNet",
     "SkipSite",
     "TunableModel",
     "UNetConfig",

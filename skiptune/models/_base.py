@@ -142,6 +142,14 @@ class TunableModel:
             the image, e.g. a latent diffusion model's latents; None: the image itself.
         decoder: latents [N, *sample_shape] → images [N, *image_shape] in [-1, 1] (a VAE's
             decoder); None when the sampler works on images.
+        default_features: the feature network to score this model with when the user names
+            none (``"inception"`` for decoded RGB images); None: the digit network.
+        reference: file name in ``skiptune/assets/`` of the reference statistics the model
+            carries (the demo's ``mnist_reference.npz``); None: the user must pass one.
+        feature_net: file name in ``skiptune/assets/`` of the digit network to use for
+            ``"digits"``; None: the shipped ``digit_features.pt``.
+        freeu_family: which FreeU defaults suit the model (``sd1``, ``sd2``, ``sdxl``); None:
+            FreeU's authors recommend none for it.
     """
 
     net: nn.Module
@@ -160,6 +168,10 @@ class TunableModel:
     freeu_stages: tuple[FreeUStage, ...] = ()
     sample_shape: tuple[int, int, int] | None = None
     decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+    default_features: str | None = None
+    reference: str | None = None
+    feature_net: str | None = None
+    freeu_family: str | None = None
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:

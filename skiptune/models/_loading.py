@@ -1,4 +1,4 @@
-"""Find the adapter that can load a model source and load it."""
+"""Load a model source with the family that detects it (see ``_families``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
 from skiptune.models._base import TunableModel, apply_conditioning
+from skiptune.models._families import check_options, family_of, resolve_source
 
 __all__ = ["load_model", "resolve_device"]
 
@@ -55,74 +56,41 @@ def load_model(
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
     conditioning: Mapping[str, Any] | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> TunableModel:
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
     Args:
         source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
-            (read as data: the code it carries never runs), a diffusers ``UNet2DModel`` folder
-            saved with ``save_pretrained`` (with its scheduler config), or ``module:attr``
-            naming a user adapter (see ``docs/custom_models.md``).
+            (read as data: the code it carries never runs), a diffusers ``UNet2DModel``
+            folder saved with ``save_pretrained`` (with its scheduler config), a diffusers
+            pipeline or ``UNet2DConditionModel`` folder, ``module:attr`` naming a user adapter
+            (see ``docs/custom_models.md``), or a Hugging Face hub id ``org/name`` of such a
+            pipeline or U-Net, fetched through the standard Hugging Face cache (see
+            ``docs/models_by_name.md``). The families are listed in
+            ``skiptune.models._families.FAMILIES``.
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.
         conditioning: the user's choices for a conditional model's conditions (e.g.
             ``{"class_labels": [3]}``); refused for an unconditional model.
+        revision: a hub id's branch, tag or commit (default ``main``); hub ids only.
+        variant: the weights variant of a diffusers folder or hub id (e.g. ``fp16``: files
+            ``*.fp16.safetensors``); default the plain weights.
 
     Returns:
-        A :class:`TunableModel` in eval mode on ``device``.
+        A :class:`TunableModel` in eval mode on ``device``; the same weights give the same
+        ``fingerprint`` whichever way they were named.
     """
-    return apply_conditioning(_load(source, device, trust_pickle), conditioning)
-
-
-def _load(
-    source: str | Path, device: str | torch.device | None, trust_pickle: bool
-) -> TunableModel:
     resolved = resolve_device(device)
-    text = str(source)
-    if not text.strip():
-        # Path("") is the working directory: say what is missing instead of judging the folder.
-        raise CheckpointError(
-            "no model given: pass --model with a skiptune .pt checkpoint, a diffusers "
-            "UNet2DModel folder, or module:attr naming an adapter"
-        )
-    path = Path(text).expanduser()
-    if not path.exists():
-        from skiptune.models import custom
-
-        if custom.is_adapter_spec(text):
-            return custom.load(text, device=resolved)
-    if not path.exists():
-        raise CheckpointError(
-            f"model {text!r} not found: pass a skiptune .pt checkpoint, a diffusers "
-            "UNet2DModel folder, or module:attr naming an adapter"
-        )
-    with _one_line(text):
-        if path.is_dir():
-            from skiptune.models import diffusers_sd, diffusers_unet
-
-            if diffusers_unet.is_diffusers_folder(path):
-                return diffusers_unet.load(path, device=resolved)
-            # A pipeline folder (model_index.json) goes to the SD adapter, which names a
-            # missing unet/ itself; so does a bare UNet2DConditionModel folder.
-            if diffusers_sd.is_pipeline_folder(path) or diffusers_sd.is_conditional_unet_folder(
-                path
-            ):
-                return diffusers_sd.load(path, device=resolved)
-            raise CheckpointError(
-                f"folder {text!r} is not a diffusers UNet2DModel folder nor a pipeline folder "
-                "(no config.json with _class_name UNet2DModel or UNet2DConditionModel, no "
-                "model_index.json); pass a skiptune .pt checkpoint or a save_pretrained folder"
-            )
-        from skiptune.models import edm
-
-        if edm.looks_like_edm_snapshot(path):
-            # Read as data whether or not pickles are trusted: EDM's own loader would exec
-            # the network source the file carries, and skiptune never needs to.
-            return edm.load(path, device=resolved)
-        from skiptune.models import native
-
-        return native.load(path, device=resolved, trust_pickle=trust_pickle)
+    text = resolve_source(source)
+    family = family_of(text)
+    check_options(family, text, revision=revision, variant=variant)
+    with _one_line(text) if family.reads_files else contextlib.nullcontext():
+        model = family.load(text, device=resolved, trust_pickle=trust_pickle,
+                            revision=revision, variant=variant)
+    return apply_conditioning(model, conditioning)
 
 
 @contextlib.contextmanager

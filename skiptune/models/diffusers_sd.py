@@ -30,18 +30,19 @@ import torch
 
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
-from skiptune.models.diffusers_unet import (
+from skiptune.models._diffusers_common import (
     PREDICTION_TYPES,
     VpInput,
-    _read_json,
-    _scheduler_config_path,
     config_sample_shape,
     discrete_sigmas_from_scheduler_config,
     probe_size,
     probe_skip_inputs,
+    read_json,
+    scheduler_config_path,
     up_block_sites,
     x0_from_prediction,
 )
+from skiptune.models._prompts import PromptConditioner, UNetInfo
 
 __all__ = [
     "SUPPORTED_UP_BLOCKS",
@@ -78,37 +79,6 @@ def is_conditional_unet_folder(path: str | Path) -> bool:
     return _CLASS in names
 
 
-class UNetInfo:
-    """What conditioning a loaded ``UNet2DConditionModel`` expects (read from its modules).
-
-    Attributes:
-        cross_attention_dim: width D of the prompt embeddings [L, D] it cross-attends to.
-        pooled_dim: width of SDXL's pooled text embedding, None for SD 1.x/2.x.
-        time_ids: whether it takes SDXL's six micro-conditioning time ids.
-        vae_scale_factor: image pixels per latent pixel (8 for SD's VAE).
-        folder: the pipeline folder (with ``text_encoder/`` etc.), or None for a bare U-Net.
-        force_zeros_for_empty_prompt: SDXL's rule: no negative prompt means zero embeddings.
-    """
-
-    def __init__(
-        self,
-        *,
-        cross_attention_dim: int,
-        pooled_dim: int | None,
-        vae_scale_factor: int,
-        folder: Path | None,
-        force_zeros_for_empty_prompt: bool,
-        family: str,
-    ) -> None:
-        self.cross_attention_dim = cross_attention_dim
-        self.pooled_dim = pooled_dim
-        self.time_ids = pooled_dim is not None
-        self.vae_scale_factor = vae_scale_factor
-        self.folder = folder
-        self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
-        self.family = family
-
-
 def freeu_family(config: Any) -> str:
     """Which FreeU defaults suit this U-Net: ``sdxl``, ``sd2`` or ``sd1``.
 
@@ -122,13 +92,17 @@ def freeu_family(config: Any) -> str:
     return "sd1"
 
 
-def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableModel:
+def load(
+    path: str | Path, *, device: torch.device | str = "cpu", variant: str | None = None
+) -> TunableModel:
     """Load a Stable-Diffusion-style pipeline or ``UNet2DConditionModel`` folder, offline.
 
     Args:
         path: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``, ``vae/``)
             or a bare ``UNet2DConditionModel`` folder with its scheduler config.
         device: where to put the nets.
+        variant: the weights variant to read (``fp16``: ``*.fp16.safetensors``); None: the
+            plain weights.
 
     Returns:
         A :class:`TunableModel` with family ``"diffusers-sd"``: sampling runs on latents
@@ -160,8 +134,8 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             f"{str(folder)!r} is a diffusers folder, but diffusers is not installed; run: "
             f"{_INSTALL_HINT}"
         ) from e
-    scheduler_path = _scheduler_config_path(unet_dir)
-    scheduler_config = _read_json(scheduler_path)
+    scheduler_path = scheduler_config_path(unet_dir)
+    scheduler_config = read_json(scheduler_path)
     sigmas = discrete_sigmas_from_scheduler_config(scheduler_config)
     prediction_type = str(scheduler_config.get("prediction_type", "epsilon"))
     if prediction_type not in ("epsilon", "v_prediction"):
@@ -169,12 +143,14 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             f"{scheduler_path} has prediction_type {prediction_type!r}; skiptune supports "
             f"epsilon and v_prediction for conditional U-Nets (of {', '.join(PREDICTION_TYPES)})"
         )
-    net = _from_pretrained(diffusers.UNet2DConditionModel, unet_dir, "UNet2DConditionModel")
+    net = _from_pretrained(
+        diffusers.UNet2DConditionModel, unet_dir, "UNet2DConditionModel", variant
+    )
     config = net.config
     _check_supported(unet_dir, config)
     vae = None
     if pipeline and (folder / "vae" / "config.json").is_file():
-        vae = _from_pretrained(diffusers.AutoencoderKL, folder / "vae", "AutoencoderKL")
+        vae = _from_pretrained(diffusers.AutoencoderKL, folder / "vae", "AutoencoderKL", variant)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
     pooled_dim = _pooled_dim(net)
     info = UNetInfo(
@@ -200,8 +176,6 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
         weights.update({f"vae.{k}": v for k, v in vae.state_dict().items()})
         decoder = _VaeDecoder(vae)
         image_shape = (3, latent_shape[1] * vae_scale, latent_shape[2] * vae_scale)
-    from skiptune.models._prompts import PromptConditioner
-
     table = sigmas.to(torch.float32)
     return TunableModel(
         net=net,
@@ -222,16 +196,16 @@ def load(path: str | Path, *, device: torch.device | str = "cpu") -> TunableMode
             "scheduler": scheduler_config.get("_class_name", ""),
             "num_train_timesteps": len(sigmas),
             "prediction_type": prediction_type,
-            "freeu_family": info.family,
             "vae": vae is not None,
-            # FID's standard network for decoded RGB images; latents need a network of yours.
-            **({"default_features": "inception"} if vae is not None else {}),
         },
         source=str(folder),
         conditioner=PromptConditioner(info),
         freeu_stages=freeu_stages,
         sample_shape=latent_shape if vae is not None else None,
         decoder=decoder,
+        # FID's standard network for decoded RGB images; latents need a network of yours.
+        default_features="inception" if vae is not None else None,
+        freeu_family=info.family,
     )
 
 
@@ -316,12 +290,12 @@ class _VaeDecoder:
         return torch.cat(images)
 
 
-def _from_pretrained(cls: Any, folder: Path, what: str) -> Any:
+def _from_pretrained(cls: Any, folder: Path, what: str, variant: str | None) -> Any:
     # diffusers' models carry no type information: their attributes are duck-typed here.
     try:
         # local_files_only: never reach for the Hub; low_cpu_mem_usage only with accelerate.
         return cls.from_pretrained(
-            folder, local_files_only=True,
+            folder, local_files_only=True, variant=variant,
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
@@ -360,7 +334,7 @@ def _pooled_dim(net: Any) -> int | None:
 
 
 def _force_zeros(folder: Path) -> bool:
-    index = _read_json(folder / "model_index.json")
+    index = read_json(folder / "model_index.json")
     return bool(index.get("force_zeros_for_empty_prompt", False))
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from skiptune._files import read_input, save_torch_atomically
 from skiptune.errors import CheckpointError, first_line
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
-from skiptune.models.unet import EDMPrecond, EDMUNet, UNetConfig
+from skiptune.models.unet import EDMUNet, PreconditionedEDMUNet, UNetConfig
 
 __all__ = ["ARCHITECTURES", "FORMAT", "FORMAT_VERSION", "build_net", "load", "save_checkpoint"]
 
@@ -41,11 +41,11 @@ CHECKSUM_KEY = "ema_sha256"
 _FIX = "pass a skiptune .pt checkpoint"
 
 
-def build_net(architecture: str, config: dict[str, Any]) -> EDMPrecond:
+def build_net(architecture: str, config: dict[str, Any]) -> PreconditionedEDMUNet:
     """Instantiate the preconditioned net of a registered architecture from its config."""
     if architecture == "edm-unet":
         unet_config = UNetConfig.from_dict(config)
-        return EDMPrecond(EDMUNet(unet_config), sigma_data=unet_config.sigma_data)
+        return PreconditionedEDMUNet(EDMUNet(unet_config), sigma_data=unet_config.sigma_data)
     raise CheckpointError(
         f"unknown architecture {architecture!r}; this skiptune knows {', '.join(ARCHITECTURES)}"
     )
@@ -53,7 +53,7 @@ def build_net(architecture: str, config: dict[str, Any]) -> EDMPrecond:
 
 def save_checkpoint(
     path: str | Path,
-    net: EDMPrecond,
+    net: PreconditionedEDMUNet,
     *,
     sigma_min: float,
     sigma_max: float,
@@ -65,7 +65,7 @@ def save_checkpoint(
     Args:
         path: destination ``.pt`` file; written to a temporary file first, then renamed, so
             a crash never leaves a half-written checkpoint.
-        net: an :class:`EDMPrecond` as built by :func:`build_net`.
+        net: an :class:`PreconditionedEDMUNet` as built by :func:`build_net`.
         sigma_min, sigma_max: the σ range the model was trained for.
         metadata: anything else worth keeping (dataset, split, training record); plain types.
     """
@@ -204,7 +204,9 @@ def _validate(path: Path, payload: Any) -> None:
         )
 
 
-def _wrap(net: EDMPrecond, meta: dict[str, Any], fingerprint: str, source: str) -> TunableModel:
+def _wrap(
+    net: PreconditionedEDMUNet, meta: dict[str, Any], fingerprint: str, source: str
+) -> TunableModel:
     config = net.unet.config
     sites = tuple(SkipSite(name=f"skip{i}", module=tap) for i, tap in enumerate(net.unet.skip_taps))
     return TunableModel(
@@ -219,7 +221,15 @@ def _wrap(net: EDMPrecond, meta: dict[str, Any], fingerprint: str, source: str) 
         family="skiptune",
         metadata=dict(meta),
         source=source,
+        # The demo names its assets; other checkpoints may too (plain names in assets/).
+        reference=_asset_name(meta, "reference"),
+        feature_net=_asset_name(meta, "feature_net"),
     )
+
+
+def _asset_name(meta: dict[str, Any], key: str) -> str | None:
+    value = meta.get(key)
+    return str(value) if value else None
 
 
 def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> TunableModel:
@@ -253,14 +263,15 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
 
 
 def load(path: Path, *, device: torch.device, trust_pickle: bool = False) -> TunableModel:
-    """Load a skiptune checkpoint; with ``trust_pickle`` also a pickled :class:`EDMPrecond`."""
+    """Load a skiptune checkpoint; with ``trust_pickle`` also a pickled
+    :class:`PreconditionedEDMUNet`."""
     payload = _read(path, trust_pickle=trust_pickle)
     if trust_pickle and isinstance(payload, nn.Module):
-        if not isinstance(payload, EDMPrecond):
+        if not isinstance(payload, PreconditionedEDMUNet):
             raise CheckpointError(
                 f"model file {str(path)!r} holds a pickled {type(payload).__name__}; only a "
-                "pickled skiptune EDMPrecond can be wrapped. Write a custom adapter instead "
-                "(docs/custom_models.md)"
+                "pickled skiptune PreconditionedEDMUNet can be wrapped. Write a custom adapter "
+                "instead (docs/custom_models.md)"
             )
         config = payload.unet.config
         meta = {

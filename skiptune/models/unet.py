@@ -21,7 +21,7 @@ from torch import nn
 
 from skiptune.errors import CheckpointError
 
-__all__ = ["EDMPrecond", "EDMUNet", "UNetConfig"]
+__all__ = ["EDMUNet", "PreconditionedEDMUNet", "UNetConfig"]
 
 
 @dataclass(frozen=True)
@@ -275,8 +275,11 @@ class EDMUNet(nn.Module):
         return self.out_conv(F.silu(self.out_norm(x)))
 
 
-class EDMPrecond(nn.Module):
-    """EDM preconditioning (Karras et al. 2022, Table 1).
+class PreconditionedEDMUNet(nn.Module):
+    """skiptune's :class:`EDMUNet` under EDM preconditioning (Karras et al. 2022, Table 1).
+
+    Not NVlabs' ``EDMPrecond`` (that one is :class:`skiptune.models.edm.EDMPrecond`, which
+    rebuilds EDM's own snapshots); this is the net of skiptune's checkpoints.
 
     D(x; σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)).
     """

@@ -510,7 +510,7 @@ def load_feature_extractor(
 
     Args:
         spec: ``"digits"`` (skiptune's MNIST digit net, for 1-channel images: the one the
-            model's metadata names under ``feature_net`` when it names one, else the shipped
+            model names as its ``feature_net`` when it names one, else the shipped
             ``skiptune/assets/digit_features.pt``), ``"inception"`` (clean-fid's
             Inception-v3, offline: see :func:`find_inception_weights`), or the path of a
             TorchScript file (see :class:`TorchScriptFeatureExtractor`).
@@ -529,7 +529,7 @@ def load_feature_extractor(
     text = os.fspath(spec)
     extractor: FeatureExtractor
     if text == "digits":
-        asset = (model.metadata.get("feature_net") if model is not None else None) or (
+        asset = (model.feature_net if model is not None else None) or (
             DIGIT_FEATURES_FILENAME
         )
         extractor = DigitFeatureExtractor.from_file(ASSETS_DIR / asset, device=device)

@@ -78,9 +78,9 @@ class ObjectiveSettings:
         metric: ``"fd"`` (Fréchet distance, FID with Inception features) or ``"kid"``.
         features: ``"digits"``, ``"inception"`` or a TorchScript path (see
             :func:`load_feature_extractor`); None: the model's own choice
-            (``metadata["default_features"]``, Inception for Stable Diffusion), else digits.
+            (``model.default_features``, Inception for Stable Diffusion), else digits.
         reference: a folder of images, an ``.npz`` or ``cleanfid:NAME/SPLIT/RES``; None takes
-            the model's own (``metadata["reference"]`` in ``skiptune/assets/``).
+            the model's own (``model.reference`` in ``skiptune/assets/``).
         rungs: sample counts N at which the score is computed, strictly increasing, each ≥ 2;
             a larger rung reuses the smaller ones' samples (the same seeds).
         batch_size: samples generated (and featurised) at once.
@@ -532,7 +532,7 @@ class ProxyObjective:
 
 def _default_reference(model: TunableModel) -> Path:
     """The reference a model names in its metadata, in ``skiptune/assets/``."""
-    name = model.metadata.get("reference")
+    name = model.reference
     if not name:
         raise ConfigurationError(
             "the model carries no default reference statistics; pass --ref (a folder of real "

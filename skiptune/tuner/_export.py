@@ -27,6 +27,8 @@ def export_schedule(
     allow_other_weights: bool = False,
     device: str | None = None,           # where to load ``model`` given as a path
     trust_pickle: bool = False,          # let ``load_model`` unpickle ``model`` given as a path
+    revision: str | None = None,         # of ``model`` given as a hub id, see ``load_model``
+    variant: str | None = None,          # of ``model``'s diffusers weights, see ``load_model``
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
@@ -45,7 +47,8 @@ def export_schedule(
     runs = storage.runs(study_name=record.study_name)
     exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
     if model is not None and not isinstance(model, TunableModel):
-        model = load_model(model, device=device, trust_pickle=trust_pickle)   # the slow part
+        model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
+                           revision=revision, variant=variant)
     exported = ExportedSchedule(
         schedule=RhoSchedule.from_dict(record.schedule),
         nfe=record.nfe,

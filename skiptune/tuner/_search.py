@@ -78,14 +78,14 @@ def plan_study(
     """The study of ``config`` at budget ``nfe`` on ``model``, and the objective that measures it.
 
     The settings are resolved against the model here, once: its feature network where the
-    user named none (``metadata["default_features"]``, Inception for Stable Diffusion), its
+    user named none (``model.default_features``, Inception for Stable Diffusion), its
     family's FreeU values as a known point, the study group named after it. Raises
     ConfigurationError for a space the model cannot search or a reference it lacks.
     """
     space = _space_for(model, config.space)          # cheap checks before the objective's
     objective_config = config.objective.for_budget(
         sampler=config.sampler, nfe=nfe, seed=config.seed,
-        default_features=model.metadata.get("default_features"),
+        default_features=model.default_features,
     )
     objective = resolve_objective(model, objective_config, cache=cache)
     study = StudyConfig(
@@ -145,7 +145,7 @@ def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
         )
     if space.freeu_known is not None:
         return space
-    family = model.metadata.get("freeu_family")
+    family = model.freeu_family
     if family not in FREEU_DEFAULTS:
         return space        # FreeU's authors recommend values for SD-family models only
     known = FREEU_DEFAULTS[family]
@@ -171,6 +171,8 @@ def search(
     conditioning: Mapping[str, Any] | None = None,  # a conditional model's choices, e.g.
                                                # {"class_labels": [3]}; part of the identity
     on_event: EventCallback | None = None,
+    revision: str | None = None,               # of a hub id ``model``, see load_model
+    variant: str | None = None,                # of diffusers weights, see load_model
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget of ``config``; resume where stored.
 
@@ -209,7 +211,7 @@ def search(
         )
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle,
-                        conditioning=conditioning)
+                        conditioning=conditioning, revision=revision, variant=variant)
     # The objectives (and so the reference) are checked against a read-only view of the
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)
@@ -240,7 +242,7 @@ def search(
             lost = _run_workers(
                 storage, study_configs, config, workers=workers, model=str(model),
                 device=device, trust_pickle=trust_pickle, conditioning=dict(conditioning or {}),
-                on_event=on_event,
+                on_event=on_event, revision=revision, variant=variant,
             )
         with _database_errors(storage):
             summaries = [summarize(study, study_config)
@@ -317,6 +319,8 @@ def _worker_main(
     conditioning: dict[str, Any],
     threads: int,
     events: Any,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
 
@@ -331,7 +335,8 @@ def _worker_main(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
         loaded = load_model(model, device=_worker_device(device, worker),
-                            trust_pickle=trust_pickle, conditioning=conditioning)
+                            trust_pickle=trust_pickle, conditioning=conditioning,
+                            revision=revision, variant=variant)
         for study in studies:
             objective = resolve_objective(loaded, study.objective,
                                           cache=storage.statistics_cache, study=study)
@@ -360,6 +365,8 @@ def _run_workers(
     trust_pickle: bool,
     conditioning: dict[str, Any],
     on_event: EventCallback | None,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -376,7 +383,7 @@ def _run_workers(
         context.Process(
             target=_worker_main,
             args=(i, url, (storage.pool_size, storage.max_overflow), studies, config, model,
-                  device, trust_pickle, conditioning, threads, events),
+                  device, trust_pickle, conditioning, threads, events, revision, variant),
             name=f"skiptune-worker-{i}",
         )
         for i in range(workers)

@@ -26,7 +26,7 @@ from skiptune.errors import (
     ModelError,
     StorageError,
 )
-from skiptune.models import diffusers_unet, load_model
+from skiptune.models import _diffusers_common, load_model
 from skiptune.models.custom import wrap_module
 from skiptune.objectives._reference import _check_covariance
 from skiptune.sampling import save_images
@@ -235,7 +235,7 @@ def test_pending_statistics_reach_the_database_only_when_flushed() -> None:
 ])
 def test_scheduler_values_of_the_wrong_type_or_size_are_one_line(config: dict) -> None:
     with pytest.raises(CheckpointError, match="the scheduler config's") as caught:
-        diffusers_unet.discrete_sigmas_from_scheduler_config(config)
+        _diffusers_common.discrete_sigmas_from_scheduler_config(config)
     _one_line(caught.value)
 
 

@@ -8,6 +8,7 @@ equal one schedule per run.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,16 @@ def _diffusers(root: Path) -> TunableModel:
     return load_model(root / "unet", device="cpu")
 
 
+def _edm(root: Path) -> TunableModel:
+    from tests.models.edm_helpers import fixture_path
+
+    snapshot = shutil.copy(fixture_path("ddpmpp-edm-uncond"), root / "snapshot.pkl")
+    return load_model(snapshot, device="cpu")
+
+
 FAMILIES: dict[str, Callable[[Path], TunableModel]] = {
     "native": _native,
+    "edm": _edm,
     "custom": _custom,
     "diffusers": _diffusers,
 }

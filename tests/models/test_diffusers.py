@@ -20,7 +20,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from skiptune.errors import CheckpointError
-from skiptune.models import diffusers_unet
+from skiptune.models import _diffusers_common, diffusers_unet
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
@@ -312,10 +312,10 @@ def test_rho_below_one_changes_the_output(model, batch) -> None:
 # --- the σ-space denoiser --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("schedule", diffusers_unet.BETA_SCHEDULES)
+@pytest.mark.parametrize("schedule", _diffusers_common.BETA_SCHEDULES)
 def test_sigma_table_matches_the_scheduler(diffusers, schedule: str) -> None:
     scheduler = diffusers.DDPMScheduler(beta_schedule=schedule, beta_end=0.012)
-    sigmas = diffusers_unet.discrete_sigmas_from_scheduler_config(scheduler.config)
+    sigmas = _diffusers_common.discrete_sigmas_from_scheduler_config(scheduler.config)
     alphas_cumprod = scheduler.alphas_cumprod.double()
     expected = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
     # diffusers computes in float32; ᾱ near 1 loses digits there, so compare loosely.
@@ -324,7 +324,7 @@ def test_sigma_table_matches_the_scheduler(diffusers, schedule: str) -> None:
 
 def test_sigma_table_from_trained_betas_and_bad_schedules() -> None:
     betas = [0.001 * (i + 1) for i in range(10)]
-    sigmas = diffusers_unet.discrete_sigmas_from_scheduler_config({"trained_betas": betas})
+    sigmas = _diffusers_common.discrete_sigmas_from_scheduler_config({"trained_betas": betas})
     assert sigmas.shape == (10,)
     assert float(sigmas[0]) == pytest.approx(math.sqrt(0.001 / 0.999))
     for config, message in [
@@ -334,18 +334,19 @@ def test_sigma_table_from_trained_betas_and_bad_schedules() -> None:
         ({"beta_schedule": "linear", "beta_start": 0.0}, "beta_start is 0.0, expected a number"),
     ]:
         with pytest.raises(CheckpointError, match=message):
-            diffusers_unet.discrete_sigmas_from_scheduler_config(config)
+            _diffusers_common.discrete_sigmas_from_scheduler_config(config)
 
 
 def test_sigma_to_timestep_recovers_the_training_timesteps(model: TunableModel) -> None:
     log_sigmas = model.discrete_sigmas.double().log()
-    steps = diffusers_unet.sigma_to_timestep(model.discrete_sigmas.double(), log_sigmas)
+    steps = _diffusers_common.sigma_to_timestep(model.discrete_sigmas.double(), log_sigmas)
     torch.testing.assert_close(steps, torch.arange(1000, dtype=torch.float64), rtol=0, atol=1e-9)
     # Between two entries t moves linearly in log σ; outside the table it is clamped.
     middle = (log_sigmas[10] + log_sigmas[11]).div(2).exp()
     edges = torch.tensor([0.0, 1e-6, 1e6], dtype=torch.float64)
-    assert float(diffusers_unet.sigma_to_timestep(middle[None], log_sigmas)) == pytest.approx(10.5)
-    assert diffusers_unet.sigma_to_timestep(edges, log_sigmas).tolist() == [0.0, 0.0, 999.0]
+    middle_t = _diffusers_common.sigma_to_timestep(middle[None], log_sigmas)
+    assert float(middle_t) == pytest.approx(10.5)
+    assert _diffusers_common.sigma_to_timestep(edges, log_sigmas).tolist() == [0.0, 0.0, 999.0]
 
 
 def test_the_net_is_called_at_the_training_timestep_of_each_sigma(model: TunableModel) -> None:
@@ -381,7 +382,7 @@ def test_prediction_conversions_recover_the_clean_image() -> None:
     alpha = 1 / (1 + s**2).sqrt()  # the VP model saw alpha·x = alpha·y + (σ·alpha)·n
     v = alpha * n - s * alpha * y
     for output, kind in [(n, "epsilon"), (v, "v_prediction"), (y, "sample")]:
-        recovered = diffusers_unet.x0_from_prediction(output, x, sigma, kind)
+        recovered = _diffusers_common.x0_from_prediction(output, x, sigma, kind)
         torch.testing.assert_close(recovered, y, rtol=0, atol=1e-9)
 
 

@@ -69,7 +69,7 @@ def test_pipeline_folder_loads_with_keyword_skip_sites(sd_model: TunableModel) -
     assert sd_model.family == "diffusers-sd"
     assert sd_model.noise_shape == (4, 8, 8)
     assert sd_model.image_shape == (3, 16, 16)
-    assert sd_model.metadata["freeu_family"] == "sd1"
+    assert sd_model.freeu_family == "sd1"
 
 
 def test_keyword_sites_are_what_the_net_consumes(sd_model: TunableModel) -> None:
@@ -224,7 +224,7 @@ def test_v_prediction_and_sdxl_load_and_denoise(tmp_path: Path) -> None:
     folder = save_pipeline(tmp_path / "xl", SDXL_UNET, prediction_type="v_prediction")
     file = save_embeddings(tmp_path / "xl.safetensors", width=16, pooled=POOLED, negative=False)
     model = load_model(folder, device="cpu", conditioning={"embeddings": str(file)})
-    assert model.metadata["freeu_family"] == "sdxl"
+    assert model.freeu_family == "sdxl"
     assert model.metadata["prediction_type"] == "v_prediction"
     condition = model.condition_for([0, 1])
     # SDXL without a negative prompt guides against zero embeddings (force_zeros_for_empty_prompt).

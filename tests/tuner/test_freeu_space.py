@@ -73,7 +73,7 @@ def test_freeu_needs_a_model_with_freeu_stages(demo_model) -> None:
 
 def test_the_model_family_picks_the_known_freeu_point(demo_model, monkeypatch) -> None:
     monkeypatch.setattr(demo_model, "freeu_stages", ("stand-in",))
-    monkeypatch.setitem(demo_model.metadata, "freeu_family", "sdxl")
+    monkeypatch.setattr(demo_model, "freeu_family", "sdxl")
     resolved = _space_for(demo_model, SearchSpace(kind="freeu"))
     xl = FREEU_DEFAULTS["sdxl"]
     assert resolved.freeu_known == (xl.b1, xl.b2, xl.s1, xl.s2) == (1.3, 1.4, 0.9, 0.2)

@@ -1,0 +1,229 @@
+"""The model families skiptune loads: how each is detected, loaded and described.
+
+``load_model`` resolves the source once (:func:`resolve_source`), then hands it to the first
+family of :data:`FAMILIES` whose ``detect`` accepts it; every "not found" or "not a model"
+message lists what the families accept, so a new family is one more entry here and the
+messages follow. Adapter modules are imported only when their family is chosen: detecting
+reads a file header or a ``config.json`` at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from skiptune.errors import CheckpointError, ConfigurationError
+from skiptune.models._base import TunableModel
+
+__all__ = [
+    "FAMILIES",
+    "ModelFamily",
+    "accepted_formats",
+    "check_options",
+    "family_of",
+    "resolve_source",
+]
+
+
+class Loader(Protocol):
+    def __call__(
+        self,
+        source: str,
+        *,
+        device: torch.device,
+        trust_pickle: bool,
+        revision: str | None,
+        variant: str | None,
+    ) -> TunableModel: ...
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One kind of model source.
+
+    Attributes:
+        name: the family's name, as :attr:`TunableModel.family` reports it.
+        accepts: what it accepts, as a phrase for error messages ("a skiptune .pt checkpoint").
+        detect: whether a source (the text the user gave) belongs to this family; cheap.
+        load: loads a detected source (see :class:`Loader`).
+        options: the load options beyond device and trust_pickle that mean something for this
+            family (``"revision"``, ``"variant"``); giving another is an error.
+        reads_files: whether it reads a file or folder whose unforeseen damage should become
+            one error line naming the source (not so for a user's adapter code).
+    """
+
+    name: str
+    accepts: str
+    detect: Callable[[str], bool]
+    load: Loader
+    options: frozenset[str] = frozenset()
+    reads_files: bool = True
+
+
+def _existing_file(text: str) -> Path | None:
+    path = Path(text).expanduser()
+    return path if path.exists() and not path.is_dir() else None
+
+
+def _is_edm_snapshot(text: str) -> bool:
+    from skiptune.models import edm
+
+    path = _existing_file(text)
+    return path is not None and edm.looks_like_edm_snapshot(path)
+
+
+def _is_native(text: str) -> bool:
+    # Every other file: the native loader names what is wrong with one that is no checkpoint.
+    return _existing_file(text) is not None and not _is_edm_snapshot(text)
+
+
+def _load_native(source: str, *, device: torch.device, trust_pickle: bool,
+                 revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import native
+
+    return native.load(Path(source).expanduser(), device=device, trust_pickle=trust_pickle)
+
+
+def _load_edm(source: str, *, device: torch.device, trust_pickle: bool,
+              revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import edm
+
+    # Read as data whether or not pickles are trusted: EDM's own loader would exec the
+    # network source the file carries, and skiptune never needs to.
+    return edm.load(Path(source).expanduser(), device=device)
+
+
+def _is_unet_folder(text: str) -> bool:
+    from skiptune.models import diffusers_unet
+
+    return diffusers_unet.is_diffusers_folder(Path(text).expanduser())
+
+
+def _load_unet_folder(source: str, *, device: torch.device, trust_pickle: bool,
+                      revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import diffusers_unet
+
+    return diffusers_unet.load(Path(source).expanduser(), device=device, variant=variant)
+
+
+def _is_sd_folder(text: str) -> bool:
+    from skiptune.models import diffusers_sd
+
+    path = Path(text).expanduser()
+    # A pipeline folder (model_index.json) goes to the SD adapter, which names a missing
+    # unet/ itself; so does a bare UNet2DConditionModel folder.
+    return path.is_dir() and (
+        diffusers_sd.is_pipeline_folder(path) or diffusers_sd.is_conditional_unet_folder(path)
+    )
+
+
+def _load_sd_folder(source: str, *, device: torch.device, trust_pickle: bool,
+                    revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import diffusers_sd
+
+    return diffusers_sd.load(Path(source).expanduser(), device=device, variant=variant)
+
+
+def _is_adapter(text: str) -> bool:
+    from skiptune.models import custom
+
+    return custom.is_adapter_spec(text)
+
+
+def _load_adapter(source: str, *, device: torch.device, trust_pickle: bool,
+                  revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import custom
+
+    return custom.load(source, device=device)
+
+
+def _is_hub_id(text: str) -> bool:
+    from skiptune.models import hub
+
+    return hub.is_hub_id(text)
+
+
+def _load_hub(source: str, *, device: torch.device, trust_pickle: bool,
+              revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import hub
+
+    folder = hub.resolve(source, revision=revision, variant=variant)
+    # The same code as a local folder; the hub id stays the model's name (the study group).
+    model = _family_of_folder(str(folder)).load(
+        str(folder), device=device, trust_pickle=False, revision=None, variant=variant
+    )
+    model.source = source
+    return model
+
+
+_FOLDER_OPTIONS = frozenset({"variant"})
+
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily("skiptune", "a skiptune .pt checkpoint", _is_native, _load_native),
+    ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm),
+    ModelFamily("diffusers", "a diffusers UNet2DModel folder", _is_unet_folder,
+                _load_unet_folder, _FOLDER_OPTIONS),
+    ModelFamily("diffusers-sd", "a diffusers pipeline or UNet2DConditionModel folder",
+                _is_sd_folder, _load_sd_folder, _FOLDER_OPTIONS),
+    ModelFamily("custom", "module:attr naming an adapter", _is_adapter, _load_adapter,
+                reads_files=False),
+    ModelFamily("hub", "a Hugging Face hub id (org/name)", _is_hub_id, _load_hub,
+                frozenset({"revision", "variant"})),
+)
+"""Every family, in the order their ``detect`` is tried."""
+
+
+def accepted_formats() -> str:
+    """What the families accept, as one phrase: "a, b, … or z"."""
+    phrases = [family.accepts for family in FAMILIES]
+    return f"{', '.join(phrases[:-1])} or {phrases[-1]}"
+
+
+def resolve_source(source: str | Path) -> str:
+    """The source as the families detect it: the one place where a source is rewritten
+    before detection (a URL will become the cached local file it names)."""
+    text = str(source)
+    if not text.strip():
+        # Path("") is the working directory: say what is missing instead of judging the folder.
+        raise CheckpointError(f"no model given: pass --model with {accepted_formats()}")
+    return text
+
+
+def family_of(text: str) -> ModelFamily:
+    """The first family that detects ``text``; CheckpointError naming what is accepted."""
+    for family in FAMILIES:
+        if family.detect(text):
+            return family
+    if Path(text).expanduser().is_dir():
+        raise CheckpointError(
+            f"folder {text!r} is not a diffusers UNet2DModel folder nor a pipeline folder "
+            "(no config.json with _class_name UNet2DModel or UNet2DConditionModel, no "
+            f"model_index.json); pass {accepted_formats()}"
+        )
+    raise CheckpointError(f"model {text!r} not found: pass {accepted_formats()}")
+
+
+def _family_of_folder(folder: str) -> ModelFamily:
+    """The local-folder family of a resolved hub snapshot (never the hub family again)."""
+    family = family_of(folder)
+    if family.name not in ("diffusers", "diffusers-sd"):
+        raise CheckpointError(
+            f"{folder!r} holds no diffusers model (no model_index.json, no config.json of a "
+            "UNet2DModel or UNet2DConditionModel); pass a diffusers pipeline or U-Net repository"
+        )
+    return family
+
+
+def check_options(family: ModelFamily, text: str, **options: str | None) -> None:
+    """ConfigurationError for a load option (revision, variant) this family has no use for."""
+    for name, value in options.items():
+        if value is not None and name not in family.options:
+            takes = [f.accepts for f in FAMILIES if name in f.options]
+            raise ConfigurationError(
+                f"--{name} applies to {' or '.join(takes)}, and {text!r} is "
+                f"{family.accepts}; leave --{name} out"
+            )
