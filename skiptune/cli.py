@@ -167,6 +167,13 @@ def _warn(event: Any) -> None:
         typer.echo(_batch_warning(event), err=True)
     elif isinstance(event, tuner.WorkerLost):
         typer.echo(_lost_warning(event), err=True)
+    elif isinstance(event, tuner.ReferenceSampled) and event.done == 0:
+        typer.echo(_reference_line(event), err=True)
+
+
+def _reference_line(event: Any) -> str:
+    return (f"computing reference {event.source} once: {event.total} samples of the model at "
+            "ρ = 1, cached in the database for every study and for resuming")
 
 
 def _lost_warning(event: Any) -> str:
@@ -345,6 +352,12 @@ class _SearchProgress:
             line = (_batch_warning(event) if isinstance(event, tuner.BatchSizeReduced)
                     else _lost_warning(event))
             self._progress.console.print(line, soft_wrap=True, markup=False)
+        elif isinstance(event, tuner.ReferenceSampled):
+            if event.done == 0:
+                self._progress.console.print(_reference_line(event), soft_wrap=True,
+                                             markup=False)
+            self._progress.update(self._task(event.source), total=event.total,
+                                  completed=event.done, status="reference (ρ = 1)")
         elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
@@ -443,8 +456,11 @@ def search_command(
     features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
                                                  "a TorchScript file.")] = None,
     ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
-                                            "of statistics, or cleanfid:NAME/SPLIT/RES. Default: "
-                                            "the model's own, if it carries one.")] = None,
+                                            "of statistics, cleanfid:NAME/SPLIT/RES, or self "
+                                            "(the model's own samples at ρ = 1: heun at 35 NFE "
+                                            "up to 32 px, 79 above; "
+                                            "self:SAMPLER:NFE[:N] to choose). Default: the "
+                                            "model's own, if it carries one.")] = None,
     rungs: Annotated[str | None, typer.Option(help="Sample counts N of the fidelity rungs, "
                                               "e.g. 64,256.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Noise seed of sample 0 (and the "

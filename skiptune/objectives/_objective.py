@@ -26,7 +26,7 @@ from skiptune.errors import (
     first_line,
 )
 from skiptune.models import TunableModel
-from skiptune.objectives._cache import StatisticsCache
+from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
 from skiptune.objectives._maths import (
     _symmetric_sqrt,
@@ -35,6 +35,14 @@ from skiptune.objectives._maths import (
 )
 from skiptune.objectives._paths import ASSETS_DIR
 from skiptune.objectives._reference import ReferenceStatistics, load_reference
+from skiptune.objectives._samples import sampled_images
+from skiptune.objectives._self_reference import (
+    ReferenceProgress,
+    SelfReference,
+    is_self_reference,
+    parse_self_reference,
+    self_reference_statistics,
+)
 from skiptune.sampling import get_sampler, initial_noise, sample, sigma_grid
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
@@ -79,8 +87,10 @@ class ObjectiveSettings:
         features: ``"digits"``, ``"inception"`` or a TorchScript path (see
             :func:`load_feature_extractor`); None: the model's own choice
             (``model.default_features``, Inception for Stable Diffusion), else digits.
-        reference: a folder of images, an ``.npz`` or ``cleanfid:NAME/SPLIT/RES``; None takes
-            the model's own (``model.reference`` in ``skiptune/assets/``).
+        reference: a folder of images, an ``.npz``, ``cleanfid:NAME/SPLIT/RES``, or
+            ``self[:SAMPLER:NFE[:N]]`` (the model's own samples at ρ = 1, see
+            ``skiptune.objectives._self_reference``); None takes the model's own
+            (``model.reference`` in ``skiptune/assets/``).
         rungs: sample counts N at which the score is computed, strictly increasing, each ≥ 2;
             a larger rung reuses the smaller ones' samples (the same seeds).
         batch_size: samples generated (and featurised) at once.
@@ -102,6 +112,8 @@ class ObjectiveSettings:
                 raise ConfigurationError("features must name an extractor, e.g. 'digits'")
         if self.reference is not None:
             object.__setattr__(self, "reference", os.fspath(self.reference))
+            if is_self_reference(self.reference):
+                parse_self_reference(self.reference)    # a bad spec fails before any model
         if isinstance(self.rungs, (list, tuple)):
             object.__setattr__(self, "rungs", tuple(self.rungs))
         else:
@@ -250,6 +262,7 @@ class ProxyObjective:
         *,
         extractor: FeatureExtractor,
         reference: ReferenceStatistics,
+        self_reference: SelfReference | None = None,  # when the reference is the model's own
     ) -> None:
         if reference.feature_dim != extractor.feature_dim:
             raise ConfigurationError(
@@ -265,6 +278,7 @@ class ProxyObjective:
         self.config = config
         self.extractor = extractor
         self.reference = reference
+        self.self_reference = self_reference
         # Images per batch now: config.batch_size until a batch runs out of memory, then
         # halved (and kept, so later trials do not run out again). Not part of the identity:
         # sample j always starts from seed + j, so the split never changes the images.
@@ -279,9 +293,10 @@ class ProxyObjective:
         Keys: ``objective_version``, ``model`` (weights fingerprint), ``extractor_identity``
         (name and weights hash), ``reference_identity`` (hash of mu and sigma),
         ``reference_count``, ``condition`` (a conditional model's conditioner identity, e.g.
-        the class labels the user fixed; absent for unconditional models), and every field
-        of the config (``reference`` there is the source as given, None for the model's
-        default).
+        the class labels the user fixed; absent for unconditional models),
+        ``self_reference`` (the resolved ``self:SAMPLER:NFE:N``, its seed and statistics
+        key; only for a self-reference), and every field of the config (``reference`` there
+        is the source as given, None for the model's default).
         """
         identity = {
             "objective_version": OBJECTIVE_VERSION,
@@ -295,6 +310,10 @@ class ProxyObjective:
             # Only for conditional models: an unconditional study's stored identity stays
             # as it was, so it still resumes.
             identity["condition"] = self.model.conditioner.identity
+        if self.self_reference is not None:
+            # Only for self-references, for the same reason: a changed self spec (sampler,
+            # NFE, N) is another measurement even where the numbers happen to agree.
+            identity["self_reference"] = self.self_reference.to_dict()
         return identity
 
     def score(self, features: np.ndarray) -> float:
@@ -492,22 +511,11 @@ class ProxyObjective:
 
     def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
         """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""
-        config, model = self.config, self.model
-        noise = initial_noise(count, model.noise_shape, seed=config.seed, start=start)
-        first = config.seed + start
-        # The whole-dataset reference is compared against whatever conditions the seeds draw
-        # (EDM's FID protocol for class-conditional models): nothing here is class-specific.
-        condition = model.condition_for(range(first, first + count))
+        config = self.config
         tick = time.perf_counter()
-        images = sample(
-            model,
-            noise,
-            sampler=config.sampler,
-            nfe=config.nfe,
-            schedule_exponent=config.schedule_exponent,
-            condition=condition,
-        )
-        images = model.to_images(images)      # a latent model's VAE decodes here, in the batch
+        images = sampled_images(self.model, sampler=config.sampler, nfe=config.nfe,
+                                schedule_exponent=config.schedule_exponent, seed=config.seed,
+                                start=start, count=count)
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")
@@ -556,11 +564,14 @@ def build_objective(
     cache: StatisticsCache | None = None,      # reference statistics cache (folder sources)
     inception_weights: str | os.PathLike[str] | None = None,  # for features "inception"
     progress: bool = True,                     # progress bar while computing a reference
+    on_reference: ReferenceProgress | None = None,  # (spec, done, N) while sampling `self`
 ) -> ProxyObjective:
     """Resolve the feature extractor and reference statistics of ``config`` for ``model``.
 
     The reference is ``config.reference`` or, when None, the one the model's metadata names
-    (the demonstration model names the shipped ``mnist_reference.npz``).
+    (the demonstration model names the shipped ``mnist_reference.npz``). A ``self`` reference
+    is sampled from ``model`` at ρ = 1 (no skip hooks may be installed), unless ``cache``
+    holds its statistics already; ``on_reference`` is told its progress.
 
     Raises:
         ConfigurationError: the sampler cannot run on the model, no reference can be found,
@@ -576,15 +587,25 @@ def build_objective(
     sigma_grid(
         model, sampler=config.sampler, nfe=config.nfe, schedule_exponent=config.schedule_exponent
     )
+    self_reference = None
+    resolved: str | os.PathLike[str] | ReferenceStatistics = source
+    if is_self_reference(source):
+        resolved, self_reference = self_reference_statistics(
+            model, parse_self_reference(source), extractor,
+            schedule_exponent=config.schedule_exponent, batch_size=config.batch_size,
+            cache=DirectoryStatisticsCache() if cache is None else cache,
+            need_features=config.metric == "kid", progress=on_reference,
+        )
     reference = load_reference(
-        source,
+        resolved,
         extractor,
         cache=cache,
         progress=progress,
         need_features=config.metric == "kid",
         image_shape=model.image_shape,
     )
-    return ProxyObjective(model, config, extractor=extractor, reference=reference)
+    return ProxyObjective(model, config, extractor=extractor, reference=reference,
+                          self_reference=self_reference)
 
 
 def evaluate(

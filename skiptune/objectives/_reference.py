@@ -517,6 +517,8 @@ def load_reference(
               EDM's layout), optionally ``count``, ``extractor``, ``features``/``feats``;
             * ``cleanfid:NAME/SPLIT/RES`` (e.g. ``cleanfid:cifar10/train/32``): clean-fid's
               published Inception statistics, when the file is in clean-fid's stats folder;
+              (``self[:SAMPLER:NFE[:N]]``, the model's own samples, is resolved by
+              ``build_objective``, which holds the model);
             * a :class:`ReferenceStatistics`, checked and returned.
         extractor: the feature extractor the generated images will be scored with.
         cache: where folder statistics are kept between runs.
@@ -543,6 +545,11 @@ def load_reference(
     else:
         text = os.fspath(source)
         path = Path(text).expanduser()
+        if text == "self" or text.startswith("self:"):
+            raise ConfigurationError(
+                f"reference {text!r} is the model's own samples, which need the model; pass it "
+                "to build_objective or search (--ref self), not to load_reference"
+            )
         if text.startswith(CLEANFID_PREFIX):
             statistics = _from_cleanfid(text, extractor, need_features=need_features)
         elif path.is_dir():

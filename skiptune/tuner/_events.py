@@ -14,6 +14,7 @@ __all__ = [
     "BatchSizeReduced",
     "CandidateValidated",
     "EventCallback",
+    "ReferenceSampled",
     "RungDone",
     "SearchEvent",
     "StudyDone",
@@ -120,6 +121,17 @@ class CandidateValidated:
     worker: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReferenceSampled:
+    """The self-reference (``--ref self``) is being sampled, once: ``done`` of ``total``
+    samples so far (0 when it starts). Its statistics are then cached in the database."""
+
+    source: str                 # the canonical spec, e.g. "self:heun:79:1024"
+    done: int
+    total: int
+    worker: int = 0
+
+
 @dataclass(frozen=True)
 class WorkerLost:
     """Worker process ``worker`` died (``exit_code``, negative: killed by that signal), and the
@@ -131,6 +143,6 @@ class WorkerLost:
 
 SearchEvent = (
     StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting
-    | StudyDone | WorkerLost | CandidateValidated
+    | StudyDone | WorkerLost | CandidateValidated | ReferenceSampled
 )
 EventCallback = Callable[[SearchEvent], None]

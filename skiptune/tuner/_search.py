@@ -23,7 +23,14 @@ from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
-from skiptune.objectives import ObjectiveConfig, StatisticsCache, build_objective
+from skiptune.objectives import (
+    ObjectiveConfig,
+    ReferenceProgress,
+    StatisticsCache,
+    build_objective,
+    check_disjoint_seeds,
+    is_self_reference,
+)
 from skiptune.schedule import check_sigma_window
 from skiptune.storage import (
     NoSkiptuneDatabaseError,
@@ -34,7 +41,7 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner._config import SearchConfig, SearchSpace, StudyConfig
-from skiptune.tuner._events import EventCallback, WorkerLost
+from skiptune.tuner._events import EventCallback, ReferenceSampled, WorkerLost
 from skiptune.tuner._identity import config_differences, default_group
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
@@ -73,7 +80,8 @@ def _database_errors(storage: Storage) -> Iterator[None]:
 
 
 def plan_study(
-    model: TunableModel, config: SearchConfig, nfe: int, *, cache: StatisticsCache | None = None
+    model: TunableModel, config: SearchConfig, nfe: int, *, cache: StatisticsCache | None = None,
+    on_event: EventCallback | None = None,
 ) -> tuple[StudyConfig, Objective]:
     """The study of ``config`` at budget ``nfe`` on ``model``, and the objective that measures it.
 
@@ -87,7 +95,11 @@ def plan_study(
         sampler=config.sampler, nfe=nfe, seed=config.seed,
         default_features=model.default_features,
     )
-    objective = resolve_objective(model, objective_config, cache=cache)
+    if is_self_reference(objective_config.reference):
+        last = objective_config.num_samples
+        check_disjoint_seeds(seed=config.seed, count=last + config.validation.samples_for(last))
+    objective = resolve_objective(model, objective_config, cache=cache,
+                                  on_reference=_reference_events(on_event))
     study = StudyConfig(
         model=str(model.source),
         model_fingerprint=model.fingerprint,
@@ -108,6 +120,7 @@ def resolve_objective(
     *,
     cache: StatisticsCache | None = None,
     study: StudyConfig | None = None,
+    on_reference: ReferenceProgress | None = None,
 ) -> Objective:
     """The objective measuring ``objective`` on ``model``: the search and every worker build
     theirs here. Given the ``study`` a worker joins, other weights than the study's, or an
@@ -117,7 +130,8 @@ def resolve_objective(
         raise ConfigurationError(
             f"{model.source} holds other weights than study {study.study_name} searched"
         )
-    built = build_objective(model, objective, device=model.device, cache=cache)
+    built = build_objective(model, objective, device=model.device, cache=cache,
+                            on_reference=on_reference)
     if study is not None:
         differences = config_differences(study.objective_identity, dict(built.identity))
         if differences:
@@ -126,6 +140,14 @@ def resolve_objective(
                 f"{', '.join(differences)}"
             )
     return built
+
+
+def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | None:
+    """A self-reference's progress as ReferenceSampled events."""
+    if on_event is None:
+        return None
+    return lambda spec, done, total: on_event(ReferenceSampled(source=spec, done=done,
+                                                               total=total))
 
 
 def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
@@ -217,7 +239,8 @@ def search(
     reader = db if isinstance(db, Storage) else _read_only(db)
     cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
     try:
-        plans = [plan_study(loaded, config, budget, cache=cache) for budget in config.budgets]
+        plans = [plan_study(loaded, config, budget, cache=cache, on_event=on_event)
+                 for budget in config.budgets]
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
