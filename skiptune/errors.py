@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "DownloadError",
     "FileAccessError",
     "InsufficientMemoryError",
     "ModelError",
@@ -35,6 +36,10 @@ class CheckpointError(SkiptuneError):
 
 class FileAccessError(SkiptuneError):
     """An input file cannot be read, or an output file cannot be written safely."""
+
+
+class DownloadError(SkiptuneError):
+    """A file cannot be fetched into skiptune's cache, or its cached copy cannot be trusted."""
 
 
 class InsufficientMemoryError(SkiptuneError):
