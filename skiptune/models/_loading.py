@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from skiptune import downloads
 from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
 from skiptune.models._base import TunableModel, apply_conditioning
 
@@ -62,7 +63,10 @@ def load_model(
         source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
             (read as data: the code it carries never runs), a diffusers ``UNet2DModel`` folder
             saved with ``save_pretrained`` (with its scheduler config), or ``module:attr``
-            naming a user adapter (see ``docs/custom_models.md``).
+            naming a user adapter (see ``docs/custom_models.md``); a checkpoint or snapshot
+            may be an ``http(s)://`` URL (``#sha256=<hex>`` pins it), downloaded once into
+            skiptune's checked cache (see :func:`skiptune.downloads.fetch` and
+            ``docs/downloads.md``).
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.
@@ -72,7 +76,18 @@ def load_model(
     Returns:
         A :class:`TunableModel` in eval mode on ``device``.
     """
-    return apply_conditioning(_load(source, device, trust_pickle), conditioning)
+    return apply_conditioning(_load(_local(source), device, trust_pickle), conditioning)
+
+
+def _local(source: str | Path) -> str | Path:
+    """A URL source as its file in skiptune's checked cache (downloaded once); else as given.
+
+    Resolved before any family is tried, so every family reads a local file, and the study's
+    identity (the weights' fingerprint) is the same by path and by URL.
+    """
+    if isinstance(source, str) and downloads.is_url(source):
+        return downloads.fetch(source, what="model")
+    return source
 
 
 def _load(
