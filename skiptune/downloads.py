@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO
 
 from skiptune._files import sha256_file, write_atomically
-from skiptune.errors import ConfigurationError, DownloadError, first_line
+from skiptune.errors import ConfigurationError, DownloadError, OfflineError, first_line
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -285,10 +285,13 @@ def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
 # --- The download -------------------------------------------------------------------------
 
 
-def _offline_error(*, what: str, url: str, entry: Path, reason: str) -> DownloadError:
-    return DownloadError(
+def _offline_error(
+    *, what: str, url: str, entry: Path, reason: str, alternative: str | None
+) -> OfflineError:
+    return OfflineError(
         f"offline ({reason}): {what} {entry.name} is not in skiptune's cache; download {url} "
-        f"and put it at {entry}, or run once without offline mode"
+        f"and put it at {entry}{', ' + alternative if alternative else ''}, or run once "
+        "without offline mode"
     )
 
 
@@ -397,6 +400,7 @@ def fetch(
     offline: bool | None = None,            # None: is_offline() (the environment)
     progress: ProgressCallback | None = None,  # None: the report_progress callback, if any
     what: str = "file",                     # names the file in messages ("model", ...)
+    alternative: str | None = None,         # another way to provide it, for the offline line
     timeout: float = TIMEOUT_S,             # seconds without data before giving up
 ) -> Path:
     """The local path of ``url``'s file, downloaded once into the cache and checked each use.
@@ -407,6 +411,8 @@ def fetch(
         offline: refuse to download; a file already cached is still used.
         progress: called with a :class:`DownloadProgress` per chunk and once at the end.
         what: what the file is, for messages.
+        alternative: another way to provide the file, added to the offline error (e.g. "or
+            set $SKIPTUNE_INCEPTION_WEIGHTS to its path").
         timeout: seconds to wait for the server's next bytes.
 
     Returns:
@@ -414,7 +420,8 @@ def fetch(
         pin).
 
     Raises:
-        DownloadError: offline and not cached; the download failed (HTTP error, timeout,
+        OfflineError: offline and not cached (a DownloadError and a ConfigurationError).
+        DownloadError: the download failed (HTTP error, timeout,
             connection cut, an HTML page instead of the file) or does not match the pin; or
             the cached file no longer matches its recorded SHA-256.
         ConfigurationError: ``url`` is not an http(s) URL, or its pin is malformed.
@@ -442,7 +449,8 @@ def fetch(
                 f"{cached[:12]}…, not the pinned {expected}; download {base} again without "
                 "offline mode, or fix the pin"
             )
-        raise _offline_error(what=what, url=base, entry=entry, reason=_offline_reason())
+        raise _offline_error(what=what, url=base, entry=entry, reason=_offline_reason(),
+                             alternative=alternative)
     try:
         _download(base, entry, expected=expected, progress=progress, timeout=timeout)
     except DownloadError as e:

@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "NoSkiptuneDatabaseError",
     "NonFiniteSampleError",
+    "OfflineError",
     "SkiptuneError",
     "StorageError",
 ]
@@ -40,6 +41,11 @@ class FileAccessError(SkiptuneError):
 
 class DownloadError(SkiptuneError):
     """A file cannot be fetched into skiptune's cache, or its cached copy cannot be trusted."""
+
+
+class OfflineError(DownloadError, ConfigurationError):
+    """Offline, and a file that would be downloaded is not in the cache: the user must put it
+    there (or name a local copy), so it is also a configuration error."""
 
 
 class InsufficientMemoryError(SkiptuneError):
