@@ -46,7 +46,8 @@ EDM_PORT_NOTE = (
     "reference {source} is one of EDM's fid-refs, computed with EDM's Inception detector "
     "(it resizes inside the network); skiptune's inception features follow clean-fid (PIL "
     "bicubic resize), so these distances are offset from EDM's and the paper's FID: compare "
-    "ρ with ρ = 1 here, or use a reference computed with --features inception"
+    "ρ with ρ = 1 here, or compute the reference from the dataset's images (--ref a folder); "
+    "see docs/downloads.md"
 )
 KID_REFERENCE_SIZE = 10_000
 """Reference features kept for KID; its subsets hold at most 1,000, so more adds nothing."""
