@@ -16,6 +16,7 @@ renaming over it would replace the link or the node by a regular file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -25,7 +26,9 @@ from typing import IO, Any
 
 from skiptune.errors import FileAccessError
 
-__all__ = ["read_input", "read_text", "save_torch_atomically", "write_atomically"]
+__all__ = [
+    "read_input", "read_text", "save_torch_atomically", "sha256_file", "write_atomically",
+]
 
 
 def _reason(error: OSError) -> str:
@@ -171,3 +174,12 @@ def save_torch_atomically(payload: Any, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return write_atomically(target, lambda handle: torch.save(payload, handle))
+
+
+def sha256_file(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks so large weights need little memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -10,10 +10,11 @@ from __future__ import annotations
 # isort: off
 import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
 # isort: on
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
@@ -21,12 +22,14 @@ from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
@@ -55,6 +58,12 @@ Rerun the same command after a crash or Ctrl-C to resume; a finished study print
 _CLASS_LABELS_HELP = (
     "Class-conditional models: the classes to sample, e.g. 3 or 1,5,7; each sample's class "
     "is drawn from its seed among these (default: among all classes)."
+)
+
+_OFFLINE_HELP = (
+    "Download nothing (also SKIPTUNE_OFFLINE=1 or HF_HUB_OFFLINE=1): a model, Inception file "
+    "or reference that is not in skiptune's cache is one error naming its URL and where to "
+    "put it."
 )
 
 _TRUST_PICKLE_HELP = (
@@ -165,6 +174,8 @@ def _warn(event: Any) -> None:
 
     if isinstance(event, tuner.BatchSizeReduced):
         typer.echo(_batch_warning(event), err=True)
+    elif isinstance(event, tuner.Note):
+        typer.echo(f"note: {event.message}", err=True)
     elif isinstance(event, tuner.WorkerLost):
         typer.echo(_lost_warning(event), err=True)
     elif isinstance(event, tuner.ReferenceSampled) and event.done == 0:
@@ -300,6 +311,52 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+# -- downloads -------------------------------------------------------------------------------
+
+
+class _DownloadBar:
+    """Draws the library's download progress as a rich bar on stderr, only on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("downloading {task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, report: Any) -> None:
+        if report.url not in self._tasks:
+            if not self._tasks:
+                self._progress.start()
+            self._tasks[report.url] = self._progress.add_task(report.name, total=report.total)
+        self._progress.update(self._tasks[report.url], completed=report.done,
+                              total=report.total)
+        if report.finished:
+            self._progress.remove_task(self._tasks.pop(report.url))
+            if not self._tasks:
+                self._progress.stop()
+
+    def close(self) -> None:
+        if self._tasks:              # a download that failed or was interrupted
+            self._tasks.clear()
+            self._progress.stop()
+
+
+@contextlib.contextmanager
+def _fetching(offline: bool, *, bar: bool = True) -> Iterator[None]:
+    """What the commands that may download run within: offline mode, and a progress bar
+    (only on a terminal: a log file or pipe would get its redrawn lines)."""
+    from skiptune import downloads
+
+    drawn = _DownloadBar(_stderr) if bar and sys.stderr.isatty() else None
+    try:
+        with downloads.offline_mode(offline), downloads.report_progress(drawn):
+            yield
+    finally:
+        if drawn is not None:
+            drawn.close()
+
+
 # -- search ----------------------------------------------------------------------------------
 
 
@@ -358,6 +415,9 @@ class _SearchProgress:
                                              markup=False)
             self._progress.update(self._task(event.source), total=event.total,
                                   completed=event.done, status="reference (ρ = 1)")
+        elif isinstance(event, tuner.Note):
+            self._progress.console.print(f"note: {event.message}", soft_wrap=True,
+                                         markup=False)
         elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
@@ -438,7 +498,8 @@ def _validation_text(summary: Any) -> str:
 
 def search_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), NVlabs EDM "
-                                       "network-snapshot .pkl, diffusers UNet2DModel or "
+                                       "network-snapshot .pkl (either also as an http(s) URL; "
+                                       "#sha256=HEX pins it), diffusers UNet2DModel or "
                                        "pipeline folder, Hugging Face hub id org/name, or "
                                        "module:attr adapter.")],
     nfe: Annotated[list[int], typer.Option("--nfe", min=1, help="Step budget in denoiser "
@@ -456,7 +517,8 @@ def search_command(
     features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
                                                  "a TorchScript file.")] = None,
     ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
-                                            "of statistics, cleanfid:NAME/SPLIT/RES, or self "
+                                            "of statistics (or its http(s) URL), "
+                                            "cleanfid:NAME/SPLIT/RES, or self "
                                             "(the model's own samples at ρ = 1: heun at 35 NFE "
                                             "up to 32 px, 79 above; "
                                             "self:SAMPLER:NFE[:N] to choose). Default: the "
@@ -521,6 +583,7 @@ def search_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
+    offline: Annotated[bool, typer.Option("--offline", help=_OFFLINE_HELP)] = False,
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
@@ -561,13 +624,14 @@ def search_command(
                                             guidance_scale, class_labels) or None)
     started = time.monotonic()
     try:
-        if quiet or as_json:
-            summaries = tuner.search(model, config, trust_pickle=trust_pickle, on_event=_warn,
-                                     **where)
-        else:
-            with _SearchProgress(_stderr) as progress:
+        with _fetching(offline, bar=not quiet):
+            if quiet or as_json:
                 summaries = tuner.search(model, config, trust_pickle=trust_pickle,
-                                         on_event=progress, **where)
+                                         on_event=_warn, **where)
+            else:
+                with _SearchProgress(_stderr) as progress:
+                    summaries = tuner.search(model, config, trust_pickle=trust_pickle,
+                                             on_event=progress, **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
         raise _fail(str(e)) from None
@@ -676,14 +740,17 @@ def export(
     device: Annotated[str | None, typer.Option(help="Where to load --model.")] = "cpu",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
+    offline: Annotated[bool, typer.Option("--offline", help=_OFFLINE_HELP)] = False,
 ) -> None:
     """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
 
-    exported = _call(lambda: tuner.export_schedule(
-        db, nfe=nfe, sampler=sampler, group=study, path=output, model=model, device=device,
-        trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
-    ))
+    with _fetching(offline):
+        exported = _call(lambda: tuner.export_schedule(
+            db, nfe=nfe, sampler=sampler, group=study, path=output, model=model,
+            device=device, trust_pickle=trust_pickle,
+            **_set(revision=revision, variant=variant),
+        ))
     baseline = _number(exported.baseline_value)
     _stdout.print(
         f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
@@ -765,6 +832,7 @@ def sample(
     embeddings: EmbeddingsOption = None,
     negative_prompt: NegativeOption = None,
     guidance_scale: GuidanceOption = None,
+    offline: Annotated[bool, typer.Option("--offline", help=_OFFLINE_HELP)] = False,
 ) -> None:
     """Sample images under a schedule to look at its effect (.png grid or .npz).
 
@@ -785,14 +853,15 @@ def sample(
     elif shaping:
         raise typer.BadParameter("--rho-top, --shape and --gamma shape a schedule: pass "
                                  "--rho-bottom with them", param_hint="--rho-bottom")
-    written = _call(lambda: sampling.write_samples(
-        model, output, schedule=schedule, exported=from_file,
-        allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
-        nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
-        trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
-        conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
-                                   class_labels),
-    ))
+    with _fetching(offline):
+        written = _call(lambda: sampling.write_samples(
+            model, output, schedule=schedule, exported=from_file,
+            allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
+            nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
+            trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
+            conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
+                                       class_labels),
+        ))
     untuned = " (the untuned model: pass --rho-bottom or --from to apply a schedule)"
     _stdout.print(
         f"wrote {written['path']}: {written['num_samples']} images, ρ "

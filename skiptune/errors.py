@@ -11,11 +11,13 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "DownloadError",
     "FileAccessError",
     "InsufficientMemoryError",
     "ModelError",
     "NoSkiptuneDatabaseError",
     "NonFiniteSampleError",
+    "OfflineError",
     "SkiptuneError",
     "StorageError",
 ]
@@ -35,6 +37,15 @@ class CheckpointError(SkiptuneError):
 
 class FileAccessError(SkiptuneError):
     """An input file cannot be read, or an output file cannot be written safely."""
+
+
+class DownloadError(SkiptuneError):
+    """A file cannot be fetched into skiptune's cache, or its cached copy cannot be trusted."""
+
+
+class OfflineError(DownloadError, ConfigurationError):
+    """Offline, and a file that would be downloaded is not in the cache: the user must put it
+    there (or name a local copy), so it is also a configuration error."""
 
 
 class InsufficientMemoryError(SkiptuneError):

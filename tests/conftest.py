@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CHECKPOINT = REPO_ROOT / "skiptune" / "assets" / "demo_unet.pt"
+
+# No test downloads from beyond 127.0.0.1: a test that would (a missing Inception file, say)
+# gets the offline error line instead. The download tests switch it off for their own server.
+os.environ["SKIPTUNE_OFFLINE"] = "1"
 
 # Two cores: one thread per test process keeps small-tensor tests fast and predictable.
 torch.set_num_threads(1)

@@ -185,11 +185,17 @@ def accepted_formats() -> str:
 
 def resolve_source(source: str | Path) -> str:
     """The source as the families detect it: the one place where a source is rewritten
-    before detection (a URL will become the cached local file it names)."""
+    before detection. A URL becomes the file it names in skiptune's checked cache
+    (downloaded once), so every family reads a local file and the study's identity (the
+    weights' fingerprint) is the same by path and by URL."""
     text = str(source)
     if not text.strip():
         # Path("") is the working directory: say what is missing instead of judging the folder.
         raise CheckpointError(f"no model given: pass --model with {accepted_formats()}")
+    from skiptune import downloads
+
+    if downloads.is_url(text):
+        return str(downloads.fetch(text, what="model"))
     return text
 
 

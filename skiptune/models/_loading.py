@@ -68,8 +68,10 @@ def load_model(
             pipeline or ``UNet2DConditionModel`` folder, ``module:attr`` naming a user adapter
             (see ``docs/custom_models.md``), or a Hugging Face hub id ``org/name`` of such a
             pipeline or U-Net, fetched through the standard Hugging Face cache (see
-            ``docs/models_by_name.md``). The families are listed in
-            ``skiptune.models._families.FAMILIES``.
+            ``docs/models_by_name.md``); a checkpoint or snapshot may be an ``http(s)://``
+            URL (``#sha256=<hex>`` pins it), downloaded once into skiptune's checked cache
+            (see :func:`skiptune.downloads.fetch` and ``docs/downloads.md``). The families are
+            listed in ``skiptune.models._families.FAMILIES``.
         device: where to put the net; default the GPU when there is one, else the CPU.
         trust_pickle: allow unpickling a file that carries Python objects. Unpickling can run
             arbitrary code: pass True only for files from a source you trust.

@@ -70,18 +70,22 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
             f"{repo_id!r} names a Hugging Face repository, which needs huggingface_hub: "
             "pip install 'skiptune[diffusers]'"
         ) from e
+    from skiptune import downloads
+
     where = repo_id + (f" at revision {revision!r}" if revision else "")
+    # skiptune's offline mode (--offline, SKIPTUNE_OFFLINE) holds for the hub too.
+    offline = constants.is_offline_mode() or downloads.is_offline()
     try:
-        patterns = _patterns(repo_id, revision, variant)
+        patterns = None if offline else _patterns(repo_id, revision, variant)
         folder = huggingface_hub.snapshot_download(
-            repo_id, revision=revision, allow_patterns=patterns
+            repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline
         )
     except errors.LocalEntryNotFoundError as e:
-        offline = constants.is_offline_mode()
         raise CheckpointError(
             f"model {where} is not in the Hugging Face cache "
             f"({constants.HF_HUB_CACHE})"
-            f"{' and HF_HUB_OFFLINE is set' if offline else ''}, nor a file or folder here; "
+            f"{' and downloads are off (offline mode)' if offline else ''}, nor a file or "
+            "folder here; "
             "download it once online, point HF_HOME at a cache that holds it, or pass a path"
         ) from e
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError,
@@ -100,12 +104,8 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
 
 
 def _patterns(repo_id: str, revision: str | None, variant: str | None) -> list[str] | None:
-    """What to download: configs and one weights file per folder; None (all) offline,
-    where nothing is downloaded and the cached snapshot is used as it is."""
+    """What to download online: configs and one weights file per folder."""
     import huggingface_hub
-    from huggingface_hub import constants
 
-    if constants.is_offline_mode():
-        return None
     files = huggingface_hub.list_repo_files(repo_id, revision=revision)
     return [*_CONFIGS, *weight_files(files, variant)]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skiptune import downloads
 from skiptune._checks import is_whole
 from skiptune._memory import is_out_of_memory
 from skiptune.errors import CheckpointError, ConfigurationError, first_line
@@ -36,6 +37,7 @@ __all__ = [
     "EXTRACTOR_NAMES",
     "INCEPTION_FILENAME",
     "INCEPTION_URL",
+    "INCEPTION_URL_ENV",
     "INCEPTION_WEIGHTS_ENV",
     "DigitFeatureExtractor",
     "FeatureExtractor",
@@ -43,6 +45,7 @@ __all__ = [
     "InputSpec",
     "TorchScriptFeatureExtractor",
     "find_inception_weights",
+    "inception_url",
     "load_feature_extractor",
     "quantize_images",
 ]
@@ -56,6 +59,7 @@ INCEPTION_URL = (
     + INCEPTION_FILENAME
 )
 INCEPTION_WEIGHTS_ENV = "SKIPTUNE_INCEPTION_WEIGHTS"
+INCEPTION_URL_ENV = "SKIPTUNE_INCEPTION_URL"
 INCEPTION_FEATURE_DIM = 2048
 INCEPTION_RESOLUTION = 299
 
@@ -219,17 +223,26 @@ def _weights_in(path: Path) -> Path:
     return path / INCEPTION_FILENAME if path.is_dir() else path
 
 
+def inception_url() -> str:
+    """Where clean-fid's Inception file is downloaded from: ``$SKIPTUNE_INCEPTION_URL`` (a
+    mirror) or NVlabs' URL. A ``#sha256=<hex>`` suffix pins the file."""
+    return os.environ.get(INCEPTION_URL_ENV) or INCEPTION_URL
+
+
 def find_inception_weights(weights: str | os.PathLike[str] | None = None) -> Path:
     """The Inception-v3 TorchScript file clean-fid uses (``inception-2015-12-05.pt``).
 
     Looked for in order: ``weights`` (a file, or a folder holding it), then
     ``$SKIPTUNE_INCEPTION_WEIGHTS``, then ``<cache>/inception-2015-12-05.pt`` (cache:
-    ``$SKIPTUNE_CACHE_DIR`` or ``~/.cache/skiptune``), then clean-fid's own download place
-    (``/tmp``). Nothing is downloaded: skiptune must work offline.
+    :func:`skiptune.downloads.cache_dir`), then clean-fid's own download place (``/tmp``);
+    when none holds it, it is fetched from :func:`inception_url` into skiptune's checked
+    cache on first use (refused in one line when offline).
 
     Raises:
-        ConfigurationError: a named file does not exist, or none was found; the message names
-            the file, where to put it and the URL it comes from.
+        ConfigurationError: a named file does not exist; the message names the file and the
+            URL it comes from.
+        OfflineError: not found, and offline (also a ConfigurationError).
+        DownloadError: not found, and the download failed.
     """
     named = (
         (weights, "inception_weights"),
@@ -241,16 +254,15 @@ def find_inception_weights(weights: str | os.PathLike[str] | None = None) -> Pat
             if not path.is_file():
                 raise ConfigurationError(
                     f"Inception-v3 weights {path} (from {origin}) do not exist; download "
-                    f"{INCEPTION_URL} and point {origin} at the file"
+                    f"{inception_url()} and point {origin} at the file"
                 )
             return path
-    candidates = _default_inception_locations()
-    for path in candidates:
+    for path in _default_inception_locations():
         if path.is_file():
             return path
-    raise ConfigurationError(
-        f"Inception-v3 weights {INCEPTION_FILENAME} not found; download {INCEPTION_URL} to "
-        f"{candidates[0]}, or pass --inception-weights / set ${INCEPTION_WEIGHTS_ENV} to its path"
+    return downloads.fetch(
+        inception_url(), what="Inception-v3 weights",
+        alternative=f"or set ${INCEPTION_WEIGHTS_ENV} (inception_weights= in Python) to a copy",
     )
 
 
@@ -294,7 +306,7 @@ class InceptionFeatureExtractor:
         if not hasattr(self.net, "layers"):
             raise CheckpointError(
                 f"Inception-v3 weights {path} have no 'layers' module, unlike clean-fid's "
-                f"{INCEPTION_FILENAME}; download the file from {INCEPTION_URL}"
+                f"{INCEPTION_FILENAME}; download the file from {inception_url()}"
             )
         self.identity = f"inception-clean:{sha256_file(path)}"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from skiptune import downloads
 from skiptune._failpoints import failpoint
 from skiptune._files import read_input
 from skiptune.errors import ConfigurationError
@@ -27,6 +30,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ReferenceStatistics",
     "cleanfid_stats_folder",
+    "cleanfid_stats_url",
+    "edm_fid_refs",
     "load_reference",
     "statistics_identity",
 ]
@@ -34,6 +39,16 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CLEANFID_PREFIX = "cleanfid:"
 CLEANFID_STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
+CLEANFID_STATS_URL_ENV = "SKIPTUNE_CLEANFID_STATS_URL"
+EDM_FID_REFS = ("cifar10-32x32.npz", "ffhq-64x64.npz", "afhqv2-64x64.npz", "imagenet-64x64.npz")
+"""The names of EDM's published fid-refs (``https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/``)."""
+EDM_PORT_NOTE = (
+    "reference {source} is one of EDM's fid-refs, computed with EDM's Inception detector "
+    "(it resizes inside the network); skiptune's inception features follow clean-fid (PIL "
+    "bicubic resize), so these distances are offset from EDM's and the paper's FID: compare "
+    "ρ with ρ = 1 here, or compute the reference from the dataset's images (--ref a folder); "
+    "see docs/downloads.md"
+)
 KID_REFERENCE_SIZE = 10_000
 """Reference features kept for KID; its subsets hold at most 1,000, so more adds nothing."""
 
@@ -55,6 +70,8 @@ class ReferenceStatistics:
         source: where they came from, for people (a path, a clean-fid name…).
         extractor: identity of the extractor that computed them, when the source says.
         features: float32 [M, D] reference features for KID, or None when not loaded.
+        note: one line for people reading a result measured against these statistics, or
+            None (e.g. that EDM's fid-refs come from another Inception port than skiptune's).
     """
 
     mu: np.ndarray
@@ -64,6 +81,7 @@ class ReferenceStatistics:
     source: str
     extractor: str | None = None
     features: np.ndarray | None = None
+    note: str | None = None
 
     @property
     def feature_dim(self) -> int:
@@ -79,6 +97,7 @@ class ReferenceStatistics:
         count: int | None = None,
         extractor: str | None = None,
         features: np.ndarray | None = None,
+        note: str | None = None,
     ) -> ReferenceStatistics:
         """Check shapes and finiteness, convert to float64 and compute the identity."""
         mu = np.asarray(mu, dtype=np.float64)
@@ -106,6 +125,7 @@ class ReferenceStatistics:
             source=source,
             extractor=extractor,
             features=features,
+            note=note,
         )
 
 
@@ -356,13 +376,16 @@ def _from_folder(
 # --- .npz files -----------------------------------------------------------------------------
 
 
-def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
+def _from_npz(
+    path: Path, *, need_features: bool, source: str | None = None
+) -> ReferenceStatistics:
     """Statistics from an .npz: skiptune's, clean-fid's or EDM's (``mu``, ``sigma``).
 
     Also read: ``count``, ``extractor`` (an extractor identity), ``feature_net`` (a digit
     net fingerprint), and reference features for KID under ``features`` (skiptune) or
     ``feats`` (clean-fid's ``*_kid.npz``); a file with only features gets mu and sigma from them.
     """
+    source = str(path) if source is None else source
     data = read_input(path, what="reference", fix="pass an .npz with mu and sigma")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -370,7 +393,7 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
     except Exception as e:  # damaged archives make numpy raise anything
         reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise ConfigurationError(
-            f"reference {path} is not a readable .npz file ({reason}); pass an .npz with mu "
+            f"reference {source} is not a readable .npz file ({reason}); pass an .npz with mu "
             "and sigma"
         ) from None
     features = arrays.get("features", arrays.get("feats"))
@@ -381,12 +404,12 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
     else:
         missing = sorted({"mu", "sigma"} - set(arrays))
         raise ConfigurationError(
-            f"reference {path} lacks {missing} (it holds {sorted(arrays)}); pass an .npz with "
+            f"reference {source} lacks {missing} (it holds {sorted(arrays)}); pass an .npz with "
             "mu [D] and sigma [D, D], as clean-fid and EDM write them"
         )
     if need_features and features is None:
         raise ConfigurationError(
-            f"reference {path} holds no reference features ('features' or 'feats'), which KID "
+            f"reference {source} holds no reference features ('features' or 'feats'), which KID "
             "needs; use --metric fd, or a folder of reference images"
         )
     extractor = str(arrays["extractor"]) if "extractor" in arrays else None
@@ -396,12 +419,14 @@ def _from_npz(path: Path, *, need_features: bool) -> ReferenceStatistics:
     statistics = ReferenceStatistics.from_statistics(
         mu,
         sigma,
-        source=str(path),
+        source=source,
         count=count,
         extractor=extractor,
         features=features if need_features else None,
     )
-    _check_covariance(statistics.sigma, source=str(path))
+    _check_covariance(statistics.sigma, source=source)
+    if edm_fid_refs(source) and set(arrays) == {"mu", "sigma"}:
+        return dataclasses.replace(statistics, note=EDM_PORT_NOTE.format(source=source))
     return statistics
 
 
@@ -439,6 +464,21 @@ def cleanfid_stats_folder() -> Path:
     return Path(cleanfid.__file__).resolve().parent / "stats"
 
 
+def cleanfid_stats_url(filename: str) -> str:
+    """Where clean-fid's statistics file ``filename`` is downloaded from:
+    ``$SKIPTUNE_CLEANFID_STATS_URL`` (a mirror's folder URL) or clean-fid's own."""
+    base = os.environ.get(CLEANFID_STATS_URL_ENV) or CLEANFID_STATS_URL
+    return f"{base.rstrip('/')}/{filename}"
+
+
+def edm_fid_refs(source: str) -> bool:
+    """Whether a reference named ``source`` (a path or URL) is one of EDM's fid-refs: by its
+    place (``/edm/fid-refs/``) or its name. Such files hold only ``mu`` and ``sigma``, as
+    clean-fid's do, so the name is what tells them apart."""
+    path = urllib.parse.urlsplit(source).path if downloads.is_url(source) else source
+    return "/edm/fid-refs/" in path or Path(path).name.lower() in EDM_FID_REFS
+
+
 def _from_cleanfid(
     spec: str, extractor: FeatureExtractor, *, need_features: bool
 ) -> ReferenceStatistics:
@@ -458,9 +498,10 @@ def _from_cleanfid(
     filename = f"{name}_clean_{split}_{resolution}{'_kid' if need_features else ''}.npz".lower()
     path = cleanfid_stats_folder() / filename
     if not path.is_file():
-        raise ConfigurationError(
-            f"clean-fid statistics {filename} are not available offline; download "
-            f"{CLEANFID_STATS_URL}{filename} into {path.parent}"
+        # Not in clean-fid's own folder: fetched once into skiptune's checked cache.
+        path = downloads.fetch(
+            cleanfid_stats_url(filename), what="clean-fid statistics",
+            alternative=f"or into clean-fid's folder {path.parent}",
         )
     statistics = _from_npz(path, need_features=need_features)
     # The file carries no extractor identity; it is clean-fid's Inception by construction.
@@ -516,9 +557,13 @@ def load_reference(
             * an ``.npz`` with ``mu`` [D] and ``sigma`` [D, D] (skiptune's, clean-fid's and
               EDM's layout), optionally ``count``, ``extractor``, ``features``/``feats``;
             * ``cleanfid:NAME/SPLIT/RES`` (e.g. ``cleanfid:cifar10/train/32``): clean-fid's
-              published Inception statistics, when the file is in clean-fid's stats folder;
-              (``self[:SAMPLER:NFE[:N]]``, the model's own samples, is resolved by
-              ``build_objective``, which holds the model);
+              published Inception statistics, from clean-fid's stats folder or else fetched
+              once into skiptune's checked cache (:func:`cleanfid_stats_url`);
+            * an ``http(s)://`` URL of such an ``.npz`` (e.g. EDM's fid-refs), fetched once
+              into skiptune's checked cache; ``#sha256=<hex>`` pins it. EDM's fid-refs get a
+              ``note``: they come from another Inception port than skiptune's;
+            (``self[:SAMPLER:NFE[:N]]``, the model's own samples, is resolved by
+            ``build_objective``, which holds the model);
             * a :class:`ReferenceStatistics`, checked and returned.
         extractor: the feature extractor the generated images will be scored with.
         cache: where folder statistics are kept between runs.
@@ -552,6 +597,10 @@ def load_reference(
             )
         if text.startswith(CLEANFID_PREFIX):
             statistics = _from_cleanfid(text, extractor, need_features=need_features)
+        elif downloads.is_url(text):
+            cached = downloads.fetch(text, what="reference statistics")
+            statistics = _from_npz(cached, need_features=need_features,
+                                   source=downloads.split_pin(text)[0])
         elif path.is_dir():
             statistics = _from_folder(
                 path,

@@ -212,8 +212,8 @@ def self_reference_statistics(
     """The Gaussian fit of ``extractor``'s features of the model's own samples at ρ = 1.
 
     Sample j is drawn from seed ``SELF_REFERENCE_SEED + j`` with ``spec.sampler`` at
-    ``spec.nfe_for(model.image_shape)``; the model must carry no skip hooks (the caller's ρ = 1). A cache hit
-    returns the stored statistics without sampling; a miss samples N images batch by batch,
+    ``spec.nfe_for(model.image_shape)``; the model must carry no skip hooks (the caller's
+    ρ = 1). A cache hit returns the stored statistics without sampling; a miss samples N images batch by batch,
     keeping running sums only, and stores (μ, Σ) under the key.
 
     Returns:

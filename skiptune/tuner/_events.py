@@ -14,6 +14,7 @@ __all__ = [
     "BatchSizeReduced",
     "CandidateValidated",
     "EventCallback",
+    "Note",
     "ReferenceSampled",
     "RungDone",
     "SearchEvent",
@@ -141,8 +142,16 @@ class WorkerLost:
     exit_code: int | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """One line the user should read with the results (e.g. that the reference comes from
+    another Inception port than the features), reported once per search."""
+
+    message: str
+
+
 SearchEvent = (
     StudyStarted | TrialStarted | RungDone | TrialFinished | BatchSizeReduced | Waiting
-    | StudyDone | WorkerLost | CandidateValidated | ReferenceSampled
+    | StudyDone | WorkerLost | CandidateValidated | ReferenceSampled | Note
 )
 EventCallback = Callable[[SearchEvent], None]

@@ -41,7 +41,7 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner._config import SearchConfig, SearchSpace, StudyConfig
-from skiptune.tuner._events import EventCallback, ReferenceSampled, WorkerLost
+from skiptune.tuner._events import EventCallback, Note, ReferenceSampled, WorkerLost
 from skiptune.tuner._identity import config_differences, default_group
 from skiptune.tuner._study import Objective, prepare_study, run_study
 from skiptune.tuner._summary import StudySummary, summarize
@@ -244,6 +244,7 @@ def search(
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
+    _report_notes(plans, on_event)
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
@@ -277,6 +278,17 @@ def search(
             # Closing the pools checkpoints SQLite's WAL into the database file, so that a
             # copy of the file alone (no -wal beside it) holds every result.
             storage.dispose()
+
+
+def _report_notes(
+    plans: list[tuple[StudyConfig, Objective]], on_event: EventCallback | None
+) -> None:
+    """Each distinct note of the studies' references (e.g. EDM's Inception port), once."""
+    notes = {getattr(getattr(objective, "reference", None), "note", None)
+             for _study, objective in plans}
+    for message in sorted(n for n in notes if n):
+        if on_event is not None:
+            on_event(Note(message=message))
 
 
 def _judge_lost_workers(

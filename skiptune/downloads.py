@@ -1,0 +1,467 @@
+"""Fetch a file once into skiptune's checked cache, or refuse in one line when offline.
+
+Models given by URL, clean-fid's Inception weights and its reference statistics, and
+``--ref`` URLs all come through :func:`fetch`:
+
+* the file is streamed into ``<cache>/downloads/.partial/``, fsynced, checked, and only then
+  renamed to its entry ``<cache>/downloads/<hash of the URL>/<file name>``: an entry is
+  always a whole file, and a download that fails or is killed leaves no entry. Partial files
+  of dead processes are removed by the next fetch and are never looked up;
+* the SHA-256 of every entry is recorded beside it (``<file name>.sha256``) and checked before
+  each reuse: a cached file that no longer matches is refused, not used;
+* a ``#sha256=<hex>`` suffix on the URL (or ``sha256=``) pins the expected file, checked on
+  download and on reuse;
+* offline (``offline=True``, ``$SKIPTUNE_OFFLINE=1`` or ``$HF_HUB_OFFLINE=1``) nothing is
+  downloaded: a missing file is one error line naming it, its URL and the exact path to put
+  it at.
+
+The library never prints: progress goes to a callback (``progress=``, or the one installed
+with :func:`report_progress`), which the command line draws as a bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from skiptune._files import sha256_file, write_atomically
+from skiptune.errors import ConfigurationError, DownloadError, OfflineError, first_line
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "OFFLINE_ENV",
+    "DownloadProgress",
+    "ProgressCallback",
+    "cache_dir",
+    "entry_path",
+    "fetch",
+    "is_offline",
+    "is_url",
+    "offline_mode",
+    "report_progress",
+    "split_pin",
+]
+
+CACHE_DIR_ENV = "SKIPTUNE_CACHE_DIR"
+OFFLINE_ENV = "SKIPTUNE_OFFLINE"
+HF_OFFLINE_ENV = "HF_HUB_OFFLINE"
+"""Hugging Face's switch: a user offline for the hub is offline for skiptune too."""
+
+DOWNLOADS_FOLDER = "downloads"
+PARTIAL_FOLDER = ".partial"
+RECORD_SUFFIX = ".sha256"
+TIMEOUT_S = 30.0
+"""Seconds without a byte from the server before a download is given up."""
+
+_CHUNK_BYTES = 1 << 20
+_FOREIGN_PARTIAL_AGE_S = 24 * 3600   # another machine's partial file: surely dead by then
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_PIN = re.compile(r"sha256=([0-9A-Fa-f]{64})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadProgress:
+    """One step of a download, for a progress bar.
+
+    Attributes:
+        url: the URL (without its ``#sha256=`` pin).
+        name: the file's name, for a label.
+        done: bytes received so far.
+        total: bytes announced by the server (Content-Length), or None.
+        finished: True once, when the file is whole, checked and in the cache.
+    """
+
+    url: str
+    name: str
+    done: int
+    total: int | None
+    finished: bool = False
+
+
+ProgressCallback = Callable[[DownloadProgress], None]
+
+_reporter: list[ProgressCallback] = []
+
+
+# --- Where --------------------------------------------------------------------------------
+
+
+def _user_cache_folder() -> Path:
+    """The platform's folder for a user's caches (what platformdirs calls user_cache_dir)."""
+    system = platform.system()
+    if system == "Windows":
+        local = os.environ.get("LOCALAPPDATA")
+        return Path(local) if local else Path.home() / "AppData" / "Local"
+    if system == "Darwin":
+        return Path.home() / "Library" / "Caches"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+
+
+def cache_dir() -> Path:
+    """skiptune's cache folder: ``$SKIPTUNE_CACHE_DIR``, else ``skiptune`` in the platform's
+    user cache folder (``~/.cache`` or ``$XDG_CACHE_HOME`` on Linux, ``~/Library/Caches`` on
+    macOS, ``%LOCALAPPDATA%`` on Windows)."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    return Path(configured).expanduser() if configured else _user_cache_folder() / "skiptune"
+
+
+def is_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is an ``http://`` or ``https://`` URL (what :func:`fetch` takes)."""
+    return isinstance(text, str) and text[:8].lower().startswith(("http://", "https://"))
+
+
+def split_pin(url: str) -> tuple[str, str | None]:
+    """``(URL without fragment, pinned SHA-256 or None)``; a malformed pin is refused."""
+    base, _, fragment = url.partition("#")
+    if not fragment:
+        return base, None
+    match = _PIN.fullmatch(fragment)
+    if match is None:
+        raise ConfigurationError(
+            f"URL {url!r} ends in '#{fragment[:40]}', which is not a pin; write "
+            "#sha256=<64 hex digits> to pin the file, or leave the fragment out"
+        )
+    return base, match.group(1).lower()
+
+
+def _file_name(url: str) -> str:
+    """A safe file name from the URL's last path segment: no separators, no leading dot."""
+    last = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", last).lstrip(".")
+    if len(name) > 120:
+        stem, dot, suffix = name.rpartition(".")
+        keep = dot and len(suffix) < 16         # keep a short extension: loaders look at it
+        name = stem[: 119 - len(suffix)] + dot + suffix if keep else name[:120]
+    return name or "download"
+
+
+def entry_path(url: str) -> Path:
+    """Where the file of ``url`` lives in the cache, whatever the URL holds.
+
+    ``<cache>/downloads/<first 16 hex of SHA-256(URL)>/<sanitised file name>``: the hash
+    keeps URLs apart and the sanitised name keeps the path inside the cache (no ``..``, no
+    separators) while the file keeps a name that says what it is (and the study group
+    derived from it is the file's stem, as for a local path).
+    """
+    base, _ = split_pin(url)
+    key = hashlib.sha256(base.encode("utf-8")).hexdigest()[:16]
+    return cache_dir() / DOWNLOADS_FOLDER / key / _file_name(base)
+
+
+def _record_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + RECORD_SUFFIX)
+
+
+# --- Offline and progress -----------------------------------------------------------------
+
+
+def is_offline() -> bool:
+    """Whether downloads are off: ``$SKIPTUNE_OFFLINE`` or ``$HF_HUB_OFFLINE`` is 1/true/yes/on."""
+    return any(
+        os.environ.get(name, "").strip().lower() in _TRUE for name in (OFFLINE_ENV, HF_OFFLINE_ENV)
+    )
+
+
+@contextlib.contextmanager
+def offline_mode(enabled: bool = True) -> Iterator[None]:
+    """Within the block, nothing is downloaded (``enabled=False`` changes nothing).
+
+    Sets ``$SKIPTUNE_OFFLINE`` for the block, so worker processes started inside it are
+    offline too; the previous value is restored after.
+    """
+    if not enabled:
+        yield
+        return
+    previous = os.environ.get(OFFLINE_ENV)
+    os.environ[OFFLINE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(OFFLINE_ENV, None)
+        else:
+            os.environ[OFFLINE_ENV] = previous
+
+
+@contextlib.contextmanager
+def report_progress(callback: ProgressCallback | None) -> Iterator[None]:
+    """Within the block, fetches that were given no ``progress=`` report to ``callback``."""
+    if callback is None:
+        yield
+        return
+    _reporter.append(callback)
+    try:
+        yield
+    finally:
+        _reporter.remove(callback)
+
+
+# --- The cache's checks -------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True          # EPERM: it exists, under another user
+    return True
+
+
+def _is_stale(partial: Path, host: str) -> bool:
+    """A partial file whose writer is gone: a dead process here, or an old one elsewhere."""
+    pid_text, _, rest = partial.name.partition(".")
+    owner = rest.partition(".")[2].removesuffix(".partial")
+    if owner == host and pid_text.isdigit() and sys.platform != "win32":
+        return not _pid_alive(int(pid_text))
+    try:
+        return time.time() - partial.stat().st_mtime > _FOREIGN_PARTIAL_AGE_S
+    except OSError:
+        return False
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    host = _host()
+    for partial in folder.iterdir():
+        if _is_stale(partial, host):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", socket.gethostname()) or "host"
+
+
+def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
+    """The SHA-256 of the cached ``entry``, checked against its record; None when absent.
+
+    An entry without a record was put there by hand (or its process died between the rename
+    and the record): every entry is a whole file, so its hash is recorded now. A record that
+    no longer matches means the file changed after it was cached: refused.
+    """
+    if not entry.is_file():
+        return None
+    actual = sha256_file(entry)
+    record = _record_path(entry)
+    try:
+        recorded = record.read_text(encoding="ascii").strip().lower()
+    except FileNotFoundError:
+        write_atomically(record, f"{actual}\n".encode("ascii"))
+        return actual
+    except (OSError, UnicodeDecodeError) as e:
+        raise DownloadError(
+            f"cannot read the checksum record {record} of cached {what} ({first_line(e)}); "
+            f"delete {entry} and {record} to download {url} again"
+        ) from e
+    if recorded != actual:
+        raise DownloadError(
+            f"cached {what} {entry} no longer matches the SHA-256 recorded when it was cached "
+            f"({recorded[:12]}…, now {actual[:12]}…): it was changed or damaged; delete it to "
+            f"download {url} again"
+        )
+    return actual
+
+
+# --- The download -------------------------------------------------------------------------
+
+
+def _offline_error(
+    *, what: str, url: str, entry: Path, reason: str, alternative: str | None
+) -> OfflineError:
+    return OfflineError(
+        f"offline ({reason}): {what} {entry.name} is not in skiptune's cache; download {url} "
+        f"and put it at {entry}{', ' + alternative if alternative else ''}, or run once "
+        "without offline mode"
+    )
+
+
+def _offline_reason() -> str:
+    for name in (OFFLINE_ENV, HF_OFFLINE_ENV):
+        if os.environ.get(name, "").strip().lower() in _TRUE:
+            return f"${name} is set"
+    return "offline=True"
+
+
+def _open(url: str, timeout: float) -> IO[bytes]:
+    from skiptune._version import skiptune_version
+
+    agent = f"skiptune/{skiptune_version()}"
+    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
+    return response
+
+
+def _content_problem(response: IO[bytes]) -> str | None:
+    """Why the answer is not the file (an HTML page: a login, an error or a landing page)."""
+    headers = getattr(response, "headers", None)
+    kind = (headers.get("Content-Type", "") if headers is not None else "").lower()
+    if kind.startswith("text/html"):
+        return "the server answered with an HTML page, not the file"
+    return None
+
+
+def _stream(
+    response: IO[bytes],
+    handle: IO[bytes],
+    *,
+    url: str,
+    name: str,
+    progress: ProgressCallback | None,
+) -> tuple[str, int]:
+    """Copy the body to ``handle``; (SHA-256, bytes). A short body is an error."""
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    total = int(length) if length is not None and length.isdigit() else None
+    digest = hashlib.sha256()
+    done = 0
+    # read1: what has arrived, so progress moves (read(n) would wait for all n bytes).
+    read = getattr(response, "read1", response.read)
+    while chunk := read(_CHUNK_BYTES):
+        handle.write(chunk)
+        digest.update(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(DownloadProgress(url=url, name=name, done=done, total=total))
+    if total is not None and done != total:
+        raise DownloadError(f"the connection ended after {done} of {total} bytes")
+    if done == 0:
+        raise DownloadError("the server sent an empty file")
+    return digest.hexdigest(), done
+
+
+def _download(
+    url: str, entry: Path, *, expected: str | None, progress: ProgressCallback | None,
+    timeout: float,
+) -> str:
+    """Download ``url`` to ``entry`` through a partial file; the SHA-256 of what was written."""
+    partials = entry.parent.parent / PARTIAL_FOLDER
+    partials.mkdir(parents=True, exist_ok=True)
+    partial = partials / f"{os.getpid()}.{uuid.uuid4().hex[:12]}.{_host()}.partial"
+    try:
+        with _open(url, timeout) as response, partial.open("wb") as handle:
+            problem = _content_problem(response)
+            if problem is not None:
+                raise DownloadError(problem)
+            actual, _size = _stream(response, handle, url=url, name=entry.name, progress=progress)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if expected is not None and actual != expected:
+            raise DownloadError(
+                f"the file's SHA-256 is {actual}, not the pinned {expected}: the file at the "
+                "URL is not the one pinned; check the URL, or update the pin if the change "
+                "is expected"
+            )
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, entry)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    write_atomically(_record_path(entry), f"{actual}\n".encode("ascii"))
+    return actual
+
+
+def _failure_reason(error: BaseException, timeout: float) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        reason = error.reason
+        if isinstance(reason, TimeoutError | socket.timeout):
+            return f"no answer within {timeout:g} s"
+        return first_line(reason) if isinstance(reason, BaseException) else str(reason)
+    if isinstance(error, TimeoutError | socket.timeout):
+        return f"no data for {timeout:g} s"
+    return first_line(error)
+
+
+def fetch(
+    url: str,
+    *,
+    sha256: str | None = None,              # expected SHA-256 (hex); or #sha256= on the URL
+    offline: bool | None = None,            # None: is_offline() (the environment)
+    progress: ProgressCallback | None = None,  # None: the report_progress callback, if any
+    what: str = "file",                     # names the file in messages ("model", ...)
+    alternative: str | None = None,         # another way to provide it, for the offline line
+    timeout: float = TIMEOUT_S,             # seconds without data before giving up
+) -> Path:
+    """The local path of ``url``'s file, downloaded once into the cache and checked each use.
+
+    Args:
+        url: an ``http(s)://`` URL, optionally ending in ``#sha256=<hex>``.
+        sha256: the expected SHA-256; with a pin on the URL too, both must agree.
+        offline: refuse to download; a file already cached is still used.
+        progress: called with a :class:`DownloadProgress` per chunk and once at the end.
+        what: what the file is, for messages.
+        alternative: another way to provide the file, added to the offline error (e.g. "or
+            set $SKIPTUNE_INCEPTION_WEIGHTS to its path").
+        timeout: seconds to wait for the server's next bytes.
+
+    Returns:
+        The cached file (:func:`entry_path`), whole and matching its recorded SHA-256 (and the
+        pin).
+
+    Raises:
+        OfflineError: offline and not cached (a DownloadError and a ConfigurationError).
+        DownloadError: the download failed (HTTP error, timeout,
+            connection cut, an HTML page instead of the file) or does not match the pin; or
+            the cached file no longer matches its recorded SHA-256.
+        ConfigurationError: ``url`` is not an http(s) URL, or its pin is malformed.
+    """
+    if not is_url(url):
+        raise ConfigurationError(f"{what} {url!r} is not an http:// or https:// URL")
+    base, pinned = split_pin(url)
+    if sha256 is not None and pinned is not None and sha256.lower() != pinned:
+        raise ConfigurationError(
+            f"{what} {base}: the URL pins sha256 {pinned[:12]}… but {sha256[:12]}… was also "
+            "given; give one"
+        )
+    expected = (sha256 or pinned or "").lower() or None
+    entry = entry_path(base)
+    offline = is_offline() if offline is None else offline
+    progress = progress if progress is not None else (_reporter[-1] if _reporter else None)
+    _remove_stale_partials(entry.parent.parent / PARTIAL_FOLDER)
+    cached = _checked_entry(entry, url=base, what=what)
+    if cached is not None and (expected is None or cached == expected):
+        return entry
+    if offline:
+        if cached is not None:
+            raise DownloadError(
+                f"offline ({_offline_reason()}): cached {what} {entry} has SHA-256 "
+                f"{cached[:12]}…, not the pinned {expected}; download {base} again without "
+                "offline mode, or fix the pin"
+            )
+        raise _offline_error(what=what, url=base, entry=entry, reason=_offline_reason(),
+                             alternative=alternative)
+    try:
+        _download(base, entry, expected=expected, progress=progress, timeout=timeout)
+    except DownloadError as e:
+        raise DownloadError(f"cannot download {what} {base}: {e}") from None
+    except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, a full disk
+        raise DownloadError(
+            f"cannot download {what} {base} ({_failure_reason(e, timeout)}); check the URL "
+            f"and the network, or put the file at {entry} and run offline"
+        ) from e
+    if progress is not None:
+        size = entry.stat().st_size
+        progress(DownloadProgress(url=base, name=entry.name, done=size, total=size,
+                                  finished=True))
+    return entry
