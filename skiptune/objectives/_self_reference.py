@@ -213,8 +213,8 @@ def self_reference_statistics(
 
     Sample j is drawn from seed ``SELF_REFERENCE_SEED + j`` with ``spec.sampler`` at
     ``spec.nfe_for(model.image_shape)``; the model must carry no skip hooks (the caller's
-    ρ = 1). A cache hit returns the stored statistics without sampling; a miss samples N images batch by batch,
-    keeping running sums only, and stores (μ, Σ) under the key.
+    ρ = 1). A cache hit returns the stored statistics without sampling; a miss samples N
+    images batch by batch, keeping running sums only, and stores (μ, Σ) under the key.
 
     Returns:
         The statistics (``source`` the canonical spec, ``count`` N) and the resolved
