@@ -36,7 +36,9 @@ def copy_of(old: Path, tmp_path: Path) -> Path:
 
 
 def test_every_older_database_is_here() -> None:
-    assert [p.stem for p in OLDER] == ["written-by-1e944a3", "written-by-2dac84c", "written-by-b3b1d35"]
+    assert [p.stem for p in OLDER] == [
+        "written-by-1e944a3", "written-by-2dac84c", "written-by-b3b1d35"
+    ]
 
 
 @older_databases

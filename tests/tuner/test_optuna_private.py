@@ -14,8 +14,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from skiptune._optuna import quiet_experimental
+from skiptune._optuna_private import trial_id
 from skiptune.storage import open_storage
-from skiptune.tuner._heartbeat import fail_trials_without_heartbeat, trial_id
+from skiptune.tuner.search._heartbeat import fail_trials_without_heartbeat
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
