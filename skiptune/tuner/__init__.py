@@ -15,6 +15,8 @@ names lazily: reading results through it does not import the search machinery.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 _STUDY = "skiptune.tuner.study"
@@ -100,6 +102,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+class _TunerModule(types.ModuleType):
+    """``skiptune.tuner.search`` is the function ``search``, as before the split.
+
+    Importing the subpackage ``skiptune.tuner.search`` would otherwise make the import system
+    set this module's ``search`` to the subpackage, shadowing the function; the subpackage is
+    always reached by ``from skiptune.tuner.search import ...`` (``sys.modules``) instead.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _TunerModule
 
 
 __all__ = [
