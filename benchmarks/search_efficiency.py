@@ -60,10 +60,9 @@ from skiptune.tuner import (
     SearchSpace,
     TrialFinished,
     quiet_optuna,
-    role_of,
-    schedule_from_params,
     search,
 )
+from skiptune.tuner.study import role_of, schedule_from_params
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 

@@ -11,6 +11,7 @@ import sqlalchemy
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
+from skiptune._optuna_private import optuna_table_names
 from skiptune._version import skiptune_version
 from skiptune.errors import NoSkiptuneDatabaseError, StorageError
 from skiptune.storage._engine import connect_read_only
@@ -28,14 +29,9 @@ __all__ = ["MIGRATIONS", "check_readable_schema", "prepare_schema", "refuse_fore
 MIGRATIONS: dict[int, Callable[[sqlalchemy.Connection], None]] = {}
 
 
-def _optuna_tables() -> set[str]:
-    from optuna.storages._rdb import models
-
-    return {*models.BaseModel.metadata.tables, "alembic_version"}
-
 def _foreign_tables(tables: set[str]) -> list[str]:
     """Tables that are neither skiptune's nor Optuna's: another application's database."""
-    ours = {*Base.metadata.tables, *_optuna_tables()}
+    ours = {*Base.metadata.tables, *optuna_table_names()}
     return sorted(t for t in tables if t not in ours and not t.startswith("sqlite_"))
 
 def _describe(tables: set[str]) -> str:

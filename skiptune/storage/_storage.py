@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from skiptune._optuna import quiet_experimental
+from skiptune._optuna_private import rdb_storage_logger
 from skiptune.errors import StorageError
 from skiptune.storage._engine import (
     DEFAULT_RETRY_SECONDS,
@@ -44,7 +45,8 @@ class Storage:
     """skiptune's view of one study database (the same one that holds Optuna's tables).
 
     Build it with :func:`open_storage`. ``url`` carries the password, for connecting only;
-    ``display_url`` is what may be printed, logged or stored.
+    ``display_url`` is what may be printed, logged or stored. A context manager:
+    ``with open_storage(url) as storage:`` disposes its engines (and Optuna's) at the end.
     """
 
     def __init__(
@@ -133,6 +135,13 @@ class Storage:
             storage.engine.dispose()
         self._optuna_storages.clear()
 
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """``with open_storage(url) as storage:`` closes every pool when the block ends."""
+        self.dispose()
+
     def database_error(self, error: BaseException) -> StorageError:
         """``error`` from the database (or Optuna's wrapping of it) as one StorageError line."""
         return database_error(error, self.url, self.display_url)
@@ -206,7 +215,7 @@ def _drop_query_fallback_warning() -> None:
     retrying a failed trials query the slow way. On a lost connection the retry fails too and
     skiptune reports that in one line of its own; when the retry works there is nothing to do.
     Adding the same filter function again is a no-op (``Filterer.addFilter``)."""
-    logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_query_fallback_warning)
+    rdb_storage_logger().addFilter(_not_query_fallback_warning)
 
 
 def open_storage(

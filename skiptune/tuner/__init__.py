@@ -1,61 +1,134 @@
-"""The search service: resumable Optuna studies of the skip schedule, one per step budget.
+"""Skip-schedule studies: what a study is, the search that runs it, and reading its results.
 
-``search(model, SearchConfig(nfe=9))`` plans a study per budget, creates or resumes it in the
-database, queues the baseline ρ = 1 and the paper's schedules once, and runs trials until
-the study has its total; ``best_schedule``, ``export_schedule`` (its file format lives in
-``skiptune.exported``), ``front_report`` and ``list_studies`` read the results back.
-``pareto_front`` and ``speed_claims`` are the pure maths behind the front.
+Three subpackages around the study record: ``skiptune.tuner.study`` (the typed config, the
+study's identity and what it stores), ``skiptune.tuner.search`` (the only package that asks
+and tells trials) and ``skiptune.tuner.results`` (summaries, fronts, export and plots, read
+from the database; it never imports the search). This module re-exports their everyday
+names lazily: reading results through it does not import the search machinery.
+
+``search(model, SearchConfig(nfe=9))`` runs a resumable study per step budget;
+``best_schedule``, ``export_schedule`` (its file format lives in ``skiptune.exported``),
+``front_report`` and ``list_studies`` read the results back; ``pareto_front`` and
+``speed_claims`` are the pure maths behind the front.
 """
 
 from __future__ import annotations
 
-from skiptune.tuner._config import (
-    OPTIMIZERS,
-    SearchConfig,
-    SearchSpace,
-    StudyConfig,
-    ValidationSettings,
-)
-from skiptune.tuner._events import (
-    BatchSizeReduced,
-    CandidateValidated,
-    EventCallback,
-    Note,
-    ReferenceSampled,
-    RungDone,
-    SearchEvent,
-    StudyDone,
-    StudyStarted,
-    TrialFinished,
-    TrialStarted,
-    Waiting,
-    WorkerLost,
-)
-from skiptune.tuner._export import export_schedule
-from skiptune.tuner._identity import default_group, study_name
-from skiptune.tuner._output import plot_front, quiet_optuna
-from skiptune.tuner._pareto import (
-    FrontPoint,
-    SpeedClaim,
-    describe_claim,
-    pareto_front,
-    pareto_mask,
-    speed_claims,
-)
-from skiptune.tuner._reading import FrontReport, best_schedule, front_report, list_studies
-from skiptune.tuner._schema import role_of
-from skiptune.tuner._search import search
-from skiptune.tuner._space import PAPER_SCHEDULES, queued_schedules, schedule_from_params
-from skiptune.tuner._summary import StudySummary
-from skiptune.tuner._validation import ValidationResult, validation_result
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+_STUDY = "skiptune.tuner.study"
+_SEARCH = "skiptune.tuner.search"
+_RESULTS = "skiptune.tuner.results"
+
+# Name → the subpackage that holds it, imported on first use (PEP 562).
+_LAZY = {
+    "SearchConfig": _STUDY,
+    "SearchSpace": _STUDY,
+    "StudyConfig": _STUDY,
+    "ValidationSettings": _STUDY,
+    "ValidationResult": _STUDY,
+    "validation_result": _STUDY,
+    "search": _SEARCH,
+    "EventCallback": _SEARCH,
+    "SearchEvent": _SEARCH,
+    "BatchSizeReduced": _SEARCH,
+    "CandidateValidated": _SEARCH,
+    "RungDone": _SEARCH,
+    "StudyDone": _SEARCH,
+    "StudyStarted": _SEARCH,
+    "TrialFinished": _SEARCH,
+    "TrialStarted": _SEARCH,
+    "Waiting": _SEARCH,
+    "WorkerLost": _SEARCH,
+    "Note": _SEARCH,
+    "ReferenceSampled": _SEARCH,
+    "best_schedule": _RESULTS,
+    "export_schedule": _RESULTS,
+    "front_report": _RESULTS,
+    "list_studies": _RESULTS,
+    "plot_front": _RESULTS,
+    "quiet_optuna": _RESULTS,
+    "FrontReport": _RESULTS,
+    "StudySummary": _RESULTS,
+    "pareto_front": _RESULTS,
+    "speed_claims": _RESULTS,
+}
+
+if TYPE_CHECKING:
+    from skiptune.tuner.results import (
+        FrontReport,
+        StudySummary,
+        best_schedule,
+        export_schedule,
+        front_report,
+        list_studies,
+        pareto_front,
+        plot_front,
+        quiet_optuna,
+        speed_claims,
+    )
+    from skiptune.tuner.search import (
+        BatchSizeReduced,
+        CandidateValidated,
+        EventCallback,
+        Note,
+        ReferenceSampled,
+        RungDone,
+        SearchEvent,
+        StudyDone,
+        StudyStarted,
+        TrialFinished,
+        TrialStarted,
+        Waiting,
+        WorkerLost,
+        search,
+    )
+    from skiptune.tuner.study import (
+        SearchConfig,
+        SearchSpace,
+        StudyConfig,
+        ValidationResult,
+        ValidationSettings,
+        validation_result,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skiptune.tuner' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _TunerModule(types.ModuleType):
+    """``skiptune.tuner.search`` is the function ``search``, as before the split.
+
+    Importing the subpackage ``skiptune.tuner.search`` would otherwise make the import system
+    set this module's ``search`` to the subpackage, shadowing the function; the subpackage is
+    always reached by ``from skiptune.tuner.search import ...`` (``sys.modules``) instead.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _TunerModule
+
 
 __all__ = [
-    "OPTIMIZERS",
-    "PAPER_SCHEDULES",
     "BatchSizeReduced",
     "CandidateValidated",
     "EventCallback",
-    "FrontPoint",
     "FrontReport",
     "Note",
     "ReferenceSampled",
@@ -63,7 +136,6 @@ __all__ = [
     "SearchConfig",
     "SearchEvent",
     "SearchSpace",
-    "SpeedClaim",
     "StudyConfig",
     "StudyDone",
     "StudyStarted",
@@ -75,20 +147,13 @@ __all__ = [
     "Waiting",
     "WorkerLost",
     "best_schedule",
-    "default_group",
-    "describe_claim",
     "export_schedule",
     "front_report",
     "list_studies",
     "pareto_front",
-    "pareto_mask",
     "plot_front",
-    "queued_schedules",
     "quiet_optuna",
-    "role_of",
-    "schedule_from_params",
     "search",
     "speed_claims",
-    "study_name",
     "validation_result",
 ]

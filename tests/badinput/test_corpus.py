@@ -618,7 +618,7 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
 ) -> None:
     from skiptune.storage import open_storage
     from skiptune.tuner import StudyConfig
-    from skiptune.tuner._front import front_points_of
+    from skiptune.tuner.search._front_writer import front_points_of
 
     db = tmp_path / "skiptune.db"
     shutil.copy(finished.path, db)

@@ -33,10 +33,10 @@ from skiptune.sampling import save_images
 from skiptune.sampling._images import grid_scale
 from skiptune.storage import PendingStatisticsCache, mask_url
 from skiptune.storage._url import scrub
-from skiptune.tuner import default_group
-from skiptune.tuner._config import MAX_RUNG, check_heartbeat, check_rungs
-from skiptune.tuner._space import sampler_seed
-from skiptune.tuner._study import _requeue
+from skiptune.tuner.search._run import _requeue
+from skiptune.tuner.search._space import sampler_seed
+from skiptune.tuner.study import default_group
+from skiptune.tuner.study._config import MAX_RUNG, check_heartbeat, check_rungs
 from tests.tuner.helpers import DEMO
 
 DEMO_FINGERPRINT = "b0211bab3eda80d0e35284f0114d827dd64210f0618bc3b5b86c5c39fa6030ec"

@@ -9,7 +9,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skiptune.tuner import FrontPoint, pareto_front, pareto_mask
+from skiptune.tuner.results import FrontPoint, pareto_front, pareto_mask
 
 # Few distinct NFE and values, so that ties and duplicates are common; some NaN and ±inf.
 values = st.one_of(

@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 from skiptune.storage import Storage
 from skiptune.storage._stats import array_from_bytes
 from skiptune.tuner import StudyConfig
-from skiptune.tuner._front import front_flags, front_points_of
-from skiptune.tuner._schema import ROLE_ATTR, is_finished
-from skiptune.tuner._space import queued_schedules
+from skiptune.tuner.search._front_writer import front_flags, front_points_of
+from skiptune.tuner.search._space import queued_schedules
+from skiptune.tuner.study._record import ROLE_ATTR, is_finished
 from tests.tuner.helpers import cli_env, search_command
 
 STUDY = "skiptune-demo_unet-heun-nfe3"

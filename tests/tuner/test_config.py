@@ -12,18 +12,16 @@ from skiptune.errors import ConfigurationError
 from skiptune.models import TunableModel, load_model
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
 from skiptune.tuner import (
-    PAPER_SCHEDULES,
     SearchConfig,
     SearchSpace,
     StudyConfig,
     ValidationSettings,
-    default_group,
-    queued_schedules,
-    study_name,
 )
-from skiptune.tuner._identity import config_differences
-from skiptune.tuner._search import plan_study, resolve_objective
-from skiptune.tuner._space import grid_size, make_pruner, make_sampler, suggest_schedule
+from skiptune.tuner.search import PAPER_SCHEDULES, queued_schedules
+from skiptune.tuner.search._service import plan_study, resolve_objective
+from skiptune.tuner.search._space import grid_size, make_pruner, make_sampler, suggest_schedule
+from skiptune.tuner.study import default_group, study_name
+from skiptune.tuner.study._identity import config_differences
 from tests.tuner.helpers import perturbed_checkpoint
 
 

@@ -8,9 +8,11 @@ import pytest
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FREEU_DEFAULTS, FreeU
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner import SearchConfig, SearchSpace, queued_schedules
-from skiptune.tuner._search import _space_for
-from skiptune.tuner._space import schedule_from_params, suggest_schedule
+from skiptune.tuner import SearchConfig, SearchSpace
+from skiptune.tuner.search import queued_schedules
+from skiptune.tuner.search._service import _space_for
+from skiptune.tuner.search._space import suggest_schedule
+from skiptune.tuner.study import schedule_from_params
 
 SD15 = (1.5, 1.6, 0.9, 0.2)
 

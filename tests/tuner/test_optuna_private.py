@@ -1,7 +1,8 @@
-"""What skiptune assumes of Optuna's private side (``skiptune/tuner/_heartbeat.py``).
+"""What skiptune assumes of Optuna's private side (``skiptune/_optuna_private.py``).
 
-If a new Optuna version renames the trial's storage id or the heartbeat table, these fail
-first, with the reason, instead of the crash tests failing for obscure ones.
+One canary per use: if a new Optuna version renames the trial's storage id, the heartbeat
+table, its table models, the retry system attributes or its RDB storage module's logger,
+these fail first, naming it, instead of the crash tests failing for obscure ones.
 """
 
 from __future__ import annotations
@@ -11,11 +12,21 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from skiptune._optuna import quiet_experimental
+from skiptune._optuna_private import (
+    heartbeating_trials,
+    optuna_table_names,
+    rdb_storage_logger,
+    retried_trial_numbers,
+    retries_of,
+    retry_attrs,
+    trial_id,
+)
 from skiptune.storage import open_storage
-from skiptune.tuner._heartbeat import fail_trials_without_heartbeat, trial_id
+from skiptune.tuner.search._heartbeat import fail_trials_without_heartbeat
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
@@ -50,3 +61,69 @@ def test_a_running_trial_without_a_heartbeat_is_failed_after_the_grace_period(
     states = {t.number: t.state for t in study.get_trials()}
     assert states[beating.number] == TrialState.RUNNING
     assert states[silent.number] == TrialState.FAIL
+
+
+def test_the_heartbeat_table_names_the_trials_that_beat(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'beats.db'}")
+    with quiet_experimental():
+        optuna_storage = storage.optuna_storage(heartbeat_interval=60, grace_period=120)
+    study = optuna.create_study(storage=optuna_storage, study_name="beats")
+    beating, silent = study.ask(), study.ask()
+    optuna_storage.record_heartbeat(trial_id(beating))
+    with storage.session() as session:
+        found = heartbeating_trials(session, [trial_id(beating), trial_id(silent)])
+    assert found == {trial_id(beating)}, "Optuna's trial_heartbeats table changed"
+
+
+def test_optunas_table_models_list_the_tables_it_creates(tmp_path: Path) -> None:
+    names = optuna_table_names()
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'tables.db'}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'tables.db'}")
+    try:
+        created = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"studies", "trials", "trial_heartbeats"} <= names, (
+        "optuna.storages._rdb.models no longer lists Optuna's tables")
+    assert created <= names, f"Optuna creates tables its models do not list: {created - names}"
+
+
+def test_the_rdb_storage_module_logs_through_the_named_logger() -> None:
+    from optuna.storages import RDBStorage
+
+    logger = rdb_storage_logger()
+    assert RDBStorage.__module__ == logger.name, (
+        f"Optuna's RDBStorage moved to {RDBStorage.__module__}; its warnings no longer reach "
+        f"the filter on {logger.name}")
+
+
+def test_retry_attrs_are_those_optunas_stale_trial_retry_writes(tmp_path: Path) -> None:
+    # Optuna's own retry of a stale trial, then skiptune's retry of that retry.
+    storage = f"sqlite:///{tmp_path / 'retry.db'}"
+    with quiet_experimental():
+        rdb = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=1, grace_period=1,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    study = optuna.create_study(storage=rdb, study_name="retry")
+    study.enqueue_trial({"x": 0.5})
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    rdb.record_heartbeat(trial_id(trial))
+    with rdb.engine.begin() as connection:       # make the heartbeat old: the trial is stale
+        connection.execute(sqlalchemy.text(
+            "UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
+    with quiet_experimental():
+        optuna.storages.fail_stale_trials(study)
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    optunas = retry.system_attrs
+    with quiet_experimental():
+        assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    assert retried_trial_numbers([failed, retry]) == {0}, "retry_history changed"
+    assert retries_of(retry) == 1 and retries_of(failed) == 0
+    ours = retry_attrs(failed)
+    assert {k: ours[k] for k in ("failed_trial", "retry_history")} == {
+        k: optunas[k] for k in ("failed_trial", "retry_history")
+    }, "Optuna's retry system attributes changed"
+    assert ours["fixed_params"] == {"x": 0.5} == failed.system_attrs["fixed_params"], (
+        "enqueue_trial no longer records fixed_params")

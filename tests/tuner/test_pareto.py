@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skiptune.tuner import (
+from skiptune.tuner.results import (
     FrontPoint,
     describe_claim,
     pareto_front,

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
 from skiptune.tuner import StudyConfig, list_studies
-from skiptune.tuner._front import front_points_of
+from skiptune.tuner.search._front_writer import front_points_of
 from tests.tuner.helpers import (
     DEMO,
     assert_runs_what_it_was_given,

@@ -28,9 +28,9 @@ from skiptune.tuner import (
     list_studies,
     search,
 )
-from skiptune.tuner._front import front_points_of
-from skiptune.tuner._search import plan_study
-from skiptune.tuner._study import prepare_study, run_study
+from skiptune.tuner.search._front_writer import front_points_of
+from skiptune.tuner.search._run import prepare_study, run_study
+from skiptune.tuner.search._service import plan_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY, perturbed_checkpoint
 
 

@@ -21,9 +21,9 @@ from skiptune.tuner import (
     search,
     validation_result,
 )
-from skiptune.tuner._search import plan_study
-from skiptune.tuner._study import prepare_study, run_study
-from skiptune.tuner._validation import validate_study
+from skiptune.tuner.search._run import prepare_study, run_study
+from skiptune.tuner.search._service import plan_study
+from skiptune.tuner.search._validation import validate_study
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
 
 

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from skiptune.objectives import ObjectiveSettings
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, SearchSpace, ValidationSettings, search
-from skiptune.tuner._warm import params_in_space
+from skiptune.tuner.search._warm import params_in_space
 from tests.tuner.helpers import DEMO, FAST_HEARTBEAT
 
 # Power shapes only: the paper's linear schedules are not queued, so what a study tries

@@ -40,11 +40,16 @@ from skiptune.storage import (
     normalise_url,
     open_storage,
 )
-from skiptune.tuner._config import SearchConfig, SearchSpace, StudyConfig
-from skiptune.tuner._events import EventCallback, Note, ReferenceSampled, WorkerLost
-from skiptune.tuner._identity import config_differences, default_group
-from skiptune.tuner._study import Objective, prepare_study, run_study
-from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner.results import StudySummary, summarize
+from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
+from skiptune.tuner.search._run import Objective, prepare_study, run_study
+from skiptune.tuner.study import (
+    SearchConfig,
+    SearchSpace,
+    StudyConfig,
+    config_differences,
+    default_group,
+)
 
 __all__ = ["plan_study", "resolve_objective", "search", "sigterm_as_interrupt"]
 

@@ -8,13 +8,14 @@ from typing import Any
 import optuna
 
 from skiptune.storage import FrontRecord, Storage
-from skiptune.tuner._config import StudyConfig
-from skiptune.tuner._identity import comparison_key
-from skiptune.tuner._pareto import pareto_mask
-from skiptune.tuner._schema import value_of
-from skiptune.tuner._space import schedule_from_params
-from skiptune.tuner._summary import best_and_baseline
-from skiptune.tuner._validation import validation_result
+from skiptune.tuner.results import best_and_baseline, pareto_mask
+from skiptune.tuner.study import (
+    StudyConfig,
+    comparison_key,
+    schedule_from_params,
+    validation_result,
+    value_of,
+)
 
 __all__ = ["front_flags", "front_points_of", "update_front"]
 

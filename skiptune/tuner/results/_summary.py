@@ -12,10 +12,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner._config import StudyConfig
-from skiptune.tuner._schema import TOTAL_ATTR, is_finished, role_of, value_of
-from skiptune.tuner._space import schedule_from_params
-from skiptune.tuner._validation import ValidationResult, validation_result
+from skiptune.tuner.study import (
+    TOTAL_ATTR,
+    StudyConfig,
+    ValidationResult,
+    is_finished,
+    role_of,
+    schedule_from_params,
+    validation_result,
+    value_of,
+)
 
 __all__ = ["StudySummary", "best_and_baseline", "summarize"]
 

@@ -11,7 +11,7 @@ from skiptune.exported import ExportedSchedule, check_weights
 from skiptune.models import TunableModel, load_model
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
-from skiptune.tuner._reading import one_record, reading_storage
+from skiptune.tuner.results._reading import one_record, reading_storage
 
 __all__ = ["export_schedule"]
 
@@ -39,12 +39,12 @@ def export_schedule(
     """
     if path is not None:
         check_output_path(path)          # a bad -o fails before the model or database is opened
-    storage = reading_storage(db)
-    record = one_record(
-        storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
-        db=storage.display_url,
-    )
-    runs = storage.runs(study_name=record.study_name)
+    with reading_storage(db) as storage:
+        record = one_record(
+            storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
+            db=storage.display_url,
+        )
+        runs = storage.runs(study_name=record.study_name)
     exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
     if model is not None and not isinstance(model, TunableModel):
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part

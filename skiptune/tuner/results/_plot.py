@@ -13,10 +13,8 @@ from optuna.trial import TrialState
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
-from skiptune.storage import Storage, open_storage
-from skiptune.tuner._config import StudyConfig
-from skiptune.tuner._reading import front_report
-from skiptune.tuner._schema import CONFIG_ATTR
+from skiptune.storage import Storage
+from skiptune.tuner.results._reading import front_report, reading_storage, stored_studies
 
 __all__ = ["PLOT_SUFFIXES", "plot_front", "quiet_optuna"]
 
@@ -50,13 +48,18 @@ def plot_front(
         raise ConfigurationError(
             "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
         ) from None
-    storage = db if isinstance(db, Storage) else open_storage(db, read_only=True)
-    reports = front_report(storage, group=group)
-    if not reports:
-        raise ConfigurationError(
-            f"nothing to plot: no finished trials in {storage.display_url}"
-            + (f" for group {group}" if group else "")
-        )
+    with reading_storage(db) as storage:
+        reports = front_report(storage, group=group)
+        if not reports:
+            raise ConfigurationError(
+                f"nothing to plot: no finished trials in {storage.display_url}"
+                + (f" for group {group}" if group else "")
+            )
+        # Read while the database is open; the figure is drawn after it is closed.
+        trials = [
+            (config, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            for study, config in stored_studies(storage, group=group)
+        ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for report in reports:
         label = f"{report.metric}, N={report.num_samples}"
@@ -73,19 +76,8 @@ def plot_front(
     left.set_ylabel("proxy value (lower is better)")
     left.set_title("Pareto front: quality against step budget")
     left.legend(fontsize=8)
-    optuna_storage = storage.optuna_storage()
-    for frozen in optuna.get_all_study_summaries(optuna_storage, include_best_trial=False):
-        data = frozen.user_attrs.get(CONFIG_ATTR)
-        if data is None:
-            continue
-        config = StudyConfig.from_dict(data)
-        if group is not None and config.group != group:
-            continue
-        study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)
-        complete = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
-        ]
+    for config, finished in trials:
+        complete = [t for t in finished if t.value is not None and math.isfinite(t.value)]
         if complete:
             right.scatter(
                 [t.params["rho_bottom"] for t in complete], [t.value for t in complete],

@@ -1,10 +1,9 @@
-"""Heartbeats of a running trial: the one place skiptune relies on Optuna's private side.
+"""Heartbeats of a running trial, recorded by skiptune's own ask/tell loop.
 
 Optuna records heartbeats only inside ``study.optimize``; skiptune's ask/tell loop (a total
-shared by every worker) records them itself. That needs a trial's storage id, which Optuna
-keeps in the private ``_trial_id``, and, to find trials that never sent a heartbeat, a read
-of Optuna's ``trial_heartbeats`` table. ``tests/tuner/test_optuna_private.py`` fails loudly
-if a new Optuna version changes either.
+shared by every worker) records them itself. That needs a trial's storage id and, to find
+trials that never sent a heartbeat, a read of Optuna's heartbeat table: both are Optuna's
+private side, used through ``skiptune._optuna_private``.
 """
 
 from __future__ import annotations
@@ -18,17 +17,13 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
+from skiptune._optuna_private import heartbeating_trials, trial_id
 from skiptune.errors import SkiptuneError
 from skiptune.storage import Storage
 
-__all__ = ["fail_trials_without_heartbeat", "heartbeats", "trial_id"]
-
-
-def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
-    """The storage's id of a trial (Optuna's public API gives only its number in the study)."""
-    return int(trial._trial_id)
+__all__ = ["fail_trials_without_heartbeat", "heartbeats"]
 
 
 @contextmanager
@@ -78,11 +73,8 @@ def fail_trials_without_heartbeat(
     }
     if not old:
         return
-    query = sqlalchemy.text(
-        "SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids"
-    ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
     with storage.session() as session:
-        beating = set(session.scalars(query, {"ids": list(old)}))
+        beating = heartbeating_trials(session, old)
     retry = optuna_storage.get_heartbeat_stale_trial_callback()
     for identifier in sorted(set(old) - beating):
         try:

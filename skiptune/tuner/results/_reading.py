@@ -5,7 +5,8 @@ Every reader opens the database read-only: reading never creates, migrates or ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,9 @@ from skiptune.exported import check_weights
 from skiptune.models import TunableModel
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
-from skiptune.tuner._config import StudyConfig
-from skiptune.tuner._pareto import SpeedClaim, speed_claims
-from skiptune.tuner._schema import CONFIG_ATTR
-from skiptune.tuner._summary import StudySummary, summarize
+from skiptune.tuner.results._pareto import SpeedClaim, describe_claim, speed_claims
+from skiptune.tuner.results._summary import StudySummary, summarize
+from skiptune.tuner.study import CONFIG_ATTR, StudyConfig
 
 __all__ = [
     "FrontReport",
@@ -28,29 +28,47 @@ __all__ = [
     "list_studies",
     "one_record",
     "reading_storage",
+    "stored_studies",
 ]
 
 
-def reading_storage(db: str | Path | Storage | None) -> Storage:
-    """The database to read results from; a SQLite file that is not there is an error."""
-    return db if isinstance(db, Storage) else open_storage(db, read_only=True)
+@contextmanager
+def reading_storage(db: str | Path | Storage | None) -> Iterator[Storage]:
+    """The database to read results from, open while the block runs; a SQLite file that is
+    not there is an error. One opened here is closed (its engine disposed) at the block's
+    end; a ``Storage`` the caller passed stays the caller's to close."""
+    if isinstance(db, Storage):
+        yield db
+        return
+    with open_storage(db, read_only=True) as storage:
+        yield storage
+
+
+def stored_studies(
+    storage: Storage, *, group: str | None = None
+) -> Iterator[tuple[optuna.Study, StudyConfig]]:
+    """Each skiptune study in ``storage`` (of one group) with its stored configuration.
+
+    Studies another tool put in the same database (no stored configuration) are passed over.
+    """
+    optuna_storage = storage.optuna_storage()
+    for frozen in optuna.get_all_study_summaries(optuna_storage, include_best_trial=False):
+        data = frozen.user_attrs.get(CONFIG_ATTR)
+        if data is None:
+            continue
+        config = StudyConfig.from_dict(data)
+        if group is not None and config.group != group:
+            continue
+        yield optuna.load_study(study_name=frozen.study_name, storage=optuna_storage), config
 
 def list_studies(
     db: str | Path | Storage | None = None, *, group: str | None = None
 ) -> list[StudySummary]:
     """Summaries of every skiptune study in the database (of one group), by group, sampler, NFE."""
-    storage = reading_storage(db)
-    optuna_storage = storage.optuna_storage()
-    summaries = []
-    for frozen in optuna.get_all_study_summaries(optuna_storage, include_best_trial=False):
-        data = frozen.user_attrs.get(CONFIG_ATTR)
-        if data is None:
-            continue                       # a study some other tool put in the same database
-        config = StudyConfig.from_dict(data)
-        if group is not None and config.group != group:
-            continue
-        study = optuna.load_study(study_name=frozen.study_name, storage=optuna_storage)
-        summaries.append(summarize(study, config))
+    with reading_storage(db) as storage:
+        summaries = [
+            summarize(study, config) for study, config in stored_studies(storage, group=group)
+        ]
     return sorted(summaries, key=lambda s: (s.group, s.sampler, s.nfe))
 
 @dataclass(frozen=True)
@@ -67,8 +85,6 @@ class FrontReport:
 
     @property
     def sentence(self) -> str:
-        from skiptune.tuner._pareto import describe_claim
-
         if self.claims:
             return describe_claim(self.claims[0])
         same = [
@@ -91,8 +107,8 @@ def front_report(
     db: str | Path | Storage | None = None, *, group: str | None = None
 ) -> list[FrontReport]:
     """The stored fronts, one report per set of alike measurements (metric, N, seeds...)."""
-    storage = reading_storage(db)
-    records = storage.front_records(group=group)
+    with reading_storage(db) as storage:
+        records = storage.front_records(group=group)
     reports = []
     keys = sorted({(r.comparison_key, r.metric, r.num_samples, r.seed) for r in records})
     for key, metric, num_samples, seed in keys:
@@ -162,11 +178,11 @@ def best_schedule(
     schedule searched on other weights (another fingerprint) is refused unless
     ``allow_other_weights`` is True; ``model=None`` skips the check.
     """
-    storage = reading_storage(db)
-    record = one_record(
-        storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
-        db=storage.display_url,
-    )
+    with reading_storage(db) as storage:
+        record = one_record(
+            storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
+            db=storage.display_url,
+        )
     if model is not None:
         check_weights(
             record.model_fingerprint, model, allow_other_weights, where=record.study_name

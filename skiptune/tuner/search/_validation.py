@@ -13,11 +13,8 @@ the chosen one) is written last, so a reader sees a complete validation or none.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,67 +22,22 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.errors import NonFiniteSampleError
-from skiptune.objectives import bootstrap_indices, bootstrap_values, paired_gain_interval
-from skiptune.tuner._config import StudyConfig, ValidationSettings
-from skiptune.tuner._events import CandidateValidated, EventCallback
-from skiptune.tuner._schema import role_of, value_of
-from skiptune.tuner._space import schedule_from_params
+from skiptune.objectives import bootstrap_indices, bootstrap_values
+from skiptune.tuner.search._events import CandidateValidated, EventCallback
+from skiptune.tuner.study import (
+    VALIDATION_ATTR,
+    StudyConfig,
+    ValidationResult,
+    ValidationSettings,
+    candidate_attr,
+    canonical_schedule,
+    role_of,
+    schedule_from_params,
+    validation_result,
+    value_of,
+)
 
-__all__ = [
-    "VALIDATION_ATTR",
-    "ValidationResult",
-    "validate_study",
-    "validation_result",
-]
-
-VALIDATION_ATTR = "skiptune_validation"        # study user attribute: the finished validation
-_CANDIDATE_PREFIX = "skiptune_validated:"      # study user attribute per validated candidate
-
-
-@dataclass(frozen=True)
-class ValidatedCandidate:
-    trial: int
-    role: str                       # "baseline", "paper", "search"...
-    params: dict[str, Any]
-    search_value: float
-    value: float | None             # None: its samples were non-finite at validation N
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    """A study's validation: every candidate, the chosen one, and the gain over ρ = 1."""
-
-    num_samples: int
-    seed: int                       # sample j of the validation from seed + j
-    level: float
-    candidates: tuple[ValidatedCandidate, ...]
-    chosen: ValidatedCandidate
-    baseline: ValidatedCandidate | None
-    gain: float | None              # 1 − chosen / baseline on the validation seeds
-    gain_low: float | None
-    gain_high: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_samples": self.num_samples,
-            "seed": self.seed,
-            "level": self.level,
-            "chosen_trial": self.chosen.trial,
-            "search_value": self.chosen.search_value,
-            "gain": self.gain,
-            "gain_low": self.gain_low,
-            "gain_high": self.gain_high,
-            "candidates": [
-                {"trial": c.trial, "role": c.role, "search_value": c.search_value,
-                 "value": c.value}
-                for c in self.candidates
-            ],
-        }
-
-
-def _canonical(params: dict[str, Any]) -> str:
-    return json.dumps(schedule_from_params(params).to_dict(), sort_keys=True)
-
+__all__ = ["candidates_of", "validate_study"]
 
 def candidates_of(trials: Sequence[FrozenTrial], top_k: int) -> list[FrozenTrial]:
     """The first complete baseline, then the ``top_k`` best distinct schedules other than it."""
@@ -97,20 +49,15 @@ def candidates_of(trials: Sequence[FrozenTrial], top_k: int) -> list[FrozenTrial
     baseline = min((t for t in complete if role_of(t) == "baseline"),
                    key=lambda t: t.number, default=None)
     chosen = [] if baseline is None else [baseline]
-    seen = {_canonical(t.params) for t in chosen}
+    seen = {canonical_schedule(t.params) for t in chosen}
     for trial in complete:
         if len(chosen) - (baseline is not None) >= top_k:
             break
-        key = _canonical(trial.params)
+        key = canonical_schedule(trial.params)
         if key not in seen:
             seen.add(key)
             chosen.append(trial)
     return chosen
-
-
-def _candidate_attr(params: dict[str, Any], num_samples: int, seed: int, resamples: int) -> str:
-    text = f"{_canonical(params)}\n{num_samples}\n{seed}\n{resamples}"
-    return _CANDIDATE_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def validate_study(
@@ -138,7 +85,7 @@ def validate_study(
         if not candidates:
             return None
         attrs = study.user_attrs
-        names = [_candidate_attr(t.params, num_samples, seed, settings.resamples)
+        names = [candidate_attr(t.params, num_samples, seed, settings.resamples)
                  for t in candidates]
         plan = {
             "num_samples": num_samples,
@@ -188,39 +135,4 @@ def _measure(validating: Any, trial: FrozenTrial, indices: np.ndarray) -> dict[s
     record.update(value=value, replicates=[float(v) for v in replicates])
     return record
 
-
-def validation_result(study: optuna.Study | Any) -> ValidationResult | None:
-    """The study's latest complete validation, from its user attributes, or None."""
-    attrs: dict[str, Any] = study.user_attrs
-    plan = attrs.get(VALIDATION_ATTR)
-    if not plan:
-        return None
-    found = [attrs.get(name) for name in plan["candidates"]]
-    stored: list[dict[str, Any]] = [s for s in found if s is not None]
-    if len(stored) < len(found):
-        return None
-    candidates = tuple(
-        ValidatedCandidate(trial=int(s["trial"]), role=str(s["role"]), params=dict(s["params"]),
-                           search_value=float(s["search_value"]),
-                           value=None if s["value"] is None else float(s["value"]))
-        for s in stored
-    )
-    measured = [c for c in candidates if c.value is not None]
-    if not measured:
-        return None
-    chosen = min(measured, key=lambda c: (c.value, c.search_value, c.trial))
-    by_trial = {int(s["trial"]): s for s in stored}
-    baseline = next((c for c in candidates if c.role == "baseline"), None)
-    gain = low = high = None
-    if baseline is not None and baseline.value:
-        gain = 1.0 - chosen.value / baseline.value          # type: ignore[operator]
-        mine, theirs = by_trial[chosen.trial]["replicates"], by_trial[baseline.trial]["replicates"]
-        if mine is not None and theirs is not None:
-            low, high = paired_gain_interval(np.array(mine), np.array(theirs),
-                                             level=float(plan["level"]))
-    return ValidationResult(
-        num_samples=int(plan["num_samples"]), seed=int(plan["seed"]),
-        level=float(plan["level"]), candidates=candidates, chosen=chosen, baseline=baseline,
-        gain=gain, gain_low=low, gain_high=high,
-    )
 

@@ -16,14 +16,15 @@ from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
 from skiptune.schedule import RhoSchedule
-from skiptune.tuner._config import OPTIMIZERS, SearchSpace, StudyConfig
+from skiptune.tuner.study import OPTIMIZERS, SearchSpace, StudyConfig
 
 __all__ = [
     "PAPER_SCHEDULES",
+    "grid_size",
+    "inside",
     "make_pruner",
     "make_sampler",
     "queued_schedules",
-    "schedule_from_params",
     "suggest_schedule",
 ]
 
@@ -83,29 +84,8 @@ def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
         "sigma_lo": space.sigma_window[0], "sigma_hi": space.sigma_window[1]}
 
 
-def _window_of(params: dict[str, Any]) -> dict[str, float]:
-    if "sigma_lo" not in params or "sigma_hi" not in params:
-        return {}
-    ends = sorted((float(params["sigma_lo"]), float(params["sigma_hi"])))
-    return {"sigma_lo": ends[0], "sigma_hi": ends[1]} if ends[0] < ends[1] else {}
-
-
-def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
-    """The schedule a trial's parameters stand for (ρ = 1 when only FreeU was searched)."""
-    freeu = None
-    if "b1" in params:
-        freeu = FreeU(**{k: float(params[k]) for k in ("b1", "b2", "s1", "s2")})
-    return RhoSchedule(
-        rho_bottom=float(params.get("rho_bottom", 1.0)),
-        rho_top=float(params.get("rho_top", 1.0)),
-        shape=str(params.get("shape", "linear")),
-        gamma=float(params.get("gamma", 1.0)),
-        freeu=freeu,
-        **_window_of(params),
-    )
-
-
-def _inside(value: float, bounds: tuple[float, float]) -> bool:
+def inside(value: float, bounds: tuple[float, float]) -> bool:
+    """``value`` lies within ``bounds`` (inclusive), allowing for float rounding."""
     return bounds[0] - 1e-12 <= value <= bounds[1] + 1e-12
 
 
@@ -132,7 +112,7 @@ def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
     queued = [({**rho_one, **neutral}, "baseline")]
     if space.searches_rho and "linear" in space.shapes:
         for bottom, top in PAPER_SCHEDULES:
-            if _inside(bottom, space.rho_bottom) and _inside(top, space.rho_top_bounds()):
+            if inside(bottom, space.rho_bottom) and inside(top, space.rho_top_bounds()):
                 paper = {"rho_bottom": bottom, "rho_top": top, "shape": "linear"}
                 queued.append(({**paper, **neutral}, "paper"))
     if space.searches_freeu and space.freeu_known is not None:

@@ -17,7 +17,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
 from skiptune.sampling import steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
-from skiptune.tuner._identity import check_group, study_name
+from skiptune.tuner.study._identity import check_group, study_name
 
 __all__ = [
     "MAX_RUNG",

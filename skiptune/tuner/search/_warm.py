@@ -12,10 +12,8 @@ from typing import Any
 
 import optuna
 
-from skiptune.tuner._config import SearchSpace, StudyConfig
-from skiptune.tuner._schema import CONFIG_ATTR
-from skiptune.tuner._space import _inside
-from skiptune.tuner._validation import validation_result
+from skiptune.tuner.search._space import inside
+from skiptune.tuner.study import CONFIG_ATTR, SearchSpace, StudyConfig, validation_result
 
 __all__ = ["warm_schedules"]
 
@@ -28,19 +26,19 @@ def params_in_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any
         if shape not in space.shapes:
             return None
         bottom, top = float(params.get("rho_bottom", 1.0)), float(params.get("rho_top", 1.0))
-        if not (_inside(bottom, space.rho_bottom) and _inside(top, space.rho_top_bounds())):
+        if not (inside(bottom, space.rho_bottom) and inside(top, space.rho_top_bounds())):
             return None
         wanted.update(rho_bottom=bottom, rho_top=top, shape=shape)
         if shape == "power":
             gamma = float(params.get("gamma", 1.0))
-            if not _inside(gamma, space.gamma):
+            if not inside(gamma, space.gamma):
                 return None
             wanted["gamma"] = gamma
     windowed = "sigma_lo" in params and "sigma_hi" in params
     if space.sigma_window is not None:
         lo, hi = (float(params["sigma_lo"]), float(params["sigma_hi"])) if windowed else (
             space.sigma_window)
-        if not (_inside(lo, space.sigma_window) and _inside(hi, space.sigma_window)):
+        if not (inside(lo, space.sigma_window) and inside(hi, space.sigma_window)):
             return None
         wanted.update(sigma_lo=lo, sigma_hi=hi)
     elif windowed:
@@ -49,8 +47,8 @@ def params_in_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any
         if not all(k in params for k in ("b1", "b2", "s1", "s2")):
             return None
         freeu = {k: float(params[k]) for k in ("b1", "b2", "s1", "s2")}
-        if not all(_inside(freeu[k], space.freeu_b) for k in ("b1", "b2")) or not all(
-            _inside(freeu[k], space.freeu_s) for k in ("s1", "s2")
+        if not all(inside(freeu[k], space.freeu_b) for k in ("b1", "b2")) or not all(
+            inside(freeu[k], space.freeu_s) for k in ("s1", "s2")
         ):
             return None
         wanted.update(freeu)

@@ -1,0 +1,48 @@
+"""Reading what a search stored: study summaries, the stored fronts, export and plots.
+
+Every reader opens the database read-only and closes it when done; none imports the search
+(``skiptune.tuner.search``), so a read command loads neither torch's sampling nor Optuna's
+samplers. ``pareto_front`` and ``speed_claims`` are the pure maths behind the front.
+"""
+
+from __future__ import annotations
+
+from skiptune.tuner.results._export import export_schedule
+from skiptune.tuner.results._pareto import (
+    FrontPoint,
+    SpeedClaim,
+    describe_claim,
+    pareto_front,
+    pareto_mask,
+    speed_claims,
+)
+from skiptune.tuner.results._plot import PLOT_SUFFIXES, plot_front, quiet_optuna
+from skiptune.tuner.results._reading import (
+    FrontReport,
+    best_schedule,
+    front_report,
+    list_studies,
+    stored_studies,
+)
+from skiptune.tuner.results._summary import StudySummary, best_and_baseline, summarize
+
+__all__ = [
+    "PLOT_SUFFIXES",
+    "FrontPoint",
+    "FrontReport",
+    "SpeedClaim",
+    "StudySummary",
+    "best_and_baseline",
+    "best_schedule",
+    "describe_claim",
+    "export_schedule",
+    "front_report",
+    "list_studies",
+    "pareto_front",
+    "pareto_mask",
+    "plot_front",
+    "quiet_optuna",
+    "speed_claims",
+    "stored_studies",
+    "summarize",
+]

@@ -1,0 +1,201 @@
+"""What skiptune stores in an Optuna study, and how to read it back.
+
+Every attribute name skiptune writes (study and trial user attributes), trial roles, what
+counts as finished, the trial parameters ↔ schedule mapping, and the validation record. The
+trial loop (``tuner/search``) writes these and the result readers (``tuner/results``) read
+them; both import them from here, so a stored name is spelled once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from skiptune.freeu import FreeU
+from skiptune.objectives import paired_gain_interval
+from skiptune.schedule import RhoSchedule
+
+__all__ = [
+    "CONFIG_ATTR",
+    "FAILURE_ATTR",
+    "FAILURE_KIND_ATTR",
+    "NUM_SAMPLES_ATTR",
+    "ROLE_ATTR",
+    "RUNG_VALUES_ATTR",
+    "SECONDS_ATTRS",
+    "SEEDED_ATTR",
+    "TOTAL_ATTR",
+    "VALIDATION_ATTR",
+    "WARM_ATTR",
+    "ValidatedCandidate",
+    "ValidationResult",
+    "candidate_attr",
+    "canonical_schedule",
+    "is_finished",
+    "role_of",
+    "schedule_from_params",
+    "validation_result",
+    "value_of",
+]
+
+CONFIG_ATTR = "skiptune_config"        # study user attribute: StudyConfig.to_dict()
+TOTAL_ATTR = "skiptune_trials_total"   # study user attribute: the latest requested total
+SEEDED_ATTR = "skiptune_seeded"        # study user attribute: baselines were queued
+WARM_ATTR = "skiptune_warm_started"    # study user attribute: other budgets' bests queued
+FAILURE_KIND_ATTR = "failure_kind"     # trial user attribute: "non-finite", "interrupted", "error"
+ROLE_ATTR = "skiptune_role"            # trial user attribute: "baseline", "paper", "freeu",
+                                       # "warm" (another budget's validated best)
+FAILURE_ATTR = "failure"               # trial user attribute: why it failed, one line
+NUM_SAMPLES_ATTR = "num_samples"       # trial user attribute: N of its last rung
+RUNG_VALUES_ATTR = "rung_values"       # trial user attribute: [[N, value], ...] per rung
+SECONDS_ATTRS = ("seconds_sampling", "seconds_features", "seconds_total")   # trial timings
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """Counts toward the study's total: complete, pruned, or failed with non-finite samples.
+
+    A non-finite failure is a measurement (this ρ makes the network diverge); a trial that
+    failed because its process died or was interrupted is not, and is run again.
+    """
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    kind = trial.user_attrs.get(FAILURE_KIND_ATTR)
+    return trial.state == TrialState.FAIL and kind == "non-finite"
+
+
+def role_of(trial: FrozenTrial | optuna.Trial) -> str:
+    """Why the trial ran: ``baseline`` (ρ = 1), a known point (``paper``: Ma et al.'s
+    schedules; ``freeu``: the model family's FreeU values) or ``search``."""
+    return str(trial.user_attrs.get(ROLE_ATTR, "search"))
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A complete trial's objective value (Optuna types it optional: other states have none)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} ({trial.state.name}) has no value")
+    return float(trial.value)
+
+
+# -- trial parameters ↔ schedule ---------------------------------------------------------
+
+def _window_of(params: dict[str, Any]) -> dict[str, float]:
+    if "sigma_lo" not in params or "sigma_hi" not in params:
+        return {}
+    ends = sorted((float(params["sigma_lo"]), float(params["sigma_hi"])))
+    return {"sigma_lo": ends[0], "sigma_hi": ends[1]} if ends[0] < ends[1] else {}
+
+
+def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
+    """The schedule a trial's parameters stand for (ρ = 1 when only FreeU was searched)."""
+    freeu = None
+    if "b1" in params:
+        freeu = FreeU(**{k: float(params[k]) for k in ("b1", "b2", "s1", "s2")})
+    return RhoSchedule(
+        rho_bottom=float(params.get("rho_bottom", 1.0)),
+        rho_top=float(params.get("rho_top", 1.0)),
+        shape=str(params.get("shape", "linear")),
+        gamma=float(params.get("gamma", 1.0)),
+        freeu=freeu,
+        **_window_of(params),
+    )
+
+
+# -- the validation record ----------------------------------------------------------------
+
+VALIDATION_ATTR = "skiptune_validation"        # study user attribute: the finished validation
+_CANDIDATE_PREFIX = "skiptune_validated:"      # study user attribute per validated candidate
+
+
+@dataclass(frozen=True)
+class ValidatedCandidate:
+    trial: int
+    role: str                       # "baseline", "paper", "search"...
+    params: dict[str, Any]
+    search_value: float
+    value: float | None             # None: its samples were non-finite at validation N
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """A study's validation: every candidate, the chosen one, and the gain over ρ = 1."""
+
+    num_samples: int
+    seed: int                       # sample j of the validation from seed + j
+    level: float
+    candidates: tuple[ValidatedCandidate, ...]
+    chosen: ValidatedCandidate
+    baseline: ValidatedCandidate | None
+    gain: float | None              # 1 − chosen / baseline on the validation seeds
+    gain_low: float | None
+    gain_high: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "level": self.level,
+            "chosen_trial": self.chosen.trial,
+            "search_value": self.chosen.search_value,
+            "gain": self.gain,
+            "gain_low": self.gain_low,
+            "gain_high": self.gain_high,
+            "candidates": [
+                {"trial": c.trial, "role": c.role, "search_value": c.search_value,
+                 "value": c.value}
+                for c in self.candidates
+            ],
+        }
+
+
+def canonical_schedule(params: dict[str, Any]) -> str:
+    """The schedule of ``params`` as canonical JSON: equal for trials that ran the same one."""
+    return json.dumps(schedule_from_params(params).to_dict(), sort_keys=True)
+
+
+def candidate_attr(params: dict[str, Any], num_samples: int, seed: int, resamples: int) -> str:
+    """The study user attribute holding one candidate's validation at (N, seed, resamples)."""
+    text = f"{canonical_schedule(params)}\n{num_samples}\n{seed}\n{resamples}"
+    return _CANDIDATE_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validation_result(study: optuna.Study | Any) -> ValidationResult | None:
+    """The study's latest complete validation, from its user attributes, or None."""
+    attrs: dict[str, Any] = study.user_attrs
+    plan = attrs.get(VALIDATION_ATTR)
+    if not plan:
+        return None
+    found = [attrs.get(name) for name in plan["candidates"]]
+    stored: list[dict[str, Any]] = [s for s in found if s is not None]
+    if len(stored) < len(found):
+        return None
+    candidates = tuple(
+        ValidatedCandidate(trial=int(s["trial"]), role=str(s["role"]), params=dict(s["params"]),
+                           search_value=float(s["search_value"]),
+                           value=None if s["value"] is None else float(s["value"]))
+        for s in stored
+    )
+    measured = [c for c in candidates if c.value is not None]
+    if not measured:
+        return None
+    chosen = min(measured, key=lambda c: (c.value, c.search_value, c.trial))
+    by_trial = {int(s["trial"]): s for s in stored}
+    baseline = next((c for c in candidates if c.role == "baseline"), None)
+    gain = low = high = None
+    if baseline is not None and baseline.value:
+        gain = 1.0 - chosen.value / baseline.value          # type: ignore[operator]
+        mine, theirs = by_trial[chosen.trial]["replicates"], by_trial[baseline.trial]["replicates"]
+        if mine is not None and theirs is not None:
+            low, high = paired_gain_interval(np.array(mine), np.array(theirs),
+                                             level=float(plan["level"]))
+    return ValidationResult(
+        num_samples=int(plan["num_samples"]), seed=int(plan["seed"]),
+        level=float(plan["level"]), candidates=candidates, chosen=chosen, baseline=baseline,
+        gain=gain, gain_low=low, gain_high=high,
+    )
+
