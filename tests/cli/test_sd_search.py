@@ -178,3 +178,13 @@ def test_search_with_text_prompts_runs_end_to_end(
     [summary] = json.loads(result.stdout)
     assert summary["finished"] == 2 and summary["baseline_value"] is not None
     assert len(list((tmp_path / "cache" / "prompt_embeddings").glob("*.safetensors"))) == 2
+
+
+def test_a_bfloat16_study_is_not_resumed_in_float32(setup: dict[str, Path]) -> None:
+    first = runner.invoke(cli.app, search_args(setup, "--trials", "1", "--study", "dtype",
+                                               "--dtype", "bfloat16"))
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(cli.app, search_args(setup, "--trials", "2", "--study", "dtype"))
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "dtype" in line and "searched with other settings" in line
