@@ -297,6 +297,9 @@ RevisionOption = Annotated[str | None, typer.Option(
     help="Branch, tag or commit of a Hugging Face hub id. [default: main]")]
 VariantOption = Annotated[str | None, typer.Option(
     help="Weights variant of a diffusers model, e.g. fp16 (*.fp16.safetensors).")]
+DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.Option(
+    help="What the net computes in. [default: float16 for Stable Diffusion on CUDA, else "
+    "float32]")]
 
 
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
@@ -506,6 +509,7 @@ def search_command(
                                            "calls; repeat for several (one study each).")],
     revision: RevisionOption = None,
     variant: VariantOption = None,
+    dtype: DtypeOption = None,
     sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "
                                                 "ddim. [default: heun]")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
@@ -620,6 +624,7 @@ def search_command(
         grace_period=grace, allow_large_rungs=True if allow_large_rungs else None,
     )))
     where = _set(db=db, workers=workers, device=device, revision=revision, variant=variant,
+                 dtype=dtype,
                  conditioning=_conditioning(prompts, embeddings, negative_prompt,
                                             guidance_scale, class_labels) or None)
     started = time.monotonic()
@@ -737,6 +742,7 @@ def export(
                                               "adds each skip site's ρ by name.")] = None,
     revision: RevisionOption = None,
     variant: VariantOption = None,
+    dtype: DtypeOption = None,
     device: Annotated[str | None, typer.Option(help="Where to load --model.")] = "cpu",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
@@ -749,7 +755,7 @@ def export(
         exported = _call(lambda: tuner.export_schedule(
             db, nfe=nfe, sampler=sampler, group=study, path=output, model=model,
             device=device, trust_pickle=trust_pickle,
-            **_set(revision=revision, variant=variant),
+            **_set(revision=revision, variant=variant, dtype=dtype),
         ))
     baseline = _number(exported.baseline_value)
     _stdout.print(
@@ -802,6 +808,7 @@ def sample(
                                         "images).")],
     revision: RevisionOption = None,
     variant: VariantOption = None,
+    dtype: DtypeOption = None,
     nfe: Annotated[int | None, typer.Option(min=1, help="Denoiser calls per image.")] = None,
     rho_bottom: Annotated[float | None, typer.Option(min=0.0, help="ρ of the deepest "
                                                      "skip.")] = None,
@@ -858,7 +865,7 @@ def sample(
             model, output, schedule=schedule, exported=from_file,
             allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
             nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
-            trust_pickle=trust_pickle, **_set(revision=revision, variant=variant),
+            trust_pickle=trust_pickle, **_set(revision=revision, variant=variant, dtype=dtype),
             conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
                                        class_labels),
         ))

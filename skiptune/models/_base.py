@@ -150,6 +150,8 @@ class TunableModel:
             ``"digits"``; None: the shipped ``digit_features.pt``.
         freeu_family: which FreeU defaults suit the model (``sd1``, ``sd2``, ``sdxl``); None:
             FreeU's authors recommend none for it.
+        dtype: what the net computes in (``load_model(..., dtype=)``); ``denoise`` takes and
+            returns the caller's dtype whatever it is.
     """
 
     net: nn.Module
@@ -172,6 +174,7 @@ class TunableModel:
     reference: str | None = None
     feature_net: str | None = None
     freeu_family: str | None = None
+    dtype: torch.dtype = torch.float32
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:

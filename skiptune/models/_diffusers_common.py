@@ -195,6 +195,10 @@ def x0_from_prediction(
 class VpInput:
     """What a discrete-time VP net is fed at σ-space (x, σ): x/√(σ² + 1) and its timestep."""
 
+    # Its subclasses feed the net in the net's own dtype and return the caller's: the σ
+    # table lookup stays in float32 whatever the net runs in (see models/_precision.py).
+    casts_to_net_dtype = True
+
     def __init__(self, log_sigmas: torch.Tensor) -> None:
         self.log_sigmas = log_sigmas  # float64 on the CPU; copies per device in _table
         self._tables: dict[torch.device, torch.Tensor] = {}

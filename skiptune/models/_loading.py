@@ -12,6 +12,7 @@ import torch
 from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
 from skiptune.models._base import TunableModel, apply_conditioning
 from skiptune.models._families import check_options, family_of, resolve_source
+from skiptune.models._precision import apply_dtype, check_dtype, default_dtype
 
 __all__ = ["load_model", "resolve_device"]
 
@@ -58,6 +59,7 @@ def load_model(
     conditioning: Mapping[str, Any] | None = None,
     revision: str | None = None,
     variant: str | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> TunableModel:
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
@@ -80,18 +82,24 @@ def load_model(
         revision: a hub id's branch, tag or commit (default ``main``); hub ids only.
         variant: the weights variant of a diffusers folder or hub id (e.g. ``fp16``: files
             ``*.fp16.safetensors``); default the plain weights.
+        dtype: what the net computes in: ``"float16"``, ``"bfloat16"`` or ``"float32"``;
+            default float16 for a Stable Diffusion pipeline on CUDA (as diffusers users run
+            it), else float32. The VAE decodes in float32 where its config has
+            ``force_upcast``. Part of a study's identity, not of the weights' fingerprint.
 
     Returns:
         A :class:`TunableModel` in eval mode on ``device``; the same weights give the same
         ``fingerprint`` whichever way they were named.
     """
     resolved = resolve_device(device)
+    asked = check_dtype(dtype, resolved)          # before the slow part
     text = resolve_source(source)
     family = family_of(text)
     check_options(family, text, revision=revision, variant=variant)
     with _one_line(text) if family.reads_files else contextlib.nullcontext():
         model = family.load(text, device=resolved, trust_pickle=trust_pickle,
                             revision=revision, variant=variant)
+    model = apply_dtype(model, asked or default_dtype(model, resolved))
     return apply_conditioning(model, conditioning)
 
 

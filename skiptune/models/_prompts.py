@@ -23,13 +23,13 @@ import torch
 
 from skiptune.errors import ConfigurationError
 from skiptune.models._base import fingerprint_state_dict
+from skiptune.models._text_encoders import encode_texts
 
 __all__ = ["OPTIONS", "PromptConditioner", "UNetInfo", "read_prompts"]
 
 OPTIONS = ("prompts", "embeddings", "negative_prompt", "guidance_scale")
 # What diffusers' pipelines default to: StableDiffusionPipeline 7.5, StableDiffusionXLPipeline 5.
 DEFAULT_GUIDANCE = {"sd1": 7.5, "sd2": 7.5, "sdxl": 5.0}
-_SD_EXTRA = "pip install 'skiptune[sd]'"
 
 
 class UNetInfo:
@@ -193,16 +193,16 @@ class PromptConditioner:
         if file is not None:
             embeddings = _read_embeddings(Path(file).expanduser(), self.info)
             if negative is not None:
-                negative_embeds, negative_pooled = _encode(self.info, [str(negative)])
+                negative_embeds, negative_pooled = encode_texts(self.info, [str(negative)])
                 embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
             source = str(file)
         else:
             assert prompts is not None          # exactly one of the two, checked above
             texts = read_prompts(prompts)
-            prompt, pooled = _encode(self.info, texts)
+            prompt, pooled = encode_texts(self.info, texts)
             embeddings = _Embeddings(prompt=prompt, pooled=pooled)
             if guidance > 1.0 and not (negative is None and self.info.force_zeros_for_empty_prompt):
-                negative_embeds, negative_pooled = _encode(self.info, [str(negative or "")])
+                negative_embeds, negative_pooled = encode_texts(self.info, [str(negative or "")])
                 embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
             source = str(prompts)
         if guidance > 1.0 and embeddings.negative is None:
@@ -318,59 +318,3 @@ def _checked(
     if not bool(torch.isfinite(tensor).all()):
         raise ConfigurationError(f"{key} in {str(path)!r} holds NaN or infinite values")
     return tensor
-
-
-def _encode(info: UNetInfo, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Encode ``texts`` as the pipeline does: (embeddings [P, 77, D], SDXL pooled or None).
-
-    SD 1.x/2.x: the last hidden state of ``text_encoder``. SDXL: the penultimate hidden
-    states of ``text_encoder`` and ``text_encoder_2`` side by side, and the projected pooled
-    output of ``text_encoder_2``. Runs once, on the CPU, before any sampling.
-    """
-    try:
-        import transformers
-    except ImportError:
-        raise ConfigurationError(
-            f"prompts given as text need the transformers package: {_SD_EXTRA}; or pass "
-            "precomputed --embeddings FILE.safetensors"
-        ) from None
-    folder = info.folder
-    if folder is None or not (folder / "text_encoder").is_dir() or not (
-        folder / "tokenizer"
-    ).is_dir():
-        raise ConfigurationError(
-            "prompts given as text need the pipeline's text_encoder/ and tokenizer/ folders; "
-            "pass the pipeline folder as --model, or precomputed --embeddings"
-        )
-    parts: list[tuple[str, str, Any]] = [("tokenizer", "text_encoder", transformers.CLIPTextModel)]
-    if info.pooled_dim is not None:
-        parts.append(("tokenizer_2", "text_encoder_2", transformers.CLIPTextModelWithProjection))
-    hidden, pooled = [], None
-    with torch.no_grad():
-        for tokenizer_dir, encoder_dir, encoder_cls in parts:
-            try:
-                tokenizer = transformers.CLIPTokenizer.from_pretrained(
-                    folder / tokenizer_dir, local_files_only=True
-                )
-                encoder = encoder_cls.from_pretrained(folder / encoder_dir, local_files_only=True)
-            except (OSError, ValueError) as e:
-                raise ConfigurationError(
-                    f"cannot load {encoder_dir}/ or {tokenizer_dir}/ of {str(folder)!r}: {e}"
-                ) from None
-            ids = tokenizer(
-                texts, padding="max_length", max_length=tokenizer.model_max_length,
-                truncation=True, return_tensors="pt",
-            ).input_ids
-            output = encoder(ids, output_hidden_states=True)
-            if info.pooled_dim is None:
-                hidden.append(output[0])
-            else:
-                hidden.append(output.hidden_states[-2])
-                pooled = output[0] if encoder_dir == "text_encoder_2" else pooled
-    embeds = torch.cat(hidden, dim=-1).to(torch.float32)
-    if embeds.shape[-1] != info.cross_attention_dim:
-        raise ConfigurationError(
-            f"the text encoder(s) of {str(folder)!r} give {embeds.shape[-1]}-wide embeddings "
-            f"but the U-Net takes {info.cross_attention_dim}"
-        )
-    return embeds, None if pooled is None else pooled.to(torch.float32)

@@ -278,6 +278,12 @@ class _VaeDecoder:
         shift = getattr(vae.config, "shift_factor", None)
         self.shift_factor = float(shift) if shift is not None else 0.0
 
+    def to_dtype(self, dtype: torch.dtype) -> None:
+        """Run the VAE in ``dtype``, or in float32 where its config asks (``force_upcast``:
+        SD's VAE overflows in float16, as diffusers' pipelines know)."""
+        upcast = bool(getattr(self.vae.config, "force_upcast", False))
+        self.vae.to(torch.float32 if upcast else dtype)
+
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         dtype = next(self.vae.parameters()).dtype

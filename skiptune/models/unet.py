@@ -87,10 +87,12 @@ class PositionalEmbedding(nn.Module):
         self.max_positions = max_positions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Computed in float32 (positions need its precision), handed on in the net's dtype.
+        dtype = x.dtype
         freqs = torch.arange(self.num_channels // 2, dtype=torch.float32, device=x.device)
         freqs = (1 / self.max_positions) ** (freqs / (self.num_channels // 2 - 1))
         x = x.float().outer(freqs)
-        return torch.cat([x.cos(), x.sin()], dim=1)
+        return torch.cat([x.cos(), x.sin()], dim=1).to(dtype)
 
 
 def _zero_init(layer: nn.Conv2d | nn.Linear) -> None:

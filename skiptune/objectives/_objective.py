@@ -293,10 +293,11 @@ class ProxyObjective:
         Keys: ``objective_version``, ``model`` (weights fingerprint), ``extractor_identity``
         (name and weights hash), ``reference_identity`` (hash of mu and sigma),
         ``reference_count``, ``condition`` (a conditional model's conditioner identity, e.g.
-        the class labels the user fixed; absent for unconditional models),
-        ``self_reference`` (the resolved ``self:SAMPLER:NFE:N``, its seed and statistics
-        key; only for a self-reference), and every field of the config (``reference`` there
-        is the source as given, None for the model's default).
+        the class labels the user fixed; absent for unconditional models), ``dtype`` (what
+        the net computes in; absent for float32), ``self_reference`` (the resolved
+        ``self:SAMPLER:NFE:N``, its seed and statistics key; only for a self-reference), and
+        every field of the config (``reference`` there is the source as given, None for the
+        model's default).
         """
         identity = {
             "objective_version": OBJECTIVE_VERSION,
@@ -306,6 +307,10 @@ class ProxyObjective:
             "reference_count": self.reference.count,
             **self.config.to_dict(),
         }
+        if self.model.dtype != torch.float32:
+            # Only when not float32, so that a float32 study stored before dtypes existed
+            # still resumes; a float16 study is not a float32 study.
+            identity["dtype"] = str(self.model.dtype).removeprefix("torch.")
         if self.model.conditioner is not None:
             # Only for conditional models: an unconditional study's stored identity stays
             # as it was, so it still resumes.

@@ -123,6 +123,7 @@ def write_samples(
     conditioning: Mapping[str, Any] | None = None,  # e.g. {"class_labels": [3]}
     revision: str | None = None,         # of a hub id, see load_model
     variant: str | None = None,          # of a diffusers model's weights, see load_model
+    dtype: str | None = None,            # float16, bfloat16, float32; see load_model
 ) -> dict[str, Any]:
     """Load ``model``, sample under a schedule (given, from an export, or ρ = 1) and write ``path``.
 
@@ -141,7 +142,7 @@ def write_samples(
     check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle, conditioning=conditioning,
-                        revision=revision, variant=variant)
+                        revision=revision, variant=variant, dtype=dtype)
     exponent = 7.0
     untuned = schedule is None and exported is None
     if exported is not None:

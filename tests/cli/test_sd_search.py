@@ -18,7 +18,7 @@ from skiptune.sampling._images import MIN_GRID_WIDTH
 pytest.importorskip("diffusers")
 pytest.importorskip("safetensors")
 
-from tests.models.tiny_sd import save_embeddings, save_pipeline
+from tests.models.tiny_sd import SDXL_UNET, add_text_encoders, save_embeddings, save_pipeline
 
 runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -153,3 +153,38 @@ def test_inception_is_the_default_feature_network_for_sd(
     assert result.exit_code == 1, result.output
     line = result.stderr.strip()
     assert "\n" not in line and "Inception-v3 weights" in line and "absent.pt" in line, line
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_search_with_text_prompts_runs_end_to_end(
+    setup: dict[str, Path], kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--prompts runs the pipeline's own CLIP encoder(s) (transformers), then searches."""
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("SKIPTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    pipeline = add_text_encoders(
+        save_pipeline(tmp_path / kind, *([SDXL_UNET] if kind == "sdxl" else []))
+    )
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cat\ndog\n")
+    args = search_args(setup, "--trials", "2", "--study", f"text-{kind}",
+                       "--negative-prompt", "blurry")
+    args[args.index("--model") + 1] = str(pipeline)
+    args[args.index("--db") + 1] = str(tmp_path / "text.db")
+    index = args.index("--embeddings")
+    args[index : index + 2] = ["--prompts", str(prompts)]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    [summary] = json.loads(result.stdout)
+    assert summary["finished"] == 2 and summary["baseline_value"] is not None
+    assert len(list((tmp_path / "cache" / "prompt_embeddings").glob("*.safetensors"))) == 2
+
+
+def test_a_bfloat16_study_is_not_resumed_in_float32(setup: dict[str, Path]) -> None:
+    first = runner.invoke(cli.app, search_args(setup, "--trials", "1", "--study", "dtype",
+                                               "--dtype", "bfloat16"))
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(cli.app, search_args(setup, "--trials", "2", "--study", "dtype"))
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "dtype" in line and "searched with other settings" in line

@@ -2,7 +2,9 @@
 
 A new adapter joins by adding a loader to ``FAMILIES``: ρ = 1 is exact, the sites are ordered
 bottom → top, every site is live, hooks are removed after an error, and per-sample factors
-equal one schedule per run.
+equal one schedule per run. Each family is fed what it samples: noise of its ``noise_shape``
+(a latent model's latents) and, for a conditional model, each sample's condition drawn from
+its seed (``condition_for``; None for an unconditional one).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"  # before diffusers is first imported: nothing reaches the Hub
 
 from skiptune.models import load_model
-from skiptune.models._base import SkipSite, TunableModel
+from skiptune.models._base import Condition, SkipSite, TunableModel
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
 from tests.conftest import DEMO_CHECKPOINT
@@ -52,6 +54,16 @@ def _diffusers(root: Path) -> TunableModel:
     return load_model(root / "unet", device="cpu")
 
 
+def _stable_diffusion(root: Path) -> TunableModel:
+    pytest.importorskip("diffusers")
+    pytest.importorskip("safetensors")
+    from tests.models.tiny_sd import save_embeddings, save_pipeline
+
+    embeddings = save_embeddings(root / "prompts.safetensors")
+    return load_model(save_pipeline(root / "pipeline"), device="cpu",
+                      conditioning={"embeddings": str(embeddings), "guidance_scale": 3.0})
+
+
 def _edm(root: Path) -> TunableModel:
     from tests.models.edm_helpers import fixture_path
 
@@ -64,6 +76,7 @@ FAMILIES: dict[str, Callable[[Path], TunableModel]] = {
     "edm": _edm,
     "custom": _custom,
     "diffusers": _diffusers,
+    "stable-diffusion": _stable_diffusion,
 }
 
 
@@ -72,12 +85,32 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, Condition | None]
+
+
 @pytest.fixture
-def batch(model: TunableModel) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(model: TunableModel) -> Batch:
+    """Three noisy samples at σ = 0.1, 1, 10, with their conditions (seeds 0, 1, 2)."""
     generator = torch.Generator().manual_seed(7)
-    y = torch.rand(3, *model.image_shape, generator=generator) * 2 - 1
+    y = torch.rand(3, *model.noise_shape, generator=generator) * 2 - 1
     sigma = torch.tensor([0.1, 1.0, 10.0])
-    return y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=generator), sigma
+    x = y + sigma.view(-1, 1, 1, 1) * torch.randn(y.shape, generator=generator)
+    return x, sigma, model.condition_for([0, 1, 2])
+
+
+def _guidance_gain(condition: Condition | None) -> float:
+    """How much classifier-free guidance, uncond + g·(cond − uncond), can amplify the
+    rounding of each half (a batch of another size rounds the last bits otherwise): 1 + 2g."""
+    if isinstance(condition, dict) and "guidance_scale" in condition:
+        return 1.0 + 2.0 * float(condition["guidance_scale"].max())
+    return 1.0
+
+
+def _row(condition: Condition | None, j: int) -> Condition | None:
+    """Sample j's condition alone."""
+    if isinstance(condition, dict):
+        return {name: value[j : j + 1] for name, value in condition.items()}
+    return None if condition is None else condition[j : j + 1]
 
 
 def _skip_of(site: SkipSite, args: tuple, output: Any) -> torch.Tensor:
@@ -92,9 +125,7 @@ def _hook_counts(model: TunableModel) -> list[tuple[int, int]]:
     return [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in model.net.modules()]
 
 
-def _recorded_skips(
-    model: TunableModel, x: torch.Tensor, sigma: torch.Tensor
-) -> list[torch.Tensor]:
+def _recorded_skips(model: TunableModel, batch: Batch) -> list[torch.Tensor]:
     """The skip tensor each site receives in one forward pass, in site order."""
     seen: dict[int, torch.Tensor] = {}
 
@@ -109,7 +140,7 @@ def _recorded_skips(
         for k, site in enumerate(model.skip_sites)
     ]
     try:
-        model.denoise(x, sigma)
+        model.denoise(*batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -117,49 +148,48 @@ def _recorded_skips(
     return [seen[k] for k in range(model.num_skips)]
 
 
-def test_identity_schedule_is_bit_identical(model: TunableModel, batch) -> None:
-    x, sigma = batch
-    plain = model.denoise(x, sigma)
+def test_identity_schedule_is_bit_identical(model: TunableModel, batch: Batch) -> None:
+    plain = model.denoise(*batch)
     with skip_tuning(model, RhoSchedule(rho_bottom=1.0, rho_top=1.0)):
-        tuned = model.denoise(x, sigma)
+        tuned = model.denoise(*batch)
     assert torch.equal(plain, tuned)
 
 
-def test_sites_are_ordered_from_the_deepest_to_the_shallowest(model: TunableModel, batch) -> None:
-    x, sigma = batch
-    areas = [skip.shape[-2] * skip.shape[-1] for skip in _recorded_skips(model, x, sigma)]
+def test_sites_are_ordered_from_the_deepest_to_the_shallowest(
+    model: TunableModel, batch: Batch
+) -> None:
+    areas = [skip.shape[-2] * skip.shape[-1] for skip in _recorded_skips(model, batch)]
     assert areas == sorted(areas), f"skip resolutions bottom → top must not shrink: {areas}"
     assert areas[0] < areas[-1]
-    assert areas[-1] == model.image_shape[1] * model.image_shape[2]
+    assert areas[-1] == model.noise_shape[1] * model.noise_shape[2]
 
 
-def test_every_site_is_live(model: TunableModel, batch) -> None:
+def test_every_site_is_live(model: TunableModel, batch: Batch) -> None:
     # A site pointed at the wrong module or input would make its ρ do nothing: zeroing each
     # site alone must change the output.
-    x, sigma = batch
-    plain = model.denoise(x, sigma)
+    plain = model.denoise(*batch)
     for k in range(model.num_skips):
         factors = torch.ones(model.num_skips)
         factors[k] = 0.0
         with skip_tuning(model, factors):
-            assert not torch.equal(model.denoise(x, sigma), plain), f"site {k} has no effect"
+            assert not torch.equal(model.denoise(*batch), plain), f"site {k} has no effect"
 
 
-def test_hooks_are_removed_after_an_error(model: TunableModel, batch) -> None:
-    x, sigma = batch
-    before, plain = _hook_counts(model), model.denoise(x, sigma)
+def test_hooks_are_removed_after_an_error(model: TunableModel, batch: Batch) -> None:
+    before, plain = _hook_counts(model), model.denoise(*batch)
     with pytest.raises(RuntimeError, match="inside"), skip_tuning(model, RhoSchedule(0.5)):
         raise RuntimeError("inside the block")
     assert _hook_counts(model) == before
-    assert torch.equal(model.denoise(x, sigma), plain)
+    assert torch.equal(model.denoise(*batch), plain)
 
 
-def test_per_sample_factors_equal_one_run_per_schedule(model: TunableModel, batch) -> None:
-    x, sigma = batch
+def test_per_sample_factors_equal_one_run_per_schedule(model: TunableModel, batch: Batch) -> None:
+    x, sigma, condition = batch
     schedules = [RhoSchedule(0.5), RhoSchedule(1.0), RhoSchedule(0.8, rho_top=0.9)]
     with skip_tuning(model, schedules):
-        together = model.denoise(x, sigma)
+        together = model.denoise(x, sigma, condition)
     for j, schedule in enumerate(schedules):
         with skip_tuning(model, schedule):
-            alone = model.denoise(x[j : j + 1], sigma[j : j + 1])
-        torch.testing.assert_close(together[j : j + 1], alone, rtol=1e-5, atol=1e-5)
+            alone = model.denoise(x[j : j + 1], sigma[j : j + 1], _row(condition, j))
+        tolerance = 1e-5 * _guidance_gain(condition)
+        torch.testing.assert_close(together[j : j + 1], alone, rtol=tolerance, atol=tolerance)

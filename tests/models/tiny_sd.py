@@ -89,3 +89,68 @@ def save_embeddings(
             tensors["negative_pooled_prompt_embeds"] = torch.randn(1, pooled, generator=generator)
     save_file(tensors, str(path))
     return path
+
+
+# --- tiny CLIP text encoders (transformers), written from a config and a vocabulary ---------
+
+TEXT_LENGTH = 16          # the tokenizer's model_max_length: every prompt is padded to it
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_MERGES = ("c a", "ca t</w>", "d o", "do g</w>", "r e", "re d</w>")
+
+
+def write_clip_vocabulary(folder: Path) -> Path:
+    """vocab.json and merges.txt of a tiny CLIP BPE: the letters (inside and ending a word),
+    a few merged words ("cat", "dog", "red") and CLIP's two special tokens."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = [*_LETTERS, *(f"{c}</w>" for c in _LETTERS)]
+    tokens += [merge.replace(" ", "") for merge in _MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n")
+    return folder
+
+
+def save_text_encoder(
+    root: Path, *, hidden: int, projection: int | None = None, suffix: str = "", seed: int = 3,
+) -> None:
+    """``tokenizer{suffix}/`` and ``text_encoder{suffix}/`` as a pipeline folder holds them:
+    a CLIPTextModel, or with ``projection`` a CLIPTextModelWithProjection (SDXL's second)."""
+    import transformers
+
+    vocabulary = write_clip_vocabulary(root / f"tokenizer{suffix}")
+    tokenizer = transformers.CLIPTokenizer(
+        str(vocabulary / "vocab.json"), str(vocabulary / "merges.txt"),
+        model_max_length=TEXT_LENGTH,
+    )
+    tokenizer.save_pretrained(root / f"tokenizer{suffix}")
+    end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=TEXT_LENGTH,
+        projection_dim=projection or hidden, bos_token_id=end - 1, eos_token_id=end,
+        pad_token_id=end,
+    )
+    torch.manual_seed(seed)
+    cls = transformers.CLIPTextModel if projection is None else (
+        transformers.CLIPTextModelWithProjection
+    )
+    cls(config).eval().save_pretrained(root / f"text_encoder{suffix}")
+
+
+def add_text_encoders(root: Path) -> Path:
+    """Give a tiny pipeline folder its text encoder(s) and tokenizer(s), listed in
+    model_index.json: one CLIPTextModel for SD, two (the second with projection) for SDXL."""
+    index = json.loads((root / "model_index.json").read_text())
+    if index["_class_name"] == "StableDiffusionXLPipeline":
+        half = SDXL_UNET["cross_attention_dim"] // 2
+        save_text_encoder(root, hidden=half)
+        save_text_encoder(root, hidden=half, projection=POOLED, suffix="_2", seed=4)
+        parts = {"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+                 "tokenizer_2": ["transformers", "CLIPTokenizer"]}
+    else:
+        save_text_encoder(root, hidden=SD_UNET["cross_attention_dim"])
+        parts = {}
+    index.update({"text_encoder": ["transformers", "CLIPTextModel"],
+                  "tokenizer": ["transformers", "CLIPTokenizer"], **parts})
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root

@@ -29,6 +29,7 @@ def export_schedule(
     trust_pickle: bool = False,          # let ``load_model`` unpickle ``model`` given as a path
     revision: str | None = None,         # of ``model`` given as a hub id, see ``load_model``
     variant: str | None = None,          # of ``model``'s diffusers weights, see ``load_model``
+    dtype: str | None = None,            # of ``model`` given as a path, see ``load_model``
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
@@ -48,7 +49,7 @@ def export_schedule(
     exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
     if model is not None and not isinstance(model, TunableModel):
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
-                           revision=revision, variant=variant)
+                           revision=revision, variant=variant, dtype=dtype)
     exported = ExportedSchedule(
         schedule=RhoSchedule.from_dict(record.schedule),
         nfe=record.nfe,

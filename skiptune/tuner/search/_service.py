@@ -200,6 +200,7 @@ def search(
     on_event: EventCallback | None = None,
     revision: str | None = None,               # of a hub id ``model``, see load_model
     variant: str | None = None,                # of diffusers weights, see load_model
+    dtype: str | None = None,                  # float16, bfloat16, float32; see load_model
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget of ``config``; resume where stored.
 
@@ -238,7 +239,8 @@ def search(
         )
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle,
-                        conditioning=conditioning, revision=revision, variant=variant)
+                        conditioning=conditioning, revision=revision, variant=variant,
+                        dtype=dtype)
     # The objectives (and so the reference) are checked against a read-only view of the
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)
@@ -271,7 +273,7 @@ def search(
             lost = _run_workers(
                 storage, study_configs, config, workers=workers, model=str(model),
                 device=device, trust_pickle=trust_pickle, conditioning=dict(conditioning or {}),
-                on_event=on_event, revision=revision, variant=variant,
+                on_event=on_event, revision=revision, variant=variant, dtype=dtype,
             )
         with _database_errors(storage):
             summaries = [summarize(study, study_config)
@@ -361,6 +363,7 @@ def _worker_main(
     events: Any,
     revision: str | None = None,
     variant: str | None = None,
+    dtype: str | None = None,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
 
@@ -376,7 +379,7 @@ def _worker_main(
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
         loaded = load_model(model, device=_worker_device(device, worker),
                             trust_pickle=trust_pickle, conditioning=conditioning,
-                            revision=revision, variant=variant)
+                            revision=revision, variant=variant, dtype=dtype)
         for study in studies:
             objective = resolve_objective(loaded, study.objective,
                                           cache=storage.statistics_cache, study=study)
@@ -407,6 +410,7 @@ def _run_workers(
     on_event: EventCallback | None,
     revision: str | None = None,
     variant: str | None = None,
+    dtype: str | None = None,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -423,7 +427,8 @@ def _run_workers(
         context.Process(
             target=_worker_main,
             args=(i, url, (storage.pool_size, storage.max_overflow), studies, config, model,
-                  device, trust_pickle, conditioning, threads, events, revision, variant),
+                  device, trust_pickle, conditioning, threads, events, revision, variant,
+                  dtype),
             name=f"skiptune-worker-{i}",
         )
         for i in range(workers)
