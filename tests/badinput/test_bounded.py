@@ -179,3 +179,137 @@ def test_cli_refuses_devices_and_hostile_json_in_one_line(tmp_path: Path) -> Non
     _cli_error(_cli("sample", "--model", str(DEMO), "--from", "/dev/zero", *grid, cwd=tmp_path),
                "is not a regular file")
     assert not (tmp_path / "g.png").exists()
+
+
+# -- EDM snapshots: bounded walks, declared sizes, weight dtypes, older protocols ---------------
+
+
+class _Reduce:
+    """Pickles as ``function(*args)``: how a test writes a record the way a crafted file would."""
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.function, self.args
+
+
+def _tree(name: str = "adm-edm-cond") -> dict[str, Any]:
+    """A fixture snapshot as records, converted so that any part may be replaced."""
+    from tests.models.edm_helpers import _as_module_dicts, fixture_path, read_tree
+
+    return {"ema": _as_module_dicts(read_tree(fixture_path(name)))["ema"]}
+
+
+def _dump(path: Path, tree: Any, protocol: int = 4) -> Path:
+    from tests.models.edm_helpers import _EDMPickler, _stand_in_persistence
+
+    with _stand_in_persistence() as reconstruct, path.open("wb") as handle:
+        _EDMPickler(handle, reconstruct, protocol).dump(tree)
+    return path
+
+
+def _module_dict(modules: dict[str, Any]) -> Any:
+    from torch import nn
+
+    module_dict = nn.ModuleDict.__new__(nn.ModuleDict)
+    module_dict.__dict__.update({"training": False, "_parameters": {}, "_buffers": {},
+                                 "_modules": modules})
+    return module_dict
+
+
+def _refusal(path: Path, *phrases: str, seconds: int = 60) -> str:
+    """load_model's one-line CheckpointError for ``path``, within ``seconds`` (not a hang)."""
+    import signal
+
+    from skiptune.errors import CheckpointError
+    from skiptune.models import load_model
+
+    def hang(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"reading {path.name} took over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        with pytest.raises(CheckpointError) as error:
+            load_model(path, device="cpu")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return _one_line(error, str(path), *phrases)
+
+
+MARKER = "CRAFTED_MARKER"
+
+
+def _append_item(path: Path, key: str, value_opcodes: bytes) -> None:
+    """Before the pickle's STOP, set ``key`` to the value ``value_opcodes`` push in the dict
+    that holds :data:`MARKER` as its last key: what a crafted file can say and a pickler
+    cannot write (an object inside its own reduce arguments, a 100,000-deep list)."""
+    import pickletools
+
+    data = path.read_bytes()
+    ops = list(pickletools.genops(data))
+    memo = [pos for op, _arg, pos in ops if op.name == "MEMOIZE"]
+    marker = next(pos for _op, arg, pos in ops if arg == MARKER)
+    opened = max(pos for op, _arg, pos in ops if op.name == "EMPTY_DICT" and pos < marker)
+    container = next(i for i, pos in enumerate(memo) if pos > opened)
+    encoded = key.encode()
+    tail = (b"j" + container.to_bytes(4, "little")                  # LONG_BINGET the dict
+            + b"\x8c" + bytes([len(encoded)]) + encoded + value_opcodes + b"s0")  # SETITEM, POP
+    stop = ops[-1][2]
+    path.write_bytes(data[:stop] + tail + data[stop:])
+
+
+def _last_memo(path: Path) -> int:
+    import pickletools
+
+    return sum(op.name == "MEMOIZE" for op, _arg, _pos in pickletools.genops(path.read_bytes())) - 1
+
+
+def test_snapshot_trees_that_refer_to_themselves_or_share_a_subtree_are_refused_quickly(
+    tmp_path: Path,
+) -> None:
+    # A ModuleDict listed in its own _modules.
+    tree = _tree()
+    loop = _module_dict({})
+    loop.__dict__["_modules"]["itself"] = loop
+    tree["ema"].state["_modules"]["model"].state["_modules"]["loop"] = loop
+    _refusal(_dump(tmp_path / "self.pkl", tree), "contains itself (a cycle)", "model.loop.itself")
+
+    # The network listed inside itself (ema is memoized last: the payload holds only it).
+    tree = _tree()
+    tree["ema"].state["_modules"]["holder"] = _module_dict({MARKER: None})
+    path = _dump(tmp_path / "ema.pkl", tree)
+    _append_item(path, "again", b"j" + _last_memo(path).to_bytes(4, "little"))
+    _refusal(path, "contains itself (a cycle)", "holder.again")
+
+    # Shared trees, each level listing the next twice: 20 levels (2^20 paths, 21 nodes)
+    # meet a repeat first, 60 levels the depth limit first.
+    for levels, phrase in ((20, "is also shared.a"), (60, "nest deeper than 32 levels")):
+        node = _module_dict({})
+        for _level in range(levels):
+            node = _module_dict({"a": node, "b": node})
+        tree = _tree()
+        tree["ema"].state["_modules"]["shared"] = node
+        _refusal(_dump(tmp_path / f"shared{levels}.pkl", tree), phrase)
+
+
+def test_snapshot_arguments_that_nest_or_repeat_without_end_are_refused(tmp_path: Path) -> None:
+    shared: list[Any] = [1]
+    for _level in range(60):
+        shared = [shared, shared]
+    tree = _tree()
+    tree["ema"].state["_init_kwargs"]["channel_mult"] = shared
+    _refusal(_dump(tmp_path / "shared.pkl", tree), "nest deeper than 32 levels or repeat")
+
+    for name, value in (("deep", b"]" * 100_000 + b"a" * 99_999),    # lists 100,000 deep
+                        ("cycle", b"")):
+        tree = _tree()
+        tree["ema"].state["_init_kwargs"][MARKER] = None
+        path = _dump(tmp_path / f"{name}.pkl", tree)
+        if name == "cycle":     # a list that holds itself: EMPTY_LIST, MEMOIZE, GET it, APPEND
+            index = _last_memo(path) + 1
+            value = b"]\x94j" + index.to_bytes(4, "little") + b"a"
+        _append_item(path, "channel_mult", value)
+        _refusal(path, "nest deeper than 32 levels or repeat")
