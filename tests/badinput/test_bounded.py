@@ -313,3 +313,194 @@ def test_snapshot_arguments_that_nest_or_repeat_without_end_are_refused(tmp_path
             value = b"]\x94j" + index.to_bytes(4, "little") + b"a"
         _append_item(path, "channel_mult", value)
         _refusal(path, "nest deeper than 32 levels or repeat")
+
+
+def _storage_bytes(values: Any, *, declared: int | None = None, header: int | None = None,
+                   body: bytes | None = None) -> bytes:
+    """The bytes torch pickles a storage of ``values`` as (its legacy torch.save format), with
+    the element count in its record (``declared``), in its 8-byte header, or its elements
+    (``body``) replaced as a crafted file would."""
+    import io
+    import pickle
+    import pickletools
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # TypedStorage is deprecated
+        genuine = values.storage().__reduce__()[1][0]
+    stream = io.BytesIO(genuine)
+    for _part in range(3):                         # magic, version, system info
+        for _op in pickletools.genops(stream):
+            pass
+    prefix = genuine[: stream.tell()]
+    count = values.numel()
+    pid = ("storage", torch.FloatStorage, "0", "cpu", count if declared is None else declared,
+           None)
+    record = io.BytesIO()
+    pickler = pickle.Pickler(record, protocol=2)
+    pickler.persistent_id = lambda obj: pid if obj is pickler else None   # type: ignore[method-assign]
+    pickler.dump(pickler)
+    raw = values.numpy().tobytes() if body is None else body
+    return (prefix + record.getvalue() + pickle.dumps(["0"], protocol=2)
+            + (count if header is None else header).to_bytes(8, "little") + raw)
+
+
+def _tensor_from(data: bytes, shape: tuple[int, ...]) -> _Reduce:
+    import collections
+
+    import torch
+
+    storage = _Reduce(torch.storage._load_from_bytes, data)
+    return _Reduce(torch._utils._rebuild_tensor_v2, storage, 0, shape, (1,) * len(shape),
+                   False, collections.OrderedDict())
+
+
+_BOUNDED_LOADER = """
+import resource, sys
+from skiptune.errors import SkiptuneError
+from skiptune.models import load_model
+load_model(sys.argv[1], device="cpu")                      # warm: every module imported
+size = int(next(line for line in open("/proc/self/status")
+                if line.startswith("VmSize")).split()[1]) * 1024
+limit = size + (1 << 30)                                     # 1 GiB beyond what is mapped
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for path in sys.argv[2:]:
+    try:
+        load_model(path, device="cpu")
+        print("LOADED", path)
+    except SkiptuneError as e:
+        print("REFUSED", e)
+    except MemoryError:
+        print("OUT OF MEMORY", path)
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_by_the_snapshot_not_by_what_it_declares(tmp_path: Path) -> None:
+    import torch
+
+    from tests.models.edm_helpers import fixture_path
+
+    variants: dict[str, tuple[Any, str]] = {}
+
+    def widen(tree: dict[str, Any]) -> None:    # 1.9 MB describing a network of gigabytes
+        tree["ema"].state["_init_kwargs"]["model_channels"] = 4096
+
+    def deepen(tree: dict[str, Any]) -> None:   # a million blocks: building alone never ends
+        tree["ema"].state["_init_kwargs"]["num_blocks"] = 1_000_000
+
+    def huge_storage(tree: dict[str, Any]) -> None:   # 16 bytes declared as 4 GiB
+        data = _storage_bytes(torch.zeros(4), declared=1 << 30, header=1 << 30)
+        tree["ema"].state["_buffers"]["crafted"] = _tensor_from(data, (4,))
+
+    def short_header(tree: dict[str, Any]) -> None:   # the record and the header disagree
+        data = _storage_bytes(torch.zeros(4), header=1 << 30)
+        tree["ema"].state["_buffers"]["crafted"] = _tensor_from(data, (4,))
+
+    def shared_bytes(tree: dict[str, Any]) -> None:   # one 4 MB storage's bytes loaded 4 times
+        data = _storage_bytes(torch.zeros(1 << 20))
+        for i in range(4):
+            tree["ema"].state["_buffers"][f"crafted{i}"] = _tensor_from(data, (1 << 20,))
+
+    def stretched(tree: dict[str, Any]) -> None:     # 4 elements standing for 2^30 (stride 0)
+        import collections
+
+        storage = _Reduce(torch.storage._load_from_bytes, _storage_bytes(torch.zeros(4)))
+        tree["ema"].state["_buffers"]["crafted"] = _Reduce(
+            torch._utils._rebuild_tensor_v2, storage, 0, (1 << 30,), (0,), False,
+            collections.OrderedDict())
+
+    variants = {
+        "wide": (widen, "do not fit the network its kwargs describe"),
+        "deep": (deepen, "describe a network of more than"),
+        "huge_storage": (huge_storage, "declares 1,073,741,824 elements of FloatStorage"),
+        "short_header": (short_header, "declares 4 elements of FloatStorage (16 bytes) but holds"),
+        "shared_bytes": (shared_bytes, "bytes but the file holds only"),
+        "stretched": (stretched, "declares 1,073,741,824 elements from offset 0"),
+    }
+    paths = []
+    for name, (change, _phrase) in variants.items():
+        tree = _tree()
+        change(tree)
+        paths.append(str(_dump(tmp_path / f"{name}.pkl", tree)))
+    # A pickle declaring 8 GiB of bytes in a file of 40: Python's unpickler would allocate it.
+    declared = tmp_path / "declared.pkl"
+    declared.write_bytes(b"\x80\x04\x8e" + (8 << 30).to_bytes(8, "little")
+                         + b"torch_utils.persistence" + b"\x00" * 8)
+    paths.append(str(declared))
+    result = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_LOADER, str(fixture_path("ddpmpp-vp-cond")), *paths],
+        env=cli_env(), capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == len(paths), result.stdout + result.stderr
+    phrases = [phrase for _change, phrase in variants.values()] + ["truncated or damaged"]
+    for path, line, phrase in zip(paths, lines, phrases, strict=True):
+        assert line.startswith("REFUSED") and path in line and phrase in line, line
+
+
+@pytest.mark.parametrize("dtype", ["int64", "complex64", "bool", "int8"])
+def test_edm_weights_of_a_type_that_is_not_real_floating_point_are_refused(
+    tmp_path: Path, dtype: str
+) -> None:
+    import warnings
+
+    import torch
+
+    tree = _tree()
+    conv = tree["ema"].state["_modules"]["model"].state["_modules"]["out_conv"]
+    conv.state["_parameters"]["weight"] = conv.state["_parameters"]["weight"].to(
+        getattr(torch, dtype))
+    path = _dump(tmp_path / f"{dtype}.pkl", tree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")         # no "imaginary part discarded" on the way
+        _refusal(path, f"model.out_conv.weight is {dtype}, not torch.float32",
+                 "real floating-point")
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3])
+def test_genuine_snapshot_re_pickled_at_an_older_protocol_reads_the_same(
+    tmp_path: Path, protocol: int
+) -> None:
+    from skiptune.models import load_model
+    from tests.models.edm_helpers import fixture_path, read_tree, write_edm_pickle
+
+    for name in ("adm-edm-cond", "ddpmpp-vp-cond"):
+        path = write_edm_pickle(tmp_path / f"{name}-{protocol}.pkl",
+                                read_tree(fixture_path(name)), protocol=protocol)
+        assert load_model(path, device="cpu").fingerprint == \
+            load_model(fixture_path(name), device="cpu").fingerprint
+
+
+def test_older_protocol_stand_ins_still_refuse_what_runs_code(tmp_path: Path) -> None:
+    import codecs
+
+    from skiptune.models.edm import UnsafeSnapshotError
+    from tests.models.edm_helpers import write_edm_pickle
+
+    tree = _tree()
+    tree["dataset_kwargs"] = {"name": _Reduce(codecs.encode, "payload", "rot13")}
+    path = write_edm_pickle(tmp_path / "rot13.pkl", tree, protocol=2)
+    with pytest.raises(UnsafeSnapshotError) as error:
+        _refusal_free_load(path)
+    _one_line(error, "latin-1")
+
+
+def _refusal_free_load(path: Path) -> None:
+    from skiptune.models import load_model
+
+    load_model(path, device="cpu")
+
+
+@pytest.mark.parametrize("text", ["٣", "３", "1,٣", "1_0", "²", "3.0", "0x3"])
+def test_integer_options_accept_ascii_digits_only(text: str) -> None:
+    import typer
+
+    from skiptune.cli import _ints
+
+    with pytest.raises(typer.BadParameter) as error:
+        _ints(text, name="--class-labels")
+    assert "expected whole numbers" in str(error.value)
+    assert _ints(" 1, 5 ,7", name="--class-labels") == (1, 5, 7)
+    assert _ints("-1", name="--class-labels") == (-1,)      # the library names the range

@@ -271,12 +271,16 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): _DTypeRecord,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,      # numpy < 2
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,     # numpy ≥ 2
-    # What the same snapshot needs once re-pickled at protocol 0-3 (Python 2 names such as
-    # __builtin__ and copy_reg reach find_class already mapped to these):
+    # What the same snapshot needs once re-pickled at protocol 0-3, which name these by
+    # their Python 2 modules (an overridden find_class sees the names as written):
     ("builtins", "set"): set,
+    ("__builtin__", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "frozenset"): frozenset,
     ("builtins", "object"): _OBJECT,
+    ("__builtin__", "object"): _OBJECT,
     ("copyreg", "_reconstructor"): _reconstructor,
+    ("copy_reg", "_reconstructor"): _reconstructor,
     ("_codecs", "encode"): _latin1_bytes,
 }
 
@@ -335,13 +339,15 @@ class EDMSnapshot:
 
 
 def looks_like_edm_snapshot(path: Path) -> bool:
-    """Whether ``path`` is a plain pickle naming EDM's persistence module near its start."""
+    """Whether ``path`` is a pickle of a dict naming EDM's persistence module near its start."""
     try:
         with path.open("rb") as handle:
             head = handle.read(_HEAD_BYTES)
     except OSError:
         return False
-    return head[:1] == b"\x80" and _PERSISTENCE_MARKER in head
+    # Protocol 2 and later open with PROTO (0x80); a snapshot re-pickled at protocol 0 or 1
+    # opens with its dict: MARK then DICT, or EMPTY_DICT.
+    return head[:1] in (b"\x80", b"(", b"}") and _PERSISTENCE_MARKER in head
 
 
 def _trusted_sources() -> dict[str, str]:
