@@ -223,8 +223,9 @@ def implied_weights(snapshot: EDMSnapshot, *, where: str) -> dict[str, torch.Ten
     """The state dict (names, shapes, dtypes) the snapshot's recorded arguments imply.
 
     Built on the meta device, so no weight memory is allocated, and refused (CheckpointError)
-    as soon as the network registers more tensors than the file holds: a small file whose
-    arguments describe a huge network costs neither memory nor time.
+    as soon as the network registers far more tensors than the file holds (see
+    :data:`_TENSOR_BUDGET`): a small file whose arguments describe a huge network costs
+    neither memory nor time.
     """
     _check_table_size(snapshot, where)
     present = len(snapshot.state_dict)

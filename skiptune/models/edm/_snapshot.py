@@ -17,7 +17,14 @@ global in the file                                    what this reader makes of 
 ``torch.storage._load_from_bytes``                    ``torch.load(..., weights_only=True)``
 ``collections.OrderedDict``                           ``OrderedDict``
 ``numpy.dtype``, ``numpy(._)core.multiarray.scalar``  a Python number (numeric dtypes only)
+``builtins.set`` / ``frozenset``                      ``set`` / ``frozenset`` (protocols 0-3)
+``_codecs.encode``                                    latin-1 ``bytes`` (protocols 0-2)
+``copyreg._reconstructor``, ``builtins.object``       a ModuleDict record (protocols 0-1)
 ====================================================  =====================================
+
+Every length and size the file declares is checked against the bytes present before it is
+allocated (pickle lengths, storage element counts, tensor extents, the weights' total), and
+the record tree is walked once, depth-limited, refusing cycles and shared layers.
 
 Every other global is refused with :class:`UnsafeSnapshotError` before anything is built, and
 nothing is ever imported from the file's names. ``module_src`` must hash to a released EDM
@@ -382,17 +389,17 @@ _MAX_DEPTH = 32
 EDM's networks nest 4 deep, their arguments 2."""
 
 
-def _records(record: PersistentRecord, where: str) -> Iterator[tuple[str, PersistentRecord
-                                                                   | _ModuleDictRecord]]:
+_Record = PersistentRecord | _ModuleDictRecord
+
+
+def _records(record: PersistentRecord, where: str) -> Iterator[tuple[str, _Record]]:
     """Every record of the network tree once, as (dotted prefix, record), depth first.
 
     A record listed inside itself (a cycle) or under two names (a shared, possibly
     exponentially repeated subtree) is refused: EDM networks are trees.
     """
     seen: dict[int, str] = {}
-    pending: list[tuple[str, PersistentRecord | _ModuleDictRecord, tuple[int, ...]]] = [
-        ("", record, ())
-    ]
+    pending: list[tuple[str, _Record, tuple[int, ...]]] = [("", record, ())]
     while pending:
         prefix, current, path = pending.pop()
         name = prefix.rstrip(".") or "the network"
