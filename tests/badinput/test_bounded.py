@@ -504,3 +504,26 @@ def test_integer_options_accept_ascii_digits_only(text: str) -> None:
     assert "expected whole numbers" in str(error.value)
     assert _ints(" 1, 5 ,7", name="--class-labels") == (1, 5, 7)
     assert _ints("-1", name="--class-labels") == (-1,)      # the library names the range
+
+
+def test_checkpoint_archive_entries_that_unpack_beyond_the_file_are_refused(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    from skiptune.errors import CheckpointError
+    from skiptune.models import load_model
+
+    genuine = zipfile.ZipFile(DEMO)
+    largest = max(genuine.infolist(), key=lambda entry: entry.file_size)
+    for name, method in (("deflated", zipfile.ZIP_DEFLATED), ("bzip2", zipfile.ZIP_BZIP2)):
+        path = tmp_path / f"{name}.pt"
+        with zipfile.ZipFile(path, "w") as crafted:
+            for entry in genuine.infolist():
+                crafted.writestr(entry.filename, genuine.read(entry.filename),
+                                 compress_type=method if entry is largest else zipfile.ZIP_STORED)
+        with pytest.raises(CheckpointError) as error:
+            load_model(path, device="cpu")
+        _one_line(error, str(path), repr(largest.filename), "torch.save stores entries "
+                  "uncompressed")
+    assert load_model(DEMO, device="cpu").family == "skiptune"
