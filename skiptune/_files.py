@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
+import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,25 +30,54 @@ from typing import IO, Any
 from skiptune.errors import FileAccessError
 
 __all__ = [
-    "read_input", "read_text", "save_torch_atomically", "sha256_file", "write_atomically",
+    "JSON_MAX_BYTES",
+    "JSON_MAX_DEPTH",
+    "JSON_MAX_NUMBER_CHARS",
+    "read_input",
+    "read_json",
+    "read_text",
+    "save_torch_atomically",
+    "sha256_file",
+    "write_atomically",
 ]
+
+JSON_MAX_BYTES = 1 << 20
+"""Largest JSON input skiptune reads (bytes): its files are a few kB; the cap keeps memory
+bounded by a small constant whatever file is passed."""
+JSON_MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects in a JSON input; skiptune's files nest 3 deep."""
+JSON_MAX_NUMBER_CHARS = 64
+"""Longest number literal in a JSON input (characters); a float's repr needs at most 24."""
 
 
 def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
 
 
-def read_input(path: str | Path, *, what: str, fix: str) -> bytes:
+def read_input(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> bytes:
     """All bytes of the input file ``path``; any failure is one FileAccessError line.
 
     ``what`` names the file in the message ("model file", "--from file"); ``fix`` says what
-    to pass instead.
+    to pass instead. Only a regular file is read: a device (``/dev/zero``), a FIFO or a
+    socket never ends or never holds what a file does, so it is refused before any byte is
+    read. ``max_bytes`` caps the size (bytes) of an input that is never legitimately large.
     """
     target = Path(path)
     try:
-        if target.is_dir():
+        info = target.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise FileAccessError(f"{what} {str(target)!r} is a folder; {fix}")
-        return target.read_bytes()
+        if not stat.S_ISREG(info.st_mode):
+            raise FileAccessError(
+                f"{what} {str(target)!r} is not a regular file (a device, FIFO or socket); {fix}"
+            )
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
+        with target.open("rb") as handle:
+            # Read one byte past the cap: a file that grew since stat() is still caught.
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from None
     except OSError as e:
@@ -53,17 +85,96 @@ def read_input(path: str | Path, *, what: str, fix: str) -> bytes:
         raise FileAccessError(
             f"{what} {str(target)!r} cannot be read ({_reason(e)}); {fix}"
         ) from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
+    return data
 
 
-def read_text(path: str | Path, *, what: str, fix: str) -> str:
+def _too_large(target: Path, *, what: str, fix: str, max_bytes: int) -> FileAccessError:
+    return FileAccessError(
+        f"{what} {str(target)!r} is larger than the {max_bytes:,} bytes such a file may have; "
+        f"{fix}"
+    )
+
+
+def read_text(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> str:
     """The input file ``path`` as UTF-8 text; binary content is one FileAccessError line."""
-    data = read_input(path, what=what, fix=fix)
+    data = read_input(path, what=what, fix=fix, max_bytes=max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FileAccessError(
             f"{what} {str(path)!r} is not text (byte {e.start} is not UTF-8); {fix}"
         ) from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in the JSON ``text`` (0 for a bare value).
+
+    Counted without parsing (brackets outside strings), so a hostile depth is measured in
+    linear time and constant stack, before a recursive parser could exhaust the stack.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    steps = (1 if c in "[{" else -1 for c in brackets)
+    return max(itertools.accumulate(steps, initial=0))
+
+
+def _json_number(kind: type, *, refuse: Callable[[str], FileAccessError]) -> Callable[[str], Any]:
+    def parse(literal: str) -> Any:
+        if len(literal) > JSON_MAX_NUMBER_CHARS:
+            raise refuse(
+                f"a number {len(literal):,} characters long (at most {JSON_MAX_NUMBER_CHARS})"
+            )
+        return kind(literal)
+
+    return parse
+
+
+def read_json(path: str | Path, *, what: str, fix: str) -> Any:
+    """The JSON input file ``path``, parsed strictly within documented limits.
+
+    Refused in one FileAccessError line: more than :data:`JSON_MAX_BYTES` bytes, nesting
+    deeper than :data:`JSON_MAX_DEPTH`, a number longer than :data:`JSON_MAX_NUMBER_CHARS`
+    characters, ``NaN``/``Infinity`` (not JSON), a key repeated in one object, or text that
+    is not JSON.
+    """
+    text = read_text(path, what=what, fix=fix, max_bytes=JSON_MAX_BYTES)
+
+    def refuse(reason: str) -> FileAccessError:
+        return FileAccessError(f"{what} {str(path)!r} is not acceptable JSON: {reason}; {fix}")
+
+    depth = json_depth(text)
+    if depth > JSON_MAX_DEPTH:
+        raise refuse(f"it nests {depth:,} levels deep (at most {JSON_MAX_DEPTH})")
+
+    def constant(name: str) -> Any:
+        raise refuse(f"{name} is not a JSON number")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _value in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise refuse(f"key {repeated[0]!r} appears twice in one object")
+        return dict(pairs)
+
+    try:
+        return json.loads(
+            text,
+            parse_int=_json_number(int, refuse=refuse),
+            parse_float=_json_number(float, refuse=refuse),
+            parse_constant=constant,
+            object_pairs_hook=unique,
+        )
+    except json.JSONDecodeError as e:
+        raise refuse(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:  # the depth check above makes this unreachable; kept as a net
+        raise refuse("it nests too deep") from None
 
 
 def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None) -> Path:

@@ -12,6 +12,7 @@ import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow
 # isort: on
 import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -223,14 +224,18 @@ def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[f
     return values
 
 
+_ASCII_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
 def _ints(text: str | None, *, name: str) -> tuple[int, ...] | None:
     if text is None:
         return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    # ASCII digits only: int() would also read '٣' (Arabic-Indic three) or '1_0' as numbers.
+    if not all(_ASCII_WHOLE.fullmatch(part) for part in parts):
         raise typer.BadParameter(f"expected whole numbers like 64,256, got {text!r}",
-                                 param_hint=name) from None
+                                 param_hint=name)
+    return tuple(int(part) for part in parts)
 
 
 def _set(**options: Any) -> dict[str, Any]:

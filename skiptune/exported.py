@@ -7,12 +7,13 @@ carries ``format`` and ``format_version``: a later format is refused, not misrea
 
 from __future__ import annotations
 
-import json
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skiptune._files import read_text
+from skiptune._files import read_json
 from skiptune._version import skiptune_version
 from skiptune.errors import ConfigurationError, SkiptuneError
 from skiptune.schedule import RhoSchedule
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from skiptune.models import TunableModel
 
 __all__ = [
+    "EXPORT_FIELDS",
     "EXPORT_FORMAT",
     "EXPORT_FORMAT_VERSION",
     "ExportedSchedule",
@@ -77,6 +79,129 @@ class ExportedSchedule:
             "skiptune_version": skiptune_version(),
         }
 
+# -- the format's one schema --------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    # JSON true/false arrive as bool, a subclass of int: never a number here.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_sampler(value: Any) -> bool:
+    from skiptune.sampling.solvers import SAMPLERS  # lazily: sampling imports this module
+
+    return isinstance(value, str) and value in SAMPLERS
+
+
+def _is_freeu(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"b1", "b2", "s1", "s2"}
+            and all(map(_is_number, value.values())))
+
+
+def _is_factor_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(map(_is_number, value.values()))
+
+
+def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One field of the format: whether it must be present, what it holds, a test of it."""
+
+    required: bool
+    expected: str
+    check: Callable[[Any], bool]
+
+
+_SCHEDULE_FIELDS: dict[str, _Field] = {
+    "rho_bottom": _Field(True, "a finite number", _is_number),
+    "rho_top": _Field(False, "a finite number", _is_number),
+    "shape": _Field(False, "a schedule shape name (a string)", _is_text),
+    "gamma": _Field(False, "a finite number", _is_number),
+    "freeu": _Field(False, "null or an object of four numbers b1, b2, s1, s2",
+                    _or_null(_is_freeu)),
+    "sigma_lo": _Field(False, "null or a finite number (σ)", _or_null(_is_number)),
+    "sigma_hi": _Field(False, "null or a finite number (σ)", _or_null(_is_number)),
+}
+
+EXPORT_FIELDS: dict[str, _Field] = {
+    "format": _Field(True, f"the string {EXPORT_FORMAT!r}", lambda v: v == EXPORT_FORMAT),
+    "format_version": _Field(False, f"a whole number 1..{EXPORT_FORMAT_VERSION}",
+                             lambda v: _is_whole(v) and 1 <= v <= EXPORT_FORMAT_VERSION),
+    "schedule": _Field(True, "an object with rho_bottom", lambda v: isinstance(v, dict)),
+    "enable_freeu": _Field(False, "null or an object of four numbers b1, b2, s1, s2",
+                           _or_null(_is_freeu)),
+    "rho_factors": _Field(False, "null or an object of skip-site names to numbers",
+                          _or_null(_is_factor_map)),
+    "nfe": _Field(True, "a whole number ≥ 1", lambda v: _is_whole(v) and v >= 1),
+    "sampler": _Field(True, "a sampler name (skiptune.sampling.SAMPLERS)", _is_sampler),
+    "schedule_exponent": _Field(False, "null or a finite number > 0",
+                                _or_null(lambda v: _is_number(v) and v > 0)),
+    "value": _Field(True, "a finite number", _is_number),
+    "baseline_value": _Field(False, "null or a finite number", _or_null(_is_number)),
+    "metric": _Field(True, "a metric name (a string)", _is_text),
+    "num_samples": _Field(True, "a whole number ≥ 1", lambda v: _is_whole(v) and v >= 1),
+    "seed": _Field(True, "a whole number ≥ 0", lambda v: _is_whole(v) and v >= 0),
+    "model_fingerprint": _Field(True, "a fingerprint (a string)", _is_text),
+    "study": _Field(False, "a string", lambda v: isinstance(v, str)),
+    "validated": _Field(False, "true or false", lambda v: isinstance(v, bool)),
+    "validation": _Field(False, "null or an object", _or_null(lambda v: isinstance(v, dict))),
+    "skiptune_version": _Field(False, "a string", lambda v: isinstance(v, str)),
+}
+"""Every field an export file may hold (``format_version`` 1), what it must hold, and
+whether it must be present; anything else is refused, never coerced."""
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", str: "a string", dict: "an object", list: "an array",
+            type(None): "null"}.get(type(value), "a number")
+    return f"{kind} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_fields(
+    data: Mapping[str, Any], fields: Mapping[str, _Field], *, prefix: str = ""
+) -> str | None:
+    """What is wrong with ``data`` against ``fields`` (one phrase naming the field), or None."""
+    for name in data:
+        if name not in fields:
+            return f"has unknown field {prefix + name!r} (fields: {', '.join(fields)})"
+    for name, field in fields.items():
+        if name not in data:
+            if field.required:
+                return f"lacks field {prefix + name!r} ({field.expected})"
+            continue
+        if not field.check(data[name]):
+            return (f"has field {prefix + name!r} = {_describe(data[name])}; it must be "
+                    f"{field.expected}")
+    return None
+
+
+def _schema_problem(data: Mapping[str, Any]) -> str | None:
+    problem = _check_fields(data, EXPORT_FIELDS)
+    if problem is None:
+        problem = _check_fields(data["schedule"], _SCHEDULE_FIELDS, prefix="schedule.")
+    if problem is None and "validated" in data and data["validated"] != (
+        data.get("validation") is not None
+    ):
+        problem = "has field 'validated' that contradicts field 'validation'"
+    return problem
+
+
 def load_exported(
     path: str | Path,
     *,
@@ -85,52 +210,61 @@ def load_exported(
 ) -> ExportedSchedule:
     """Read a file written by ``skiptune export``; with ``model``, check it was searched on it.
 
-    Raises ConfigurationError for a file that is not an export, or (unless
-    ``allow_other_weights``) one searched on other weights.
+    Every field is checked against :data:`EXPORT_FIELDS` (types, ranges, no unknown field)
+    before anything is built: a value of the wrong type is refused with the field named,
+    never converted. JSON limits (size, depth, number length) are those of
+    :func:`skiptune._files.read_json`.
+
+    Raises ConfigurationError for a file that is not an export or breaks the schema, or
+    (unless ``allow_other_weights``) one searched on other weights; FileAccessError for a
+    file that cannot be read or is not acceptable JSON.
     """
     target = Path(path)
-    text = read_text(target, what="--from file", fix="pass a file written by skiptune export")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigurationError(f"{str(target)!r} is not JSON ({e.msg}); pass a file written by "
-                                 "skiptune export") from None
+    fix = "pass a file written by skiptune export"
+    data = read_json(target, what="--from file", fix=fix)
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ConfigurationError(
             f"{str(target)!r} is not a skiptune schedule export; write one with skiptune export"
         )
     version = data.get("format_version", 0)
-    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
+    if _is_whole(version) and version > EXPORT_FORMAT_VERSION:
         raise ConfigurationError(
             f"{str(target)!r} has export format {version!r}, newer than this "
             f"skiptune reads ({EXPORT_FORMAT_VERSION}); upgrade skiptune"
         )
+    problem = _schema_problem(data)
+    if problem is not None:
+        raise ConfigurationError(f"{str(target)!r} {problem}; export it again")
     try:
         exported = ExportedSchedule(
             schedule=RhoSchedule.from_dict(data["schedule"]),
-            nfe=int(data["nfe"]),
-            sampler=str(data["sampler"]),
+            nfe=data["nfe"],
+            sampler=data["sampler"],
             value=float(data["value"]),
             baseline_value=(
                 None if data.get("baseline_value") is None else float(data["baseline_value"])
             ),
-            metric=str(data["metric"]),
-            num_samples=int(data["num_samples"]),
-            seed=int(data["seed"]),
-            model_fingerprint=str(data["model_fingerprint"]),
-            study=str(data.get("study", "")),
-            schedule_exponent=data.get("schedule_exponent"),
+            metric=data["metric"],
+            num_samples=data["num_samples"],
+            seed=data["seed"],
+            model_fingerprint=data["model_fingerprint"],
+            study=data.get("study", ""),
+            schedule_exponent=(
+                None if data.get("schedule_exponent") is None
+                else float(data["schedule_exponent"])
+            ),
             rho_factors=data.get("rho_factors"),
             validation=data.get("validation"),
         )
-    except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
+    except SkiptuneError as e:   # a value out of range (ρ < 0, a σ window upside down...)
         raise ConfigurationError(
-            f"{str(target)!r} lacks or mangles field {' '.join(str(e).split())[:200]}; export "
-            "it again"
+            f"{str(target)!r} has an invalid schedule ({' '.join(str(e).split())[:200]}); "
+            "export it again"
         ) from None
     if model is not None:
         check_weights(exported.model_fingerprint, model, allow_other_weights, where=str(target))
     return exported
+
 
 def check_weights(
     fingerprint: str, model: TunableModel, allow_other_weights: bool, *, where: str

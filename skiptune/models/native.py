@@ -19,6 +19,7 @@ import math
 import pickle
 import pickletools
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,24 @@ def _refuses_code(error: BaseException, data: bytes) -> bool:
     return bool(names & _CODE_OPCODES)
 
 
+def _check_stored_entries(path: Path, data: bytes) -> None:
+    """torch.save stores its archive's entries uncompressed; a compressed entry could unpack
+    to far more than the file holds (a megabyte of deflated zeros declaring a gigabyte), and
+    torch would inflate it before comparing its size with the tensor's. Refused unread."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return          # torch.load names the damage in its own words
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED or entry.file_size != entry.compress_size:
+            raise CheckpointError(
+                f"model file {str(path)!r}: its entry {entry.filename!r} declares "
+                f"{entry.file_size:,} bytes compressed into {entry.compress_size:,}, but "
+                f"torch.save stores entries uncompressed; {_FIX}"
+            )
+
+
 def _read(path: Path, *, trust_pickle: bool) -> Any:
     data = read_input(path, what="model file", fix=_FIX)
     if not data:
@@ -148,6 +167,8 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
     # instead of whatever the legacy unpickler trips over (IndexError, "pickled objects").
     if not _looks_like_torch_file(data[:4]):
         raise _not_torch(path)
+    if data[:4] == _ZIP_MAGIC:
+        _check_stored_entries(path, data)
     try:
         with warnings.catch_warnings():
             # torch warns about a pickle protocol its safe loader may not fully support; the

@@ -152,7 +152,8 @@ def write_samples(
         schedule = found.schedule
         nfe = nfe if nfe is not None else found.nfe
         sampler = sampler or found.sampler
-        exponent = found.schedule_exponent or exponent
+        if found.schedule_exponent is not None:     # 0 is refused when read, never replaced
+            exponent = found.schedule_exponent
     if schedule is None:
         schedule = RhoSchedule(rho_bottom=1.0, rho_top=1.0)
     nfe = DEFAULT_SAMPLE_NFE if nfe is None else nfe

@@ -71,8 +71,8 @@ def _stand_in_persistence() -> Iterator[types.FunctionType]:
 
 
 class _EDMPickler(pickle.Pickler):
-    def __init__(self, handle: Any, reconstruct: types.FunctionType) -> None:
-        super().__init__(handle, protocol=4)
+    def __init__(self, handle: Any, reconstruct: types.FunctionType, protocol: int) -> None:
+        super().__init__(handle, protocol=protocol)
         self.reconstruct = reconstruct
 
     def reducer_override(self, obj: Any) -> Any:
@@ -99,8 +99,9 @@ def _as_module_dicts(value: Any) -> Any:
     return value
 
 
-def write_edm_pickle(path: Path, payload: Any) -> Path:
-    """Write ``payload`` (records as :func:`read_tree` returns them) in EDM's format."""
+def write_edm_pickle(path: Path, payload: Any, *, protocol: int = 4) -> Path:
+    """Write ``payload`` (records as :func:`read_tree` returns them) in EDM's format, at pickle
+    ``protocol`` (EDM's own files use 4; older tools re-pickle them at 1 to 3)."""
     with _stand_in_persistence() as reconstruct, path.open("wb") as handle:
-        _EDMPickler(handle, reconstruct).dump(_as_module_dicts(payload))
+        _EDMPickler(handle, reconstruct, protocol).dump(_as_module_dicts(payload))
     return path

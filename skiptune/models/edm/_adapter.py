@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from skiptune._checks import is_whole
 from skiptune.errors import CheckpointError, ConfigurationError
@@ -170,26 +175,110 @@ def _weight_mismatch(expected: Mapping[str, torch.Tensor],
     return "; ".join(parts) or None
 
 
-def _load_weights(net: nn.Module, snapshot: EDMSnapshot, where: str) -> None:
-    mismatch = _weight_mismatch(net.state_dict(), snapshot.state_dict)
+_TENSOR_BUDGET = (4, 1024)
+"""A network built from recorded arguments may register up to 4 × the tensors the file
+holds + 1,024 (a wrong but small network is then named by its shapes); past that, its
+arguments describe a far larger network than the file and building stops."""
+
+
+@contextlib.contextmanager
+def _tensor_budget(limit: int, *, where: str, present: int) -> Iterator[None]:
+    """Refuse, while a network is built, its registering more than ``limit`` tensors."""
+    count = 0
+
+    def hook(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
+        nonlocal count
+        count += value is not None
+        if count > limit:
+            raise CheckpointError(
+                f"{where}: its recorded arguments describe a network of more than {limit:,} "
+                f"weight tensors, but the file holds {present:,}; the file is damaged or was "
+                "written by modified code"
+            )
+
+    handles = [register_module_parameter_registration_hook(hook),
+               register_module_buffer_registration_hook(hook)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_table_size(snapshot: EDMSnapshot, where: str) -> None:
+    """iDDPM's σ table has M + 1 entries, computed in a loop: M must match the file's table."""
+    if snapshot.class_name != "iDDPMPrecond" or "M" not in snapshot.init_kwargs:
+        return
+    table = snapshot.state_dict.get("u")
+    steps = snapshot.init_kwargs["M"]
+    if table is None or not isinstance(steps, int) or steps + 1 != table.numel():
+        raise CheckpointError(
+            f"{where}: its recorded M={str(steps)[:20]} does not match the σ table 'u' it holds "
+            f"({'none' if table is None else f'{table.numel():,} entries'}); the file is "
+            "damaged or was written by modified code"
+        )
+
+
+def implied_weights(snapshot: EDMSnapshot, *, where: str) -> dict[str, torch.Tensor]:
+    """The state dict (names, shapes, dtypes) the snapshot's recorded arguments imply.
+
+    Built on the meta device, so no weight memory is allocated, and refused (CheckpointError)
+    as soon as the network registers far more tensors than the file holds (see
+    :data:`_TENSOR_BUDGET`): a small file whose arguments describe a huge network costs
+    neither memory nor time.
+    """
+    _check_table_size(snapshot, where)
+    present = len(snapshot.state_dict)
+    factor, extra = _TENSOR_BUDGET
+    with _tensor_budget(factor * present + extra, where=where, present=present), \
+            torch.device("meta"):
+        net = build_network(snapshot.class_name, snapshot.init_kwargs, snapshot.init_args)
+    return net.state_dict()
+
+
+def _wrong_dtype(expected: Mapping[str, torch.Tensor],
+                 given: Mapping[str, torch.Tensor]) -> str | None:
+    """The first tensor whose dtype cannot hold what the network expects, described."""
+    for name, want in expected.items():
+        have = given[name]
+        # A real floating type converts exactly enough (EDM writes float32); integers,
+        # booleans and complex numbers (whose imaginary part would be dropped) do not.
+        fits = have.is_floating_point() if want.is_floating_point() else have.dtype == want.dtype
+        if not fits:
+            return f"{name} is {str(have.dtype).removeprefix('torch.')}, not {want.dtype}"
+    return None
+
+
+def check_weights(expected: Mapping[str, torch.Tensor], snapshot: EDMSnapshot, *,
+                  where: str) -> None:
+    """Refuse snapshot weights whose names, shapes, dtypes or values the network cannot take."""
+    mismatch = _weight_mismatch(expected, snapshot.state_dict)
     if mismatch:
         raise CheckpointError(
             f"{where}: its weights do not fit the network its kwargs describe ({mismatch}); "
             "the file is damaged or was written by modified code"
         )
+    wrong = _wrong_dtype(expected, snapshot.state_dict)
+    if wrong:
+        raise CheckpointError(
+            f"{where}: weight {wrong} (EDM writes real floating-point weights, float32); the "
+            "file is damaged or was written by modified code"
+        )
     bad = [k for k, v in snapshot.state_dict.items()
            if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{where} has non-finite weights (NaN or inf) in {bad[0]}")
-    net.load_state_dict(snapshot.state_dict, strict=True)
 
 
 def load(path: Path, *, device: torch.device) -> TunableModel:
     """Load an EDM ``network-snapshot-*.pkl`` without running any code it carries."""
     where = f"EDM snapshot {str(path)!r}"
     snapshot = read_snapshot(path)
+    # Names, shapes and dtypes are checked on a network without memory before the real one
+    # is built: what the file declares never allocates more than the file holds.
+    check_weights(implied_weights(snapshot, where=where), snapshot, where=where)
     net = build_network(snapshot.class_name, snapshot.init_kwargs, snapshot.init_args)
-    _load_weights(net, snapshot, where)
+    net.load_state_dict(snapshot.state_dict, strict=True)
     net.to(device)
     metadata = {
         "edm_class": snapshot.class_name,

@@ -454,8 +454,11 @@ class VPPrecond(_Precond):
         self.beta_min = beta_min
         self.M = M
         self.epsilon_t = epsilon_t
-        self.sigma_min = float(self.sigma(epsilon_t))
-        self.sigma_max = float(self.sigma(1))
+        # Scalars on the CPU even while the network is laid out on the meta device (its
+        # shapes checked against a snapshot's tensors before any memory is allocated).
+        with torch.device("cpu"):
+            self.sigma_min = float(self.sigma(epsilon_t))
+            self.sigma_max = float(self.sigma(1))
 
     def sigma(self, t: float | torch.Tensor) -> torch.Tensor:
         """σ(t) = √(exp(½β_d t² + β_min t) − 1)."""
@@ -531,10 +534,11 @@ class iDDPMPrecond(_Precond):
 
     def _sigma_table(self) -> torch.Tensor:
         """u_M = 0 and u_{j−1} = √((u_j² + 1)/max(ᾱ_{j−1}/ᾱ_j, C_1) − 1)."""
-        u = torch.zeros(self.M + 1)
-        for j in range(self.M, 0, -1):
-            ratio = (self._alpha_bar(j - 1) / self._alpha_bar(j)).clip(min=self.C_1)
-            u[j - 1] = ((u[j] ** 2 + 1) / ratio - 1).sqrt()
+        with torch.device("cpu"):      # a small table, never on the meta device (see VP)
+            u = torch.zeros(self.M + 1)
+            for j in range(self.M, 0, -1):
+                ratio = (self._alpha_bar(j - 1) / self._alpha_bar(j)).clip(min=self.C_1)
+                u[j - 1] = ((u[j] ** 2 + 1) / ratio - 1).sqrt()
         return u
 
     def sigma_index(self, sigma: torch.Tensor) -> torch.Tensor:
