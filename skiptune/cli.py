@@ -512,8 +512,9 @@ def search_command(
                                                "should reach. [default: 30]")] = None,
     db: DbOption = None,
     study: GroupOption = None,
-    metric: Annotated[Literal["fd", "kid"] | None, typer.Option(
-        help="Proxy metric. [default: fd]")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Proxy metric, a name in skiptune.objectives.METRICS: fd (Fréchet distance) "
+        "or kid (kernel distance). [default: fd]")] = None,
     features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
                                                  "a TorchScript file.")] = None,
     ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
@@ -587,8 +588,15 @@ def search_command(
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
-    from skiptune.objectives import ObjectiveSettings
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives import ObjectiveSettings, get_metric
 
+    if metric is not None:
+        # The registry's names are the choices; an unknown one is a usage error, as before.
+        try:
+            get_metric(metric)
+        except ConfigurationError as e:
+            raise typer.BadParameter(str(e), param_hint="--metric") from e
     if rho_top is not None and rho_top_range is not None:
         raise typer.BadParameter("pass --rho-top (fixed) or --rho-top-range, not both",
                                  param_hint="--rho-top")
