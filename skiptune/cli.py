@@ -201,12 +201,26 @@ def _batch_warning(event: Any) -> str:
     )
 
 
+# The library's errors name configuration fields; the command line names its flags for them.
+_FLAGS = {
+    "validation.top_k": "--validate-top",
+    "validation.num_samples": "--validation-n",
+}
+
+
+def _message(error: SkiptuneError) -> str:
+    """The error's line, with the configuration field it names spelled as this CLI's flag."""
+    field = getattr(error, "field", None)
+    text = str(error)
+    return text.replace(field, _FLAGS[field]) if field in _FLAGS else text
+
+
 def _call(fn: Callable[[], T]) -> T:
     """Run one library call; a SkiptuneError becomes one line on stderr and exit code 1."""
     try:
         return fn()
     except SkiptuneError as e:
-        raise _fail(str(e)) from None
+        raise _fail(_message(e)) from None
 
 
 def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
@@ -642,7 +656,7 @@ def search_command(
                                              on_event=progress, **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
-        raise _fail(str(e)) from None
+        raise _fail(_message(e)) from None
     except KeyboardInterrupt:
         skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise _fail(
@@ -894,7 +908,7 @@ def _edge(command: Callable[[], Any]) -> None:
         skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise SystemExit(_interrupted_line()) from None
     except SkiptuneError as e:
-        raise SystemExit(_echo_error(str(e), code=1)) from None
+        raise SystemExit(_echo_error(_message(e), code=1)) from None
     except SystemExit as e:
         # typer turns a Ctrl-C it sees into a silent exit 130: say what happened.
         if e.code == 130 and skiptune._interrupt.interrupted() and not _said:
