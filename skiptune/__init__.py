@@ -20,20 +20,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from skiptune.errors import (
-    CheckpointError,
-    ConfigurationError,
-    FileAccessError,
-    InsufficientMemoryError,
-    ModelError,
-    NonFiniteSampleError,
-    SkiptuneError,
-    StorageError,
-)
+from skiptune.errors import ConfigurationError, SkiptuneError
 
 # The rest is imported on first use (PEP 562): ``import skiptune.cli`` then costs no torch
 # import, so the command line installs its Ctrl-C handler before the seconds torch takes.
+# Names outside ``__all__`` stay reachable here for scripts written against the older,
+# larger surface; their home is the subpackage named.
 _LAZY = {
+    "CheckpointError": "skiptune.errors",
+    "FileAccessError": "skiptune.errors",
+    "InsufficientMemoryError": "skiptune.errors",
+    "ModelError": "skiptune.errors",
+    "NonFiniteSampleError": "skiptune.errors",
+    "StorageError": "skiptune.errors",
     "FreeU": "skiptune.freeu",
     "SkipSite": "skiptune.models",
     "TunableModel": "skiptune.models",
@@ -68,31 +67,17 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    # The public names only; the others reach mypy, too, through __getattr__.
     from skiptune.exported import ExportedSchedule, load_exported
     from skiptune.freeu import FreeU
-    from skiptune.models import (
-        SkipSite,
-        TunableModel,
-        UNetConfig,
-        load_model,
-        save_checkpoint,
-    )
-    from skiptune.models.custom import CustomModel, CustomSkipSite, wrap_module
+    from skiptune.models import TunableModel, load_model
     from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
-    from skiptune.sampling import (
-        SAMPLERS,
-        initial_noise,
-        karras_sigmas,
-        nfe_for_steps,
-        sample,
-        steps_for_nfe,
-    )
-    from skiptune.schedule import SHAPES, RhoSchedule
+    from skiptune.sampling import initial_noise, sample
+    from skiptune.schedule import RhoSchedule
     from skiptune.skips import skip_tuning
     from skiptune.tuner import (
         SearchConfig,
         SearchSpace,
-        StudySummary,
         ValidationSettings,
         best_schedule,
         export_schedule,
@@ -114,45 +99,28 @@ def __getattr__(name: str) -> Any:
 
 __version__ = "0.1.0"
 
+# The headline: load a model, apply or search a schedule, read and export what was stored.
 __all__ = [
-    "SAMPLERS",
-    "SHAPES",
-    "CheckpointError",
     "ConfigurationError",
-    "CustomModel",
-    "CustomSkipSite",
     "ExportedSchedule",
-    "FileAccessError",
     "FreeU",
-    "InsufficientMemoryError",
-    "ModelError",
-    "NonFiniteSampleError",
     "ObjectiveConfig",
     "ObjectiveSettings",
     "RhoSchedule",
     "SearchConfig",
     "SearchSpace",
-    "SkipSite",
     "SkiptuneError",
-    "StorageError",
-    "StudySummary",
     "TunableModel",
-    "UNetConfig",
     "ValidationSettings",
     "__version__",
     "best_schedule",
     "export_schedule",
     "front_report",
     "initial_noise",
-    "karras_sigmas",
     "list_studies",
     "load_exported",
     "load_model",
-    "nfe_for_steps",
     "sample",
-    "save_checkpoint",
     "search",
     "skip_tuning",
-    "steps_for_nfe",
-    "wrap_module",
 ]

@@ -202,12 +202,26 @@ def _batch_warning(event: Any) -> str:
     )
 
 
+# The library's errors name configuration fields; the command line names its flags for them.
+_FLAGS = {
+    "validation.top_k": "--validate-top",
+    "validation.num_samples": "--validation-n",
+}
+
+
+def _message(error: SkiptuneError) -> str:
+    """The error's line, with the configuration field it names spelled as this CLI's flag."""
+    field = getattr(error, "field", None)
+    text = str(error)
+    return text.replace(field, _FLAGS[field]) if field in _FLAGS else text
+
+
 def _call(fn: Callable[[], T]) -> T:
     """Run one library call; a SkiptuneError becomes one line on stderr and exit code 1."""
     try:
         return fn()
     except SkiptuneError as e:
-        raise _fail(str(e)) from None
+        raise _fail(_message(e)) from None
 
 
 def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
@@ -521,8 +535,9 @@ def search_command(
                                                "should reach. [default: 30]")] = None,
     db: DbOption = None,
     study: GroupOption = None,
-    metric: Annotated[Literal["fd", "kid"] | None, typer.Option(
-        help="Proxy metric. [default: fd]")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Proxy metric, a name in skiptune.objectives.METRICS: fd (Fréchet distance) "
+        "or kid (kernel distance). [default: fd]")] = None,
     features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
                                                  "a TorchScript file.")] = None,
     ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
@@ -596,8 +611,15 @@ def search_command(
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
-    from skiptune.objectives import ObjectiveSettings
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives import ObjectiveSettings, get_metric
 
+    if metric is not None:
+        # The registry's names are the choices; an unknown one is a usage error, as before.
+        try:
+            get_metric(metric)
+        except ConfigurationError as e:
+            raise typer.BadParameter(str(e), param_hint="--metric") from e
     if rho_top is not None and rho_top_range is not None:
         raise typer.BadParameter("pass --rho-top (fixed) or --rho-top-range, not both",
                                  param_hint="--rho-top")
@@ -644,7 +666,7 @@ def search_command(
                                              on_event=progress, **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
-        raise _fail(str(e)) from None
+        raise _fail(_message(e)) from None
     except KeyboardInterrupt:
         skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise _fail(
@@ -898,7 +920,7 @@ def _edge(command: Callable[[], Any]) -> None:
         skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
         raise SystemExit(_interrupted_line()) from None
     except SkiptuneError as e:
-        raise SystemExit(_echo_error(str(e), code=1)) from None
+        raise SystemExit(_echo_error(_message(e), code=1)) from None
     except SystemExit as e:
         # typer turns a Ctrl-C it sees into a silent exit 130: say what happened.
         if e.code == 130 and skiptune._interrupt.interrupted() and not _said:

@@ -28,7 +28,15 @@ class SkiptuneError(Exception):
 
 
 class ConfigurationError(SkiptuneError, ValueError):
-    """A parameter, option or combination of them is invalid."""
+    """A parameter, option or combination of them is invalid.
+
+    ``field`` is the configuration field's dotted path (e.g. ``validation.top_k``) when the
+    message names one, so that the command line can name its own flag for it instead.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CheckpointError(SkiptuneError):

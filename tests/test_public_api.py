@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,93 @@ def test_the_readmes_search_script_builds_the_configuration_it_describes(
     assert config.space.rho_top == 1.0 and config.objective.rungs == (64, 256)
     assert received["db"] == "skiptune.db"
     assert (Path(__file__).resolve().parents[1] / received["model"]).is_file()
+
+
+# Each package's public names, pinned: a name added or dropped is a decision, made here too.
+PUBLIC = {
+    "skiptune": (
+        "ConfigurationError", "ExportedSchedule", "FreeU", "ObjectiveConfig",
+        "ObjectiveSettings", "RhoSchedule", "SearchConfig", "SearchSpace", "SkiptuneError",
+        "TunableModel", "ValidationSettings", "__version__", "best_schedule",
+        "export_schedule", "front_report", "initial_noise", "list_studies", "load_exported",
+        "load_model", "sample", "search", "skip_tuning"),
+    "skiptune.models": (
+        "Condition", "Conditioner", "EDMUNet", "FreeUStage", "PreconditionedEDMUNet",
+        "SkipSite", "TunableModel", "UNetConfig", "condition_size", "condition_to",
+        "fingerprint_state_dict", "load_model", "resolve_device", "save_checkpoint"),
+    "skiptune.models.edm": (
+        "EDM_SAMPLER_SIGMA_RANGE", "KNOWN_NETWORK_SOURCES", "NETWORKS", "PRECONDITIONERS",
+        "TRUSTED_SOURCES_ENV", "ClassLabels", "DhariwalUNet", "EDMPrecond", "EDMSnapshot",
+        "SongUNet", "UnsafeSnapshotError", "VEPrecond", "VPPrecond", "build_network",
+        "iDDPMPrecond", "load", "looks_like_edm_snapshot", "read_snapshot", "wrap_network"),
+    "skiptune.sampling": (
+        "SAMPLERS", "Denoiser", "Sampler", "SamplerCallback", "SamplerSpec", "SamplingModel",
+        "ddim", "ddim_sigmas", "dpmpp_2m", "euler", "get_sampler", "heun", "initial_noise",
+        "karras_sigmas", "nfe_for_steps", "sample", "sample_images", "save_images",
+        "sigma_grid", "steps_for_nfe", "unipc", "write_samples"),
+    "skiptune.objectives": (
+        "DEFAULT_FEATURE_NET_PATH", "EXTRACTOR_NAMES", "FEATURE_NET_KIND",
+        "INCEPTION_FILENAME", "INCEPTION_URL", "INCEPTION_WEIGHTS_ENV", "METRICS",
+        "SELF_REFERENCE_SEED", "BatchReduced", "CandidateReport", "DigitFeatureExtractor",
+        "DigitFeatureNet", "DirectoryStatisticsCache", "Evaluation", "FeatureExtractor",
+        "FeatureNetConfig", "InceptionFeatureExtractor", "InputSpec", "Metric", "MetricScore",
+        "ObjectiveConfig", "ObjectiveSettings", "ProxyObjective", "ReferenceProgress",
+        "ReferenceStatistics", "RungReport", "SelfReference", "SelfReferenceSpec",
+        "StatisticsCache", "TorchScriptFeatureExtractor", "bootstrap_indices",
+        "bootstrap_values", "build_objective", "check_disjoint_seeds", "evaluate",
+        "feature_net_fingerprint", "find_inception_weights", "frechet_distance",
+        "frechet_distance_to_features", "gaussian_statistics", "get_metric",
+        "is_self_reference", "kernel_inception_distance", "load_feature_extractor",
+        "load_feature_net", "load_reference", "paired_bootstrap_gain", "paired_gain_interval",
+        "parse_self_reference", "quantize_images", "save_feature_net", "statistics_key"),
+    "skiptune.tuner": (
+        "BatchSizeReduced", "CandidateValidated", "EventCallback", "FrontReport", "Note",
+        "ReferenceSampled", "RungDone", "SearchConfig", "SearchEvent", "SearchSpace",
+        "StudyConfig", "StudyDone", "StudyStarted", "StudySummary", "TrialFinished",
+        "TrialStarted", "ValidationResult", "ValidationSettings", "Waiting", "WorkerLost",
+        "best_schedule", "export_schedule", "front_report", "list_studies", "pareto_front",
+        "plot_front", "quiet_optuna", "search", "speed_claims", "validation_result"),
+    "skiptune.tuner.study": (
+        "CONFIG_ATTR", "FAILURE_ATTR", "FAILURE_KIND_ATTR", "NUM_SAMPLES_ATTR", "OPTIMIZERS",
+        "ROLE_ATTR", "RUNG_VALUES_ATTR", "SECONDS_ATTRS", "SEEDED_ATTR", "TOTAL_ATTR",
+        "VALIDATION_ATTR", "WARM_ATTR", "SearchConfig", "SearchSpace", "StudyConfig",
+        "ValidatedCandidate", "ValidationResult", "ValidationSettings", "candidate_attr",
+        "canonical_schedule", "comparison_key", "config_differences", "default_group",
+        "describe_differences", "is_finished", "role_of", "schedule_from_params",
+        "study_name", "validation_result", "value_of"),
+    "skiptune.tuner.search": (
+        "PAPER_SCHEDULES", "BatchSizeReduced", "CandidateValidated", "EventCallback", "Note",
+        "Objective", "ReferenceSampled", "RungDone", "SearchEvent", "StudyDone", "StudyRun",
+        "StudyStarted", "TrialFinished", "TrialStarted", "Waiting", "WorkerLost",
+        "plan_study", "prepare_study", "queued_schedules", "resolve_objective", "run_study",
+        "search"),
+    "skiptune.tuner.results": (
+        "PLOT_SUFFIXES", "FrontPoint", "FrontReport", "SpeedClaim", "StudySummary",
+        "best_and_baseline", "best_schedule", "describe_claim", "export_schedule",
+        "front_report", "list_studies", "pareto_front", "pareto_mask", "plot_front",
+        "quiet_optuna", "speed_claims", "stored_studies", "summarize"),
+    "skiptune.storage": (
+        "DEFAULT_DB", "SCHEMA_VERSION", "DatabaseStatisticsCache", "FrontRecord",
+        "NoSkiptuneDatabaseError", "PendingStatisticsCache", "RunRecord", "Storage",
+        "mask_url", "normalise_url", "open_storage", "skiptune_version"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_each_package_publishes_exactly_its_pinned_names(package: str) -> None:
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(PUBLIC[package])
+    assert len(set(module.__all__)) == len(module.__all__), "a name is listed twice"
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name} does not resolve"
+
+
+def test_names_left_out_of_skiptune_are_still_importable_where_they_live() -> None:
+    from skiptune.errors import InsufficientMemoryError
+    from skiptune.models.custom import wrap_module
+    from skiptune.sampling import SAMPLERS
+
+    assert skiptune.InsufficientMemoryError is InsufficientMemoryError   # and, for old scripts,
+    assert skiptune.wrap_module is wrap_module                           # from skiptune too
+    assert skiptune.SAMPLERS is SAMPLERS
+    assert len(skiptune.__all__) <= 22

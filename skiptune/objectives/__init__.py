@@ -48,9 +48,10 @@ from skiptune.objectives._maths import (
     paired_bootstrap_gain,
     paired_gain_interval,
 )
+from skiptune.objectives._metrics import METRICS, Metric, MetricScore, get_metric
 from skiptune.objectives._objective import (
-    METRICS,
     BatchReduced,
+    CandidateReport,
     Evaluation,
     ObjectiveConfig,
     ObjectiveSettings,
@@ -80,6 +81,7 @@ __all__ = [
     "METRICS",
     "SELF_REFERENCE_SEED",
     "BatchReduced",
+    "CandidateReport",
     "DigitFeatureExtractor",
     "DigitFeatureNet",
     "DirectoryStatisticsCache",
@@ -88,6 +90,8 @@ __all__ = [
     "FeatureNetConfig",
     "InceptionFeatureExtractor",
     "InputSpec",
+    "Metric",
+    "MetricScore",
     "ObjectiveConfig",
     "ObjectiveSettings",
     "ProxyObjective",
@@ -108,6 +112,7 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_to_features",
     "gaussian_statistics",
+    "get_metric",
     "is_self_reference",
     "kernel_inception_distance",
     "load_feature_extractor",

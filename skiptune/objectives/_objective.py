@@ -28,11 +28,8 @@ from skiptune.errors import (
 from skiptune.models import TunableModel
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache
 from skiptune.objectives._features import FeatureExtractor, load_feature_extractor
-from skiptune.objectives._maths import (
-    _symmetric_sqrt,
-    frechet_distance_to_features,
-    kernel_inception_distance,
-)
+from skiptune.objectives._maths import _symmetric_sqrt
+from skiptune.objectives._metrics import get_metric
 from skiptune.objectives._paths import ASSETS_DIR
 from skiptune.objectives._reference import ReferenceStatistics, load_reference
 from skiptune.objectives._samples import sampled_images
@@ -48,8 +45,8 @@ from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
 
 __all__ = [
-    "METRICS",
     "BatchReduced",
+    "CandidateReport",
     "Evaluation",
     "ObjectiveConfig",
     "ObjectiveSettings",
@@ -59,7 +56,6 @@ __all__ = [
     "evaluate",
 ]
 
-METRICS = ("fd", "kid")
 OBJECTIVE_VERSION = 1
 """Bumped whenever the same configuration would score differently; part of the identity."""
 
@@ -83,7 +79,8 @@ class ObjectiveSettings:
     None) and stores that with the study.
 
     Attributes:
-        metric: ``"fd"`` (Fréchet distance, FID with Inception features) or ``"kid"``.
+        metric: a name in ``skiptune.objectives.METRICS``: ``"fd"`` (Fréchet distance, FID
+            with Inception features) or ``"kid"``.
         features: ``"digits"``, ``"inception"`` or a TorchScript path (see
             :func:`load_feature_extractor`); None: the model's own choice
             (``model.default_features``, Inception for Stable Diffusion), else digits.
@@ -120,10 +117,7 @@ class ObjectiveSettings:
             raise ConfigurationError(
                 f"rungs must be a tuple of sample counts such as (64, 256), got {self.rungs!r}"
             )
-        if self.metric not in METRICS:
-            raise ConfigurationError(
-                f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}"
-            )
+        get_metric(self.metric)     # an unknown name lists the registered ones
         rungs = self.rungs
         if not rungs or not all(is_whole(n) and n >= 2 for n in rungs):
             raise ConfigurationError(
@@ -269,7 +263,7 @@ class ProxyObjective:
                 f"reference {reference.source} is {reference.feature_dim}-d but the extractor "
                 f"gives {extractor.feature_dim}-d features; use matching --ref and --features"
             )
-        if config.metric == "kid" and reference.features is None:
+        if get_metric(config.metric).needs_reference_features and reference.features is None:
             raise ConfigurationError(
                 f"KID needs reference features, and reference {reference.source} has none; "
                 "load it with need_features=True or use metric 'fd'"
@@ -323,19 +317,8 @@ class ProxyObjective:
 
     def score(self, features: np.ndarray) -> float:
         """The metric of generated features float [N, D] against the reference."""
-        if self.config.metric == "fd":
-            reference = self.reference
-            return frechet_distance_to_features(
-                reference.mu, reference.sigma, features, root_ref=self._reference_root
-            )
-        if self.config.metric == "kid":
-            assert self.reference.features is not None  # checked in __init__
-            return kernel_inception_distance(
-                features, self.reference.features, seed=self.config.seed
-            )
-        raise ConfigurationError(
-            f"unknown metric {self.config.metric!r}; choose one of {', '.join(METRICS)}"
-        )
+        metric = get_metric(self.config.metric)
+        return metric.score(features, self.reference, self.config.seed, self._reference_root)
 
     def evaluate(
         self,
@@ -416,6 +399,7 @@ class ProxyObjective:
         schedules: Sequence[RhoSchedule],
         *,
         report: CandidateReport | None = None,  # called per candidate after each rung
+        on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
     ) -> list[Evaluation | BaseException]:
         """Score several schedules at once: each batch samples every candidate's images
         together, with per-sample factors (``skip_tuning`` with one schedule per sample).
@@ -426,6 +410,13 @@ class ProxyObjective:
         that candidate only and takes its place in the returned list, as does a
         NonFiniteSampleError of that candidate's own samples. σ windows are per batch and
         are not batched: pass such schedules to :meth:`evaluate`.
+
+        A batch that runs out of memory is retried with half as many images, as in
+        :meth:`evaluate` (``on_batch_reduced`` is told once per halving); below one image
+        per candidate, the candidates are sampled in groups.
+
+        Raises:
+            InsufficientMemoryError: even one image at a time does not fit in memory.
         """
         config = self.config
         count = len(schedules)
@@ -444,12 +435,23 @@ class ProxyObjective:
                 if not active:
                     break
                 size = min(max(1, self.batch_size // len(active)), rung - done)
-                for c, features in self._batch_many(schedules, active, done, size):
-                    if isinstance(features, BaseException):
-                        outcome[c] = features
-                    else:
-                        chunks[c].append(features)
-                done += size
+                try:
+                    step = self._step_many(schedules, active, done, size)
+                except RuntimeError as e:      # torch.OutOfMemoryError is one
+                    if not is_out_of_memory(e):
+                        raise
+                    reason = first_line(e)[:200]
+                else:
+                    for c, features in step:
+                        if isinstance(features, BaseException):
+                            outcome[c] = features
+                        else:
+                            chunks[c].append(features)
+                    done += size
+                    continue
+                # Outside the except block, as in evaluate(): the traceback holds the tensors.
+                largest_group = min(len(active), max(1, self.batch_size // size))
+                self._reduce_batch(largest_group * size, reason, on_batch_reduced)
             for c in range(count):
                 if outcome[c] is not None:
                     continue
@@ -470,6 +472,19 @@ class ProxyObjective:
                     seconds_features=0.0, seconds_total=elapsed / count,
                 )
         return [o for o in outcome if o is not None]
+
+    def _step_many(
+        self, schedules: Sequence[RhoSchedule], active: list[int], start: int, count: int
+    ) -> list[tuple[int, np.ndarray | BaseException]]:
+        """Samples ``start`` … ``start + count − 1`` of every active candidate, in groups of
+        at most ``batch_size`` images (one group, unless memory forced a batch smaller than
+        one image per candidate). Nothing is kept of a step that fails."""
+        per_group = max(1, self.batch_size // count)
+        results: list[tuple[int, np.ndarray | BaseException]] = []
+        for first in range(0, len(active), per_group):
+            group = active[first:first + per_group]
+            results.extend(self._batch_many(schedules, group, start, count))
+        return results
 
     def _batch_many(
         self, schedules: Sequence[RhoSchedule], active: list[int], start: int, count: int
@@ -592,6 +607,7 @@ def build_objective(
     sigma_grid(
         model, sampler=config.sampler, nfe=config.nfe, schedule_exponent=config.schedule_exponent
     )
+    needs_features = get_metric(config.metric).needs_reference_features
     self_reference = None
     resolved: str | os.PathLike[str] | ReferenceStatistics = source
     if is_self_reference(source):
@@ -599,14 +615,14 @@ def build_objective(
             model, parse_self_reference(source), extractor,
             schedule_exponent=config.schedule_exponent, batch_size=config.batch_size,
             cache=DirectoryStatisticsCache() if cache is None else cache,
-            need_features=config.metric == "kid", progress=on_reference,
+            need_features=needs_features, progress=on_reference,
         )
     reference = load_reference(
         resolved,
         extractor,
         cache=cache,
         progress=progress,
-        need_features=config.metric == "kid",
+        need_features=needs_features,
         image_shape=model.image_shape,
     )
     return ProxyObjective(model, config, extractor=extractor, reference=reference,
@@ -620,7 +636,7 @@ def evaluate(
     sampler: str,                          # a name in SAMPLERS
     nfe: int,                              # exact denoiser evaluations per sample
     num_samples: int,                      # N, samples seeded seed .. seed + N − 1
-    metric: str = "fd",                    # "fd" or "kid"
+    metric: str = "fd",                    # a name in METRICS: "fd" or "kid"
     seed: int = 0,
     batch_size: int = 128,
     features: str = "digits",              # "digits", "inception" or a TorchScript path

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 import skiptune.objectives._objective as objective_module
+import skiptune.objectives._samples as samples_module
 from skiptune import InsufficientMemoryError, RhoSchedule
 from skiptune.objectives import (
     ObjectiveConfig,
@@ -53,6 +54,8 @@ def _memory_of(images: int, error: Callable[[], BaseException],
             raise error()
         return real(model, noise, **options)
 
+    # evaluate() samples through _samples, evaluate_many() calls sample itself.
+    monkeypatch.setattr(samples_module, "sample", sample)
     monkeypatch.setattr(objective_module, "sample", sample)
     return tried
 
@@ -146,3 +149,45 @@ def test_the_progress_display_prints_the_warning_in_one_line() -> None:
     (line,) = [line for line in buffer.getvalue().splitlines() if line.startswith("warning:")]
     assert "out of memory with 128 images per batch" in line
     assert "continuing with 64 per batch" in line and CUDA_MESSAGE in line
+
+
+def test_evaluate_many_halves_the_batch_and_scores_as_that_batch_size_does(
+    demo_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedules = [SCHEDULE, RhoSchedule(rho_bottom=0.9)]
+    in_fours = _objective(demo_model, 4).evaluate_many(schedules)
+    tried = _memory_of(4, lambda: torch.OutOfMemoryError(CUDA_MESSAGE), monkeypatch)
+    objective = _objective(demo_model, 16)
+    told: list[tuple[int, int, str]] = []
+    outcomes = objective.evaluate_many(schedules, on_batch_reduced=lambda *a: told.append(a))
+    # 8 images of each candidate (16) fail, then 4 of each (8), then 2 of each fit: the batches
+    # of batch_size 4, seeded per image, so the same values bit for bit.
+    assert tried == [16, 8] + [4] * 8
+    assert told == [(16, 8, CUDA_MESSAGE), (8, 4, CUDA_MESSAGE)]
+    assert [o.value for o in outcomes] == [o.value for o in in_fours]   # type: ignore[union-attr]
+    assert objective.batch_size == 4 and objective.config.batch_size == 16
+
+
+def test_evaluate_many_below_one_image_per_candidate_samples_them_in_turn(
+    demo_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedules = [SCHEDULE, RhoSchedule(rho_bottom=0.9)]
+    config = ObjectiveConfig(sampler="heun", nfe=3, rungs=(2, 4), batch_size=4)
+    alone = [build_objective(demo_model, config, progress=False).evaluate(s).value
+             for s in schedules]
+    tried = _memory_of(1, lambda: RuntimeError(CPU_MESSAGE), monkeypatch)
+    told: list[tuple[int, int, str]] = []
+    objective = build_objective(demo_model, config, progress=False)
+    outcomes = objective.evaluate_many(schedules, on_batch_reduced=lambda *a: told.append(a))
+    assert [(failed, now) for failed, now, _ in told] == [(4, 2), (2, 1)]
+    assert tried == [4, 2] + [1] * 8
+    assert [o.value for o in outcomes] == pytest.approx(alone, rel=1e-4)  # type: ignore[union-attr]
+
+
+def test_evaluate_many_gives_up_with_one_clear_error(
+    demo_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried = _memory_of(0, lambda: torch.OutOfMemoryError(CUDA_MESSAGE), monkeypatch)
+    with pytest.raises(InsufficientMemoryError, match="even with one image per batch"):
+        _objective(demo_model, 4).evaluate_many([SCHEDULE, RhoSchedule(rho_bottom=0.9)])
+    assert tried == [4, 2, 1]

@@ -125,7 +125,8 @@ def test_a_search_config_is_validated_when_built_and_frozen() -> None:
         SearchConfig(nfe=[9, 9])
     with pytest.raises(ConfigurationError, match="pass ObjectiveSettings"):
         SearchConfig(nfe=9, objective=ObjectiveConfig(sampler="heun", nfe=9))
-    with pytest.raises(ConfigurationError, match="--validation-n 16 is smaller than the last"):
+    with pytest.raises(ConfigurationError,
+                       match=r"validation\.num_samples 16 is smaller than the last"):
         SearchConfig(nfe=9, objective=ObjectiveSettings(rungs=(16, 32)),
                      validation=ValidationSettings(num_samples=16))
     with pytest.raises(ConfigurationError, match="under two heartbeats"):

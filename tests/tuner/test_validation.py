@@ -127,14 +127,15 @@ def test_a_validation_smaller_than_the_last_rung_is_refused_before_any_write(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "s.db"
-    with pytest.raises(ConfigurationError, match=r"--validation-n 16 is smaller than the last "
-                                                 r"rung \(32\)"):
+    with pytest.raises(ConfigurationError,
+                       match=r"validation\.num_samples 16 is smaller than the last rung \(32\)"):
         search(DEMO, SearchConfig(nfe=3, trials=2, objective=TINY,
                                   validation=ValidationSettings(num_samples=16)),
                db=db, device="cpu")
     assert not db.exists()
-    with pytest.raises(ConfigurationError, match="--validate-top"):
+    with pytest.raises(ConfigurationError, match=r"validation\.top_k") as info:
         ValidationSettings(top_k=0)
+    assert info.value.field == "validation.top_k" and "--" not in str(info.value)
 
 
 def test_list_studies_reads_the_validation_back(tmp_path: Path) -> None:

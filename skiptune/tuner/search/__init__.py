@@ -25,7 +25,8 @@ from skiptune.tuner.search._events import (
     Waiting,
     WorkerLost,
 )
-from skiptune.tuner.search._run import Objective, StudyRun, prepare_study, run_study
+from skiptune.tuner.search._objective import Objective
+from skiptune.tuner.search._run import StudyRun, prepare_study, run_study
 from skiptune.tuner.search._service import plan_study, resolve_objective, search
 from skiptune.tuner.search._space import PAPER_SCHEDULES, queued_schedules
 

@@ -15,7 +15,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -30,6 +30,7 @@ from skiptune.errors import (
     InsufficientMemoryError,
     NonFiniteSampleError,
 )
+from skiptune.objectives import BatchReduced, Evaluation
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results import StudySummary, summarize
@@ -45,6 +46,7 @@ from skiptune.tuner.search._events import (
 )
 from skiptune.tuner.search._front_writer import update_front
 from skiptune.tuner.search._heartbeat import fail_trials_without_heartbeat, heartbeats
+from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.search._space import (
     grid_size,
     make_pruner,
@@ -73,24 +75,9 @@ from skiptune.tuner.study import (
     role_of,
 )
 
-__all__ = ["Objective", "StudyRun", "effective_total", "prepare_study", "run_study"]
+__all__ = ["StudyRun", "effective_total", "prepare_study", "run_study"]
 
 _MAX_RETRIES = 3     # a trial whose worker dies this often is not re-queued again
-
-
-class Objective(Protocol):
-    """What the search needs of a built objective (``skiptune.objectives.build_objective``)."""
-
-    @property
-    def identity(self) -> dict[str, Any]: ...
-
-    def evaluate(
-        self,
-        schedule: RhoSchedule,
-        *,
-        report: Callable[[int, int, float], None] | None = None,
-        on_batch_reduced: Callable[[int, int, str], None] | None = None,
-    ) -> Any: ...
 
 
 def effective_total(config: StudyConfig) -> int:
@@ -396,26 +383,18 @@ class StudyRun:
         self.announce(trial, schedule, finished=finished)
         report = self.rung_reporter(trial)
 
-        def batch_reduced(failed: int, batch_size: int, why: str) -> None:
-            self.emit(BatchSizeReduced(study_name=self.name, trial_number=trial.number,
-                                       failed=failed, batch_size=batch_size, reason=why,
-                                       worker=self.worker))
-
         start = time.monotonic()
         with heartbeats(self.optuna_storage, trial):
             try:
                 state, value, reason = _judged(trial, lambda: self.objective.evaluate(
-                    schedule, report=report, on_batch_reduced=batch_reduced))
+                    schedule, report=report, on_batch_reduced=self.batch_reducer([trial])))
                 if state == TrialState.COMPLETE:
                     failpoint("trial-result")       # measured and recorded, not yet told
             except KeyboardInterrupt:
                 self.requeue_interrupted([trial])
                 raise
             except InsufficientMemoryError as e:
-                # The schedule is fine, the device is not: queue it again for a rerun
-                # elsewhere (the baseline above all, which every study must measure).
-                with self.storage.lock(f"study:{self.name}"):
-                    self.fail_and_requeue(trial, str(e)[:2000], "out-of-memory")
+                self.requeue_out_of_memory([trial], e)
                 raise
             except BaseException as e:
                 self.fail_with_error([trial], e)
@@ -438,10 +417,13 @@ class StudyRun:
             for trial in trials:
                 beating.enter_context(heartbeats(self.optuna_storage, trial))
             try:
-                outcomes = self.objective.evaluate_many(  # type: ignore[attr-defined]
-                    schedules, report=report)
+                outcomes = self.objective.evaluate_many(
+                    schedules, report=report, on_batch_reduced=self.batch_reducer(trials))
             except KeyboardInterrupt:
                 self.requeue_interrupted(trials)
+                raise
+            except InsufficientMemoryError as e:
+                self.requeue_out_of_memory(trials, e)
                 raise
             except BaseException as e:
                 self.fail_with_error(trials, e)
@@ -451,6 +433,17 @@ class StudyRun:
             state, value, reason = _judged(trial, functools.partial(_returned, outcome))
             self.finish(trial, state=state, value=value, reason=reason, schedule=schedule,
                         seconds=seconds / len(trials))
+
+    def batch_reducer(self, trials: list[optuna.Trial]) -> BatchReduced:
+        """``on_batch_reduced`` for the objective: one BatchSizeReduced event per trial that
+        shared the batch that ran out of memory."""
+        def batch_reduced(failed: int, batch_size: int, why: str) -> None:
+            for trial in trials:
+                self.emit(BatchSizeReduced(study_name=self.name, trial_number=trial.number,
+                                           failed=failed, batch_size=batch_size, reason=why,
+                                           worker=self.worker))
+
+        return batch_reduced
 
     def announce(self, trial: optuna.Trial, schedule: RhoSchedule, *, finished: int) -> None:
         self.emit(TrialStarted(study_name=self.name, trial_number=trial.number,
@@ -493,6 +486,15 @@ class StudyRun:
         with self.storage.lock(f"study:{self.name}"):
             for trial in trials:
                 self.fail_and_requeue(trial, "interrupted (Ctrl-C)", "interrupted")
+
+    def requeue_out_of_memory(
+        self, trials: list[optuna.Trial], error: InsufficientMemoryError
+    ) -> None:
+        """Not even one image fits: the schedules are fine, the device is not, so queue them
+        again for a rerun elsewhere (the baseline above all, which every study must measure)."""
+        with self.storage.lock(f"study:{self.name}"):
+            for trial in trials:
+                self.fail_and_requeue(trial, str(error)[:2000], "out-of-memory")
 
     def fail_with_error(self, trials: list[optuna.Trial], error: BaseException) -> None:
         """An unexpected error: the trials fail with it (not re-queued) before it propagates."""
@@ -547,8 +549,8 @@ def run_study(
     return StudyRun.open(storage, config, objective, **options).run(validation)
 
 
-def _judged(trial: optuna.Trial, evaluate: Callable[[], Any]) -> tuple[TrialState, float | None,
-                                                                       str]:
+def _judged(trial: optuna.Trial, evaluate: Callable[[], Evaluation]
+            ) -> tuple[TrialState, float | None, str]:
     """(state, value, reason) of a trial whose evaluation ``evaluate()`` returns or raises.
 
     Pruning and non-finite samples are outcomes of the schedule; anything else propagates.
@@ -564,7 +566,7 @@ def _judged(trial: optuna.Trial, evaluate: Callable[[], Any]) -> tuple[TrialStat
         return TrialState.FAIL, None, reason
 
 
-def _record_evaluation(trial: optuna.Trial, evaluation: Any) -> float:
+def _record_evaluation(trial: optuna.Trial, evaluation: Evaluation) -> float:
     """The evaluation's value, its N, rung values and timings stored with the trial."""
     value = float(evaluation.value)
     if not math.isfinite(value):
@@ -576,7 +578,7 @@ def _record_evaluation(trial: optuna.Trial, evaluation: Any) -> float:
     return value
 
 
-def _returned(outcome: Any) -> Any:
+def _returned(outcome: Evaluation | BaseException) -> Evaluation:
     """A batched candidate's outcome as its own evaluation would give it: returned or raised."""
     if isinstance(outcome, BaseException):
         raise outcome

@@ -42,7 +42,8 @@ from skiptune.storage import (
 )
 from skiptune.tuner.results import StudySummary, summarize
 from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
-from skiptune.tuner.search._run import Objective, prepare_study, run_study
+from skiptune.tuner.search._objective import Objective
+from skiptune.tuner.search._run import prepare_study, run_study
 from skiptune.tuner.study import (
     SearchConfig,
     SearchSpace,

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from skiptune.errors import NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values
 from skiptune.tuner.search._events import CandidateValidated, EventCallback
+from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.study import (
     VALIDATION_ATTR,
     StudyConfig,
@@ -64,7 +65,7 @@ def validate_study(
     storage: Any,
     study: optuna.Study,
     config: StudyConfig,
-    objective: Any,                  # a ProxyObjective (for_validation, evaluate, score)
+    objective: Objective,
     settings: ValidationSettings,
     *,
     worker: int = 0,
@@ -113,7 +114,7 @@ def validate_study(
     return validation_result(study)
 
 
-def _measure(validating: Any, trial: FrozenTrial, indices: np.ndarray) -> dict[str, Any]:
+def _measure(validating: Objective, trial: FrozenTrial, indices: np.ndarray) -> dict[str, Any]:
     """One candidate's validated value and its bootstrap replicates (the indices are shared
     by every candidate of the study, which pairs them)."""
     record: dict[str, Any] = {
@@ -131,6 +132,7 @@ def _measure(validating: Any, trial: FrozenTrial, indices: np.ndarray) -> dict[s
     value = float(evaluation.value)
     if not math.isfinite(value):
         return record
+    assert evaluation.features is not None      # asked for with keep_features=True
     replicates = bootstrap_values(evaluation.features, validating.score, indices)
     record.update(value=value, replicates=[float(v) for v in replicates])
     return record

@@ -205,12 +205,14 @@ class ValidationSettings:
     def __post_init__(self) -> None:
         if not is_whole(self.top_k) or self.top_k < 1:
             raise ConfigurationError(
-                f"--validate-top must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3"
+                f"validation.top_k must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3",
+                field="validation.top_k",
             )
         if self.num_samples is not None and (not is_whole(self.num_samples)
                                              or self.num_samples < 2):
             raise ConfigurationError(
-                f"--validation-n must be a whole number ≥ 2, got {self.num_samples!r}"
+                f"validation.num_samples must be a whole number ≥ 2, got {self.num_samples!r}",
+                field="validation.num_samples",
             )
         if not is_whole(self.resamples) or self.resamples < 1:
             raise ConfigurationError(
@@ -226,9 +228,10 @@ class ValidationSettings:
         n = 4 * last_rung if self.num_samples is None else int(self.num_samples)
         if n < last_rung:
             raise ConfigurationError(
-                f"--validation-n {n} is smaller than the last rung ({last_rung}): validation "
-                "must measure at least as many images as a trial; pass --validation-n "
-                f"{4 * last_rung}"
+                f"validation.num_samples {n} is smaller than the last rung ({last_rung}): "
+                "validation must measure at least as many images as a trial; pass "
+                f"validation.num_samples {4 * last_rung}",
+                field="validation.num_samples",
             )
         return n
 
