@@ -25,7 +25,7 @@ import torch
 from skiptune.errors import ConfigurationError, SkiptuneError
 
 if TYPE_CHECKING:
-    from skiptune.models._prompts import UNetInfo
+    from skiptune.models._unet_info import UNetInfo
 
 __all__ = ["SD_EXTRA", "cache_path", "encode_texts"]
 
@@ -69,7 +69,7 @@ def _transformers() -> Any:
 
 def _encoders_sha256(folder: Path, info: UNetInfo) -> str:
     """SHA-256 over the names and bytes of every file of the tokenizer(s) and encoder(s)."""
-    from skiptune.objectives._paths import sha256_file
+    from skiptune._files import sha256_file
 
     digest = hashlib.sha256()
     for part in _parts(info):
