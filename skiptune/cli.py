@@ -580,6 +580,9 @@ def search_command(
     no_validation: Annotated[bool, typer.Option(
         "--no-validation", help="Stop at the search's own values (a later run without it "
         "validates the study).")] = False,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", help="Folder for the validated trials' sample grids (default: "
+        "<db stem>.artifacts beside a SQLite database; none for a server database).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
@@ -608,7 +611,7 @@ def search_command(
     objective_options = _set(metric=metric, features=features, reference=ref,
                              rungs=_ints(rungs, name="--rungs"), batch_size=batch_size)
     validation_options = _set(top_k=validate_top, num_samples=validation_n,
-                              enabled=False if no_validation else None)
+                              enabled=False if no_validation else None, artifacts=artifacts)
     config = _call(lambda: tuner.SearchConfig(**_set(
         nfe=tuple(nfe), sampler=sampler, trials=trials, optimizer=optimizer, seed=seed,
         group=study, pruning=False if no_pruning else None,
