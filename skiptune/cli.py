@@ -873,6 +873,37 @@ def sample(
     )
 
 
+ArtifactsOption = Annotated[str | None, typer.Option(
+    "--artifacts", help="Folder of the sample grids (default: <db stem>.artifacts beside a "
+    "SQLite database).")]
+
+
+@app.command(epilog="Examples:\n\n  skiptune report -o report.html\n\n"
+             "  skiptune report --db runs.db --study demo_unet -o report.html")
+def report(
+    output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write.")],
+    db: DbOption = None, study: GroupOption = None, artifacts: ArtifactsOption = None,
+) -> None:
+    """One self-contained HTML page: fronts, tuned and ρ = 1 grids, gains, factors per skip."""
+    from skiptune import tuner
+
+    written = _call(lambda: tuner.write_report(db, output, group=study, artifacts=artifacts))
+    _stdout.print(f"wrote {written}")
+
+
+@app.command(epilog="Examples:\n\n  skiptune dashboard\n\n  skiptune dashboard --db runs.db "
+             "--port 8081")
+def dashboard(
+    db: DbOption = None, artifacts: ArtifactsOption = None,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+) -> None:
+    """optuna-dashboard on the study database; each trial's page shows its sample grid."""
+    from skiptune import tuner
+
+    _call(lambda: tuner.serve_dashboard(db, host=host, port=port, artifacts=artifacts))
+
+
 def _edge(command: Callable[[], Any]) -> None:
     """Run ``command`` so that nothing escapes it but an exit code and at most one line.
 
