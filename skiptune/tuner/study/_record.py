@@ -92,7 +92,8 @@ def value_of(trial: FrozenTrial) -> float:
 
 def grid_artifacts(trial: FrozenTrial) -> list[str]:
     """Ids of the trial's sample-grid artifacts (Optuna's ``artifacts:<id>`` system
-    attributes whose file name starts with ``GRID_PREFIX``), in id order."""
+    attributes whose file name starts with ``GRID_PREFIX``), in id order (a rerun that found
+    a grid's file deleted adds another: readers take the one whose file is there)."""
     found = []
     for key, value in trial.system_attrs.items():
         if not key.startswith("artifacts:"):
