@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/skiptune sample --model skiptune/assets/demo_unet.pt --from demo_rho.json -n 64 -o demo_grid.png
 	$(BIN)/skiptune front
 	$(BIN)/skiptune best
+	$(BIN)/skiptune report -o report.html
 
 test: setup
 	$(BIN)/ruff check skiptune tests benchmarks

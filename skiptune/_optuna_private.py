@@ -2,16 +2,19 @@
 
 Optuna's public API lacks a few things skiptune needs: a trial's storage id (to record the
 heartbeats ``study.optimize`` would record), the rows of its heartbeat table (to find trials
-that never sent one), its table names (to tell an Optuna database from another
-application's), the system attributes its stale-trial retry writes (to re-queue a trial as
-that retry does), and the name of its RDB storage's logger (to keep a noisy warning off the
-terminal). Nothing else in skiptune touches Optuna's internals; each function here has a
-canary in ``tests/tuner/test_optuna_private.py`` that fails, naming it, when a new Optuna
-changes what it relies on.
+that never sent one), its table names (to tell an Optuna database from another application's),
+the system attributes its stale-trial retry writes (to re-queue a trial as that retry does),
+the name of its RDB storage's logger (to keep a noisy warning off the terminal), and a way to
+attach an artifact to a finished trial (its public ``upload_artifact`` refuses one, and a
+study's grids are drawn after its trials have finished). Nothing else in skiptune touches
+Optuna's internals; each function here has a canary in ``tests/tuner/test_optuna_private.py``
+that fails, naming it, when a new Optuna changes what it relies on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -21,6 +24,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial
 
 __all__ = [
+    "attach_artifact_meta",
     "heartbeating_trials",
     "optuna_table_names",
     "rdb_storage_logger",
@@ -55,6 +59,25 @@ def heartbeating_trials(session: sqlalchemy.orm.Session, ids: Collection[int]) -
         "SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids"
     ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
     return {int(i) for i in session.scalars(query, {"ids": list(ids)})}
+
+
+def attach_artifact_meta(engine: sqlalchemy.engine.Engine, trial_id: int, meta: Any) -> None:
+    """Record the artifact ``meta`` (an ``optuna.artifacts.ArtifactMeta``) on a trial, finished
+    or not, as ``upload_artifact`` records it on a running one.
+
+    Writes the system attribute ``artifacts:<id>`` (JSON of the meta) straight into Optuna's
+    ``trial_system_attributes`` table: ``set_trial_system_attr`` refuses a finished trial.
+    ``get_all_artifact_meta`` and optuna-dashboard read it back from there.
+    """
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+    from optuna.storages._rdb import models
+
+    table = models.TrialSystemAttributeModel.__table__
+    value = json.dumps(json.dumps(dataclasses.asdict(meta)))   # a JSON string, stored as JSON
+    with engine.begin() as connection:
+        connection.execute(table.insert().values(
+            trial_id=trial_id, key=ARTIFACTS_ATTR_PREFIX + meta.artifact_id, value_json=value,
+        ))
 
 
 def optuna_table_names() -> set[str]:

@@ -604,6 +604,9 @@ def search_command(
     no_validation: Annotated[bool, typer.Option(
         "--no-validation", help="Stop at the search's own values (a later run without it "
         "validates the study).")] = False,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", help="Folder for the validated trials' sample grids (default: "
+        "<db stem>.artifacts beside a SQLite database; none for a server database).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
     as_json: JsonOption = False,
@@ -639,7 +642,7 @@ def search_command(
     objective_options = _set(metric=metric, features=features, reference=ref,
                              rungs=_ints(rungs, name="--rungs"), batch_size=batch_size)
     validation_options = _set(top_k=validate_top, num_samples=validation_n,
-                              enabled=False if no_validation else None)
+                              enabled=False if no_validation else None, artifacts=artifacts)
     config = _call(lambda: tuner.SearchConfig(**_set(
         nfe=tuple(nfe), sampler=sampler, trials=trials, optimizer=optimizer, seed=seed,
         group=study, pruning=False if no_pruning else None,
@@ -902,6 +905,37 @@ def sample(
         f"{_schedule_text(written['schedule'])}{untuned if written['untuned'] else ''}, "
         f"{written['nfe']} NFE ({written['sampler']})", soft_wrap=True,
     )
+
+
+ArtifactsOption = Annotated[str | None, typer.Option(
+    "--artifacts", help="Folder of the sample grids (default: <db stem>.artifacts beside a "
+    "SQLite database).")]
+
+
+@app.command(epilog="Examples:\n\n  skiptune report -o report.html\n\n"
+             "  skiptune report --db runs.db --study demo_unet -o report.html")
+def report(
+    output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write.")],
+    db: DbOption = None, study: GroupOption = None, artifacts: ArtifactsOption = None,
+) -> None:
+    """One self-contained HTML page: fronts, tuned and ρ = 1 grids, gains, factors per skip."""
+    from skiptune import tuner
+
+    written = _call(lambda: tuner.write_report(db, output, group=study, artifacts=artifacts))
+    _stdout.print(f"wrote {written}")
+
+
+@app.command(epilog="Examples:\n\n  skiptune dashboard\n\n  skiptune dashboard --db runs.db "
+             "--port 8081")
+def dashboard(
+    db: DbOption = None, artifacts: ArtifactsOption = None,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+) -> None:
+    """optuna-dashboard on the study database; each trial's page shows its sample grid."""
+    from skiptune import tuner
+
+    _call(lambda: tuner.serve_dashboard(db, host=host, port=port, artifacts=artifacts))
 
 
 def _edge(command: Callable[[], Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from skiptune._version import skiptune_version
 from skiptune.errors import NoSkiptuneDatabaseError
+from skiptune.storage._artifacts import artifact_folder
 from skiptune.storage._front import FrontRecord
 from skiptune.storage._models import SCHEMA_VERSION
 from skiptune.storage._runs import RunRecord
@@ -25,6 +26,7 @@ __all__ = [
     "PendingStatisticsCache",
     "RunRecord",
     "Storage",
+    "artifact_folder",
     "mask_url",
     "normalise_url",
     "open_storage",

@@ -51,6 +51,8 @@ _LAZY = {
     "list_studies": _RESULTS,
     "plot_front": _RESULTS,
     "quiet_optuna": _RESULTS,
+    "serve_dashboard": _RESULTS,
+    "write_report": _RESULTS,
     "FrontReport": _RESULTS,
     "StudySummary": _RESULTS,
     "pareto_front": _RESULTS,
@@ -68,7 +70,9 @@ if TYPE_CHECKING:
         pareto_front,
         plot_front,
         quiet_optuna,
+        serve_dashboard,
         speed_claims,
+        write_report,
     )
     from skiptune.tuner.search import (
         BatchSizeReduced,
@@ -154,6 +158,8 @@ __all__ = [
     "plot_front",
     "quiet_optuna",
     "search",
+    "serve_dashboard",
     "speed_claims",
     "validation_result",
+    "write_report",
 ]

@@ -42,7 +42,7 @@ def run_probe(*args: str, probe: str = _PROBE) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize("command", [
     ["best"], ["front"], ["studies"], ["export", "--nfe", "3", "-o", "{tmp}/rho.json"],
-    ["plot", "-o", "{tmp}/front.png"],
+    ["plot", "-o", "{tmp}/front.png"], ["report", "-o", "{tmp}/report.html"],
 ], ids=lambda c: c[0])
 def test_a_read_command_does_not_import_the_search(command: list[str], tmp_path: Path) -> None:
     db = tmp_path / "results.db"

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from skiptune._optuna import quiet_experimental
 from skiptune._optuna_private import (
+    attach_artifact_meta,
     heartbeating_trials,
     optuna_table_names,
     rdb_storage_logger,
@@ -127,3 +128,19 @@ def test_retry_attrs_are_those_optunas_stale_trial_retry_writes(tmp_path: Path) 
     }, "Optuna's retry system attributes changed"
     assert ours["fixed_params"] == {"x": 0.5} == failed.system_attrs["fixed_params"], (
         "enqueue_trial no longer records fixed_params")
+
+
+def test_attach_artifact_meta_is_read_back_as_upload_artifact_would_write_it(
+    tmp_path: Path,
+) -> None:
+    storage = open_storage(tmp_path / "a.db")
+    study = optuna.create_study(storage=storage.optuna_storage())
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    finished = study.trials[0]
+    meta = optuna.artifacts.ArtifactMeta(artifact_id="0123", filename="skiptune-grid-0.png",
+                                         mimetype="image/png", encoding=None)
+    attach_artifact_meta(storage.engine, trial_id(finished), meta)
+    fresh = optuna.load_study(study_name=study.study_name,
+                              storage=open_storage(tmp_path / "a.db").optuna_storage())
+    assert optuna.artifacts.get_all_artifact_meta(fresh.trials[0],
+                                                  storage=fresh._storage) == [meta]

@@ -1,4 +1,5 @@
-"""Reading what a search stored: study summaries, the stored fronts, export and plots.
+"""Reading what a search stored: summaries, the stored fronts, export, plots, the report
+page and optuna-dashboard.
 
 Every reader opens the database read-only and closes it when done; none imports the search
 (``skiptune.tuner.search``), so a read command loads neither torch's sampling nor Optuna's
@@ -7,6 +8,7 @@ samplers. ``pareto_front`` and ``speed_claims`` are the pure maths behind the fr
 
 from __future__ import annotations
 
+from skiptune.tuner.results._dashboard import serve_dashboard
 from skiptune.tuner.results._export import export_schedule
 from skiptune.tuner.results._pareto import (
     FrontPoint,
@@ -24,6 +26,7 @@ from skiptune.tuner.results._reading import (
     list_studies,
     stored_studies,
 )
+from skiptune.tuner.results._report import write_report
 from skiptune.tuner.results._summary import StudySummary, best_and_baseline, summarize
 
 __all__ = [
@@ -42,7 +45,9 @@ __all__ = [
     "pareto_mask",
     "plot_front",
     "quiet_optuna",
+    "serve_dashboard",
     "speed_claims",
     "stored_studies",
     "summarize",
+    "write_report",
 ]

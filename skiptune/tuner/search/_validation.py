@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from skiptune.errors import NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values
 from skiptune.tuner.search._events import CandidateValidated, EventCallback
+from skiptune.tuner.search._grids import store_grids
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.study import (
     VALIDATION_ATTR,
@@ -74,8 +75,11 @@ def validate_study(
     """Validate ``study`` (at its total) unless its latest validation covers its candidates.
 
     Under the study's lock, so that several workers never validate a candidate twice: the
-    first validates, the others wait and find every result stored. Returns the result, or
-    None when the study has no complete trial.
+    first validates, the others wait and find every result stored. Then each validated
+    candidate, ρ = 1 and each known point get a 4 × 4 sample grid on the first validation
+    seeds, stored as an artifact of its trial (``settings.artifacts``; see
+    :func:`store_grids`) unless it has one. Returns the result, or None when the study has no
+    complete trial.
     """
     emit = emit or (lambda _event: None)
     num_samples = settings.samples_for(config.num_samples)
@@ -95,23 +99,47 @@ def validate_study(
             "level": float(settings.level),
             "candidates": names,
         }
-        if attrs.get(VALIDATION_ATTR) == plan:
-            return validation_result(study)
-        validating = objective.for_validation(num_samples=num_samples, seed=seed)
-        indices = bootstrap_indices(num_samples, resamples=settings.resamples, seed=config.seed)
-        for trial, name in zip(candidates, names, strict=True):
-            if name in attrs:
-                continue                    # measured before a kill, or by another run
-            stored = _measure(validating, trial, indices)
-            study.set_user_attr(name, stored)
-            emit(CandidateValidated(
-                study_name=study.study_name, trial_number=trial.number, role=role_of(trial),
-                schedule=schedule_from_params(trial.params).to_dict(),
-                search_value=value_of(trial), value=stored["value"],
-                num_samples=num_samples, worker=worker,
-            ))
-        study.set_user_attr(VALIDATION_ATTR, plan)
+        if attrs.get(VALIDATION_ATTR) != plan:
+            _validate(study, config, objective, settings, candidates, names, plan,
+                      worker=worker, emit=emit)
+        # Grids need the model the objective samples (a ProxyObjective's); one built
+        # otherwise has none to draw. Also on a rerun, which stores what an earlier could not.
+        model = getattr(objective, "model", None)
+        if settings.grids and model is not None:
+            # The first validation seeds: fresh for every trial, the same for every candidate.
+            store_grids(storage, study, config, model, [t.number for t in candidates],
+                        seed=seed, artifacts=settings.artifacts, emit=emit)
     return validation_result(study)
+
+
+def _validate(
+    study: optuna.Study,
+    config: StudyConfig,
+    objective: Objective,
+    settings: ValidationSettings,
+    candidates: list[FrozenTrial],
+    names: list[str],
+    plan: dict[str, Any],
+    *,
+    worker: int,
+    emit: EventCallback,
+) -> None:
+    """Measure each candidate not yet stored, then write the plan (call under the lock)."""
+    num_samples, seed, attrs = plan["num_samples"], plan["seed"], study.user_attrs
+    validating = objective.for_validation(num_samples=num_samples, seed=seed)
+    indices = bootstrap_indices(num_samples, resamples=settings.resamples, seed=config.seed)
+    for trial, name in zip(candidates, names, strict=True):
+        if name in attrs:
+            continue                    # measured before a kill, or by another run
+        stored = _measure(validating, trial, indices)
+        study.set_user_attr(name, stored)
+        emit(CandidateValidated(
+            study_name=study.study_name, trial_number=trial.number, role=role_of(trial),
+            schedule=schedule_from_params(trial.params).to_dict(),
+            search_value=value_of(trial), value=stored["value"],
+            num_samples=num_samples, worker=worker,
+        ))
+    study.set_user_attr(VALIDATION_ATTR, plan)
 
 
 def _measure(validating: Objective, trial: FrozenTrial, indices: np.ndarray) -> dict[str, Any]:

@@ -194,6 +194,10 @@ class ValidationSettings:
         resamples: paired bootstrap draws for the gain's interval.
         level: the interval's coverage.
         enabled: False skips validation (a later run without it validates the study).
+        artifacts: the folder that keeps the validated trials' sample grids (Optuna
+            artifacts); None: ``<db stem>.artifacts/`` beside a SQLite database, and no
+            grids for a server database.
+        grids: False stores no sample grids.
     """
 
     top_k: int = 3
@@ -201,6 +205,8 @@ class ValidationSettings:
     resamples: int = 200
     level: float = 0.95
     enabled: bool = True
+    artifacts: str | None = None
+    grids: bool = True
 
     def __post_init__(self) -> None:
         if not is_whole(self.top_k) or self.top_k < 1:

@@ -25,7 +25,10 @@ __all__ = [
     "CONFIG_ATTR",
     "FAILURE_ATTR",
     "FAILURE_KIND_ATTR",
+    "GRID_ATTR",
+    "GRID_PREFIX",
     "NUM_SAMPLES_ATTR",
+    "NUM_SKIPS_ATTR",
     "ROLE_ATTR",
     "RUNG_VALUES_ATTR",
     "SECONDS_ATTRS",
@@ -37,6 +40,7 @@ __all__ = [
     "ValidationResult",
     "candidate_attr",
     "canonical_schedule",
+    "grid_artifacts",
     "is_finished",
     "role_of",
     "schedule_from_params",
@@ -55,6 +59,10 @@ FAILURE_ATTR = "failure"               # trial user attribute: why it failed, on
 NUM_SAMPLES_ATTR = "num_samples"       # trial user attribute: N of its last rung
 RUNG_VALUES_ATTR = "rung_values"       # trial user attribute: [[N, value], ...] per rung
 SECONDS_ATTRS = ("seconds_sampling", "seconds_features", "seconds_total")   # trial timings
+NUM_SKIPS_ATTR = "skiptune_num_skips"  # study user attribute: the model's skip count
+GRID_ATTR = "skiptune_grid"            # study user attribute: {"seed", "num_samples"} of the
+                                       # sample grids stored as trial artifacts
+GRID_PREFIX = "skiptune-grid"          # file name of a trial's grid artifact: <prefix>-<n>.png
 
 
 def is_finished(trial: FrozenTrial) -> bool:
@@ -80,6 +88,23 @@ def value_of(trial: FrozenTrial) -> float:
     if trial.value is None:
         raise ValueError(f"trial {trial.number} ({trial.state.name}) has no value")
     return float(trial.value)
+
+
+def grid_artifacts(trial: FrozenTrial) -> list[str]:
+    """Ids of the trial's sample-grid artifacts (Optuna's ``artifacts:<id>`` system
+    attributes whose file name starts with ``GRID_PREFIX``), in id order (a rerun that found
+    a grid's file deleted adds another: readers take the one whose file is there)."""
+    found = []
+    for key, value in trial.system_attrs.items():
+        if not key.startswith("artifacts:"):
+            continue
+        try:
+            meta = json.loads(value)
+        except (TypeError, ValueError):
+            continue                        # another tool's attribute: not ours to read
+        if isinstance(meta, dict) and str(meta.get("filename", "")).startswith(GRID_PREFIX):
+            found.append(str(meta["artifact_id"]))
+    return sorted(found)
 
 
 # -- trial parameters ↔ schedule ---------------------------------------------------------
