@@ -255,8 +255,9 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
 
 
 def _compact_schedule(schedule: dict[str, Any] | None) -> str:
-    """ρ for a table cell: ``0.55→1.00``, then ``γ0.70`` for the power shape or ``cos`` for
-    the cosine one: short enough for one line at 80 columns, where the full form wrapped."""
+    """The schedule for a table cell: ``0.55→1.00``, then ``γ0.70`` for the power shape or
+    ``cos`` for the cosine one, FreeU's ``b1/b2 s1/s2`` and the σ window where the schedule
+    has them: short enough for one line at 80 columns, where the full form wrapped."""
     if not schedule:
         return "—"
     text = f"{schedule['rho_bottom']:.2f}→{schedule['rho_top']:.2f}"
@@ -264,6 +265,12 @@ def _compact_schedule(schedule: dict[str, Any] | None) -> str:
         text += f" γ{schedule['gamma']:.2f}"
     elif schedule["shape"] == "cosine":
         text += " cos"
+    freeu = schedule.get("freeu")
+    if freeu:       # b1/b2 then s1/s2: the whole intervention, still one short cell
+        text += (f" b{freeu['b1']:.2f}/{freeu['b2']:.2f}"
+                 f" s{freeu['s1']:.2f}/{freeu['s2']:.2f}")
+    if schedule.get("sigma_lo") is not None:
+        text += f" σ{schedule['sigma_lo']:.3g}–{schedule['sigma_hi']:.3g}"
     return text
 
 
@@ -480,11 +487,17 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
             s.group, s.sampler, str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
-            "—" if gain is None else f"{gain:.0%}",
+            "—" if gain is None else _percent(gain),
             str(s.validation_num_samples if s.validated else s.num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
+
+
+def _percent(value: float) -> str:
+    """A gain as a whole percentage; one that rounds to zero prints ``0%``, never ``-0%``."""
+    text = f"{value:.0%}"
+    return "0%" if text == "-0%" else text
 
 
 def _validation_text(summary: Any) -> str:
@@ -492,8 +505,8 @@ def _validation_text(summary: Any) -> str:
     interval = ""
     if summary.gain_low is not None and summary.gain_high is not None:
         level = summary.validation_level or 0.95
-        interval = (f", gain {summary.improvement:.0%} [{summary.gain_low:.0%}, "
-                    f"{summary.gain_high:.0%}] ({level:.0%} paired bootstrap)")
+        interval = (f", gain {_percent(summary.improvement)} [{_percent(summary.gain_low)}, "
+                    f"{_percent(summary.gain_high)}] ({level:.0%} paired bootstrap)")
     return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
             f"{summary.validation_num_samples} on fresh seeds{interval}; the search's own "
             f"best {_number(summary.search_best_value)}")

@@ -175,3 +175,34 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
     (line,) = err.splitlines()
     assert line.startswith("error: interrupted") and "re-queued" in line, line
     assert _running_trials(db) == 0             # the trial was failed, not left RUNNING
+
+
+# -- 9. Stable Diffusion and FreeU, as a user sees them --------------------------------------
+
+
+def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
+    from skiptune.cli import _compact_schedule, _percent
+    from skiptune.errors import ConfigurationError
+    from skiptune.freeu import FreeU
+    from skiptune.models import load_model
+    from skiptune.schedule import RhoSchedule
+    from tests.models.tiny_sd import save_embeddings, save_pipeline
+
+    # A FreeU study's row shows its FreeU values, and a σ window beside ρ, not "1.00→1.00".
+    freeu = RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
+    assert _compact_schedule(freeu) == "1.00→1.00 b1.50/1.60 s0.90/0.20"
+    both = RhoSchedule(rho_bottom=0.6, shape="power", gamma=0.7, freeu=FreeU(1.1, 1.2, 0.5, 0.3),
+                       sigma_lo=0.2, sigma_hi=5.0).to_dict()
+    assert _compact_schedule(both) == "0.60→1.00 γ0.70 b1.10/1.20 s0.50/0.30 σ0.2–5"
+    # A gain that rounds to zero is 0%, never -0%.
+    assert [_percent(v) for v in (-0.004, 0.0, 0.006, -0.2)] == ["0%", "0%", "1%", "-20%"]
+    # Guidance: any scale ≤ 1 turns it off (as the help says); an absurd one is refused.
+    folder = save_pipeline(tmp_path / "sd")
+    embeddings = str(save_embeddings(tmp_path / "prompts.safetensors"))
+    for scale in (-1.0, 0.0, 1.0):
+        load_model(folder, device="cpu",
+                   conditioning={"embeddings": embeddings, "guidance_scale": scale})
+    for scale in (1e300, float("inf"), 101.0):
+        with pytest.raises(ConfigurationError, match="guidance scale must be a finite number"):
+            load_model(folder, device="cpu",
+                       conditioning={"embeddings": embeddings, "guidance_scale": scale})
