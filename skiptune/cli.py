@@ -10,8 +10,11 @@ from __future__ import annotations
 # isort: off
 import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow imports
 # isort: on
+import codecs
 import contextlib
+import io
 import json
+import os
 import re
 import sys
 import time
@@ -271,8 +274,9 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
 
 
 def _compact_schedule(schedule: dict[str, Any] | None) -> str:
-    """ρ for a table cell: ``0.55→1.00``, then ``γ0.70`` for the power shape or ``cos`` for
-    the cosine one: short enough for one line at 80 columns, where the full form wrapped."""
+    """The schedule for a table cell: ``0.55→1.00``, then ``γ0.70`` for the power shape or
+    ``cos`` for the cosine one, FreeU's ``b1/b2 s1/s2`` and the σ window where the schedule
+    has them: short enough for one line at 80 columns, where the full form wrapped."""
     if not schedule:
         return "—"
     text = f"{schedule['rho_bottom']:.2f}→{schedule['rho_top']:.2f}"
@@ -280,6 +284,12 @@ def _compact_schedule(schedule: dict[str, Any] | None) -> str:
         text += f" γ{schedule['gamma']:.2f}"
     elif schedule["shape"] == "cosine":
         text += " cos"
+    freeu = schedule.get("freeu")
+    if freeu:       # b1/b2 then s1/s2: the whole intervention, still one short cell
+        text += (f" b{freeu['b1']:.2f}/{freeu['b2']:.2f}"
+                 f" s{freeu['s1']:.2f}/{freeu['s2']:.2f}")
+    if schedule.get("sigma_lo") is not None:
+        text += f" σ{schedule['sigma_lo']:.3g}–{schedule['sigma_hi']:.3g}"
     return text
 
 
@@ -499,11 +509,17 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
             s.group, s.sampler, str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
-            "—" if gain is None else f"{gain:.0%}",
+            "—" if gain is None else _percent(gain),
             str(s.validation_num_samples if s.validated else s.num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
+
+
+def _percent(value: float) -> str:
+    """A gain as a whole percentage; one that rounds to zero prints ``0%``, never ``-0%``."""
+    text = f"{value:.0%}"
+    return "0%" if text == "-0%" else text
 
 
 def _validation_text(summary: Any) -> str:
@@ -511,8 +527,8 @@ def _validation_text(summary: Any) -> str:
     interval = ""
     if summary.gain_low is not None and summary.gain_high is not None:
         level = summary.validation_level or 0.95
-        interval = (f", gain {summary.improvement:.0%} [{summary.gain_low:.0%}, "
-                    f"{summary.gain_high:.0%}] ({level:.0%} paired bootstrap)")
+        interval = (f", gain {_percent(summary.improvement)} [{_percent(summary.gain_low)}, "
+                    f"{_percent(summary.gain_high)}] ({level:.0%} paired bootstrap)")
     return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
             f"{summary.validation_num_samples} on fresh seeds{interval}; the search's own "
             f"best {_number(summary.search_best_value)}")
@@ -938,13 +954,110 @@ def dashboard(
     _call(lambda: tuner.serve_dashboard(db, host=host, port=port, artifacts=artifacts))
 
 
+# What an output that cannot encode skiptune's symbols (PYTHONIOENCODING=ascii, a C locale)
+# prints instead of them; any other such character becomes "?".
+_ASCII_FALLBACK = {
+    "ρ": "rho", "σ": "sigma", "γ": "gamma", "→": "->", "−": "-", "—": "-", "–": "-",
+    "…": "...", "✓": "ok", "·": "-", "≤": "<=", "≥": ">=", "×": "x", "±": "+/-", "≈": "~",
+    "¹": "1", "⁰": "0", "²": "2",
+}
+
+
+def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(_ASCII_FALLBACK.get(c, "?") for c in text), error.end
+
+
+class _StdoutFailed(OSError):
+    """A write to stdout failed (a full disk, /dev/full, a closed pipe)."""
+
+
+class _CheckedStdout(io.RawIOBase):
+    """stdout's file descriptor, whose failed writes say that they were stdout's."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as e:
+            raise _StdoutFailed(e.errno, e.strerror) from e
+
+
+def _prepare_output() -> None:
+    """stdout and stderr that print ρ as ``rho`` (and so on) where their encoding lacks it,
+    instead of failing with UnicodeEncodeError halfway through a table; and a stdout whose
+    failed writes the edge can tell from any other OSError."""
+    codecs.register_error("skiptune-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not _encodes(stream, "ρσ→"):
+            stream.reconfigure(errors="skiptune-ascii")
+    out = sys.stdout
+    try:
+        fd = out.fileno()
+        out.flush()
+    except (AttributeError, OSError, ValueError):
+        return                  # not a file (a test's capture): its writes cannot fail so
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_CheckedStdout(fd)), encoding=out.encoding, errors=out.errors,
+        line_buffering=bool(getattr(out, "line_buffering", False)),
+    )
+
+
+def _encodes(stream: Any, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _output_failed(error: OSError) -> int:
+    """One line on stderr for a stdout that cannot be written, and stdout pointed at the
+    null device, so that Python's own flush at exit does not fail again with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    reason = error.strerror or type(error).__name__
+    return _echo_error(f"cannot write the output to stdout ({reason}); free space or "
+                       "redirect it elsewhere, then run the command again", code=1)
+
+
 def _edge(command: Callable[[], Any]) -> None:
     """Run ``command`` so that nothing escapes it but an exit code and at most one line.
 
     Ctrl-C anywhere (while importing torch, parsing, loading, searching) exits 130 with one
     line; a SkiptuneError raised outside a command (a malformed SKIPTUNE_FAILPOINTS is read
-    when the library is imported) becomes its line and exit code 1.
+    when the library is imported) becomes its line and exit code 1. Output the terminal's
+    encoding lacks is transliterated (ρ as ``rho``); a stdout that cannot be written is one
+    line and exit code 1.
     """
+    _prepare_output()
+    try:
+        try:
+            _guarded(command)
+        finally:
+            # Flushed here, not at exit, where a failure prints "Exception ignored" instead.
+            sys.stdout.flush()
+    except _StdoutFailed as e:
+        raise SystemExit(_output_failed(e)) from None
+
+
+def _guarded(command: Callable[[], Any]) -> None:
     try:
         if not _HELP_FLAGS & set(sys.argv[1:]):
             _import_the_library()

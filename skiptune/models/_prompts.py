@@ -192,6 +192,10 @@ class PromptConditioner:
         return _with_negative(embeddings, torch.zeros_like(embeddings.prompt[:1]), negative_pooled)
 
 
+MAX_GUIDANCE = 100.0
+"""The largest classifier-free guidance scale taken (SD's usual ones lie between 1 and 20)."""
+
+
 def _guidance(value: Any, family: str) -> float:
     if value is None:
         return DEFAULT_GUIDANCE[family]
@@ -199,10 +203,12 @@ def _guidance(value: Any, family: str) -> float:
         scale = float(value)
     except (TypeError, ValueError):
         scale = math.nan
-    if not math.isfinite(scale) or scale < 0:
+    # Any scale ≤ 1 turns guidance off, as the help says; above MAX_GUIDANCE the guided
+    # difference overflows to inf (1e300) long before it could be a choice.
+    if not math.isfinite(scale) or scale > MAX_GUIDANCE:
         raise ConfigurationError(
-            f"guidance scale must be a finite number ≥ 0, got {value!r}; pass e.g. 7.5 "
-            "(1 or less: no classifier-free guidance)"
+            f"guidance scale must be a finite number ≤ {MAX_GUIDANCE:g}, got {value!r}; pass "
+            "e.g. 7.5 (1 or less: no classifier-free guidance)"
         )
     return scale
 

@@ -159,9 +159,9 @@ def load(spec: str, *, device: torch.device | str | None = None) -> TunableModel
     _ensure_cwd_importable()
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module may fail in any way while it runs
+    except _USER_CODE_ERRORS as e:  # the user's module may fail in any way while it runs
         raise ConfigurationError(
-            f"cannot import adapter {spec!r}: {type(e).__name__}: {e}; make sure the module is "
+            f"cannot import adapter {spec!r}: it {_raised(e)}; make sure the module is "
             "on PYTHONPATH"
         ) from e
     target: Any = module
@@ -255,11 +255,11 @@ def wrap_module(
             return denoise(net, x, sigma)
         except (SkiptuneError, MemoryError):
             raise
-        except Exception as e:  # the user's code may fail in any way while it runs
+        except _USER_CODE_ERRORS as e:  # the user's code may fail in any way while it runs
             if is_out_of_memory(e):
                 raise               # the search halves the batch and goes on
             raise ModelError(
-                f"{name}'s denoise raised {type(e).__name__}: {_gist(e)}; fix the adapter "
+                f"{name}'s denoise {_raised(e)}; fix the adapter "
                 "(docs/custom_models.md), then rerun"
             ) from None
 
@@ -276,6 +276,19 @@ def wrap_module(
         family="custom",
         metadata=dict(metadata or {}),
     )
+
+
+# An adapter that calls sys.exit() (or raises SystemExit) is a failing adapter, not a request
+# to end the search: it would otherwise exit the command, even with code 0 and no output.
+_USER_CODE_ERRORS = (Exception, SystemExit)
+
+
+def _raised(error: BaseException) -> str:
+    """What the user's code did, for an error line: ``raised ValueError: ...`` or
+    ``called sys.exit(0)``."""
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r}) (raised SystemExit)"
+    return f"raised {type(error).__name__}: {_gist(error)}"
 
 
 def _gist(error: BaseException) -> str:
@@ -303,9 +316,9 @@ def _call_adapter(spec: str, target: Any) -> CustomModel:
         result = target()
     except SkiptuneError:
         raise
-    except Exception as e:  # the user's code: report it in one line, keep the cause chained
+    except _USER_CODE_ERRORS as e:  # the user's code: one line, the cause kept chained
         raise ConfigurationError(
-            f"adapter {spec!r} raised {type(e).__name__}: {e}; fix the adapter function"
+            f"adapter {spec!r} {_raised(e)}; fix the adapter function"
         ) from e
     if not isinstance(result, CustomModel):
         raise ConfigurationError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from skiptune.sampling._images import sample_images, save_images, write_samples
 from skiptune.sampling._run import SamplingModel, sample, sigma_grid
-from skiptune.sampling.noise import initial_noise
+from skiptune.sampling.noise import MAX_SEED, initial_noise
 from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
 from skiptune.sampling.solvers import (
     SAMPLERS,
@@ -27,6 +27,7 @@ from skiptune.sampling.solvers import (
 )
 
 __all__ = [
+    "MAX_SEED",
     "SAMPLERS",
     "Denoiser",
     "Sampler",

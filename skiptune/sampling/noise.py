@@ -9,9 +9,10 @@ import torch
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 
-__all__ = ["initial_noise"]
+__all__ = ["MAX_SEED", "initial_noise"]
 
-_MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1
+"""The largest seed a ``torch.Generator`` takes; no sample's seed may pass it."""
 
 
 def initial_noise(
@@ -37,7 +38,7 @@ def initial_noise(
         raise ConfigurationError(
             f"seed and start must be whole numbers ≥ 0, got seed={seed!r}, start={start!r}"
         )
-    if seed + start + num_samples > _MAX_SEED:
+    if seed + start + num_samples > MAX_SEED:
         raise ConfigurationError(
             f"seed + start + num_samples must stay below 2**63, got {seed + start + num_samples}; "
             "use a smaller seed"

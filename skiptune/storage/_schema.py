@@ -65,10 +65,17 @@ def refuse_foreign_sqlite(path: Path, display: str) -> None:
             "path with --db, e.g. skiptune.db"
         )
 
-def check_readable_schema(engine: Engine, display: str) -> None:
-    """Refuse, without writing, a database that holds no skiptune tables or newer ones."""
+def check_readable_schema(engine: Engine, display: str, *, optuna_only: bool = False) -> None:
+    """Refuse, without writing, a database that holds no skiptune tables or newer ones.
+
+    With ``optuna_only``, a plain Optuna database (Optuna's tables, none of skiptune's) is
+    readable too: a search checks its studies before giving it skiptune's tables.
+    """
     with engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
+        if (optuna_only and SchemaVersionRow.__tablename__ not in tables and tables
+                and not _foreign_tables(tables)):
+            return
         if SchemaVersionRow.__tablename__ not in tables:
             raise NoSkiptuneDatabaseError(
                 f"{display} is not a skiptune database ({_describe(tables)}); "

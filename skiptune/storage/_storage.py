@@ -226,6 +226,7 @@ def open_storage(
     must_exist: bool = False,    # refuse to create a new SQLite file (for reading results)
     retry_seconds: float | None = None,  # retry refused connections this long (servers only)
     read_only: bool = False,     # read results: never create, migrate or write anything
+    optuna_only: bool = False,   # read_only: also open a plain Optuna database
 ) -> Storage:
     """Open (creating if needed) the study database and skiptune's tables in it.
 
@@ -238,6 +239,9 @@ def open_storage(
             ``default_transaction_read_only``), no table is created or migrated, no lock file
             is made, and a database without skiptune's tables (empty, another application's,
             a plain Optuna one) is refused in one line instead of being given them.
+        optuna_only: with ``read_only``, a plain Optuna database is opened too, for reading
+            its studies through :meth:`Storage.optuna_storage` (skiptune's own records are
+            not there to read).
         retry_seconds: a server that refuses connections (down, restarting, full) is retried
             with exponential backoff (0.25 s doubling to 4 s, jittered) for this long, at
             start and whenever a connection is replaced; default $SKIPTUNE_DB_RETRY_SECONDS
@@ -277,7 +281,7 @@ def open_storage(
         raise StorageError(f"invalid database URL {display}: {driver_line(e)}") from None
     try:
         if read_only:
-            check_readable_schema(storage.engine, storage.display_url)
+            check_readable_schema(storage.engine, storage.display_url, optuna_only=optuna_only)
         else:
             try:
                 prepare_schema(storage.engine, storage.display_url)

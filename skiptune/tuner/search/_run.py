@@ -75,7 +75,13 @@ from skiptune.tuner.study import (
     role_of,
 )
 
-__all__ = ["StudyRun", "effective_total", "prepare_study", "run_study"]
+__all__ = [
+    "StudyRun",
+    "check_stored_study",
+    "effective_total",
+    "prepare_study",
+    "run_study",
+]
 
 _MAX_RETRIES = 3     # a trial whose worker dies this often is not re-queued again
 
@@ -85,6 +91,34 @@ def effective_total(config: StudyConfig) -> int:
     if config.optimizer == "grid":
         return min(config.trials, grid_size(config.space) + len(queued_schedules(config.space)))
     return config.trials
+
+
+def _is_bare(study: optuna.Study) -> bool:
+    """A study created without its configuration yet, with nothing measured in it."""
+    return (study.user_attrs.get(CONFIG_ATTR) is None and not study.user_attrs
+            and not study.get_trials(deepcopy=False))
+
+
+def check_stored_study(study: optuna.Study, config: StudyConfig, *, display: str) -> None:
+    """Refuse to search ``config`` in the stored ``study`` of the same name: one that
+    skiptune did not create, or one searched with other settings. A bare study passes."""
+    if _is_bare(study):
+        return
+    name = config.study_name
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise ConfigurationError(
+            f"study {name} in {display} was not created by skiptune; pass "
+            "another study group (--study) or another database"
+        )
+    requested = config.to_dict()
+    differences = config_differences(stored, requested)
+    if differences:
+        raise ConfigurationError(
+            f"study {name} in {display} was searched with other settings "
+            f"({describe_differences(stored, requested, differences)}); rerun with the "
+            "stored settings, or pass another study group (--study NAME) for a separate study"
+        )
 
 
 def prepare_study(storage: Storage, config: StudyConfig) -> tuple[optuna.Study, bool]:
@@ -108,24 +142,12 @@ def prepare_study(storage: Storage, config: StudyConfig) -> tuple[optuna.Study, 
             failpoint("study-created")
             study.set_user_attr(CONFIG_ATTR, requested)
             resumed = False
-        stored = study.user_attrs.get(CONFIG_ATTR)
-        if stored is None and not study.user_attrs and not study.get_trials(deepcopy=False):
+        if _is_bare(study):
             # Creating the study and storing its configuration are two commits; a process
             # killed between them leaves a bare study that nothing has measured in: finish it.
             study.set_user_attr(CONFIG_ATTR, requested)
-            stored, resumed = requested, False
-        if stored is None:
-            raise ConfigurationError(
-                f"study {name} in {storage.display_url} was not created by skiptune; pass "
-                "another study group (--study) or another database"
-            )
-        differences = config_differences(stored, requested)
-        if differences:
-            raise ConfigurationError(
-                f"study {name} in {storage.display_url} was searched with other settings "
-                f"({describe_differences(stored, requested, differences)}); rerun with the "
-                "stored settings, or pass another study group (--study NAME) for a separate study"
-            )
+            resumed = False
+        check_stored_study(study, config, display=storage.display_url)
         study.set_user_attr(TOTAL_ATTR, effective_total(config))
         if not study.user_attrs.get(SEEDED_ATTR):
             for params, role in queued_schedules(config.space):

@@ -43,7 +43,7 @@ from skiptune.storage import (
 from skiptune.tuner.results import StudySummary, summarize
 from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
 from skiptune.tuner.search._objective import Objective
-from skiptune.tuner.search._run import prepare_study, run_study
+from skiptune.tuner.search._run import check_stored_study, prepare_study, run_study
 from skiptune.tuner.study import (
     SearchConfig,
     SearchSpace,
@@ -55,12 +55,18 @@ from skiptune.tuner.study import (
 __all__ = ["plan_study", "resolve_objective", "search", "sigterm_as_interrupt"]
 
 
+# A scheduler's pre-emption (SIGTERM) and a closed terminal or SSH session (SIGHUP): both
+# end the search like Ctrl-C, failing and re-queueing the running trial with one line.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (a scheduler's pre-emption) acts like Ctrl-C.
+    """While the block runs, SIGTERM and SIGHUP (:data:`STOP_SIGNALS`) act like Ctrl-C.
 
     The running trial is then failed and re-queued at once instead of waiting to go stale.
-    Only in the main thread, where Python can install handlers; the old handler comes back.
+    Only in the main thread, where Python can install handlers; the old handlers come back.
+    A SIGHUP that was ignored (a search started under ``nohup``) stays ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -69,11 +75,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -252,6 +263,8 @@ def search(
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
+    if not isinstance(db, Storage):
+        _check_stored_studies(db, [study for study, _objective in plans])
     _report_notes(plans, on_event)
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
@@ -343,6 +356,28 @@ def _read_only(db: str | Path | None) -> Storage | None:
         return None
 
 
+def _check_stored_studies(db: str | Path | None, studies: list[StudyConfig]) -> None:
+    """Refuse, before anything is written, a stored study of the same name that skiptune did
+    not create or that was searched with other settings, in a skiptune or plain Optuna
+    database: a refused search must not have given it skiptune's tables or a lock file."""
+    try:
+        view = open_storage(db, read_only=True, optuna_only=True)
+    except NoSkiptuneDatabaseError:
+        return                               # nothing stored yet: no study to conflict with
+    try:
+        with _database_errors(view):
+            optuna_storage = view.optuna_storage()
+            for study in studies:
+                try:
+                    stored = optuna.load_study(study_name=study.study_name,
+                                               storage=optuna_storage)
+                except KeyError:
+                    continue
+                check_stored_study(stored, study, display=view.display_url)
+    finally:
+        view.dispose()
+
+
 def _worker_device(device: str | None, worker: int) -> str | None:
     """One GPU per worker when the device is left to us and there are several."""
     if device is None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
@@ -373,7 +408,9 @@ def _worker_main(
     """
     torch.set_num_threads(threads)
     try:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)     # like Ctrl-C, see above
+        for signum in STOP_SIGNALS:                  # like Ctrl-C, see sigterm_as_interrupt
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, signal.default_int_handler)
         # Python's own Ctrl-C, not the command line's (which a spawned worker inherits by
         # re-importing the parent's main module, and which is armed only in the parent).
         signal.signal(signal.SIGINT, signal.default_int_handler)

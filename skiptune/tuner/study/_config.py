@@ -15,7 +15,7 @@ from typing import Any
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
-from skiptune.sampling import steps_for_nfe
+from skiptune.sampling import MAX_SEED, steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
 from skiptune.tuner.study._identity import check_group, study_name
 
@@ -29,6 +29,8 @@ __all__ = [
     "ValidationSettings",
     "check_heartbeat",
     "check_rungs",
+    "check_seeds",
+    "check_validation_samples",
 ]
 
 OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "grid")
@@ -258,6 +260,28 @@ def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
         )
 
 
+def check_validation_samples(num_samples: int, *, allowed: bool) -> None:
+    """Refuse a validation of more than :data:`MAX_RUNG` images unless ``allowed``: its
+    features are held in memory at once, after every trial has run."""
+    if num_samples > MAX_RUNG and not allowed:
+        raise ConfigurationError(
+            f"--validation-n {num_samples:,} is above {MAX_RUNG:,} images (FID-50k, the usual "
+            "largest); their features would not fit in memory once the trials have run: pass "
+            "e.g. --validation-n 1024, or --allow-large-rungs if you mean it"
+        )
+
+
+def check_seeds(seed: int, *, count: int) -> None:
+    """Refuse a ``seed`` whose ``count`` samples (trials, then validation) pass the largest
+    seed a generator takes, :data:`~skiptune.sampling.MAX_SEED` (2**63 − 1)."""
+    if seed + count > MAX_SEED:
+        raise ConfigurationError(
+            f"--seed {seed} is too large: the search's {count:,} samples take seeds {seed} "
+            f"… {seed + count - 1}, and seeds stop at 2**63 − 1; pass a --seed below "
+            f"{MAX_SEED - count + 1}"
+        )
+
+
 def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
     """Refuse a grace period under two heartbeats: live trials would be failed as stale."""
     if grace_period < 2 * heartbeat_interval:
@@ -368,8 +392,14 @@ class SearchConfig:
             )
         check_heartbeat(self.heartbeat_interval, self.grace_period)
         check_rungs(self.objective.rungs, allowed=self.allow_large_rungs)
+        # Everything a search will sample is checked here, before a database is touched: a
+        # mistake found after the trials (or after the study was created) loses their work.
+        last = self.objective.num_samples
+        validated = 0
         if self.validation.enabled:
-            self.validation.samples_for(self.objective.num_samples)  # before any work
+            validated = self.validation.samples_for(last)
+            check_validation_samples(validated, allowed=self.allow_large_rungs)
+        check_seeds(self.seed, count=last + validated)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,208 @@
+"""The user-facing classes of issue 24, through the real command line.
+
+One test per class, named after the class, with variants beyond the issue's examples: every
+mistake is one ``error:`` line (never a traceback) and creates nothing; an adapter that exits
+is an adapter error; SIGHUP ends a search as SIGTERM and Ctrl-C do.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.badinput.test_classes import (
+    SEARCH,
+    STUDY,
+    _feature_net,
+    _files,
+    _one_error,
+    _reference,
+    _run,
+    _runs,
+)
+from tests.tuner.helpers import cli_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding one finished tiny search at 3 NFE."""
+    path = tmp_path_factory.mktemp("finished") / "skiptune.db"
+    result = _run("search", *SEARCH, "--db", str(path), "--validation-n", "32", cwd=path.parent)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+# -- 3. one line, never a traceback ----------------------------------------------------------
+
+
+def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
+    # Output that cannot be written: a full device, as a table and as JSON, and from a search.
+    for argv in (("best",), ("best", "--json"), ("studies",), ("front",)):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "skiptune.cli", *argv, "--db",
+                                     str(finished)], cwd=tmp_path, env=cli_env(), stdout=full,
+                                    stderr=subprocess.PIPE, text=True, timeout=240)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: cannot write the output to stdout"), line
+    # An output encoding without ρ: the tables and the error lines fall back to "rho".
+    ascii_env = {"PYTHONIOENCODING": "ascii"}
+    for argv in (("best",), ("studies",), ("front",)):
+        shown = _run(*argv, "--db", str(finished), cwd=tmp_path, env=ascii_env)
+        assert shown.returncode == 0, shown.stderr
+        assert "Traceback" not in shown.stderr and shown.stdout.isascii()
+    best = _run("best", "--db", str(finished), cwd=tmp_path, env=ascii_env)
+    assert "rho" in best.stdout
+    refused = _run("sample", "--model", str(SEARCH[1]), "--rho-top", "0.5", "-o", "x.png",
+                   cwd=tmp_path, env=ascii_env)
+    _one_error(refused, "--rho-bottom")
+    # Sizes that would fail only after the trials ran are refused before them.
+    big = [("search", *SEARCH, "--db", str(tmp_path / "v.db"), "--validation-n", n)
+           for n in ("1000000000", "50001")]
+    for result in _runs(big, tmp_path):
+        _one_error(result, "--validation-n", "--allow-large-rungs")
+    assert not list(tmp_path.glob("v.db*"))
+
+
+# -- 6. nothing is created by a command that fails -------------------------------------------
+
+
+def test_nothing_is_created_by_a_command_that_fails(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name, study in (("plain.db", "theirs"), ("clash.db", STUDY)):
+        created = optuna.create_study(study_name=study, storage=f"sqlite:///{work / name}")
+        created.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    before = _files(work)
+    commands = [
+        # Seeds past 2**63 − 1, in the trials' range and only in the validation's.
+        ("search", *SEARCH, "--db", str(work / "fresh.db"), "--seed", str(2**64)),
+        ("search", *SEARCH, "--db", str(work / "plain.db"), "--seed", str(2**63 - 100)),
+        ("search", *SEARCH, "--db", str(work / "fresh.db"), "--validation-n", "10000000000"),
+        # A plain Optuna database whose study of the same name skiptune did not create.
+        ("search", *SEARCH, "--db", str(work / "clash.db")),
+    ]
+    results = _runs(commands, work)
+    _one_error(results[0], "--seed", "pass a --seed below")
+    _one_error(results[1], "--seed", "pass a --seed below")
+    _one_error(results[2], "--validation-n")
+    _one_error(results[3], "was not created by skiptune")
+    assert _files(work) == before         # no fresh.db, no lock file, no added tables
+
+
+# -- 7. adapters that exit -------------------------------------------------------------------
+
+
+_EXITING = '''
+import dataclasses
+import sys
+
+from tests.models.additive_unet import adapter as _tiny
+
+def _exit_zero(net, x, sigma):
+    sys.exit(0)
+
+def _exit_message(net, x, sigma):
+    raise SystemExit("the adapter gave up")
+
+def exits_zero():
+    return dataclasses.replace(_tiny(), denoise=_exit_zero)
+
+def exits_with_message():
+    return dataclasses.replace(_tiny(), denoise=_exit_message)
+
+def exits_when_called():
+    sys.exit(3)
+'''
+
+
+def test_adapters_that_exit(tmp_path: Path) -> None:
+    (tmp_path / "exiting.py").write_text(_EXITING)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    common = ("--nfe", "3", "--rungs", "4,8", "--trials", "2", "--device", "cpu", "-q",
+              "--features", str(_feature_net(tmp_path)), "--ref", str(_reference(tmp_path)))
+    specs = ("exiting:exits_zero", "exiting:exits_with_message", "exiting:exits_when_called",
+             "exits_on_import:adapter")
+    results = _runs([("search", "--model", spec, *common, "--db", str(tmp_path / f"{i}.db"))
+                     for i, spec in enumerate(specs)], tmp_path)
+    _one_error(results[0], "denoise called sys.exit(0)")
+    _one_error(results[1], "denoise called sys.exit('the adapter gave up')")
+    _one_error(results[2], "adapter 'exiting:exits_when_called' called sys.exit(3)")
+    _one_error(results[3], "cannot import adapter 'exits_on_import:adapter'", "sys.exit(0)")
+    for result in results:
+        assert result.returncode == 1
+
+
+# -- 8. workers and signals ------------------------------------------------------------------
+
+
+def _running_trials(path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            return connection.execute(
+                "SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skiptune.cli", "search", *SEARCH, "--trials", "30",
+         "--no-validation", "--db", str(db)],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while _running_trials(db) == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)                              # inside the trial, past its start
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (process.returncode, err)
+    assert "Traceback" not in out + err
+    (line,) = err.splitlines()
+    assert line.startswith("error: interrupted") and "re-queued" in line, line
+    assert _running_trials(db) == 0             # the trial was failed, not left RUNNING
+
+
+# -- 9. Stable Diffusion and FreeU, as a user sees them --------------------------------------
+
+
+def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
+    from skiptune.cli import _compact_schedule, _percent
+    from skiptune.errors import ConfigurationError
+    from skiptune.freeu import FreeU
+    from skiptune.models import load_model
+    from skiptune.schedule import RhoSchedule
+    from tests.models.tiny_sd import save_embeddings, save_pipeline
+
+    # A FreeU study's row shows its FreeU values, and a σ window beside ρ, not "1.00→1.00".
+    freeu = RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
+    assert _compact_schedule(freeu) == "1.00→1.00 b1.50/1.60 s0.90/0.20"
+    both = RhoSchedule(rho_bottom=0.6, shape="power", gamma=0.7, freeu=FreeU(1.1, 1.2, 0.5, 0.3),
+                       sigma_lo=0.2, sigma_hi=5.0).to_dict()
+    assert _compact_schedule(both) == "0.60→1.00 γ0.70 b1.10/1.20 s0.50/0.30 σ0.2–5"
+    # A gain that rounds to zero is 0%, never -0%.
+    assert [_percent(v) for v in (-0.004, 0.0, 0.006, -0.2)] == ["0%", "0%", "1%", "-20%"]
+    # Guidance: any scale ≤ 1 turns it off (as the help says); an absurd one is refused.
+    folder = save_pipeline(tmp_path / "sd")
+    embeddings = str(save_embeddings(tmp_path / "prompts.safetensors"))
+    for scale in (-1.0, 0.0, 1.0):
+        load_model(folder, device="cpu",
+                   conditioning={"embeddings": embeddings, "guidance_scale": scale})
+    for scale in (1e300, float("inf"), 101.0):
+        with pytest.raises(ConfigurationError, match="guidance scale must be a finite number"):
+            load_model(folder, device="cpu",
+                       conditioning={"embeddings": embeddings, "guidance_scale": scale})
