@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from skiptune._files import write_atomically
+from skiptune.downloads import cache_dir
 from skiptune.errors import ConfigurationError
-from skiptune.objectives._paths import cache_root
 
 __all__ = ["DirectoryStatisticsCache", "StatisticsCache", "statistics_key"]
 
@@ -60,7 +60,7 @@ class DirectoryStatisticsCache:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = cache_root() / "stats" if path is None else Path(path).expanduser()
+        self.path = cache_dir() / "stats" if path is None else Path(path).expanduser()
 
     def _file(self, key: str) -> Path:
         if not _KEY_PATTERN.match(key):

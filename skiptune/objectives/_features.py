@@ -23,7 +23,9 @@ import torch.nn.functional as F
 
 from skiptune import downloads
 from skiptune._checks import is_whole
+from skiptune._files import sha256_file
 from skiptune._memory import is_out_of_memory
+from skiptune.downloads import cache_dir
 from skiptune.errors import CheckpointError, ConfigurationError, first_line
 from skiptune.models import TunableModel
 from skiptune.objectives._digit_net import (
@@ -31,7 +33,7 @@ from skiptune.objectives._digit_net import (
     feature_net_fingerprint,
     load_feature_net,
 )
-from skiptune.objectives._paths import ASSETS_DIR, cache_root, sha256_file
+from skiptune.objectives._paths import ASSETS_DIR
 
 __all__ = [
     "EXTRACTOR_NAMES",
@@ -215,7 +217,7 @@ class DigitFeatureExtractor:
 def _default_inception_locations() -> list[Path]:
     """Where weights are looked for when none are named: skiptune's cache, then clean-fid's."""
     cleanfid_folder = Path("./") if platform.system() == "Windows" else Path("/tmp")
-    return [cache_root() / INCEPTION_FILENAME, cleanfid_folder / INCEPTION_FILENAME]
+    return [cache_dir() / INCEPTION_FILENAME, cleanfid_folder / INCEPTION_FILENAME]
 
 
 def _weights_in(path: Path) -> Path:

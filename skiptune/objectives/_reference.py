@@ -18,12 +18,11 @@ from PIL import Image, UnidentifiedImageError
 
 from skiptune import downloads
 from skiptune._failpoints import failpoint
-from skiptune._files import read_input
+from skiptune._files import read_input, sha256_file
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
 from skiptune.objectives._maths import gaussian_statistics
-from skiptune.objectives._paths import sha256_file
 
 __all__ = [
     "CLEANFID_PREFIX",
