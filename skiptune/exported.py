@@ -52,6 +52,10 @@ class ExportedSchedule:
     # How ``value`` and ``baseline_value`` were validated on fresh seeds (N, seed, gain and
     # its interval, the search's own value); None: they are the search's measurements.
     validation: dict[str, Any] | None = None
+    # The σ grid the sampler walked, descending and ending in 0 (float32 values, as sampled):
+    # for an EDM-style loop or a diffusers scheduler's ``sigmas=``. None: not known (a study
+    # on the sampler's own grid exported without the model).
+    sigmas: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         freeu = self.schedule.freeu
@@ -65,6 +69,7 @@ class ExportedSchedule:
             "nfe": self.nfe,
             "sampler": self.sampler,
             "schedule_exponent": self.schedule_exponent,
+            "sigmas": self.sigmas,
             "value": self.value,
             "baseline_value": self.baseline_value,
             "metric": self.metric,
@@ -122,6 +127,7 @@ def load_exported(
             schedule_exponent=data.get("schedule_exponent"),
             rho_factors=data.get("rho_factors"),
             validation=data.get("validation"),
+            sigmas=None if data.get("sigmas") is None else [float(v) for v in data["sigmas"]],
         )
     except (KeyError, TypeError, ValueError, OverflowError, SkiptuneError) as e:
         raise ConfigurationError(

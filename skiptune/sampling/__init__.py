@@ -9,7 +9,7 @@ from __future__ import annotations
 from skiptune.sampling._images import sample_images, save_images, write_samples
 from skiptune.sampling._run import SamplingModel, sample, sigma_grid
 from skiptune.sampling.noise import initial_noise
-from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
 from skiptune.sampling.solvers import (
     SAMPLERS,
     Denoiser,
@@ -39,6 +39,7 @@ __all__ = [
     "dpmpp_2m",
     "euler",
     "get_sampler",
+    "grid_sigmas",
     "heun",
     "initial_noise",
     "ipndm",

@@ -8,7 +8,7 @@ import torch
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
-from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
 from skiptune.sampling.solvers import SAMPLERS, SamplerCallback, get_sampler
 from skiptune.steps import StepGrid
 
@@ -53,8 +53,7 @@ def sigma_grid(
                 "drop the grid or choose a sampler such as heun"
             )
         steps.check_inside((model.sigma_min, model.sigma_max))
-        return karras_sigmas(count, sigma_min=steps.sigma_min, sigma_max=steps.sigma_max,
-                             schedule_exponent=steps.schedule_exponent, device=model.device)
+        return grid_sigmas(count, steps, device=model.device)
     if spec.grid == "karras":
         return karras_sigmas(
             count,

@@ -190,3 +190,19 @@ def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
         if role in ("paper", "freeu") and trial.value is not None and math.isfinite(trial.value):
             known[role] = min(known.get(role, math.inf), value_of(trial))
     return known
+
+
+def best_per_budget(summaries: Sequence[StudySummary]) -> dict[str, StudySummary]:
+    """Study name → summary of the best study of each (group, NFE) among those measured
+    alike (metric, N, seeds, validated or not): where several samplers searched one budget,
+    the best (sampler, steps, ρ) of it. Studies without a value take no part."""
+    best: dict[tuple[Any, ...], StudySummary] = {}
+    for s in summaries:
+        if s.best_value is None:
+            continue
+        alike = (s.group, s.nfe, s.metric, s.validated,
+                 s.validation_num_samples if s.validated else s.num_samples, s.seed)
+        if alike not in best or (s.best_value, s.sampler) < (best[alike].best_value,
+                                                              best[alike].sampler):
+            best[alike] = s
+    return {s.study_name: s for s in best.values()}
