@@ -4,7 +4,6 @@ UNet2DModel gives skiptune's own Euler samples on the same searched grid."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from skiptune.steps import StepGrid
 from tests.models.test_diffusers import TWO_LEVELS, save_folder
 
 diffusers = pytest.importorskip("diffusers")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def diffusers_euler(unet: torch.nn.Module, scheduler_folder: Path, exported: dict,
