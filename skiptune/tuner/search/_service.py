@@ -102,7 +102,8 @@ def plan_study(
         sampler=sampler or config.samplers[0], nfe=nfe, seed=config.seed,
         default_features=model.default_features,
     )
-    space = _space_for(model, config.space, objective_config)  # cheap checks first
+    space = _space_for(model, config.space, sampler=objective_config.sampler,  # cheap checks
+                       schedule_exponent=objective_config.schedule_exponent)
     if is_self_reference(objective_config.reference):
         last = objective_config.num_samples
         check_disjoint_seeds(seed=config.seed, count=last + config.validation.samples_for(last))
@@ -159,10 +160,11 @@ def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | Non
 
 
 def _space_for(
-    model: TunableModel, space: SearchSpace, objective: ObjectiveConfig
+    model: TunableModel, space: SearchSpace, *, sampler: str = "heun",
+    schedule_exponent: float = 7.0,
 ) -> SearchSpace:
     """``space`` checked against the model, with its family's FreeU values as a known point
-    and a step space's σ ranges and own grid (``_steps_for``).
+    and a step space's σ ranges and ``sampler``'s own grid (``_steps_for``).
 
     The known point is resolved here, once, and stored with the study's space; a user who
     set ``freeu_known`` keeps theirs.
@@ -170,7 +172,7 @@ def _space_for(
     if space.sigma_window is not None:
         check_sigma_window(*space.sigma_window, model_range=(model.sigma_min, model.sigma_max))
     if space.searches_steps:
-        space = _steps_for(model, space, objective)
+        space = _steps_for(model, space, sampler=sampler, schedule_exponent=schedule_exponent)
     if not space.searches_freeu:
         return space
     if not model.freeu_stages:
@@ -188,15 +190,15 @@ def _space_for(
 
 
 def _steps_for(
-    model: TunableModel, space: SearchSpace, objective: ObjectiveConfig
+    model: TunableModel, space: SearchSpace, *, sampler: str, schedule_exponent: float
 ) -> SearchSpace:
     """A step space resolved against the model: σ ranges inside its trained range that keep
-    every grid decreasing, and the sampler's own grid (the objective's exponent over the
+    every grid decreasing, and ``sampler``'s own grid (``schedule_exponent`` over the
     model's range) as the known point measured first."""
     low, high = model.sigma_min, model.sigma_max
-    if get_sampler(objective.sampler).grid != "karras":
+    if get_sampler(sampler).grid != "karras":
         raise ConfigurationError(
-            f"{objective.sampler} walks the model's training timesteps, so its steps cannot "
+            f"{sampler} walks the model's training timesteps, so its steps cannot "
             "be searched; drop steps from --space or choose a sampler such as heun"
         )
     sigma_min = space.steps_sigma_min or (low, min(50 * low, high / 10))
@@ -205,7 +207,7 @@ def _steps_for(
         StepGrid(1.0, *bounds).check_inside((low, high))     # its message names the range
     return dataclasses.replace(
         space, steps_sigma_min=sigma_min, steps_sigma_max=sigma_max,
-        steps_known=space.steps_known or (objective.schedule_exponent, low, high),
+        steps_known=space.steps_known or (schedule_exponent, low, high),
     )
 
 
