@@ -485,8 +485,8 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
     captions += [_validation_text(s) for s in summaries if s.validated]
     # Where several samplers searched one budget, ★ marks the best (sampler, steps, ρ).
     budgets = [(s.group, s.nfe) for s in summaries]
-    best = {name for name, b in tuner.best_per_budget(summaries).items()
-            if budgets.count((b.group, b.nfe)) > 1}
+    shared = [s for s in summaries if budgets.count((s.group, s.nfe)) > 1]
+    best = set(tuner.best_per_budget(shared)) if shared else set()
     captions += ["★ the best sampler and schedule of its budget"] if best else []
     if captions:
         table.caption = "\n".join(captions)

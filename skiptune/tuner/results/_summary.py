@@ -193,16 +193,16 @@ def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
 
 
 def best_per_budget(summaries: Sequence[StudySummary]) -> dict[str, StudySummary]:
-    """Study name → summary of the best study of each (group, NFE) among those measured
+    """Study name → summary of the best of several studies of one (group, NFE) measured
     alike (metric, N, seeds, validated or not): where several samplers searched one budget,
-    the best (sampler, steps, ρ) of it. Studies without a value take no part."""
-    best: dict[tuple[Any, ...], StudySummary] = {}
+    the best (sampler, steps, ρ) of it. A study alone in its budget, or without a value,
+    is not named."""
+    classes: dict[tuple[Any, ...], list[StudySummary]] = {}
     for s in summaries:
-        if s.best_value is None:
-            continue
-        alike = (s.group, s.nfe, s.metric, s.validated,
-                 s.validation_num_samples if s.validated else s.num_samples, s.seed)
-        if alike not in best or (s.best_value, s.sampler) < (best[alike].best_value,
-                                                              best[alike].sampler):
-            best[alike] = s
-    return {s.study_name: s for s in best.values()}
+        if s.best_value is not None:
+            alike = (s.group, s.nfe, s.metric, s.validated,
+                     s.validation_num_samples if s.validated else s.num_samples, s.seed)
+            classes.setdefault(alike, []).append(s)
+    winners = [min(alike, key=lambda s: (s.best_value, s.sampler))
+               for alike in classes.values() if len(alike) > 1]
+    return {s.study_name: s for s in winners}
