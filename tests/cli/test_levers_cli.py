@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from skiptune import cli, tuner
@@ -74,3 +75,33 @@ def test_export_names_the_best_of_the_budget_and_writes_its_sigmas(
     steps = steps_for_nfe(written["sampler"], 9)
     assert written["sigmas"] == grid_sigmas(steps, grid).tolist()
     assert len(written["sigmas"]) == steps + 1 and written["sigmas"][-1] == 0.0
+
+
+def test_sample_from_the_export_walks_its_grid(searched: tuple[Path, list],
+                                               tmp_path: Path) -> None:
+    import numpy as np
+
+    from skiptune import RhoSchedule, load_model
+    from skiptune.sampling import sample_images
+
+    db, _summaries = searched
+    exported = tmp_path / "best.json"
+    assert runner.invoke(cli.app, ["export", "--nfe", "5", "-o", str(exported), "--db",
+                                   str(db)]).exit_code == 0
+    written = json.loads(exported.read_text())
+    out = tmp_path / "x.npz"
+    result = runner.invoke(cli.app, ["sample", "--model", str(DEMO), "--from", str(exported),
+                                     "-n", "2", "--device", "cpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model = load_model(DEMO, device="cpu")
+    expected = sample_images(model, schedule=RhoSchedule.from_dict(written["schedule"]), nfe=5,
+                             sampler=written["sampler"], num_samples=2)
+    pixels = np.load(out)["images"]
+    assert pixels.shape == (2, 28, 28, 1)
+    as_written = ((expected.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    assert np.array_equal(pixels, as_written.permute(0, 2, 3, 1).numpy())
+    # The export's grid, not the sampler's own: without it the images differ.
+    plain = sample_images(model, schedule=RhoSchedule.from_dict(
+        {k: v for k, v in written["schedule"].items() if k != "steps"}), nfe=5,
+        sampler=written["sampler"], num_samples=2)
+    assert not torch.equal(expected, plain)
