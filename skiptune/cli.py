@@ -270,7 +270,7 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     if freeu:
         text += (f" · FreeU b {freeu['b1']:.2f}/{freeu['b2']:.2f} "
                  f"s {freeu['s1']:.2f}/{freeu['s2']:.2f}")
-    return text
+    return text + _grid_text(schedule)
 
 
 def _compact_schedule(schedule: dict[str, Any] | None) -> str:
@@ -290,7 +290,16 @@ def _compact_schedule(schedule: dict[str, Any] | None) -> str:
                  f" s{freeu['s1']:.2f}/{freeu['s2']:.2f}")
     if schedule.get("sigma_lo") is not None:
         text += f" σ{schedule['sigma_lo']:.3g}–{schedule['sigma_hi']:.3g}"
-    return text
+    return text + _grid_text(schedule)
+
+
+def _grid_text(schedule: dict[str, Any]) -> str:
+    """A searched σ grid as `` · σ 0.002…80 ^7.0`` (ends, then exponent); none: ``""``."""
+    grid = schedule.get("steps")
+    if not grid:
+        return ""
+    return (f" · σ {grid['sigma_min']:.3g}…{grid['sigma_max']:.3g} "
+            f"^{grid['schedule_exponent']:.1f}")
 
 
 def _table(title: str, columns: Sequence[str], *, numeric: Sequence[str] = (),
@@ -490,6 +499,8 @@ class _SearchProgress:
 
 
 def _summary_table(summaries: list[Any], title: str) -> Table:
+    from skiptune import tuner
+
     table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
                            "trials"),
                    numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ", "gain"))
@@ -501,12 +512,17 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
     # The interval and the search's own value go under the table, one line a study, so that
     # the table still reads at 80 columns.
     captions += [_validation_text(s) for s in summaries if s.validated]
+    # Where several samplers searched one budget, ★ marks the best (sampler, steps, ρ).
+    budgets = [(s.group, s.nfe) for s in summaries]
+    shared = [s for s in summaries if budgets.count((s.group, s.nfe)) > 1]
+    best = set(tuner.best_per_budget(shared)) if shared else set()
+    captions += ["★ the best sampler and schedule of its budget"] if best else []
     if captions:
         table.caption = "\n".join(captions)
     for s in summaries:
         gain = s.improvement
         table.add_row(
-            s.group, s.sampler, str(s.nfe),
+            s.group, s.sampler + (" ★" if s.study_name in best else ""), str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
             "—" if gain is None else _percent(gain),
@@ -545,8 +561,10 @@ def search_command(
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
-    sampler: Annotated[str | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, unipc, "
-                                                "ddim. [default: heun]")] = None,
+    sampler: Annotated[list[str] | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, "
+                                                      "unipc, ipndm, ddim; repeat for several "
+                                                      "(one study each per budget). "
+                                                      "[default: heun]")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
                                                "should reach. [default: 30]")] = None,
     db: DbOption = None,
@@ -578,9 +596,10 @@ def search_command(
                                                       "0.3,1.2.")] = None,
     shapes: Annotated[str | None, typer.Option(help="Interpolation shapes to try, e.g. "
                                                "linear,power,cosine.")] = None,
-    space: Annotated[Literal["rho", "freeu", "rho+freeu"] | None, typer.Option(
-        help="What to search: the skip schedule ρ, FreeU's b1, b2, s1, s2 (ρ = 1), or both. "
-        "[default: rho]")] = None,
+    space: Annotated[Literal["rho", "freeu", "rho+freeu", "steps", "rho+steps", "freeu+steps",
+                             "rho+freeu+steps"] | None, typer.Option(
+        help="What to search: the skip schedule ρ, FreeU's b1, b2, s1, s2 (ρ = 1), the σ grid "
+        "of the steps (exponent and ends), or several. [default: rho]")] = None,
     freeu_b_range: Annotated[str | None, typer.Option(help="low,high of FreeU's b1 and b2. "
                                                       "[default: 0.8,1.8]")] = None,
     freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
@@ -660,7 +679,8 @@ def search_command(
     validation_options = _set(top_k=validate_top, num_samples=validation_n,
                               enabled=False if no_validation else None, artifacts=artifacts)
     config = _call(lambda: tuner.SearchConfig(**_set(
-        nfe=tuple(nfe), sampler=sampler, trials=trials, optimizer=optimizer, seed=seed,
+        nfe=tuple(nfe), sampler=tuple(sampler) if sampler else None, trials=trials,
+        optimizer=optimizer, seed=seed,
         group=study, pruning=False if no_pruning else None,
         space=tuner.SearchSpace(**space_options) if space_options else None,
         objective=ObjectiveSettings(**objective_options) if objective_options else None,

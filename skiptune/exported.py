@@ -54,6 +54,10 @@ class ExportedSchedule:
     # How ``value`` and ``baseline_value`` were validated on fresh seeds (N, seed, gain and
     # its interval, the search's own value); None: they are the search's measurements.
     validation: dict[str, Any] | None = None
+    # The σ grid the sampler walked, descending and ending in 0 (float32 values, as sampled):
+    # for an EDM-style loop or a diffusers scheduler's ``sigmas=``. None: not known (a study
+    # on the sampler's own grid exported without the model).
+    sigmas: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         freeu = self.schedule.freeu
@@ -67,6 +71,7 @@ class ExportedSchedule:
             "nfe": self.nfe,
             "sampler": self.sampler,
             "schedule_exponent": self.schedule_exponent,
+            "sigmas": self.sigmas,
             "value": self.value,
             "baseline_value": self.baseline_value,
             "metric": self.metric,
@@ -255,6 +260,7 @@ def load_exported(
             ),
             rho_factors=data.get("rho_factors"),
             validation=data.get("validation"),
+            sigmas=None if data.get("sigmas") is None else [float(v) for v in data["sigmas"]],
         )
     except SkiptuneError as e:   # a value out of range (ρ < 0, a σ window upside down...)
         raise ConfigurationError(

@@ -16,6 +16,7 @@ from typing import Any
 
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
+from skiptune.steps import StepGrid
 
 __all__ = ["SHAPES", "RhoSchedule", "check_sigma_window", "interpolation_weights"]
 
@@ -86,6 +87,8 @@ class RhoSchedule:
         sigma_lo, sigma_hi: the σ window: ρ applies only while the denoiser's σ lies in
             [sigma_lo, sigma_hi], factor 1 outside (Ma et al. find ρ matters most at
             intermediate noise). Both None (the default): every σ.
+        steps: the σ grid the sampler walks (:class:`~skiptune.steps.StepGrid`); None (the
+            default): the sampler's own grid for the model.
     """
 
     rho_bottom: float
@@ -95,6 +98,7 @@ class RhoSchedule:
     freeu: FreeU | None = None
     sigma_lo: float | None = None
     sigma_hi: float | None = None
+    steps: StepGrid | None = None
 
     def __post_init__(self) -> None:
         for name in ("rho_bottom", "rho_top"):
@@ -109,6 +113,8 @@ class RhoSchedule:
             raise ConfigurationError(f"gamma must be a finite number > 0, got {self.gamma!r}")
         if self.freeu is not None and not isinstance(self.freeu, FreeU):
             raise ConfigurationError(f"freeu must be a FreeU or None, got {self.freeu!r}")
+        if self.steps is not None and not isinstance(self.steps, StepGrid):
+            raise ConfigurationError(f"steps must be a StepGrid or None, got {self.steps!r}")
         if (self.sigma_lo is None) != (self.sigma_hi is None):
             raise ConfigurationError("a σ window needs both sigma_lo and sigma_hi, or neither")
         if self.sigma_lo is not None:
@@ -145,23 +151,31 @@ class RhoSchedule:
             data["freeu"] = self.freeu.to_dict()
         if self.has_window:            # absent likewise for a schedule without a σ window
             data["sigma_lo"], data["sigma_hi"] = self.sigma_lo, self.sigma_hi
+        if self.steps is not None:     # and for one on the sampler's own grid
+            data["steps"] = self.steps.to_dict()
         return data
 
     @property
     def has_window(self) -> bool:
         return self.sigma_lo is not None
 
+    @property
+    def samples_alone(self) -> bool:
+        """Its images cannot share a batch with other schedules': a σ window switches ρ per
+        denoiser call, and a step grid is the whole batch's."""
+        return self.has_window or self.steps is not None
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RhoSchedule:
         """From a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``,
-        ``freeu`` (the four FreeU factors).
+        ``freeu`` (the four FreeU factors), ``sigma_lo`` and ``sigma_hi``, ``steps``.
 
         Raises ConfigurationError on a missing ``rho_bottom`` or an unknown key.
         """
         if "rho_bottom" not in data:
             raise ConfigurationError(f"a schedule needs 'rho_bottom'; got keys {sorted(data)}")
         unknown = set(data) - {"rho_bottom", "rho_top", "shape", "gamma", "freeu", "sigma_lo",
-                               "sigma_hi"}
+                               "sigma_hi", "steps"}
         if unknown:
             raise ConfigurationError(f"unknown schedule keys {sorted(unknown)}")
         return cls(
@@ -172,4 +186,5 @@ class RhoSchedule:
             freeu=FreeU.from_dict(data["freeu"]) if data.get("freeu") is not None else None,
             sigma_lo=None if data.get("sigma_lo") is None else float(data["sigma_lo"]),
             sigma_hi=None if data.get("sigma_hi") is None else float(data["sigma_hi"]),
+            steps=StepGrid.from_dict(data["steps"]) if data.get("steps") is not None else None,
         )

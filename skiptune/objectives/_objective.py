@@ -43,6 +43,7 @@ from skiptune.objectives._self_reference import (
 from skiptune.sampling import get_sampler, initial_noise, sample, sigma_grid
 from skiptune.schedule import RhoSchedule
 from skiptune.skips import skip_tuning
+from skiptune.steps import StepGrid
 
 __all__ = [
     "BatchReduced",
@@ -356,6 +357,7 @@ class ProxyObjective:
         """
         config, model = self.config, self.model
         factors = _as_schedule(schedule)
+        steps = factors.steps if isinstance(factors, RhoSchedule) else None
         started = time.perf_counter()
         seconds_sampling = seconds_features = 0.0
         chunks: list[np.ndarray] = []
@@ -366,7 +368,7 @@ class ProxyObjective:
                 while done < rung:
                     count = min(self.batch_size, rung - done)
                     try:
-                        features, sampling, featurising = self._batch(done, count)
+                        features, sampling, featurising = self._batch(done, count, steps)
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
                         if not is_out_of_memory(e):
                             raise
@@ -408,8 +410,8 @@ class ProxyObjective:
         rounding (a batch of other size may sum in another order). ``report(candidate, k,
         N_k, value)`` is called after rung k; what it raises (``optuna.TrialPruned``) stops
         that candidate only and takes its place in the returned list, as does a
-        NonFiniteSampleError of that candidate's own samples. σ windows are per batch and
-        are not batched: pass such schedules to :meth:`evaluate`.
+        NonFiniteSampleError of that candidate's own samples. σ windows and step grids are
+        per batch and are not batched: pass such schedules to :meth:`evaluate`.
 
         A batch that runs out of memory is retried with half as many images, as in
         :meth:`evaluate` (``on_batch_reduced`` is told once per halving); below one image
@@ -420,9 +422,9 @@ class ProxyObjective:
         """
         config = self.config
         count = len(schedules)
-        if any(s.has_window for s in schedules):
+        if any(s.samples_alone for s in schedules):
             raise ConfigurationError(
-                "σ-window schedules are evaluated one at a time; use evaluate()"
+                "σ-window and step-grid schedules are evaluated one at a time; use evaluate()"
             )
         chunks: list[list[np.ndarray]] = [[] for _ in range(count)]
         outcome: list[Evaluation | BaseException | None] = [None] * count
@@ -529,13 +531,15 @@ class ProxyObjective:
         other.config = config
         return other
 
-    def _batch(self, start: int, count: int) -> tuple[np.ndarray, float, float]:
-        """Features of samples ``start`` … ``start + count − 1``, and seconds spent on each part."""
+    def _batch(self, start: int, count: int,
+               steps: StepGrid | None = None) -> tuple[np.ndarray, float, float]:
+        """Features of samples ``start`` … ``start + count − 1`` (on the σ grid ``steps``, or
+        the sampler's own), and seconds spent on each part."""
         config = self.config
         tick = time.perf_counter()
         images = sampled_images(self.model, sampler=config.sampler, nfe=config.nfe,
                                 schedule_exponent=config.schedule_exponent, seed=config.seed,
-                                start=start, count=count)
+                                start=start, count=count, steps=steps)
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")

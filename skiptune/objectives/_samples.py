@@ -6,6 +6,7 @@ import torch
 
 from skiptune.models import TunableModel
 from skiptune.sampling import initial_noise, sample
+from skiptune.steps import StepGrid
 
 __all__ = ["sampled_images"]
 
@@ -19,6 +20,7 @@ def sampled_images(
     seed: int,                             # sample j is drawn from seed + j
     start: int,                            # global index of this batch's first sample
     count: int,                            # samples in this batch
+    steps: StepGrid | None = None,         # a searched σ grid; None: the sampler's own
 ) -> torch.Tensor:
     """Images [count, C, H, W] in [-1, 1] of samples ``start`` … ``start + count − 1``.
 
@@ -32,5 +34,5 @@ def sampled_images(
     # (EDM's FID protocol for class-conditional models): nothing here is class-specific.
     condition = model.condition_for(range(first, first + count))
     images = sample(model, noise, sampler=sampler, nfe=nfe,
-                    schedule_exponent=schedule_exponent, condition=condition)
+                    schedule_exponent=schedule_exponent, condition=condition, steps=steps)
     return model.to_images(images)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from skiptune.sampling._images import sample_images, save_images, write_samples
 from skiptune.sampling._run import SamplingModel, sample, sigma_grid
 from skiptune.sampling.noise import MAX_SEED, initial_noise
-from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
 from skiptune.sampling.solvers import (
     SAMPLERS,
     Denoiser,
@@ -21,6 +21,7 @@ from skiptune.sampling.solvers import (
     euler,
     get_sampler,
     heun,
+    ipndm,
     nfe_for_steps,
     steps_for_nfe,
     unipc,
@@ -39,8 +40,10 @@ __all__ = [
     "dpmpp_2m",
     "euler",
     "get_sampler",
+    "grid_sigmas",
     "heun",
     "initial_noise",
+    "ipndm",
     "karras_sigmas",
     "nfe_for_steps",
     "sample",

@@ -49,7 +49,7 @@ def sample_images(
     """Images [num_samples, C, H, W] in [-1, 1] sampled under ``schedule`` on the model's device.
 
     Sample j starts from noise seed ``seed + j`` and, for a conditional model, the condition
-    that seed draws (``model.condition_for``).
+    that seed draws (``model.condition_for``). A schedule with a step grid samples on it.
     """
     if num_samples < 1 or batch_size < 1:
         raise ConfigurationError(
@@ -62,7 +62,8 @@ def sample_images(
             noise = initial_noise(count, model.noise_shape, seed=seed, start=start)
             condition = model.condition_for(range(seed + start, seed + start + count))
             images = sample(model, noise, sampler=sampler, nfe=nfe,
-                            schedule_exponent=schedule_exponent, condition=condition)
+                            schedule_exponent=schedule_exponent, condition=condition,
+                            steps=schedule.steps)
             batches.append(model.to_images(images).clamp(-1, 1).cpu())
     return torch.cat(batches)
 

@@ -8,8 +8,9 @@ import torch
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
-from skiptune.sampling.sigmas import ddim_sigmas, karras_sigmas
+from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
 from skiptune.sampling.solvers import SAMPLERS, SamplerCallback, get_sampler
+from skiptune.steps import StepGrid
 
 __all__ = ["SamplingModel", "sample", "sigma_grid"]
 
@@ -34,17 +35,28 @@ def sigma_grid(
     sampler: str,                          # a name in SAMPLERS
     nfe: int,                              # exact number of denoiser calls
     schedule_exponent: float = 7.0,        # Karras grid exponent (ignored by discrete grids)
+    steps: StepGrid | None = None,         # a searched grid instead of the sampler's own
 ) -> torch.Tensor:
     """The σ grid, from the top σ down to 0, on which ``sampler`` spends exactly ``nfe`` calls.
 
     Karras samplers get EDM's grid over [model.sigma_min, model.sigma_max]; ``ddim`` gets the
-    model's discrete training σ (trailing spacing). Float32, on the model's device.
+    model's discrete training σ (trailing spacing). A ``steps`` grid replaces a Karras grid
+    (its exponent and ends; they must lie in the model's σ range); ``ddim`` takes none.
+    Float32, on the model's device.
     """
     spec = get_sampler(sampler)
-    steps = spec.steps_for_nfe(nfe)
+    count = spec.steps_for_nfe(nfe)
+    if steps is not None:
+        if spec.grid != "karras":
+            raise ConfigurationError(
+                f"{spec.name} walks the model's training timesteps and takes no step grid; "
+                "drop the grid or choose a sampler such as heun"
+            )
+        steps.check_inside((model.sigma_min, model.sigma_max))
+        return grid_sigmas(count, steps, device=model.device)
     if spec.grid == "karras":
         return karras_sigmas(
-            steps,
+            count,
             sigma_min=model.sigma_min,
             sigma_max=model.sigma_max,
             schedule_exponent=schedule_exponent,
@@ -57,7 +69,7 @@ def sigma_grid(
                 f"{spec.name} walks a discrete-time model's training timesteps, but this model "
                 f"has none (discrete_sigmas is None); choose one of {others}"
             )
-        return ddim_sigmas(steps, model.discrete_sigmas, device=model.device)
+        return ddim_sigmas(count, model.discrete_sigmas, device=model.device)
     raise ConfigurationError(f"sampler {spec.name!r} has unknown grid {spec.grid!r}")
 
 
@@ -70,6 +82,7 @@ def sample(
     schedule_exponent: float = 7.0,        # Karras grid exponent
     callback: SamplerCallback | None = None,
     condition: Any = None,                 # batch-first Condition, e.g. model.condition_for(seeds)
+    steps: StepGrid | None = None,         # a searched σ grid (see sigma_grid)
 ) -> torch.Tensor:
     """Generate images (x at σ = 0, roughly in [-1, 1]) from ``noise`` with exactly ``nfe`` calls.
 
@@ -83,7 +96,8 @@ def sample(
     infinite values.
     """
     spec = get_sampler(sampler)
-    sigmas = sigma_grid(model, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent)
+    sigmas = sigma_grid(model, sampler=sampler, nfe=nfe, schedule_exponent=schedule_exponent,
+                        steps=steps)
     condition = _bound_condition(condition, noise, model.device)
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

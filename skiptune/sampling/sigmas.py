@@ -8,8 +8,9 @@ import torch
 
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
+from skiptune.steps import StepGrid
 
-__all__ = ["ddim_sigmas", "karras_sigmas"]
+__all__ = ["ddim_sigmas", "grid_sigmas", "karras_sigmas"]
 
 
 def _check_num_steps(num_steps: int) -> None:
@@ -51,6 +52,17 @@ def karras_sigmas(
     sigmas = (top + ramp * (bottom - top)) ** schedule_exponent
     sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
     return sigmas.to(device=device, dtype=dtype)
+
+
+def grid_sigmas(
+    num_steps: int,                        # σ values before the final 0 (= steps of the sampler)
+    grid: StepGrid,                        # the grid's exponent and ends
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The float32 σ list of a searched step grid: :func:`karras_sigmas` with its numbers."""
+    return karras_sigmas(num_steps, sigma_min=grid.sigma_min, sigma_max=grid.sigma_max,
+                         schedule_exponent=grid.schedule_exponent, device=device)
 
 
 def ddim_sigmas(

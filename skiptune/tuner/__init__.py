@@ -46,6 +46,7 @@ _LAZY = {
     "Note": _SEARCH,
     "ReferenceSampled": _SEARCH,
     "best_schedule": _RESULTS,
+    "best_per_budget": _RESULTS,
     "export_schedule": _RESULTS,
     "front_report": _RESULTS,
     "list_studies": _RESULTS,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from skiptune.tuner.results import (
         FrontReport,
         StudySummary,
+        best_per_budget,
         best_schedule,
         export_schedule,
         front_report,
@@ -150,6 +152,7 @@ __all__ = [
     "ValidationSettings",
     "Waiting",
     "WorkerLost",
+    "best_per_budget",
     "best_schedule",
     "export_schedule",
     "front_report",

@@ -27,7 +27,12 @@ from skiptune.tuner.results._reading import (
     stored_studies,
 )
 from skiptune.tuner.results._report import write_report
-from skiptune.tuner.results._summary import StudySummary, best_and_baseline, summarize
+from skiptune.tuner.results._summary import (
+    StudySummary,
+    best_and_baseline,
+    best_per_budget,
+    summarize,
+)
 
 __all__ = [
     "PLOT_SUFFIXES",
@@ -36,6 +41,7 @@ __all__ = [
     "SpeedClaim",
     "StudySummary",
     "best_and_baseline",
+    "best_per_budget",
     "best_schedule",
     "describe_claim",
     "export_schedule",

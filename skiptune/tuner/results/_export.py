@@ -9,6 +9,7 @@ from pathlib import Path
 from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
 from skiptune.models import TunableModel, load_model
+from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results._reading import one_record, reading_storage
@@ -36,7 +37,8 @@ def export_schedule(
     The file holds the schedule, ``enable_freeu`` (FreeU's four values as
     ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
     study searched (loaded, or anything ``load_model`` takes), ``rho_factors``: each skip
-    site's ρ by name, bottom → top.
+    site's ρ by name, bottom → top. ``sigmas`` is the σ grid the sampler walked, descending
+    to 0: always for a searched step grid, and given the ``model`` for its own grid.
     """
     if path is not None:
         check_output_path(path)          # a bad -o fails before the model or database is opened
@@ -64,6 +66,7 @@ def export_schedule(
         schedule_exponent=exponent,
         validation=record.validation,
     )
+    exported = dataclasses.replace(exported, sigmas=_sigmas_of(exported, model))
     if model is not None:
         check_weights(exported.model_fingerprint, model, allow_other_weights,
                       where=f"study {record.study_name}")
@@ -74,3 +77,15 @@ def export_schedule(
     if path is not None:
         write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
     return exported
+
+
+def _sigmas_of(exported: ExportedSchedule, model: TunableModel | None) -> list[float] | None:
+    """The σ list the study's sampler walked (float32 values, as it sampled), or None where
+    that needs the model and there is none."""
+    grid = exported.schedule.steps
+    if grid is not None:
+        return grid_sigmas(steps_for_nfe(exported.sampler, exported.nfe), grid).tolist()
+    if model is None:
+        return None
+    return sigma_grid(model, sampler=exported.sampler, nfe=exported.nfe,
+                      schedule_exponent=exported.schedule_exponent or 7.0).cpu().tolist()

@@ -142,6 +142,9 @@ def one_record(
     records: Sequence[FrontRecord], *, nfe: int, sampler: str | None, group: str | None,
     db: str,
 ) -> FrontRecord:
+    """The tuned record at ``nfe`` (of ``sampler`` and ``group`` when given). Without a
+    sampler, of several samplers' studies in one group measured alike, the lowest value: the
+    best (sampler, steps, ρ) of that budget. Other ambiguity is a ConfigurationError."""
     chosen = _select_records(records, nfe=nfe, sampler=sampler, group=group)
     if not chosen:
         have = sorted({(r.study_group, r.sampler, r.nfe) for r in records if r.kind == "tuned"})
@@ -152,6 +155,11 @@ def one_record(
             + (f" in group {group}" if group else "")
             + f" in {db}; studies with results: {listing}"
         )
+    if len(chosen) > 1 and sampler is None:
+        # Several samplers searched one budget in one group, measured alike: the best of them.
+        keys = {(r.study_group, r.comparison_key) for r in chosen}
+        if len(keys) == 1:
+            return min(chosen, key=lambda r: (r.value, r.sampler))
     if len(chosen) > 1:
         listing = ", ".join(f"{r.study_group}/{r.sampler}" for r in chosen)
         raise ConfigurationError(

@@ -190,3 +190,19 @@ def _known_values(complete: Sequence[FrozenTrial]) -> dict[str, float]:
         if role in ("paper", "freeu") and trial.value is not None and math.isfinite(trial.value):
             known[role] = min(known.get(role, math.inf), value_of(trial))
     return known
+
+
+def best_per_budget(summaries: Sequence[StudySummary]) -> dict[str, StudySummary]:
+    """Study name → summary of the best of several studies of one (group, NFE) measured
+    alike (metric, N, seeds, validated or not): where several samplers searched one budget,
+    the best (sampler, steps, ρ) of it. A study alone in its budget, or without a value,
+    is not named."""
+    classes: dict[tuple[Any, ...], list[StudySummary]] = {}
+    for s in summaries:
+        if s.best_value is not None:
+            alike = (s.group, s.nfe, s.metric, s.validated,
+                     s.validation_num_samples if s.validated else s.num_samples, s.seed)
+            classes.setdefault(alike, []).append(s)
+    winners = [min(alike, key=lambda s: (s.best_value, s.sampler))
+               for alike in classes.values() if len(alike) > 1]
+    return {s.study_name: s for s in winners}

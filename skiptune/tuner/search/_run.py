@@ -300,7 +300,7 @@ class StudyRun:
                 self.sleep(self.heartbeat_interval)
                 continue
             schedules = [suggest_schedule(t, self.config.space) for t in asked]
-            if len(asked) > 1 and not any(s.has_window for s in schedules):
+            if len(asked) > 1 and not any(s.samples_alone for s in schedules):
                 self.run_batch(asked, schedules, finished=finished)
             else:
                 with contextlib.ExitStack() as waiting:
@@ -562,7 +562,7 @@ def run_study(
 
     With ``parallel_candidates`` K > 1, K trials are asked at once (the constant liar keeps
     them apart, as with workers) and their images sampled in one batch with per-sample
-    factors (``evaluate_many``); σ-window schedules run one at a time.
+    factors (``evaluate_many``); σ-window and step-grid schedules run one at a time.
 
     At its total, the study is validated (:func:`validate_study`: its best schedules and
     ρ = 1 re-scored on fresh seeds) unless ``validation.enabled`` is False; a study that

@@ -31,7 +31,9 @@ from skiptune.objectives import (
     check_disjoint_seeds,
     is_self_reference,
 )
+from skiptune.sampling import get_sampler
 from skiptune.schedule import check_sigma_window
+from skiptune.steps import StepGrid
 from skiptune.storage import (
     NoSkiptuneDatabaseError,
     PendingStatisticsCache,
@@ -97,21 +99,23 @@ def _database_errors(storage: Storage) -> Iterator[None]:
 
 
 def plan_study(
-    model: TunableModel, config: SearchConfig, nfe: int, *, cache: StatisticsCache | None = None,
-    on_event: EventCallback | None = None,
+    model: TunableModel, config: SearchConfig, nfe: int, *, sampler: str | None = None,
+    cache: StatisticsCache | None = None, on_event: EventCallback | None = None,
 ) -> tuple[StudyConfig, Objective]:
-    """The study of ``config`` at budget ``nfe`` on ``model``, and the objective that measures it.
+    """The study of ``config`` at budget ``nfe`` with ``sampler`` (one of ``config.samplers``;
+    None: the first) on ``model``, and the objective that measures it.
 
     The settings are resolved against the model here, once: its feature network where the
     user named none (``model.default_features``, Inception for Stable Diffusion), its
     family's FreeU values as a known point, the study group named after it. Raises
     ConfigurationError for a space the model cannot search or a reference it lacks.
     """
-    space = _space_for(model, config.space)          # cheap checks before the objective's
     objective_config = config.objective.for_budget(
-        sampler=config.sampler, nfe=nfe, seed=config.seed,
+        sampler=sampler or config.samplers[0], nfe=nfe, seed=config.seed,
         default_features=model.default_features,
     )
+    space = _space_for(model, config.space, sampler=objective_config.sampler,  # cheap checks
+                       schedule_exponent=objective_config.schedule_exponent)
     if is_self_reference(objective_config.reference):
         last = objective_config.num_samples
         check_disjoint_seeds(seed=config.seed, count=last + config.validation.samples_for(last))
@@ -167,14 +171,20 @@ def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | Non
                                                                total=total))
 
 
-def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
-    """``space`` checked against the model, with its family's FreeU values as a known point.
+def _space_for(
+    model: TunableModel, space: SearchSpace, *, sampler: str = "heun",
+    schedule_exponent: float = 7.0,
+) -> SearchSpace:
+    """``space`` checked against the model, with its family's FreeU values as a known point
+    and a step space's σ ranges and ``sampler``'s own grid (``_steps_for``).
 
     The known point is resolved here, once, and stored with the study's space; a user who
     set ``freeu_known`` keeps theirs.
     """
     if space.sigma_window is not None:
         check_sigma_window(*space.sigma_window, model_range=(model.sigma_min, model.sigma_max))
+    if space.searches_steps:
+        space = _steps_for(model, space, sampler=sampler, schedule_exponent=schedule_exponent)
     if not space.searches_freeu:
         return space
     if not model.freeu_stages:
@@ -189,6 +199,28 @@ def _space_for(model: TunableModel, space: SearchSpace) -> SearchSpace:
         return space        # FreeU's authors recommend values for SD-family models only
     known = FREEU_DEFAULTS[family]
     return dataclasses.replace(space, freeu_known=(known.b1, known.b2, known.s1, known.s2))
+
+
+def _steps_for(
+    model: TunableModel, space: SearchSpace, *, sampler: str, schedule_exponent: float
+) -> SearchSpace:
+    """A step space resolved against the model: σ ranges inside its trained range that keep
+    every grid decreasing, and ``sampler``'s own grid (``schedule_exponent`` over the
+    model's range) as the known point measured first."""
+    low, high = model.sigma_min, model.sigma_max
+    if get_sampler(sampler).grid != "karras":
+        raise ConfigurationError(
+            f"{sampler} walks the model's training timesteps, so its steps cannot "
+            "be searched; drop steps from --space or choose a sampler such as heun"
+        )
+    sigma_min = space.steps_sigma_min or (low, min(50 * low, high / 10))
+    sigma_max = space.steps_sigma_max or (high / 4, high)
+    for bounds in (sigma_min, sigma_max):
+        StepGrid(1.0, *bounds).check_inside((low, high))     # its message names the range
+    return dataclasses.replace(
+        space, steps_sigma_min=sigma_min, steps_sigma_max=sigma_max,
+        steps_known=space.steps_known or (schedule_exponent, low, high),
+    )
 
 
 def _run_options(config: SearchConfig) -> dict[str, Any]:
@@ -216,7 +248,8 @@ def search(
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget of ``config``; resume where stored.
 
-    One study per budget, named ``skiptune-<group>-<sampler>-nfe<NFE>``. ``config.trials``
+    One study per budget and sampler, named ``skiptune-<group>-<sampler>-nfe<NFE>``, budget
+    by budget, the samplers in the order given. ``config.trials``
     is the total of finished trials (complete, pruned, or failed with non-finite samples) the
     study should reach: rerunning after a crash or Ctrl-C completes it, and a study that
     already has its total returns its summary at once. A stored study searched with other
@@ -225,7 +258,7 @@ def search(
 
     With ``workers`` > 1, that many processes share each study (PostgreSQL or another
     server only; SQLite serialises writers). Progress goes to ``on_event``; nothing is
-    printed. Returns one summary per budget, in the order given.
+    printed. Returns one summary per study, in that order.
 
     ``config.parallel_candidates`` K > 1 asks K trials at once and samples their images in
     one batch with per-sample factors: the same values as K trials in turn, up to float
@@ -258,8 +291,9 @@ def search(
     reader = db if isinstance(db, Storage) else _read_only(db)
     cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
     try:
-        plans = [plan_study(loaded, config, budget, cache=cache, on_event=on_event)
-                 for budget in config.budgets]
+        plans = [plan_study(loaded, config, budget, sampler=sampler, cache=cache,
+                            on_event=on_event)
+                 for budget in config.budgets for sampler in config.samplers]
     finally:
         if reader is not None and reader is not db:
             reader.dispose()

@@ -16,15 +16,19 @@ from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
 from skiptune.schedule import RhoSchedule
+from skiptune.steps import StepGrid
 from skiptune.tuner.study import OPTIMIZERS, SearchSpace, StudyConfig
 
 __all__ = [
     "PAPER_SCHEDULES",
+    "STEP_PARAMS",
     "grid_size",
     "inside",
     "make_pruner",
     "make_sampler",
     "queued_schedules",
+    "steps_params",
+    "steps_ranges",
     "suggest_schedule",
 ]
 
@@ -47,7 +51,8 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
 
     ρ: rho_bottom, rho_top, shape, gamma (power only); a fixed rho_top is a one-value
     parameter, so every trial records its full schedule. FreeU: b1, b2 (in ``freeu_b``) and
-    s1, s2 (in ``freeu_s``). A FreeU-only space keeps ρ = 1.
+    s1, s2 (in ``freeu_s``). Steps: steps_exponent, steps_sigma_min, steps_sigma_max (log
+    scale; the ranges keep every grid decreasing). A space without ρ keeps ρ = 1.
     """
     with _enqueued_values_allowed():
         schedule = RhoSchedule.identity()
@@ -70,7 +75,36 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
                 s2=trial.suggest_float("s2", *space.freeu_s),
             )
             schedule = replace(schedule, freeu=freeu)
+        if space.searches_steps:
+            schedule = replace(schedule, steps=_suggest_steps(trial, space))
     return schedule
+
+
+# Trial parameter → StepGrid field (the parameter names are also the SearchSpace ranges').
+STEP_PARAMS = {"steps_exponent": "schedule_exponent", "steps_sigma_min": "sigma_min",
+               "steps_sigma_max": "sigma_max"}
+
+
+def _suggest_steps(trial: optuna.Trial, space: SearchSpace) -> StepGrid:
+    """The σ grid's exponent and ends, each on a log scale within the resolved ranges."""
+    return StepGrid(**{field: trial.suggest_float(param, *steps_ranges(space)[param], log=True)
+                       for param, field in STEP_PARAMS.items()})
+
+
+def steps_ranges(space: SearchSpace) -> dict[str, tuple[float, float]]:
+    """Each step parameter's (low, high); the search resolves the σ ranges first."""
+    if space.steps_sigma_min is None or space.steps_sigma_max is None:
+        raise ConfigurationError(
+            "the step space's σ ranges are resolved against the model before a search; "
+            "pass steps_sigma_min and steps_sigma_max"
+        )
+    return {"steps_exponent": space.steps_exponent, "steps_sigma_min": space.steps_sigma_min,
+            "steps_sigma_max": space.steps_sigma_max}
+
+
+def steps_params(grid: StepGrid) -> dict[str, float]:
+    """The trial parameters of ``grid``: the names ``suggest_schedule`` asks for."""
+    return {param: float(getattr(grid, field)) for param, field in STEP_PARAMS.items()}
 
 
 def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -96,7 +130,8 @@ def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
     trial; for ρ with the first listed shape that has no exponent (any shape gives all ones
     when both ends are 1). Known points: the paper's linear ρ schedules where they lie inside
     the space (role ``paper``), and ``space.freeu_known`` (role ``freeu``, the model
-    family's recommended FreeU values, with ρ = 1).
+    family's recommended FreeU values, with ρ = 1). A step space measures every one of them
+    on the sampler's own grid (``space.steps_known``): the baseline is today's sampling.
     """
     rho_one: dict[str, Any] = {}
     if space.searches_rho:
@@ -109,6 +144,15 @@ def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
         # Known points act at every σ of the window's range, as they were published.
         neutral = {**neutral, "sigma_lo": space.sigma_window[0],
                    "sigma_hi": space.sigma_window[1]}
+    own_grid: dict[str, float] = {}
+    if space.searches_steps:
+        if space.steps_known is None:
+            raise ConfigurationError(
+                "the step space's known grid is resolved against the model before a search; "
+                "pass steps_known"
+            )
+        own_grid = steps_params(StepGrid(*space.steps_known))
+        neutral = {**neutral, **own_grid}
     queued = [({**rho_one, **neutral}, "baseline")]
     if space.searches_rho and "linear" in space.shapes:
         for bottom, top in PAPER_SCHEDULES:
@@ -117,7 +161,7 @@ def queued_schedules(space: SearchSpace) -> list[tuple[dict[str, Any], str]]:
                 queued.append(({**paper, **neutral}, "paper"))
     if space.searches_freeu and space.freeu_known is not None:
         known = dict(zip(("b1", "b2", "s1", "s2"), space.freeu_known, strict=True))
-        queued.append(({**rho_one, **known}, "freeu"))
+        queued.append(({**rho_one, **known, **own_grid}, "freeu"))
     return queued
 
 

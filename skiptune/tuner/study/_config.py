@@ -34,8 +34,10 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "grid")
-SPACE_KINDS = ("rho", "freeu", "rho+freeu")
-"""What a search varies: the skip schedule ρ, FreeU's (b1, b2, s1, s2), or both."""
+SPACE_KINDS = ("rho", "freeu", "rho+freeu", "steps", "rho+steps", "freeu+steps",
+               "rho+freeu+steps")
+"""What a search varies: the skip schedule ρ, FreeU's (b1, b2, s1, s2), the σ grid of the
+steps (its exponent and ends, see ``skiptune.steps``), or several of them at once."""
 
 
 def _check_range(name: str, bounds: Sequence[float]) -> tuple[float, float]:
@@ -69,6 +71,13 @@ class SearchSpace:
             baseline, e.g. the model family's recommended defaults; None: none.
         sigma_window: (low, high) σ range in which to search a window [σ_lo, σ_hi] outside
             which ρ is 1 (log scale); None (the default): ρ at every σ.
+        steps_exponent: (low, high) of the σ grid's exponent (log scale; EDM uses 7).
+        steps_sigma_min: (low, high) of the grid's last nonzero σ (log scale); None: resolved
+            against the model by the search, from its σ_min up to 50·σ_min (≤ σ_max/10).
+        steps_sigma_max: (low, high) of the grid's first σ (log scale); None: from the
+            model's σ_max/4 up to its σ_max.
+        steps_known: the sampler's own grid (exponent, σ_min, σ_max), measured first as the
+            baseline; None: resolved against the model by the search.
     """
 
     rho_bottom: tuple[float, float] = (0.3, 1.2)
@@ -81,6 +90,10 @@ class SearchSpace:
     freeu_s: tuple[float, float] = (0.0, 1.2)
     freeu_known: tuple[float, float, float, float] | None = None
     sigma_window: tuple[float, float] | None = None
+    steps_exponent: tuple[float, float] = (1.0, 16.0)
+    steps_sigma_min: tuple[float, float] | None = None
+    steps_sigma_max: tuple[float, float] | None = None
+    steps_known: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho_bottom", _check_range("rho_bottom range", self.rho_bottom))
@@ -126,20 +139,57 @@ class SearchSpace:
                     f"--sigma-window must be two numbers low,high; got {self.sigma_window!r}"
                 ) from None
             if not self.searches_rho:
-                raise ConfigurationError("a σ window scales ρ; pass --space rho or rho+freeu")
+                raise ConfigurationError(
+                    "a σ window scales ρ; pass a --space with rho, e.g. rho or rho+steps")
             if low <= 0:
                 raise ConfigurationError(
                     f"--sigma-window is searched on a log scale and needs 0 < low, got {low:g}"
                 )
             object.__setattr__(self, "sigma_window", check_sigma_window(low, high))
+        self._check_steps()
+
+    def _check_steps(self) -> None:
+        """Step-grid ranges: positive (log scale), and σ ranges that keep σ_min < σ_max."""
+        for name in ("steps_exponent", "steps_sigma_min", "steps_sigma_max"):
+            bounds = getattr(self, name)
+            if bounds is not None:
+                low, high = _check_range(f"--{name.replace('_', '-')} range", bounds)
+                if low <= 0:
+                    raise ConfigurationError(
+                        f"--{name.replace('_', '-')} is searched on a log scale and needs "
+                        f"0 < low, got {low:g}"
+                    )
+                object.__setattr__(self, name, (low, high))
+        if (self.steps_sigma_min is not None and self.steps_sigma_max is not None
+                and self.steps_sigma_min[1] >= self.steps_sigma_max[0]):
+            raise ConfigurationError(
+                f"the σ_min range {self.steps_sigma_min} must lie below the σ_max range "
+                f"{self.steps_sigma_max}, so that every grid decreases"
+            )
+        if self.steps_known is not None:
+            known = tuple(float(v) for v in self.steps_known)
+            if len(known) != 3:
+                raise ConfigurationError(
+                    f"steps_known must be (exponent, σ_min, σ_max), got {self.steps_known}"
+                )
+            object.__setattr__(self, "steps_known", known)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The levers searched: some of ``rho``, ``freeu``, ``steps``."""
+        return tuple(self.kind.split("+"))
 
     @property
     def searches_rho(self) -> bool:
-        return self.kind in ("rho", "rho+freeu")
+        return "rho" in self.parts
 
     @property
     def searches_freeu(self) -> bool:
-        return self.kind in ("freeu", "rho+freeu")
+        return "freeu" in self.parts
+
+    @property
+    def searches_steps(self) -> bool:
+        return "steps" in self.parts
 
     @property
     def rho_top_fixed(self) -> bool:
@@ -167,6 +217,11 @@ class SearchSpace:
             del data["sigma_window"]   # likewise: a space without σ windows, as before them
         else:
             data["sigma_window"] = list(self.sigma_window)
+        steps = ("steps_exponent", "steps_sigma_min", "steps_sigma_max", "steps_known")
+        for name in steps:             # likewise: a space without steps, as before them
+            value = data.pop(name)
+            if self.searches_steps:
+                data[name] = None if value is None else list(value)
         return data
 
     @classmethod
@@ -183,6 +238,9 @@ class SearchSpace:
             freeu_s=tuple(data.get("freeu_s", (0.0, 1.2))),
             freeu_known=tuple(known) if (known := data.get("freeu_known")) is not None else None,
             sigma_window=tuple(window) if (window := data.get("sigma_window")) else None,
+            steps_exponent=tuple(data.get("steps_exponent", (1.0, 16.0))),
+            **{name: tuple(value) if (value := data.get(name)) is not None else None
+               for name in ("steps_sigma_min", "steps_sigma_max", "steps_known")},
         )
 
 
@@ -323,13 +381,14 @@ class SearchConfig:
     """What a user asks of a search: frozen, and validated when it is built.
 
     The command line builds one from its options; a script builds one the same way and
-    passes it to :func:`skiptune.search`. Each budget in ``nfe`` becomes one study, whose
-    :class:`StudyConfig` (these settings at that budget, resolved against the model) is
-    stored with it and compared on every resume.
+    passes it to :func:`skiptune.search`. Each (sampler, budget) becomes one study, whose
+    :class:`StudyConfig` (these settings at that sampler and budget, resolved against the
+    model) is stored with it and compared on every resume.
 
     Args:
-        nfe: the step budgets in denoiser calls per image, one study each.
-        sampler: the σ-space sampler's name.
+        nfe: the step budgets in denoiser calls per image, one study each per sampler.
+        sampler: the σ-space sampler's name, or several (a tuple) to search side by side;
+            ``best``, ``front`` and ``export`` then name the best sampler per budget.
         trials: the total of finished trials each study should reach.
         optimizer: one of ``OPTIMIZERS``.
         space: where the search looks.
@@ -346,7 +405,7 @@ class SearchConfig:
     """
 
     nfe: int | Sequence[int]
-    sampler: str = "heun"
+    sampler: str | Sequence[str] = "heun"
     trials: int = 30
     optimizer: str = "tpe"
     space: SearchSpace = field(default_factory=SearchSpace)
@@ -365,6 +424,11 @@ class SearchConfig:
         """The step budgets, one study each, in the order given (``nfe`` as a tuple)."""
         return tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
 
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The samplers, one study each per budget, in the order given."""
+        return (self.sampler,) if isinstance(self.sampler, str) else tuple(self.sampler)
+
     def __post_init__(self) -> None:
         given = tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
         budgets = tuple(int(n) for n in given if is_whole(n) and n >= 1)
@@ -373,8 +437,15 @@ class SearchConfig:
                 f"pass one or more distinct step budgets ≥ 1, got {list(given)}"
             )
         object.__setattr__(self, "nfe", budgets)
-        for budget in self.budgets:
-            steps_for_nfe(self.sampler, budget)      # an unknown sampler or unreachable budget
+        samplers = self.samplers
+        if not samplers or len(set(samplers)) != len(samplers):
+            raise ConfigurationError(
+                f"pass one or more distinct samplers, e.g. heun, got {list(samplers)}"
+            )
+        object.__setattr__(self, "sampler", samplers[0] if len(samplers) == 1 else samplers)
+        for sampler in samplers:
+            for budget in self.budgets:
+                steps_for_nfe(sampler, budget)   # an unknown sampler or unreachable budget
         _check_search(trials=self.trials, optimizer=self.optimizer, space=self.space)
         if isinstance(self.objective, ObjectiveConfig):
             raise ConfigurationError(

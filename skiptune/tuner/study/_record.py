@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from skiptune.freeu import FreeU
 from skiptune.objectives import paired_gain_interval
 from skiptune.schedule import RhoSchedule
+from skiptune.steps import StepGrid
 
 __all__ = [
     "CONFIG_ATTR",
@@ -127,8 +128,17 @@ def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
         shape=str(params.get("shape", "linear")),
         gamma=float(params.get("gamma", 1.0)),
         freeu=freeu,
+        steps=_steps_of(params),
         **_window_of(params),
     )
+
+
+def _steps_of(params: dict[str, Any]) -> StepGrid | None:
+    if "steps_exponent" not in params:
+        return None                       # the sampler's own grid: ρ-only params as before
+    return StepGrid(schedule_exponent=float(params["steps_exponent"]),    # names: _space.py
+                    sigma_min=float(params["steps_sigma_min"]),
+                    sigma_max=float(params["steps_sigma_max"]))
 
 
 # -- the validation record ----------------------------------------------------------------
