@@ -584,7 +584,8 @@ def search_command(
     freeu_b_range: Annotated[str | None, typer.Option(help="low,high of FreeU's b1 and b2. "
                                                       "[default: 0.8,1.8]")] = None,
     freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
-                                                      "[default: 0,1.2]")] = None,
+                                                      "A factor 0 turns FreeU off, as in "
+                                                      "diffusers. [default: 0.05,1.2]")] = None,
     sigma_window: Annotated[str | None, typer.Option(
         help="low,high σ range in which to search a window [σ_lo, σ_hi]: ρ acts only there, "
         "1 outside. [default: ρ at every σ]")] = None,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from tests.badinput.test_classes import (
     SEARCH,
@@ -186,7 +187,9 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
     from skiptune.freeu import FreeU
     from skiptune.models import load_model
     from skiptune.schedule import RhoSchedule
-    from tests.models.tiny_sd import save_embeddings, save_pipeline
+    from skiptune.tuner import SearchSpace
+    from tests.models.test_sd import freeu_against_diffusers
+    from tests.models.tiny_sd import SD_UNET, save_embeddings, save_pipeline
 
     # A FreeU study's row shows its FreeU values, and a σ window beside ρ, not "1.00→1.00".
     freeu = RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
@@ -206,3 +209,13 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="guidance scale must be a finite number"):
             load_model(folder, device="cpu",
                        conditioning={"embeddings": embeddings, "guidance_scale": scale})
+    # FreeU as diffusers runs it: the FFT also at s = 1, and any factor 0 turns it off (so the
+    # default s range starts above 0, and a 0 in a user's range measures the plain model).
+    for values in ((1.5, 1.6, 1.0, 1.0), (1.5, 1.6, 0.0, 0.2), (0.0, 1.6, 0.9, 0.2),
+                   (1.3, 1.4, 0.9, 0.0)):
+        plain, ours, reference = freeu_against_diffusers(tmp_path / str(values), SD_UNET,
+                                                         values)
+        assert torch.equal(ours, reference), values
+        assert torch.equal(ours, plain) == (0.0 in values), values
+    assert RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.0, 0.2)).is_identity
+    assert SearchSpace(kind="freeu").freeu_s[0] > 0
