@@ -270,6 +270,8 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     if freeu:
         text += (f" · FreeU b {freeu['b1']:.2f}/{freeu['b2']:.2f} "
                  f"s {freeu['s1']:.2f}/{freeu['s2']:.2f}")
+    if schedule.get("sigma_lo") is not None:     # ρ acts only there, 1 outside
+        text += f" · σ window {schedule['sigma_lo']:.3g}–{schedule['sigma_hi']:.3g}"
     return text
 
 
@@ -785,8 +787,10 @@ def export(
                                                 "searched.")] = None,
     db: DbOption = None,
     study: GroupOption = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model: "
-                                              "adds each skip site's ρ by name.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model, "
+                                              "checked against the study's weights; it names "
+                                              "each skip for studies stored before skiptune "
+                                              "kept their skip layout.")] = None,
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,

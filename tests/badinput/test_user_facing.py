@@ -7,6 +7,8 @@ is an adapter error; SIGHUP ends a search as SIGTERM and Ctrl-C do.
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -181,8 +183,8 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
 # -- 9. Stable Diffusion and FreeU, as a user sees them --------------------------------------
 
 
-def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
-    from skiptune.cli import _compact_schedule, _percent
+def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path: Path) -> None:
+    from skiptune.cli import _compact_schedule, _percent, _schedule_text
     from skiptune.errors import ConfigurationError
     from skiptune.freeu import FreeU
     from skiptune.models import load_model
@@ -219,3 +221,23 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
         assert torch.equal(ours, plain) == (0.0 in values), values
     assert RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.0, 0.2)).is_identity
     assert SearchSpace(kind="freeu").freeu_s[0] > 0
+    # The export names every skip without the model: the layout is stored with the study. A
+    # study stored before that keeps a null rho_factors (the model then names them).
+    names = [site.name for site in load_model(SEARCH[1], device="cpu").skip_sites]
+    older = tmp_path / "older.db"
+    shutil.copy(finished, older)
+    with sqlite3.connect(older) as connection:
+        connection.execute("DELETE FROM study_user_attributes WHERE key = ?",
+                           ("skiptune_skip_layout",))
+    for db, expected in ((finished, names), (older, None)):
+        out = tmp_path / f"{db.stem}.json"
+        written = _run("export", "--nfe", "3", "-o", str(out), "--db", str(db), cwd=tmp_path)
+        assert written.returncode == 0, written.stderr
+        factors = json.loads(out.read_text())["rho_factors"]
+        assert (list(factors) if factors is not None else None) == expected
+    with_model = _run("export", "--nfe", "3", "-o", str(tmp_path / "m.json"), "--db", str(older),
+                      "--model", SEARCH[1], cwd=tmp_path)
+    assert list(json.loads((tmp_path / "m.json").read_text())["rho_factors"]) == names
+    assert with_model.returncode == 0
+    # The export's "wrote" line (and every full schedule text) shows a σ window.
+    assert "σ window 0.2–5" in _schedule_text(both)

@@ -270,7 +270,9 @@ def search(
     try:
         cache.flush_into(storage.statistics_cache)
         with _database_errors(storage):
-            studies = [prepare_study(storage, study)[0] for study, _objective in plans]
+            layout = [site.name for site in loaded.skip_sites]
+            studies = [prepare_study(storage, study, skip_layout=layout)[0]
+                       for study, _objective in plans]
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
