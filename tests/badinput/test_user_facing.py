@@ -7,6 +7,7 @@ is an adapter error; SIGHUP ends a search as SIGTERM and Ctrl-C do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -241,3 +242,13 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
     assert with_model.returncode == 0
     # The export's "wrote" line (and every full schedule text) shows a σ window.
     assert "σ window 0.2–5" in _schedule_text(both)
+    # The plot labels validated points with the validation's N, not the search's.
+    from skiptune.tuner.results._plot import measured_at
+    from skiptune.tuner.results._reading import front_report
+
+    (report,) = front_report(finished)
+    assert report.num_samples == 32 and all(r.validation for r in report.tuned)
+    assert measured_at(report.tuned, report.num_samples) == "validated N=32"
+    unvalidated = [dataclasses.replace(r, validation=None) for r in report.tuned]
+    assert measured_at(unvalidated, report.num_samples) == "N=32"
+    assert measured_at([*unvalidated, *report.tuned], 32) == "N=32, validated N=32"
