@@ -252,3 +252,11 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
     unvalidated = [dataclasses.replace(r, validation=None) for r in report.tuned]
     assert measured_at(unvalidated, report.num_samples) == "N=32"
     assert measured_at([*unvalidated, *report.tuned], 32) == "N=32, validated N=32"
+    # --trials that known points use up: one note says nothing is searched.
+    from skiptune.tuner.search._service import known_points_note
+    for kind, trials in (("rho+freeu", 3), ("rho+freeu", 5), ("freeu", 2), ("rho", 4)):
+        space = SearchSpace(kind=kind, freeu_known=(1.5, 1.6, 0.9, 0.2))
+        note = known_points_note(trials=trials, space=space)
+        assert note is not None and "nothing is searched" in note, (kind, trials)
+    space = SearchSpace(kind="rho+freeu", freeu_known=(1.5, 1.6, 0.9, 0.2))
+    assert known_points_note(trials=6, space=space) is None

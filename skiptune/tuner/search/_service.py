@@ -44,6 +44,7 @@ from skiptune.tuner.results import StudySummary, summarize
 from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.search._run import check_stored_study, prepare_study, run_study
+from skiptune.tuner.search._space import queued_schedules
 from skiptune.tuner.study import (
     SearchConfig,
     SearchSpace,
@@ -306,12 +307,25 @@ def search(
 def _report_notes(
     plans: list[tuple[StudyConfig, Objective]], on_event: EventCallback | None
 ) -> None:
-    """Each distinct note of the studies' references (e.g. EDM's Inception port), once."""
+    """Each distinct note of the studies' references (e.g. EDM's Inception port), once, and
+    that nothing is searched when the trials are all taken by known points."""
     notes = {getattr(getattr(objective, "reference", None), "note", None)
              for _study, objective in plans}
+    notes |= {known_points_note(trials=study.trials, space=study.space) for study, _ in plans}
     for message in sorted(n for n in notes if n):
         if on_event is not None:
             on_event(Note(message=message))
+
+
+def known_points_note(*, trials: int, space: SearchSpace) -> str | None:
+    """The note for a study whose ``trials`` do not go past the points queued before any
+    search (the baseline, the paper's schedules, FreeU's values); None when it searches."""
+    known = len(queued_schedules(space))
+    if trials > known:
+        return None
+    return (f"--trials {trials} measures only known points (the baseline and "
+            f"{known - 1} published schedules): nothing is searched; pass --trials "
+            f"{known + 10} or more to search")
 
 
 def _judge_lost_workers(
