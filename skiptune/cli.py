@@ -35,7 +35,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperCommand, TyperGroup
 
 from skiptune.errors import SkiptuneError
@@ -398,16 +398,17 @@ class _SearchProgress:
     """Renders search events: one progress bar per study, best so far against the baseline."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.fields[study]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
+        # Piped into a log, the final rows are printed once at a fixed width: no bar, and the
+        # status folds instead of being cut, so the row keeps its numbers.
+        columns = (
+            (TextColumn("{task.fields[study]}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+            if console.is_terminal else
+            (TextColumn("{task.fields[study]}", table_column=Column(no_wrap=True)),
+             MofNCompleteColumn(), TimeElapsedColumn(),
+             TextColumn("{task.fields[status]}", table_column=Column(overflow="fold")))
         )
+        self._progress = Progress(*columns, console=console, transient=False)
         self._tasks: dict[str, TaskID] = {}
         self._best: dict[str, str] = {}
         self._started = False

@@ -260,3 +260,21 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
         assert note is not None and "nothing is searched" in note, (kind, trials)
     space = SearchSpace(kind="rho+freeu", freeu_known=(1.5, 1.6, 0.9, 0.2))
     assert known_points_note(trials=6, space=space) is None
+    # Piped progress keeps every row whole at 80 columns (no "0:00…"): the status folds.
+    import io
+
+    from rich.console import Console
+
+    from skiptune import tuner
+    from skiptune.cli import _SearchProgress
+
+    for status_schedule in (freeu, both):
+        piped = io.StringIO()
+        with _SearchProgress(Console(file=piped, width=80)) as progress:
+            progress(tuner.StudyStarted(study_name="s", nfe=9, sampler="heun", trials_total=30,
+                                        finished=2, resumed=False))
+            progress(tuner.TrialStarted(study_name="s", trial_number=3, schedule=status_schedule,
+                                        role="search", finished=2, trials_total=30))
+        text = piped.getvalue()
+        assert "…" not in text and "3/30" in text and "(search)" in text, text
+        assert "0:00:0" in text and " ".join(text.split()).count("FreeU b") == 1, text
