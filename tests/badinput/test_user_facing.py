@@ -278,3 +278,17 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
         text = piped.getvalue()
         assert "…" not in text and "3/30" in text and "(search)" in text, text
         assert "0:00:0" in text and " ".join(text.split()).count("FreeU b") == 1, text
+    # A bare UNet2DConditionModel folder samples latents: searching it with a built-in feature
+    # network, or writing its samples as a PNG, is one line naming the pipeline folder.
+    bare = str(folder / "unet")
+    prompts = ("--embeddings", embeddings, "--device", "cpu")
+    refused = _runs([
+        ("search", "--model", bare, *prompts, "--nfe", "3", "--db", str(tmp_path / "b.db")),
+        ("search", "--model", bare, *prompts, "--nfe", "3", "--features", "inception",
+         "--db", str(tmp_path / "b.db")),
+        ("sample", "--model", bare, *prompts, "--nfe", "3", "-n", "2", "-o",
+         str(tmp_path / "x.png")),
+    ], tmp_path)
+    for result in refused:
+        _one_error(result, "4-channel latents, not images", "pipeline folder with its vae/")
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "x.png").exists()

@@ -23,6 +23,7 @@ from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
+from skiptune.models._base import not_images_reason
 from skiptune.objectives import (
     ObjectiveConfig,
     ReferenceProgress,
@@ -109,6 +110,10 @@ def plan_study(
     ConfigurationError for a space the model cannot search or a reference it lacks.
     """
     space = _space_for(model, config.space)          # cheap checks before the objective's
+    reason = not_images_reason(model)
+    if reason is not None and config.objective.features in (None, "digits", "inception"):
+        raise ConfigurationError(f"{reason}, or --features with a network of yours that takes "
+                                 "them")
     objective_config = config.objective.for_budget(
         sampler=config.sampler, nfe=nfe, seed=config.seed,
         default_features=model.default_features,
