@@ -35,7 +35,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperCommand, TyperGroup
 
 from skiptune.errors import SkiptuneError
@@ -270,6 +270,8 @@ def _schedule_text(schedule: dict[str, Any] | None) -> str:
     if freeu:
         text += (f" · FreeU b {freeu['b1']:.2f}/{freeu['b2']:.2f} "
                  f"s {freeu['s1']:.2f}/{freeu['s2']:.2f}")
+    if schedule.get("sigma_lo") is not None:     # ρ acts only there, 1 outside
+        text += f" · σ window {schedule['sigma_lo']:.3g}–{schedule['sigma_hi']:.3g}"
     return text + _grid_text(schedule)
 
 
@@ -405,16 +407,17 @@ class _SearchProgress:
     """Renders search events: one progress bar per study, best so far against the baseline."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.fields[study]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
+        # Piped into a log, the final rows are printed once at a fixed width: no bar, and the
+        # status folds instead of being cut, so the row keeps its numbers.
+        columns = (
+            (TextColumn("{task.fields[study]}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+            if console.is_terminal else
+            (TextColumn("{task.fields[study]}", table_column=Column(no_wrap=True)),
+             MofNCompleteColumn(), TimeElapsedColumn(),
+             TextColumn("{task.fields[status]}", table_column=Column(overflow="fold")))
         )
+        self._progress = Progress(*columns, console=console, transient=False)
         self._tasks: dict[str, TaskID] = {}
         self._best: dict[str, str] = {}
         self._started = False
@@ -603,7 +606,8 @@ def search_command(
     freeu_b_range: Annotated[str | None, typer.Option(help="low,high of FreeU's b1 and b2. "
                                                       "[default: 0.8,1.8]")] = None,
     freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
-                                                      "[default: 0,1.2]")] = None,
+                                                      "A factor 0 turns FreeU off, as in "
+                                                      "diffusers. [default: 0.05,1.2]")] = None,
     sigma_window: Annotated[str | None, typer.Option(
         help="low,high σ range in which to search a window [σ_lo, σ_hi]: ρ acts only there, "
         "1 outside. [default: ρ at every σ]")] = None,
@@ -804,8 +808,10 @@ def export(
                                                 "searched.")] = None,
     db: DbOption = None,
     study: GroupOption = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model: "
-                                              "adds each skip site's ρ by name.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model, "
+                                              "checked against the study's weights; it names "
+                                              "each skip for studies stored before skiptune "
+                                              "kept their skip layout.")] = None,
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,

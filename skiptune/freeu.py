@@ -47,7 +47,9 @@ class FreeU:
         s1, s2: skip factors of up stage 0 and 1: the lowest frequencies of the skip are
             multiplied by them (FreeU uses s < 1).
 
-    ``FreeU()`` is neutral (all 1): the plain model, bit for bit.
+    ``FreeU()`` is neutral (all 1): the plain model, bit for bit. So is any FreeU with a
+    factor 0: diffusers' up blocks run FreeU only when all four factors are non-zero
+    (``enable_freeu(s1=0, ...)`` turns it off), and skiptune measures what diffusers runs.
     """
 
     b1: float = 1.0
@@ -66,7 +68,9 @@ class FreeU:
 
     @property
     def is_neutral(self) -> bool:
-        return self.b1 == 1.0 and self.b2 == 1.0 and self.s1 == 1.0 and self.s2 == 1.0
+        """Whether these factors change nothing: all 1, or one of them 0 (FreeU off)."""
+        values = (self.b1, self.b2, self.s1, self.s2)
+        return all(v == 1.0 for v in values) or any(v == 0.0 for v in values)
 
     def stage(self, index: int) -> tuple[float, float]:
         """(b, s) of up stage ``index`` (0 or 1); every later stage is neutral (1, 1)."""

@@ -108,7 +108,7 @@ def _skip_input(site: SkipSite, args: tuple, kwargs: dict) -> Any:
 
 
 def _install_freeu(
-    stage: FreeUStage, backbone: Factor, skip: Factor
+    stage: FreeUStage, backbone: Factor, skip: Factor, active: bool | torch.Tensor
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Hooks applying FreeU's (b, s) to one up stage (see :mod:`skiptune.freeu`).
 
@@ -136,8 +136,9 @@ def _install_freeu(
             h, s = joined[:, :-skip_channels], joined[:, -skip_channels:]
             if not is_neutral_factor(backbone):
                 h = scale_backbone(h, backbone)
-            if not is_neutral_factor(skip):
-                s = fourier_filter(s, skip)
+            filtered = fourier_filter(s, skip)
+            s = filtered if isinstance(active, bool) else torch.where(
+                expand_factor(active, s).bool(), filtered, s)
             return (torch.cat([h, s], dim=1), *rest)
 
         return apply
@@ -179,8 +180,11 @@ def _freeu_per_stage(
     model: TunableModel,
     schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor,
     freeu: FreeU | None,
-) -> list[tuple[Factor, Factor]]:
-    """(b, s) for each FreeU stage of ``model``; empty when FreeU is off or neutral."""
+) -> list[tuple[Factor, Factor, bool | torch.Tensor]]:
+    """(b, s, active) for each FreeU stage of ``model``; empty when FreeU is off or neutral.
+
+    ``active``: True for one setting, else a bool tensor [B], whether each sample runs FreeU.
+    """
     if freeu is not None:
         settings: list[FreeU] = [freeu]
     elif isinstance(schedule, RhoSchedule):
@@ -196,14 +200,20 @@ def _freeu_per_stage(
             f"FreeU needs up stages that consume cat([h, skip]), and this {model.family} model "
             "has none skiptune knows; search ρ only (--space rho)"
         )
-    stages: list[tuple[Factor, Factor]] = []
+    # Diffusers filters every skip of an active stage, also at s = 1 (the FFT round trip
+    # changes it by ~1e-6); a sample whose FreeU is off is left untouched, bit for bit.
+    settings = [FreeU() if f.is_neutral else f for f in settings]
+    active: bool | torch.Tensor = True
+    if len(settings) > 1:
+        active = torch.tensor([not f.is_neutral for f in settings])
+    stages: list[tuple[Factor, Factor, bool | torch.Tensor]] = []
     for index in range(len(model.freeu_stages)):
         pairs = [f.stage(index) for f in settings]
         if len(pairs) == 1:
-            stages.append(pairs[0])
+            stages.append((*pairs[0], active))
         else:
             table = torch.tensor(pairs, dtype=torch.float64)
-            stages.append((table[:, 0], table[:, 1]))
+            stages.append((table[:, 0], table[:, 1], active))
     return stages
 
 
@@ -258,8 +268,8 @@ def skip_tuning(
     try:
         for site, factor in zip(model.skip_sites, factors, strict=True):
             handles.append(_install(site, factor))
-        for stage, (backbone, skip) in zip(model.freeu_stages, stages, strict=False):
-            handles.extend(_install_freeu(stage, backbone, skip))
+        for stage, (backbone, skip, active) in zip(model.freeu_stages, stages, strict=False):
+            handles.extend(_install_freeu(stage, backbone, skip, active))
         yield model
     finally:
         model.denoise_fn = denoise_fn

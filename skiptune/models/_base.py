@@ -237,6 +237,17 @@ class TunableModel:
         return self
 
 
+def not_images_reason(model: TunableModel) -> str | None:
+    """Why ``model``'s samples are no pictures (a bare ``UNet2DConditionModel`` folder samples
+    4-channel VAE latents, which no built-in feature network or PNG takes); None for 1- or
+    3-channel images. One clause, completed by the caller with what else to pass."""
+    channels = model.image_shape[0]
+    if channels in (1, 3):
+        return None
+    return (f"{model.source} samples {channels}-channel latents, not images (no VAE decodes "
+            "them); pass the pipeline folder with its vae/")
+
+
 def fingerprint_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
     """Hex SHA-256 over the names, dtypes, shapes and bytes of the tensors, in name order."""
     digest = hashlib.sha256()

@@ -14,6 +14,7 @@ from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model
+from skiptune.models._base import not_images_reason
 from skiptune.sampling._run import sample
 from skiptune.sampling.noise import initial_noise
 from skiptune.schedule import RhoSchedule
@@ -144,6 +145,9 @@ def write_samples(
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle, conditioning=conditioning,
                         revision=revision, variant=variant, dtype=dtype)
+    reason = not_images_reason(loaded)
+    if reason is not None and Path(path).suffix.lower() == ".png":
+        raise ConfigurationError(f"{reason}, or -o FILE.npz for the raw values")
     exponent = 7.0
     untuned = schedule is None and exported is None
     if exported is not None:

@@ -7,6 +7,9 @@ is an adapter error; SIGHUP ends a search as SIGTERM and Ctrl-C do.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from tests.badinput.test_classes import (
     SEARCH,
@@ -180,13 +184,15 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
 # -- 9. Stable Diffusion and FreeU, as a user sees them --------------------------------------
 
 
-def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
-    from skiptune.cli import _compact_schedule, _percent
+def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path: Path) -> None:
+    from skiptune.cli import _compact_schedule, _percent, _schedule_text
     from skiptune.errors import ConfigurationError
     from skiptune.freeu import FreeU
     from skiptune.models import load_model
     from skiptune.schedule import RhoSchedule
-    from tests.models.tiny_sd import save_embeddings, save_pipeline
+    from skiptune.tuner import SearchSpace
+    from tests.models.test_sd import freeu_against_diffusers
+    from tests.models.tiny_sd import SD_UNET, save_embeddings, save_pipeline
 
     # A FreeU study's row shows its FreeU values, and a σ window beside ρ, not "1.00→1.00".
     freeu = RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
@@ -206,3 +212,83 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="guidance scale must be a finite number"):
             load_model(folder, device="cpu",
                        conditioning={"embeddings": embeddings, "guidance_scale": scale})
+    # FreeU as diffusers runs it: the FFT also at s = 1, and any factor 0 turns it off (so the
+    # default s range starts above 0, and a 0 in a user's range measures the plain model).
+    for values in ((1.5, 1.6, 1.0, 1.0), (1.5, 1.6, 0.0, 0.2), (0.0, 1.6, 0.9, 0.2),
+                   (1.3, 1.4, 0.9, 0.0)):
+        plain, ours, reference = freeu_against_diffusers(tmp_path / str(values), SD_UNET,
+                                                         values)
+        assert torch.equal(ours, reference), values
+        assert torch.equal(ours, plain) == (0.0 in values), values
+    assert RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.0, 0.2)).is_identity
+    assert SearchSpace(kind="freeu").freeu_s[0] > 0
+    # The export names every skip without the model: the layout is stored with the study. A
+    # study stored before that keeps a null rho_factors (the model then names them).
+    names = [site.name for site in load_model(SEARCH[1], device="cpu").skip_sites]
+    older = tmp_path / "older.db"
+    shutil.copy(finished, older)
+    with sqlite3.connect(older) as connection:
+        connection.execute("DELETE FROM study_user_attributes WHERE key = ?",
+                           ("skiptune_skip_layout",))
+    for db, expected in ((finished, names), (older, None)):
+        out = tmp_path / f"{db.stem}.json"
+        written = _run("export", "--nfe", "3", "-o", str(out), "--db", str(db), cwd=tmp_path)
+        assert written.returncode == 0, written.stderr
+        factors = json.loads(out.read_text())["rho_factors"]
+        assert (list(factors) if factors is not None else None) == expected
+    with_model = _run("export", "--nfe", "3", "-o", str(tmp_path / "m.json"), "--db", str(older),
+                      "--model", SEARCH[1], cwd=tmp_path)
+    assert list(json.loads((tmp_path / "m.json").read_text())["rho_factors"]) == names
+    assert with_model.returncode == 0
+    # The export's "wrote" line (and every full schedule text) shows a σ window.
+    assert "σ window 0.2–5" in _schedule_text(both)
+    # The plot labels validated points with the validation's N, not the search's.
+    from skiptune.tuner.results._plot import measured_at
+    from skiptune.tuner.results._reading import front_report
+
+    (report,) = front_report(finished)
+    assert report.num_samples == 32 and all(r.validation for r in report.tuned)
+    assert measured_at(report.tuned, report.num_samples) == "validated N=32"
+    unvalidated = [dataclasses.replace(r, validation=None) for r in report.tuned]
+    assert measured_at(unvalidated, report.num_samples) == "N=32"
+    assert measured_at([*unvalidated, *report.tuned], 32) == "N=32, validated N=32"
+    # --trials that known points use up: one note says nothing is searched.
+    from skiptune.tuner.search._service import known_points_note
+    for kind, trials in (("rho+freeu", 3), ("rho+freeu", 5), ("freeu", 2), ("rho", 4)):
+        space = SearchSpace(kind=kind, freeu_known=(1.5, 1.6, 0.9, 0.2))
+        note = known_points_note(trials=trials, space=space)
+        assert note is not None and "nothing is searched" in note, (kind, trials)
+    space = SearchSpace(kind="rho+freeu", freeu_known=(1.5, 1.6, 0.9, 0.2))
+    assert known_points_note(trials=6, space=space) is None
+    # Piped progress keeps every row whole at 80 columns (no "0:00…"): the status folds.
+    import io
+
+    from rich.console import Console
+
+    from skiptune import tuner
+    from skiptune.cli import _SearchProgress
+
+    for status_schedule in (freeu, both):
+        piped = io.StringIO()
+        with _SearchProgress(Console(file=piped, width=80)) as progress:
+            progress(tuner.StudyStarted(study_name="s", nfe=9, sampler="heun", trials_total=30,
+                                        finished=2, resumed=False))
+            progress(tuner.TrialStarted(study_name="s", trial_number=3, schedule=status_schedule,
+                                        role="search", finished=2, trials_total=30))
+        text = piped.getvalue()
+        assert "…" not in text and "3/30" in text and "(search)" in text, text
+        assert "0:00:0" in text and " ".join(text.split()).count("FreeU b") == 1, text
+    # A bare UNet2DConditionModel folder samples latents: searching it with a built-in feature
+    # network, or writing its samples as a PNG, is one line naming the pipeline folder.
+    bare = str(folder / "unet")
+    prompts = ("--embeddings", embeddings, "--device", "cpu")
+    refused = _runs([
+        ("search", "--model", bare, *prompts, "--nfe", "3", "--db", str(tmp_path / "b.db")),
+        ("search", "--model", bare, *prompts, "--nfe", "3", "--features", "inception",
+         "--db", str(tmp_path / "b.db")),
+        ("sample", "--model", bare, *prompts, "--nfe", "3", "-n", "2", "-o",
+         str(tmp_path / "x.png")),
+    ], tmp_path)
+    for result in refused:
+        _one_error(result, "4-channel latents, not images", "pipeline folder with its vae/")
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "x.png").exists()

@@ -95,13 +95,10 @@ def test_bare_unet_folder_samples_latents(sd_folder: Path, embeddings: Path) -> 
 # --- FreeU against diffusers' own -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [SD_UNET, SDXL_UNET], ids=["sd", "sdxl"])
-@pytest.mark.parametrize(
-    "values", [(1.5, 1.6, 0.9, 0.2), (1.3, 1.4, 0.9, 0.2), (0.7, 1.2, 1.3, 0.5)]
-)
-def test_freeu_equals_diffusers_enable_freeu(
+def freeu_against_diffusers(
     tmp_path: Path, config: dict[str, Any], values: tuple[float, ...]
-) -> None:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(plain, skiptune's FreeU, diffusers' enable_freeu) outputs of one tiny U-Net."""
     folder = save_pipeline(tmp_path, config, vae=False)
     model = load_model(folder, device="cpu")
     net = model.net
@@ -128,6 +125,17 @@ def test_freeu_equals_diffusers_enable_freeu(
         reference = run()
     finally:
         net.disable_freeu()
+    return plain, ours, reference
+
+
+@pytest.mark.parametrize("config", [SD_UNET, SDXL_UNET], ids=["sd", "sdxl"])
+@pytest.mark.parametrize(
+    "values", [(1.5, 1.6, 0.9, 0.2), (1.3, 1.4, 0.9, 0.2), (0.7, 1.2, 1.3, 0.5)]
+)
+def test_freeu_equals_diffusers_enable_freeu(
+    tmp_path: Path, config: dict[str, Any], values: tuple[float, ...]
+) -> None:
+    plain, ours, reference = freeu_against_diffusers(tmp_path, config, values)
     difference = (ours - reference).abs().max().item()
     print(f"max |skiptune FreeU − diffusers enable_freeu| = {difference:.3g}")
     assert difference <= 1e-6

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import optuna
+
 from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
 from skiptune.models import TunableModel, load_model
@@ -13,6 +15,7 @@ from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results._reading import one_record, reading_storage
+from skiptune.tuner.study._record import SKIP_LAYOUT_ATTR
 
 __all__ = ["export_schedule"]
 
@@ -35,10 +38,12 @@ def export_schedule(
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
     The file holds the schedule, ``enable_freeu`` (FreeU's four values as
-    ``pipe.enable_freeu`` takes them, when FreeU was searched) and, given the ``model`` the
-    study searched (loaded, or anything ``load_model`` takes), ``rho_factors``: each skip
-    site's ρ by name, bottom → top. ``sigmas`` is the σ grid the sampler walked, descending
-    to 0: always for a searched step grid, and given the ``model`` for its own grid.
+    ``pipe.enable_freeu`` takes them, when FreeU was searched) and ``rho_factors``: each skip
+    site's ρ by name, bottom → top, from the skip layout stored with the study, or, for a
+    study stored before skiptune kept it, from the ``model`` the study searched (loaded, or
+    anything ``load_model`` takes; None then leaves ``rho_factors`` null). ``sigmas`` is the
+    σ grid the sampler walked, descending to 0: always for a searched step grid, and given
+    the ``model`` for its own grid.
     """
     if path is not None:
         check_output_path(path)          # a bad -o fails before the model or database is opened
@@ -48,6 +53,9 @@ def export_schedule(
             db=storage.display_url,
         )
         runs = storage.runs(study_name=record.study_name)
+        layout = optuna.load_study(study_name=record.study_name,
+                                   storage=storage.optuna_storage()).user_attrs.get(
+                                       SKIP_LAYOUT_ATTR)
     exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
     if model is not None and not isinstance(model, TunableModel):
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
@@ -70,10 +78,11 @@ def export_schedule(
     if model is not None:
         check_weights(exported.model_fingerprint, model, allow_other_weights,
                       where=f"study {record.study_name}")
-        factors = exported.schedule.factors(model.num_skips)
-        exported = dataclasses.replace(exported, rho_factors={
-            site.name: factor for site, factor in zip(model.skip_sites, factors, strict=True)
-        })
+        layout = [site.name for site in model.skip_sites]
+    if layout is not None:
+        factors = exported.schedule.factors(len(layout))
+        exported = dataclasses.replace(
+            exported, rho_factors=dict(zip(layout, factors, strict=True)))
     if path is not None:
         write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
     return exported

@@ -6,6 +6,7 @@ Sample images under a schedule are written by ``skiptune.sampling.write_samples`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
-from skiptune.storage import Storage
+from skiptune.storage import FrontRecord, Storage
 from skiptune.tuner.results._reading import front_report, reading_storage, stored_studies
 
 __all__ = ["PLOT_SUFFIXES", "plot_front", "quiet_optuna"]
@@ -24,6 +25,15 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 def quiet_optuna() -> None:
     """Keep Optuna's INFO lines ("Trial 3 finished...") off the terminal; warnings stay."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def measured_at(records: Sequence[FrontRecord], search_n: int) -> str:
+    """How the plotted values were measured: ``N=<search N>`` for the search's own values,
+    ``validated N=<n>`` for values validated on fresh seeds (whose N the search's is not)."""
+    validated = sorted({int(r.validation["num_samples"]) for r in records if r.validation})
+    parts = [f"N={search_n}"] if any(r.validation is None for r in records) else []
+    parts += [f"validated N={n}" for n in validated]
+    return ", ".join(parts) or f"N={search_n}"
 
 
 def plot_front(
@@ -62,13 +72,11 @@ def plot_front(
         ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for report in reports:
-        label = f"{report.metric}, N={report.num_samples}"
         series = ((report.tuned, "o-", "tuned"), (report.baseline, "s--", "ρ = 1"))
         for points, style, name in series:
             front = [p for p in points if p.on_front]
-            left.plot(
-                [p.nfe for p in front], [p.value for p in front], style, label=f"{name} ({label})"
-            )
+            label = f"{name} ({report.metric}, {measured_at(points, report.num_samples)})"
+            left.plot([p.nfe for p in front], [p.value for p in front], style, label=label)
             others = [p for p in points if not p.on_front]
             if others:
                 left.plot([p.nfe for p in others], [p.value for p in others], "x", color="grey")

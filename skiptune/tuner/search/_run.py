@@ -14,7 +14,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -61,6 +61,7 @@ from skiptune.tuner.study import (
     FAILURE_ATTR,
     FAILURE_KIND_ATTR,
     NUM_SAMPLES_ATTR,
+    NUM_SKIPS_ATTR,
     ROLE_ATTR,
     RUNG_VALUES_ATTR,
     SECONDS_ATTRS,
@@ -74,6 +75,7 @@ from skiptune.tuner.study import (
     is_finished,
     role_of,
 )
+from skiptune.tuner.study._record import SKIP_LAYOUT_ATTR
 
 __all__ = [
     "StudyRun",
@@ -121,12 +123,16 @@ def check_stored_study(study: optuna.Study, config: StudyConfig, *, display: str
         )
 
 
-def prepare_study(storage: Storage, config: StudyConfig) -> tuple[optuna.Study, bool]:
+def prepare_study(
+    storage: Storage, config: StudyConfig, *, skip_layout: Sequence[str] | None = None
+) -> tuple[optuna.Study, bool]:
     """Create the study of ``config``, or check that the stored one was searched the same way.
 
     Under the study's lock: create it (or compare the stored configuration and refuse any
     difference), record the total to reach, and queue the baseline and the paper's schedules
-    exactly once however many workers start together. Returns (study, resumed).
+    exactly once however many workers start together. ``skip_layout``: the model's skip
+    site names, bottom → top, stored so that results name each skip without the model.
+    Returns (study, resumed).
     """
     name = config.study_name
     optuna_storage = storage.optuna_storage()
@@ -149,6 +155,9 @@ def prepare_study(storage: Storage, config: StudyConfig) -> tuple[optuna.Study, 
             resumed = False
         check_stored_study(study, config, display=storage.display_url)
         study.set_user_attr(TOTAL_ATTR, effective_total(config))
+        if skip_layout is not None:
+            study.set_user_attr(SKIP_LAYOUT_ATTR, list(skip_layout))
+            study.set_user_attr(NUM_SKIPS_ATTR, len(skip_layout))
         if not study.user_attrs.get(SEEDED_ATTR):
             for params, role in queued_schedules(config.space):
                 # Each enqueue is its own commit: after a kill midway, the rerun queues only

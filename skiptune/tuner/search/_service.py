@@ -23,6 +23,7 @@ from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model
+from skiptune.models._base import not_images_reason
 from skiptune.objectives import (
     ObjectiveConfig,
     ReferenceProgress,
@@ -46,6 +47,7 @@ from skiptune.tuner.results import StudySummary, summarize
 from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.search._run import check_stored_study, prepare_study, run_study
+from skiptune.tuner.search._space import queued_schedules
 from skiptune.tuner.study import (
     SearchConfig,
     SearchSpace,
@@ -110,6 +112,10 @@ def plan_study(
     family's FreeU values as a known point, the study group named after it. Raises
     ConfigurationError for a space the model cannot search or a reference it lacks.
     """
+    reason = not_images_reason(model)
+    if reason is not None and config.objective.features in (None, "digits", "inception"):
+        raise ConfigurationError(f"{reason}, or --features with a network of yours that takes "
+                                 "them")
     objective_config = config.objective.for_budget(
         sampler=sampler or config.samplers[0], nfe=nfe, seed=config.seed,
         default_features=model.default_features,
@@ -304,7 +310,9 @@ def search(
     try:
         cache.flush_into(storage.statistics_cache)
         with _database_errors(storage):
-            studies = [prepare_study(storage, study)[0] for study, _objective in plans]
+            layout = [site.name for site in loaded.skip_sites]
+            studies = [prepare_study(storage, study, skip_layout=layout)[0]
+                       for study, _objective in plans]
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
@@ -338,12 +346,25 @@ def search(
 def _report_notes(
     plans: list[tuple[StudyConfig, Objective]], on_event: EventCallback | None
 ) -> None:
-    """Each distinct note of the studies' references (e.g. EDM's Inception port), once."""
+    """Each distinct note of the studies' references (e.g. EDM's Inception port), once, and
+    that nothing is searched when the trials are all taken by known points."""
     notes = {getattr(getattr(objective, "reference", None), "note", None)
              for _study, objective in plans}
+    notes |= {known_points_note(trials=study.trials, space=study.space) for study, _ in plans}
     for message in sorted(n for n in notes if n):
         if on_event is not None:
             on_event(Note(message=message))
+
+
+def known_points_note(*, trials: int, space: SearchSpace) -> str | None:
+    """The note for a study whose ``trials`` do not go past the points queued before any
+    search (the baseline, the paper's schedules, FreeU's values); None when it searches."""
+    known = len(queued_schedules(space))
+    if trials > known:
+        return None
+    return (f"--trials {trials} measures only known points (the baseline and "
+            f"{known - 1} published schedules): nothing is searched; pass --trials "
+            f"{known + 10} or more to search")
 
 
 def _judge_lost_workers(

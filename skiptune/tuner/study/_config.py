@@ -66,7 +66,9 @@ class SearchSpace:
         kind: ``"rho"`` (the skip schedule), ``"freeu"`` (FreeU's four factors, ρ = 1) or
             ``"rho+freeu"`` (both at once).
         freeu_b: (low, high) of FreeU's backbone factors b1 and b2.
-        freeu_s: (low, high) of FreeU's skip factors s1 and s2.
+        freeu_s: (low, high) of FreeU's skip factors s1 and s2. The default starts at 0.05, not
+            0: diffusers turns FreeU off when a factor is 0 (skiptune measures the same), so
+            s = 0 is the baseline again, not a filter that removes the lowest frequencies.
         freeu_known: FreeU values (b1, b2, s1, s2) queued as known points beside the
             baseline, e.g. the model family's recommended defaults; None: none.
         sigma_window: (low, high) σ range in which to search a window [σ_lo, σ_hi] outside
@@ -87,7 +89,7 @@ class SearchSpace:
     grid_step: float = 0.05
     kind: str = "rho"
     freeu_b: tuple[float, float] = (0.8, 1.8)
-    freeu_s: tuple[float, float] = (0.0, 1.2)
+    freeu_s: tuple[float, float] = (0.05, 1.2)
     freeu_known: tuple[float, float, float, float] | None = None
     sigma_window: tuple[float, float] | None = None
     steps_exponent: tuple[float, float] = (1.0, 16.0)
@@ -235,7 +237,7 @@ class SearchSpace:
             grid_step=float(data.get("grid_step", 0.05)),
             kind=str(data.get("kind", "rho")),
             freeu_b=tuple(data.get("freeu_b", (0.8, 1.8))),
-            freeu_s=tuple(data.get("freeu_s", (0.0, 1.2))),
+            freeu_s=tuple(data.get("freeu_s", (0.05, 1.2))),
             freeu_known=tuple(known) if (known := data.get("freeu_known")) is not None else None,
             sigma_window=tuple(window) if (window := data.get("sigma_window")) else None,
             steps_exponent=tuple(data.get("steps_exponent", (1.0, 16.0))),

@@ -34,6 +34,7 @@ __all__ = [
     "RUNG_VALUES_ATTR",
     "SECONDS_ATTRS",
     "SEEDED_ATTR",
+    "SKIP_LAYOUT_ATTR",
     "TOTAL_ATTR",
     "VALIDATION_ATTR",
     "WARM_ATTR",
@@ -61,6 +62,8 @@ NUM_SAMPLES_ATTR = "num_samples"       # trial user attribute: N of its last run
 RUNG_VALUES_ATTR = "rung_values"       # trial user attribute: [[N, value], ...] per rung
 SECONDS_ATTRS = ("seconds_sampling", "seconds_features", "seconds_total")   # trial timings
 NUM_SKIPS_ATTR = "skiptune_num_skips"  # study user attribute: the model's skip count
+SKIP_LAYOUT_ATTR = "skiptune_skip_layout"  # study user attribute: the skip sites' names,
+                                       # bottom → top (so export needs no model)
 GRID_ATTR = "skiptune_grid"            # study user attribute: {"seed", "num_samples"} of the
                                        # sample grids stored as trial artifacts
 GRID_PREFIX = "skiptune-grid"          # file name of a trial's grid artifact: <prefix>-<n>.png
