@@ -68,7 +68,8 @@ PUBLIC = {
         "SAMPLERS", "Denoiser", "Sampler", "SamplerCallback", "SamplerSpec", "SamplingModel",
         "ddim", "ddim_sigmas", "dpmpp_2m", "euler", "get_sampler", "heun", "initial_noise",
         "karras_sigmas", "nfe_for_steps", "sample", "sample_images", "save_images",
-        "sigma_grid", "steps_for_nfe", "unipc", "write_samples"),
+        "sigma_grid", "steps_for_nfe", "unipc", "write_samples",
+        "MAX_SEED", "grid_sigmas", "ipndm"),
     "skiptune.objectives": (
         "DEFAULT_FEATURE_NET_PATH", "EXTRACTOR_NAMES", "FEATURE_NET_KIND",
         "INCEPTION_FILENAME", "INCEPTION_URL", "INCEPTION_WEIGHTS_ENV", "METRICS",
@@ -90,7 +91,8 @@ PUBLIC = {
         "StudyConfig", "StudyDone", "StudyStarted", "StudySummary", "TrialFinished",
         "TrialStarted", "ValidationResult", "ValidationSettings", "Waiting", "WorkerLost",
         "best_schedule", "export_schedule", "front_report", "list_studies", "pareto_front",
-        "plot_front", "quiet_optuna", "search", "speed_claims", "validation_result"),
+        "plot_front", "quiet_optuna", "search", "speed_claims", "validation_result",
+        "best_per_budget", "serve_dashboard", "write_report"),
     "skiptune.tuner.study": (
         "CONFIG_ATTR", "FAILURE_ATTR", "FAILURE_KIND_ATTR", "NUM_SAMPLES_ATTR", "OPTIMIZERS",
         "ROLE_ATTR", "RUNG_VALUES_ATTR", "SECONDS_ATTRS", "SEEDED_ATTR", "TOTAL_ATTR",
@@ -98,7 +100,8 @@ PUBLIC = {
         "ValidatedCandidate", "ValidationResult", "ValidationSettings", "candidate_attr",
         "canonical_schedule", "comparison_key", "config_differences", "default_group",
         "describe_differences", "is_finished", "role_of", "schedule_from_params",
-        "study_name", "validation_result", "value_of"),
+        "study_name", "validation_result", "value_of",
+        "GRID_ATTR", "GRID_PREFIX", "NUM_SKIPS_ATTR", "grid_artifacts"),
     "skiptune.tuner.search": (
         "PAPER_SCHEDULES", "BatchSizeReduced", "CandidateValidated", "EventCallback", "Note",
         "Objective", "ReferenceSampled", "RungDone", "SearchEvent", "StudyDone", "StudyRun",
@@ -109,11 +112,13 @@ PUBLIC = {
         "PLOT_SUFFIXES", "FrontPoint", "FrontReport", "SpeedClaim", "StudySummary",
         "best_and_baseline", "best_schedule", "describe_claim", "export_schedule",
         "front_report", "list_studies", "pareto_front", "pareto_mask", "plot_front",
-        "quiet_optuna", "speed_claims", "stored_studies", "summarize"),
+        "quiet_optuna", "speed_claims", "stored_studies", "summarize",
+        "best_per_budget", "serve_dashboard", "write_report"),
     "skiptune.storage": (
         "DEFAULT_DB", "SCHEMA_VERSION", "DatabaseStatisticsCache", "FrontRecord",
         "NoSkiptuneDatabaseError", "PendingStatisticsCache", "RunRecord", "Storage",
-        "mask_url", "normalise_url", "open_storage", "skiptune_version"),
+        "mask_url", "normalise_url", "open_storage", "skiptune_version",
+        "artifact_folder"),
 }
 
 
