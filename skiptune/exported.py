@@ -7,6 +7,7 @@ carries ``format`` and ``format_version``: a later format is refused, not misrea
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -128,6 +129,13 @@ class _Field:
     check: Callable[[Any], bool]
 
 
+def _is_step_grid(value: Any) -> bool:
+    keys = {"schedule_exponent", "sigma_min", "sigma_max"}
+    return isinstance(value, dict) and set(value) == keys and all(
+        _is_number(value[k]) and value[k] > 0 for k in keys
+    )
+
+
 _SCHEDULE_FIELDS: dict[str, _Field] = {
     "rho_bottom": _Field(True, "a finite number", _is_number),
     "rho_top": _Field(False, "a finite number", _is_number),
@@ -137,7 +145,19 @@ _SCHEDULE_FIELDS: dict[str, _Field] = {
                     _or_null(_is_freeu)),
     "sigma_lo": _Field(False, "null or a finite number (σ)", _or_null(_is_number)),
     "sigma_hi": _Field(False, "null or a finite number (σ)", _or_null(_is_number)),
+    "steps": _Field(False, "null or an object of the σ grid's schedule_exponent, sigma_min and "
+                    "sigma_max (numbers)", _or_null(_is_step_grid)),
 }
+
+
+
+def _is_sigma_list(value: Any) -> bool:
+    return (
+        isinstance(value, list) and len(value) >= 2
+        and all(_is_number(v) and v >= 0 for v in value)
+        and all(a > b for a, b in itertools.pairwise(value)) and value[-1] == 0
+    )
+
 
 EXPORT_FIELDS: dict[str, _Field] = {
     "format": _Field(True, f"the string {EXPORT_FORMAT!r}", lambda v: v == EXPORT_FORMAT),
@@ -162,6 +182,8 @@ EXPORT_FIELDS: dict[str, _Field] = {
     "validated": _Field(False, "true or false", lambda v: isinstance(v, bool)),
     "validation": _Field(False, "null or an object", _or_null(lambda v: isinstance(v, dict))),
     "skiptune_version": _Field(False, "a string", lambda v: isinstance(v, str)),
+    "sigmas": _Field(False, "null or a list of finite numbers ≥ 0, descending, ending in 0",
+                     _or_null(_is_sigma_list)),
 }
 """Every field an export file may hold (``format_version`` 1), what it must hold, and
 whether it must be present; anything else is refused, never coerced."""
