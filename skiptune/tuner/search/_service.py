@@ -305,7 +305,6 @@ def search(
             reader.dispose()
     if not isinstance(db, Storage):
         _check_stored_studies(db, [study for study, _objective in plans])
-    _report_notes(plans, on_event)
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
@@ -313,6 +312,7 @@ def search(
             layout = [site.name for site in loaded.skip_sites]
             studies = [prepare_study(storage, study, skip_layout=layout)[0]
                        for study, _objective in plans]
+        _report_notes(plans, on_event)      # once the search surely runs: a refusal stays one line
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
