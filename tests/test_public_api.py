@@ -58,7 +58,8 @@ PUBLIC = {
     "skiptune.models": (
         "Condition", "Conditioner", "EDMUNet", "FreeUStage", "PreconditionedEDMUNet",
         "SkipSite", "TunableModel", "UNetConfig", "condition_size", "condition_to",
-        "fingerprint_state_dict", "load_model", "resolve_device", "save_checkpoint"),
+        "fingerprint_state_dict", "load_model", "resolve_device", "save_checkpoint",
+        "not_images_reason"),
     "skiptune.models.edm": (
         "EDM_SAMPLER_SIGMA_RANGE", "KNOWN_NETWORK_SOURCES", "NETWORKS", "PRECONDITIONERS",
         "TRUSTED_SOURCES_ENV", "ClassLabels", "DhariwalUNet", "EDMPrecond", "EDMSnapshot",
@@ -101,7 +102,7 @@ PUBLIC = {
         "canonical_schedule", "comparison_key", "config_differences", "default_group",
         "describe_differences", "is_finished", "role_of", "schedule_from_params",
         "study_name", "validation_result", "value_of",
-        "GRID_ATTR", "GRID_PREFIX", "NUM_SKIPS_ATTR", "grid_artifacts"),
+        "GRID_ATTR", "GRID_PREFIX", "NUM_SKIPS_ATTR", "grid_artifacts", "SKIP_LAYOUT_ATTR"),
     "skiptune.tuner.search": (
         "PAPER_SCHEDULES", "BatchSizeReduced", "CandidateValidated", "EventCallback", "Note",
         "Objective", "ReferenceSampled", "RungDone", "SearchEvent", "StudyDone", "StudyRun",

@@ -11,6 +11,7 @@ from skiptune.models._base import (
     condition_size,
     condition_to,
     fingerprint_state_dict,
+    not_images_reason,
 )
 from skiptune.models._loading import load_model, resolve_device
 from skiptune.models.native import save_checkpoint
@@ -29,6 +30,7 @@ __all__ = [
     "condition_to",
     "fingerprint_state_dict",
     "load_model",
+    "not_images_reason",
     "resolve_device",
     "save_checkpoint",
 ]

@@ -13,8 +13,7 @@ import torch
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.exported import ExportedSchedule, load_exported
-from skiptune.models import TunableModel, load_model
-from skiptune.models._base import not_images_reason
+from skiptune.models import TunableModel, load_model, not_images_reason
 from skiptune.sampling._run import sample
 from skiptune.sampling.noise import initial_noise
 from skiptune.schedule import RhoSchedule

@@ -15,7 +15,7 @@ from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
 from skiptune.schedule import RhoSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results._reading import one_record, reading_storage
-from skiptune.tuner.study._record import SKIP_LAYOUT_ATTR
+from skiptune.tuner.study import SKIP_LAYOUT_ATTR
 
 __all__ = ["export_schedule"]
 

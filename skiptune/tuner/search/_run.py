@@ -66,6 +66,7 @@ from skiptune.tuner.study import (
     RUNG_VALUES_ATTR,
     SECONDS_ATTRS,
     SEEDED_ATTR,
+    SKIP_LAYOUT_ATTR,
     TOTAL_ATTR,
     WARM_ATTR,
     StudyConfig,
@@ -75,7 +76,6 @@ from skiptune.tuner.study import (
     is_finished,
     role_of,
 )
-from skiptune.tuner.study._record import SKIP_LAYOUT_ATTR
 
 __all__ = [
     "StudyRun",

@@ -22,8 +22,7 @@ import skiptune.errors as errors
 from skiptune._interrupt import acknowledge as acknowledge_interrupt
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
-from skiptune.models import TunableModel, load_model
-from skiptune.models._base import not_images_reason
+from skiptune.models import TunableModel, load_model, not_images_reason
 from skiptune.objectives import (
     ObjectiveConfig,
     ReferenceProgress,
