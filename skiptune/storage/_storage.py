@@ -108,6 +108,11 @@ class Storage:
             kwargs["heartbeat_stale_trial_callback"] = stale_trial_callback
         url = self.url.render_as_string(hide_password=False)
         if self.read_only:
+            if not self._has_optuna_tables():
+                # A search killed between skiptune's tables and Optuna's left no study: an
+                # empty storage reads as exactly that.
+                self._optuna_storages[key] = optuna.storages.InMemoryStorage()
+                return self._optuna_storages[key]
             kwargs["skip_table_creation"] = True      # and no lock: nothing is created
         try:
             # Optuna creates its tables on first use; two processes doing that at once on a
@@ -117,7 +122,7 @@ class Storage:
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=self.engine_kwargs(), **kwargs
                 )
-        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
+        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, optuna.exceptions.OptunaError) as e:
             raise StorageError(
                 f"cannot open Optuna's tables in {self.display_url}: {driver_line(e, self.url)}"
             ) from None
@@ -128,11 +133,19 @@ class Storage:
         self._optuna_storages[key] = storage
         return storage
 
+    def _has_optuna_tables(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                return "version_info" in sqlalchemy.inspect(connection).get_table_names()
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise self.database_error(e) from None
+
     def dispose(self) -> None:
         """Close every pooled connection, skiptune's and Optuna's (before a fork, or when done)."""
         self.engine.dispose()
         for storage in self._optuna_storages.values():
-            storage.engine.dispose()
+            if hasattr(storage, "engine"):             # an RDBStorage, not the empty view
+                storage.engine.dispose()
         self._optuna_storages.clear()
 
     def __enter__(self) -> Storage:

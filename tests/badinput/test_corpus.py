@@ -558,9 +558,9 @@ def test_the_corpus_is_large_and_every_case_names_a_fix() -> None:
 
 _OUT_OF_MEMORY_ABOVE_8 = """
 import torch
-import skiptune.objectives._objective as objective
+import skiptune.objectives._samples as samples
 
-real_sample = objective.sample
+real_sample = samples.sample
 
 def sample(model, noise, **options):
     # A device that holds 8 images at a time; a larger batch fails as CUDA does.
@@ -568,7 +568,7 @@ def sample(model, noise, **options):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     return real_sample(model, noise, **options)
 
-objective.sample = sample
+samples.sample = sample
 from skiptune.cli import search_main
 search_main()
 """
@@ -585,9 +585,11 @@ def test_out_of_memory_halves_the_batch_says_so_once_and_measures_the_same(
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     # Rung 1 asks for 16 images at once: they fail, 8 fit, and 8 it stays for rung 2.
-    (line,) = result.stderr.splitlines()
+    # The one warning, then (after the run) the note that --trials 1 measures only ρ = 1.
+    line, note = result.stderr.splitlines()
     assert line.startswith("warning: out of memory with 16 images per batch (CUDA out of "
                            "memory"), line
+    assert note.startswith("note: --trials 1 measures only known points"), note
     assert "continuing with 8 per batch" in line and "same results" in line
     (summary,) = json.loads(result.stdout)
     # The same samples as the finished search's batches of 16 (seeds are per image), up to

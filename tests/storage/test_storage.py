@@ -178,3 +178,20 @@ def test_opening_a_sqlite_database_keeps_this_process_s_other_connections_locks(
     assert fresh.execute("SELECT count(*) FROM other_process").fetchone() == (0,)
     fresh.close()
     held.close()
+
+
+def test_a_database_killed_before_optuna_s_tables_reads_as_holding_no_study(url: str) -> None:
+    """A search killed after skiptune's tables were created and before Optuna's (caching
+    the reference statistics in between) leaves a database that read commands and the next
+    search's check of stored studies read as empty, not as a missing ``version_info``."""
+    import optuna
+
+    open_storage(url).dispose()
+    with open_storage(url, read_only=True) as reader:
+        assert optuna.get_all_study_names(reader.optuna_storage()) == []
+    with open_storage(url, read_only=True, optuna_only=True) as view, pytest.raises(KeyError):
+        optuna.load_study(study_name="s", storage=view.optuna_storage())
+    with open_storage(url) as writer:                      # a search then creates them
+        assert optuna.get_all_study_names(writer.optuna_storage()) == []
+    with open_storage(url, read_only=True) as reader:
+        assert optuna.get_all_study_names(reader.optuna_storage()) == []

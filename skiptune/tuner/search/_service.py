@@ -311,18 +311,17 @@ def search(
             layout = [site.name for site in loaded.skip_sites]
             studies = [prepare_study(storage, study, skip_layout=layout)[0]
                        for study, _objective in plans]
-        _report_notes(plans, on_event)      # once the search surely runs: a refusal stays one line
+        _report_reference_notes(plans, on_event)    # once the search surely runs: a refusal
+        study_configs = [study for study, _objective in plans]      # stays one line
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
             storage.dispose()
             with sigterm_as_interrupt(), _database_errors(storage):
-                return _measured([
-                    run_study(storage, study, objective, on_event=on_event,
-                              **_run_options(config))
-                    for study, objective in plans
-                ])
-        study_configs = [study for study, _objective in plans]
+                summaries = [run_study(storage, study, objective, on_event=on_event,
+                                       **_run_options(config))
+                             for study, objective in plans]
+            return _concluded(summaries, study_configs, on_event)
         del plans, loaded                      # free the planning copy before workers load theirs
         with sigterm_as_interrupt():
             lost = _run_workers(
@@ -334,7 +333,7 @@ def search(
             summaries = [summarize(study, study_config)
                          for study, study_config in zip(studies, study_configs, strict=True)]
         _judge_lost_workers(lost, summaries, on_event)
-        return _measured(summaries)
+        return _concluded(summaries, study_configs, on_event)
     finally:
         if storage is not db:
             # Closing the pools checkpoints SQLite's WAL into the database file, so that a
@@ -342,14 +341,27 @@ def search(
             storage.dispose()
 
 
-def _report_notes(
+def _report_reference_notes(
     plans: list[tuple[StudyConfig, Objective]], on_event: EventCallback | None
 ) -> None:
-    """Each distinct note of the studies' references (e.g. EDM's Inception port), once, and
-    that nothing is searched when the trials are all taken by known points."""
+    """Each distinct note of the studies' references (e.g. EDM's Inception port), once."""
     notes = {getattr(getattr(objective, "reference", None), "note", None)
              for _study, objective in plans}
-    notes |= {known_points_note(trials=study.trials, space=study.space) for study, _ in plans}
+    _emit_notes(notes, on_event)
+
+
+def _concluded(
+    summaries: list[StudySummary], studies: list[StudyConfig], on_event: EventCallback | None
+) -> list[StudySummary]:
+    """The summaries of studies that measured something, then the note that nothing was
+    searched where known points took every trial: said after the run, so that a failed or
+    interrupted one stays one line."""
+    _measured(summaries)
+    _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in studies}, on_event)
+    return summaries
+
+
+def _emit_notes(notes: set[str | None], on_event: EventCallback | None) -> None:
     for message in sorted(n for n in notes if n):
         if on_event is not None:
             on_event(Note(message=message))
@@ -385,8 +397,8 @@ def _judge_lost_workers(
             on_event(WorkerLost(worker, code))
 
 
-def _measured(summaries: list[StudySummary]) -> list[StudySummary]:
-    """The summaries, unless a study finished without one finite measurement.
+def _measured(summaries: list[StudySummary]) -> None:
+    """Refuse a study that finished without one finite measurement.
 
     Non-finite samples fail a trial as a measurement (this ρ diverges); when every trial
     of a study fails so, ρ = 1 included, the model itself gives NaN or inf, and a table of
@@ -399,7 +411,6 @@ def _measured(summaries: list[StudySummary]) -> list[StudySummary]:
                 "sampled NaN or inf: the model itself returns non-finite values; check its "
                 "weights and its denoise output, then search again with another --study"
             )
-    return summaries
 
 
 def _read_only(db: str | Path | None) -> Storage | None:
