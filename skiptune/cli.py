@@ -589,8 +589,8 @@ def search_command(
     seed: Annotated[int | None, typer.Option(min=0, help="Noise seed of sample 0 (and the "
                                              "optimizer's seed). [default: 0]")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images sampled at once.")] = None,
-    optimizer: Annotated[Literal["tpe", "gp", "cmaes", "random", "grid"] | None, typer.Option(
-        help="Optimizer. [default: tpe]")] = None,
+    optimizer: Annotated[Literal["tpe", "gp", "cmaes", "random", "qmc", "grid"] | None,
+                         typer.Option(help="Optimizer. [default: tpe]")] = None,
     rho_bottom_range: Annotated[str | None, typer.Option(help="low,high of ρ_bottom, e.g. "
                                                          "0.3,1.2.")] = None,
     rho_top: Annotated[float | None, typer.Option(min=0.0, help="Fix ρ_top, e.g. 1.0 (the "

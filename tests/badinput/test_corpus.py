@@ -259,7 +259,8 @@ CASES = [
     Case("unknown-shape", search("--shapes", "linear,zigzag"), "'zigzag'",
          "pass e.g. linear,cosine"),
     Case("unknown-optimizer", search("--optimizer", "bayes"),
-         "invalid value for '--optimizer'", "'tpe', 'gp', 'cmaes', 'random', 'grid'", code=2),
+         "invalid value for '--optimizer'", "'tpe', 'gp', 'cmaes', 'random', 'qmc', 'grid'",
+         code=2),
     Case("unknown-feature-network", search("--features", "alexnet"),
          "unknown feature extractor 'alexnet'", "choose digits, inception"),
     # Reference statistics and images.

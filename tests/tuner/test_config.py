@@ -96,7 +96,7 @@ def test_baseline_first_then_paper_schedules_inside_the_space() -> None:
 
 def test_every_optimizer_suggests_schedules_inside_the_space() -> None:
     space = SearchSpace(rho_top=1.0, shapes=("linear", "cosine"), grid_step=0.1)
-    for optimizer in ("tpe", "gp", "cmaes", "random", "grid"):
+    for optimizer in ("tpe", "gp", "cmaes", "random", "qmc", "grid"):
         config = _config(optimizer=optimizer, space=space, trials=3)
         study = optuna.create_study(sampler=make_sampler(config), pruner=make_pruner(config))
         for _ in range(3):
@@ -105,6 +105,31 @@ def test_every_optimizer_suggests_schedules_inside_the_space() -> None:
             assert 0.3 <= schedule.rho_bottom <= 1.2 and schedule.rho_top == 1.0
             study.tell(trial, schedule.rho_bottom)
     assert grid_size(space) == 10 * 1 * 2
+
+
+def test_qmc_asked_with_a_new_sampler_each_trial_continues_one_sobol_sequence() -> None:
+    """The search makes a sampler per ask (seeded by the history for the other optimizers);
+    QMC keeps one scrambling per search, so the points are those of one sampler: spread
+    evenly, not a fresh sequence's first point each time."""
+    space = SearchSpace(rho_top=1.0, shapes=("linear",))
+    config = _config(optimizer="qmc", space=space, trials=9)
+
+    def points(fresh_sampler_per_ask: bool) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(config))
+        drawn = []
+        for history in range(8):
+            if fresh_sampler_per_ask:
+                study.sampler = make_sampler(config, history=history)
+            trial = study.ask()
+            drawn.append(suggest_schedule(trial, space).rho_bottom)
+            study.tell(trial, 0.0)
+        return drawn
+
+    once, per_ask = points(False), points(True)
+    assert per_ask == once and len(set(once)) == 8
+    # Seven points after the first (which fixes the space) land in distinct eighths of it.
+    eighths = {int((b - 0.3) / 0.9 * 8) for b in once[1:]}
+    assert len(eighths) == 7
 
 
 def test_pruner_is_successive_halving_over_the_rungs() -> None:

@@ -33,7 +33,7 @@ __all__ = [
     "check_validation_samples",
 ]
 
-OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "grid")
+OPTIMIZERS = ("tpe", "gp", "cmaes", "random", "qmc", "grid")
 SPACE_KINDS = ("rho", "freeu", "rho+freeu", "steps", "rho+steps", "freeu+steps",
                "rho+freeu+steps")
 """What a search varies: the skip schedule ρ, FreeU's (b1, b2, s1, s2), the σ grid of the
