@@ -61,10 +61,8 @@ PUBLIC = {
         "fingerprint_state_dict", "load_model", "resolve_device", "save_checkpoint",
         "not_images_reason"),
     "skiptune.models.edm": (
-        "EDM_SAMPLER_SIGMA_RANGE", "KNOWN_NETWORK_SOURCES", "NETWORKS", "PRECONDITIONERS",
-        "TRUSTED_SOURCES_ENV", "ClassLabels", "DhariwalUNet", "EDMPrecond", "EDMSnapshot",
-        "SongUNet", "UnsafeSnapshotError", "VEPrecond", "VPPrecond", "build_network",
-        "iDDPMPrecond", "load", "looks_like_edm_snapshot", "read_snapshot", "wrap_network"),
+        "EDMPrecond", "UnsafeSnapshotError", "VEPrecond", "VPPrecond", "iDDPMPrecond", "load",
+        "looks_like_edm_snapshot", "wrap_network"),
     "skiptune.sampling": (
         "SAMPLERS", "Denoiser", "Sampler", "SamplerCallback", "SamplerSpec", "SamplingModel",
         "ddim", "ddim_sigmas", "dpmpp_2m", "euler", "get_sampler", "heun", "initial_noise",
