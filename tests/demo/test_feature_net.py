@@ -14,12 +14,14 @@ from skiptune.demo.train_features import augment, evaluate_accuracy, main
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.objectives import (
     DEFAULT_FEATURE_NET_PATH,
-    FEATURE_NET_KIND,
     DigitFeatureNet,
     FeatureNetConfig,
+    save_feature_net,
+)
+from skiptune.objectives._digit_net import (
+    FEATURE_NET_KIND,
     feature_net_fingerprint,
     load_feature_net,
-    save_feature_net,
 )
 
 

@@ -20,7 +20,8 @@ import torch
 from skiptune import downloads
 from skiptune.errors import OfflineError
 from skiptune.models import load_model
-from skiptune.objectives import InceptionFeatureExtractor, load_feature_extractor
+from skiptune.objectives import load_feature_extractor
+from skiptune.objectives._features import InceptionFeatureExtractor
 from tests.downloads.server import FileServer, serving
 from tests.models.edm_helpers import fixture_path
 from tests.objectives.test_features import StandInInception

@@ -14,12 +14,8 @@ import pytest
 
 from skiptune.errors import CheckpointError
 from skiptune.models import load_model
-from skiptune.models.edm import (
-    KNOWN_NETWORK_SOURCES,
-    TRUSTED_SOURCES_ENV,
-    UnsafeSnapshotError,
-    read_snapshot,
-)
+from skiptune.models.edm import UnsafeSnapshotError
+from skiptune.models.edm._snapshot import KNOWN_NETWORK_SOURCES, TRUSTED_SOURCES_ENV, read_snapshot
 from tests.models.edm_helpers import (
     FIXTURE_NAMES,
     _stand_in_persistence,

@@ -11,7 +11,8 @@ import torch
 
 from skiptune.data import load_mnist
 from skiptune.models import TunableModel, load_model
-from skiptune.objectives import DigitFeatureExtractor, load_feature_extractor
+from skiptune.objectives import load_feature_extractor
+from skiptune.objectives._features import DigitFeatureExtractor
 from skiptune.objectives.mnist_reference import mnist_features
 
 ASSETS = Path(__file__).resolve().parents[2] / "skiptune" / "assets"

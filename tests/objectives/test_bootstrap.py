@@ -10,9 +10,9 @@ from skiptune.objectives import (
     bootstrap_indices,
     bootstrap_values,
     frechet_distance_to_features,
-    paired_bootstrap_gain,
     paired_gain_interval,
 )
+from skiptune.objectives._maths import paired_bootstrap_gain
 
 D = 4
 MU, SIGMA = np.zeros(D), np.eye(D)

@@ -12,15 +12,14 @@ from torch import nn
 
 from skiptune.data import to_model_images
 from skiptune.errors import ConfigurationError
-from skiptune.objectives import (
+from skiptune.objectives import FeatureExtractor, load_feature_extractor
+from skiptune.objectives._features import (
     INCEPTION_FILENAME,
     INCEPTION_URL,
     DigitFeatureExtractor,
-    FeatureExtractor,
     InceptionFeatureExtractor,
     InputSpec,
     TorchScriptFeatureExtractor,
-    load_feature_extractor,
     quantize_images,
 )
 from tests.objectives.conftest import as_images

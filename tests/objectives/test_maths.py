@@ -11,12 +11,8 @@ from hypothesis import strategies as st
 from scipy import linalg
 
 from skiptune.errors import ConfigurationError
-from skiptune.objectives import (
-    frechet_distance,
-    frechet_distance_to_features,
-    gaussian_statistics,
-    kernel_inception_distance,
-)
+from skiptune.objectives import frechet_distance_to_features, gaussian_statistics
+from skiptune.objectives._maths import frechet_distance, kernel_inception_distance
 
 
 def sqrtm_frechet(mu1, sigma1, mu2, sigma2) -> float:

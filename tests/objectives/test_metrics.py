@@ -14,10 +14,9 @@ from skiptune.objectives import (
     ReferenceStatistics,
     frechet_distance_to_features,
     get_metric,
-    kernel_inception_distance,
     load_reference,
 )
-from skiptune.objectives._maths import _symmetric_sqrt
+from skiptune.objectives._maths import _symmetric_sqrt, kernel_inception_distance
 from tests.objectives.conftest import ASSETS
 
 

@@ -9,13 +9,8 @@ import torch
 
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.models import TunableModel
-from skiptune.objectives import (
-    Evaluation,
-    ObjectiveConfig,
-    ProxyObjective,
-    build_objective,
-    evaluate,
-)
+from skiptune.objectives import Evaluation, ObjectiveConfig, ProxyObjective, build_objective
+from skiptune.objectives._objective import evaluate
 from skiptune.schedule import RhoSchedule
 
 SCHEDULE = RhoSchedule(rho_bottom=0.7)

@@ -12,16 +12,15 @@ from PIL import Image
 
 from skiptune.errors import ConfigurationError
 from skiptune.objectives import (
-    DigitFeatureExtractor,
     DirectoryStatisticsCache,
     ReferenceStatistics,
     StatisticsCache,
-    frechet_distance,
     gaussian_statistics,
-    kernel_inception_distance,
     load_reference,
-    statistics_key,
 )
+from skiptune.objectives._cache import statistics_key
+from skiptune.objectives._features import DigitFeatureExtractor
+from skiptune.objectives._maths import frechet_distance, kernel_inception_distance
 from skiptune.objectives.mnist_reference import MNIST_REFERENCE_PATH, build_mnist_reference
 from tests.objectives.conftest import CountingExtractor, as_images
 

@@ -12,15 +12,17 @@ import skiptune.objectives._self_reference as self_reference
 from skiptune.errors import ConfigurationError
 from skiptune.models import TunableModel
 from skiptune.objectives import (
-    SELF_REFERENCE_SEED,
-    DigitFeatureExtractor,
     DirectoryStatisticsCache,
     ObjectiveConfig,
     ObjectiveSettings,
-    SelfReferenceSpec,
     build_objective,
     gaussian_statistics,
     load_reference,
+)
+from skiptune.objectives._features import DigitFeatureExtractor
+from skiptune.objectives._self_reference import (
+    SELF_REFERENCE_SEED,
+    SelfReferenceSpec,
     parse_self_reference,
 )
 from skiptune.sampling import initial_noise, sample

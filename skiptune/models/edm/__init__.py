@@ -9,50 +9,20 @@ skip, bottom → top, and per-seed class labels for class-conditional models.
 
 from __future__ import annotations
 
-from skiptune.models.edm._adapter import (
-    EDM_SAMPLER_SIGMA_RANGE,
-    ClassLabels,
-    build_network,
-    load,
-    wrap_network,
-)
-from skiptune.models.edm._networks import (
-    NETWORKS,
-    PRECONDITIONERS,
-    DhariwalUNet,
-    EDMPrecond,
-    SongUNet,
-    VEPrecond,
-    VPPrecond,
-    iDDPMPrecond,
-)
-from skiptune.models.edm._snapshot import (
-    KNOWN_NETWORK_SOURCES,
-    TRUSTED_SOURCES_ENV,
-    EDMSnapshot,
-    UnsafeSnapshotError,
-    looks_like_edm_snapshot,
-    read_snapshot,
-)
+from skiptune.models.edm._adapter import load, wrap_network
+from skiptune.models.edm._networks import EDMPrecond, VEPrecond, VPPrecond, iDDPMPrecond
+from skiptune.models.edm._snapshot import UnsafeSnapshotError, looks_like_edm_snapshot
 
+# The contract: reading a snapshot (skiptune.models dispatches here), computing a network
+# built without one (the preconditioners wrap_network takes), and the error a refused snapshot
+# raises. The rest is imported from the module that defines it.
 __all__ = [
-    "EDM_SAMPLER_SIGMA_RANGE",
-    "KNOWN_NETWORK_SOURCES",
-    "NETWORKS",
-    "PRECONDITIONERS",
-    "TRUSTED_SOURCES_ENV",
-    "ClassLabels",
-    "DhariwalUNet",
     "EDMPrecond",
-    "EDMSnapshot",
-    "SongUNet",
     "UnsafeSnapshotError",
     "VEPrecond",
     "VPPrecond",
-    "build_network",
     "iDDPMPrecond",
     "load",
     "looks_like_edm_snapshot",
-    "read_snapshot",
     "wrap_network",
 ]
