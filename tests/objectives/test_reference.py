@@ -168,8 +168,10 @@ def test_shipped_mnist_reference_matches_a_recomputation(
     shipped = load_reference(MNIST_REFERENCE_PATH, digits, need_features=True)
     assert shipped.count == 10000 and shipped.extractor == digits.identity
     mu, sigma = gaussian_statistics(mnist_digit_features)
-    np.testing.assert_allclose(shipped.mu, mu, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(shipped.sigma, sigma, rtol=1e-6, atol=1e-8)
+    # The features are float32 sums whose order follows the BLAS threads of the process:
+    # a covariance entry near zero moves by ~1e-7 between thread counts.
+    np.testing.assert_allclose(shipped.mu, mu, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(shipped.sigma, sigma, rtol=1e-6, atol=1e-6)
     assert shipped.features.shape == (2000, 128)
     assert frechet_distance(shipped.mu, shipped.sigma, mu, sigma) < 1e-8
 
