@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -68,6 +69,7 @@ def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
         shown = _run(*argv, "--db", str(finished), cwd=tmp_path, env=ascii_env)
         assert shown.returncode == 0, shown.stderr
         assert "Traceback" not in shown.stderr and shown.stdout.isascii()
+        _assert_columns_align(shown.stdout)
     best = _run("best", "--db", str(finished), cwd=tmp_path, env=ascii_env)
     assert "rho" in best.stdout
     refused = _run("sample", "--model", str(SEARCH[1]), "--rho-top", "0.5", "-o", "x.png",
@@ -79,6 +81,17 @@ def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
     for result in _runs(big, tmp_path):
         _one_error(result, "--validation-n", "--allow-large-rungs")
     assert not list(tmp_path.glob("v.db*"))
+
+
+def _assert_columns_align(output: str) -> None:
+    """Every row of the table in ``output`` has its column rules where the header's rule
+    line has them (an ASCII table: rows ``|a |b|``, the rule under the header ``|--+-|``)."""
+    rule = next(line for line in output.splitlines() if re.fullmatch(r"\|[-+]+\|", line))
+    rows = [line for line in output.splitlines() if line.startswith("|")]
+    assert len(rows) >= 3, output                           # header, rule, one row at least
+    columns = [i for i, c in enumerate(rule) if c in "|+"]
+    for row in rows:
+        assert [i for i, c in enumerate(row) if c in "|+"] == columns, output
 
 
 # -- 6. nothing is created by a command that fails -------------------------------------------
