@@ -36,6 +36,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Column, Table
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from skiptune.errors import SkiptuneError
@@ -134,8 +135,19 @@ app = typer.Typer(
 search_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                          rich_markup_mode=None)
 
-_stderr = Console(stderr=True, highlight=False)
-_stdout = Console(highlight=False)
+
+
+class _Console(Console):
+    """A rich console that spells the symbols its output cannot encode (ρ as ``rho``, see
+    ``_ASCII_FALLBACK``) before it lays text out, so that table columns are measured on the
+    text that is printed."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(_spelled_for(self.file, text), **options)
+
+
+_stderr = _Console(stderr=True, highlight=False)
+_stdout = _Console(highlight=False)
 
 DbOption = Annotated[
     str | None,
@@ -994,6 +1006,15 @@ def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
         raise error
     text = error.object[error.start:error.end]
     return "".join(_ASCII_FALLBACK.get(c, "?") for c in text), error.end
+
+
+def _spelled_for(stream: Any, text: str) -> str:
+    """``text`` as ``stream`` prints it: each character its encoding lacks spelled as
+    ``_ASCII_FALLBACK`` says (what the "skiptune-ascii" error handler writes)."""
+    if _encodes(stream, text):
+        return text
+    return "".join(c if c.isascii() or _encodes(stream, c) else _ASCII_FALLBACK.get(c, "?")
+                   for c in text)
 
 
 class _StdoutFailed(OSError):

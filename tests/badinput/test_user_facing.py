@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -29,9 +31,11 @@ from tests.badinput.test_classes import (
     _one_error,
     _reference,
     _run,
+    _running,
     _runs,
+    _workers_of,
 )
-from tests.tuner.helpers import cli_env
+from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +69,7 @@ def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
         shown = _run(*argv, "--db", str(finished), cwd=tmp_path, env=ascii_env)
         assert shown.returncode == 0, shown.stderr
         assert "Traceback" not in shown.stderr and shown.stdout.isascii()
+        _assert_columns_align(shown.stdout)
     best = _run("best", "--db", str(finished), cwd=tmp_path, env=ascii_env)
     assert "rho" in best.stdout
     refused = _run("sample", "--model", str(SEARCH[1]), "--rho-top", "0.5", "-o", "x.png",
@@ -76,6 +81,17 @@ def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
     for result in _runs(big, tmp_path):
         _one_error(result, "--validation-n", "--allow-large-rungs")
     assert not list(tmp_path.glob("v.db*"))
+
+
+def _assert_columns_align(output: str) -> None:
+    """Every row of the table in ``output`` has its column rules where the header's rule
+    line has them (an ASCII table: rows ``|a |b|``, the rule under the header ``|--+-|``)."""
+    rule = next(line for line in output.splitlines() if re.fullmatch(r"\|[-+]+\|", line))
+    rows = [line for line in output.splitlines() if line.startswith("|")]
+    assert len(rows) >= 3, output                           # header, rule, one row at least
+    columns = [i for i, c in enumerate(rule) if c in "|+"]
+    for row in rows:
+        assert [i for i, c in enumerate(row) if c in "|+"] == columns, output
 
 
 # -- 6. nothing is created by a command that fails -------------------------------------------
@@ -179,6 +195,45 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
     (line,) = err.splitlines()
     assert line.startswith("error: interrupted") and "re-queued" in line, line
     assert _running_trials(db) == 0             # the trial was failed, not left RUNNING
+
+
+def _resource_tracker_of(pid: int) -> int | None:
+    """The multiprocessing resource tracker that ``pid`` started, if one runs."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"resource_tracker" in command:
+            return int(child)
+    return None
+
+
+def test_workers_finish_when_the_resource_tracker_is_killed(tmp_path: Path) -> None:
+    # The tracker is a helper process that multiprocessing starts beside the workers; killed
+    # mid-search (by hand, by an OOM killer), it must cost nothing: no KeyError tracebacks
+    # from the workers or the parent, and the study reaches its total.
+    require_postgres()
+    with pg_schema() as url:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "skiptune.cli", "search", "--model", str(DEMO), "--nfe",
+             "3", "--rungs", "16,32", "--trials", "8", "--device", "cpu", "--workers", "2",
+             "--heartbeat", "1", "--grace", "3", "--db", url, "--json"],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 120
+        while len(_workers_of(process.pid)) < 2 or not _running(url):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr
+            time.sleep(0.2)
+        tracker = _resource_tracker_of(process.pid)
+        assert tracker is not None
+        os.kill(tracker, signal.SIGKILL)
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err and "KeyError" not in err and "resource_tracker" not in err
+        assert all(line.startswith("note: ") for line in err.splitlines()), err
+        (summary,) = json.loads(out)
+        assert summary["finished"] == summary["trials_total"] == 8
 
 
 # -- 9. Stable Diffusion and FreeU, as a user sees them --------------------------------------

@@ -337,39 +337,58 @@ def test_denoiser_feeds_the_net_as_diffusers_pipelines_do(sd_folder: Path, tmp_p
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_readme_hook_snippet_applies_exported_rho_like_skiptune(sd_folder: Path) -> None:
-    """The README's plain-diffusers hook for ρ (no skiptune at sampling time) must give what
-    skip_tuning gives: run its scale_skips on the U-Net with an export's rho_factors."""
+def _doc_hooks_snippet() -> str:
+    """The plain-diffusers hooks of docs/stable_diffusion.md, as written: its imports, then
+    everything from reading the export's factors up to the pipeline call."""
     import re
 
     page = Path(__file__).resolve().parents[2] / "docs" / "stable_diffusion.md"
-    readme = page.read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "scale_skips" in b)
-    source = block[block.index("def scale_skips"):block.index("for i, block in")]
-    model = load_model(sd_folder, device="cpu")
-    schedule = RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")
-    factors = schedule.factors(model.num_skips)
-    best = {"rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
-    namespace: dict[str, Any] = {"best": best}
-    exec(source, namespace)
-    net = model.net
-    generator = torch.Generator().manual_seed(4)
-    x, embeds = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 5, CROSS)
-    t = torch.tensor([30.0, 500.0])
+    text = page.read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "scale_skips" in b)
+    return block[:block.index("best = json.load")] + block[block.index("rho = best"):
+                                                          block.index("image = pipe(")]
 
-    def run() -> torch.Tensor:
-        with torch.no_grad():
-            return net(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+
+@pytest.mark.parametrize("window", [False, True], ids=["no-window", "sigma-window"])
+def test_doc_hooks_sample_an_export_like_skiptune(
+    sd_folder: Path, embeddings: Path, window: bool
+) -> None:
+    """The doc's plain-diffusers hooks (no skiptune at sampling time), given an export's
+    rho_factors and σ window, must sample what skiptune samples under that schedule."""
+    from types import SimpleNamespace
+
+    from skiptune.sampling import initial_noise, sample, sigma_grid
+
+    def loaded() -> TunableModel:
+        return load_model(sd_folder, device="cpu",
+                          conditioning={"embeddings": str(embeddings), "guidance_scale": 4.0})
+
+    model = loaded()
+    grid = sigma_grid(model, sampler="euler", nfe=6)          # Euler calls at grid[0..5]
+    bounds = {}
+    if window:      # inside: the calls at grid[2] and grid[3], edges far from any call's σ
+        bounds = {"sigma_lo": float((grid[3] * grid[4]).sqrt()),
+                  "sigma_hi": float((grid[1] * grid[2]).sqrt())}
+    schedule = RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine", **bounds)
+    factors = schedule.factors(model.num_skips)
+    best = {"schedule": schedule.to_dict(),
+            "rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
+    noise = initial_noise(2, model.noise_shape, seed=0)
+
+    def images(of: TunableModel) -> torch.Tensor:
+        return sample(of, noise, sampler="euler", nfe=6, condition=of.condition_for([0, 1]))
 
     with skip_tuning(model, schedule):
-        ours = run()
-    handles = [block.register_forward_pre_hook(namespace["scale_skips"](i, len(block.resnets)),
-                                               with_kwargs=True)
-               for i, block in enumerate(net.up_blocks)]
-    try:
-        theirs = run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    assert torch.equal(ours, theirs)
-    assert not torch.equal(ours, run())
+        ours = images(model)
+    plain = images(model)
+    theirs_model = loaded()
+    pipe = SimpleNamespace(
+        unet=theirs_model.net,
+        scheduler=diffusers.DDPMScheduler.from_pretrained(sd_folder, subfolder="scheduler"),
+    )
+    exec(_doc_hooks_snippet(), {"best": best, "pipe": pipe})
+    assert torch.equal(images(theirs_model), ours)
+    assert not torch.equal(ours, plain)
+    if window:                                   # the window changed what was sampled
+        with skip_tuning(model, RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")):
+            assert not torch.equal(ours, images(model))

@@ -6,11 +6,11 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -461,15 +461,16 @@ def _worker_main(
     trust_pickle: bool,
     conditioning: dict[str, Any],
     threads: int,
-    events: Any,
+    events: Connection,
     revision: str | None = None,
     variant: str | None = None,
     dtype: str | None = None,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
 
-    Every outcome goes to ``events`` as a tuple (kind, worker, error type, message), so the
-    parent can re-raise a worker's SkiptuneError as its own one-line error.
+    Progress events, then the outcome as a tuple (kind, worker, error type, message), go to
+    ``events``, this worker's own pipe, so the parent can re-raise a worker's SkiptuneError
+    as its own one-line error.
     """
     torch.set_num_threads(threads)
     try:
@@ -487,16 +488,16 @@ def _worker_main(
             objective = resolve_objective(loaded, study.objective,
                                           cache=storage.statistics_cache, study=study)
             with _database_errors(storage):
-                run_study(storage, study, objective, worker=worker, on_event=events.put,
+                run_study(storage, study, objective, worker=worker, on_event=events.send,
                           **_run_options(config))
-        events.put(("done", worker, None, None))
+        events.send(("done", worker, None, None))
     except KeyboardInterrupt:
         acknowledge_interrupt()            # a later Ctrl-C must not cut this short
-        events.put(("interrupted", worker, None, None))
+        events.send(("interrupted", worker, None, None))
     except SkiptuneError as e:
-        events.put(("error", worker, type(e).__name__, str(e)))
+        events.send(("error", worker, type(e).__name__, str(e)))
     except BaseException as e:
-        events.put(("error", worker, "SkiptuneError", f"worker {worker} crashed: {e!r}"))
+        events.send(("error", worker, "SkiptuneError", f"worker {worker} crashed: {e!r}"))
         raise
 
 
@@ -522,7 +523,10 @@ def _run_workers(
     caller to judge by whether the studies reached their totals anyway.
     """
     context = multiprocessing.get_context("spawn")     # CUDA and forked pools do not mix
-    events = context.Queue()
+    # One plain pipe per worker, not a multiprocessing.Queue: a Queue's locks are named
+    # semaphores kept by the resource tracker process, and a tracker that died (killed,
+    # OOM) made every process print KeyError tracebacks when it released them.
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
     threads = max(1, (os.cpu_count() or 1) // workers)
     url = storage.url.render_as_string(hide_password=False)
     storage.dispose()
@@ -530,37 +534,40 @@ def _run_workers(
         context.Process(
             target=_worker_main,
             args=(i, url, (storage.pool_size, storage.max_overflow), studies, config, model,
-                  device, trust_pickle, conditioning, threads, events, revision, variant,
+                  device, trust_pickle, conditioning, threads, writer, revision, variant,
                   dtype),
             name=f"skiptune-worker-{i}",
         )
-        for i in range(workers)
+        for i, (_reader, writer) in enumerate(pipes)
     ]
-    for process in processes:
+    for process, (_reader, writer) in zip(processes, pipes, strict=True):
         process.start()
+        writer.close()            # the worker holds the only writing end: its exit is EOF
+    readers = {reader: i for i, (reader, _writer) in enumerate(pipes)}
     failure: tuple[str, str] | None = None
     lost: dict[int, int | None] = {}
     interrupted = False
-    pending = set(range(workers))
     try:
-        while pending:
-            try:
-                event = events.get(timeout=1.0)
-            except queue.Empty:
-                dead = [i for i in pending if not processes[i].is_alive()]
-                for i in dead:
-                    pending.discard(i)
-                    if processes[i].exitcode not in (0, None):
-                        lost[i] = processes[i].exitcode
-                continue
-            if isinstance(event, tuple):
-                kind, worker, error_type, message = event
-                pending.discard(worker)
-                if kind == "error" and failure is None:
-                    failure = (error_type, message)
-                interrupted = interrupted or kind == "interrupted"
-            elif on_event is not None:
-                on_event(event)
+        while readers:
+            ready = wait(list(readers))
+            for reader in [r for r in readers if r in ready]:
+                worker = readers[reader]
+                try:
+                    event = reader.recv()
+                except (EOFError, OSError):         # exited without its outcome: lost
+                    del readers[reader]
+                    processes[worker].join(timeout=60)
+                    if processes[worker].exitcode not in (0, None):
+                        lost[worker] = processes[worker].exitcode
+                    continue
+                if isinstance(event, tuple):
+                    kind, _worker, error_type, message = event
+                    del readers[reader]
+                    if kind == "error" and failure is None:
+                        failure = (error_type, message)
+                    interrupted = interrupted or kind == "interrupted"
+                elif on_event is not None:
+                    on_event(event)
     except KeyboardInterrupt:
         acknowledge_interrupt()            # a later Ctrl-C must not cut this short
         interrupted = True
@@ -575,7 +582,8 @@ def _run_workers(
     finally:
         for process in processes:
             process.join(timeout=60)
-        events.close()
+        for reader, _writer in pipes:
+            reader.close()
     if interrupted:
         raise KeyboardInterrupt
     if failure is not None:
