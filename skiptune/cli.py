@@ -136,7 +136,6 @@ search_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                          rich_markup_mode=None)
 
 
-
 class _Console(Console):
     """A rich console that spells the symbols its output cannot encode (ρ as ``rho``, see
     ``_ASCII_FALLBACK``) before it lays text out, so that table columns are measured on the
