@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
     validation: list[dict[str, Any]] = []
     default = strategies[0]
-    for k in (int(n) for n in args.validation_at.split(",")):
+    for k in (int(n) for n in args.validation_at.split(",") if n):     # "": none
         for variant in variants:
             fds, images = [], []
             for seed in range(args.seeds):
