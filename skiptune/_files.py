@@ -59,7 +59,7 @@ def read_input(
 ) -> bytes:
     """All bytes of the input file ``path``; any failure is one FileAccessError line.
 
-    ``what`` names the file in the message ("model file", "--from file"); ``fix`` says what
+    ``what`` names the file in the message ("model file", "export file"); ``fix`` says what
     to pass instead. Only a regular file is read: a device (``/dev/zero``), a FIFO or a
     socket never ends or never holds what a file does, so it is refused before any byte is
     read. ``max_bytes`` caps the size (bytes) of an input that is never legitimately large.
@@ -78,13 +78,13 @@ def read_input(
         with target.open("rb") as handle:
             # Read one byte past the cap: a file that grew since stat() is still caught.
             data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from None
+    except FileNotFoundError as e:
+        raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from e
     except OSError as e:
         # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
         raise FileAccessError(
             f"{what} {str(target)!r} cannot be read ({_reason(e)}); {fix}"
-        ) from None
+        ) from e
     if max_bytes is not None and len(data) > max_bytes:
         raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
     return data
@@ -107,7 +107,7 @@ def read_text(
     except UnicodeDecodeError as e:
         raise FileAccessError(
             f"{what} {str(path)!r} is not text (byte {e.start} is not UTF-8); {fix}"
-        ) from None
+        ) from e
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -172,9 +172,9 @@ def read_json(path: str | Path, *, what: str, fix: str) -> Any:
             object_pairs_hook=unique,
         )
     except json.JSONDecodeError as e:
-        raise refuse(f"{e.msg} at line {e.lineno} column {e.colno}") from None
-    except RecursionError:  # the depth check above makes this unreachable; kept as a net
-        raise refuse("it nests too deep") from None
+        raise refuse(f"{e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError as e:  # the depth check above makes this unreachable; kept as a net
+        raise refuse("it nests too deep") from e
 
 
 def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None) -> Path:
@@ -189,7 +189,7 @@ def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None
     except FileNotFoundError:
         info = None
     except OSError as e:
-        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from e
     if info is not None:
         if stat.S_ISDIR(info.st_mode):
             raise FileAccessError(
@@ -258,7 +258,7 @@ def write_atomically(
             dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
         )
     except OSError as e:
-        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from e
     try:
         with os.fdopen(descriptor, "wb") as handle:
             if isinstance(write, bytes):
@@ -270,7 +270,7 @@ def write_atomically(
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except OSError as e:
-        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from None
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

@@ -216,18 +216,69 @@ def _batch_warning(event: Any) -> str:
     )
 
 
-# The library's errors name configuration fields; the command line names its flags for them.
+# The library's errors name the configuration fields and keyword arguments a Python caller
+# passes (error.fields); the command line names its own flags for them.
 _FLAGS = {
-    "validation.top_k": "--validate-top",
+    "allow_large_rungs": "--allow-large-rungs",
+    "allow_other_budget": "--allow-other-budget",
+    "class_labels": "--class-labels",
+    "db": "--db",
+    "device": "--device",
+    "dtype": "--dtype",
+    "embeddings": "--embeddings",
+    "exported": "--from",
+    "grace_period": "--grace",
+    "group": "--study",
+    "guidance_scale": "--guidance-scale",
+    "heartbeat_interval": "--heartbeat",
+    "model": "--model",
+    "nfe": "--nfe",
+    "objective.features": "--features",
+    "objective.metric": "--metric",
+    "objective.reference": "--ref",
+    "objective.rungs": "--rungs",
+    "parallel_candidates": "--parallel-candidates",
+    "port": "--port",
+    "prompts": "--prompts",
+    "revision": "--revision",
+    "sampler": "--sampler",
+    "schedule": "--rho-bottom",
+    "seed": "--seed",
+    "space.kind": "--space",
+    "space.shapes": "--shapes",
+    "space.sigma_window": "--sigma-window",
+    "trust_pickle": "--trust-pickle",
+    "validation.artifacts": "--artifacts",
     "validation.num_samples": "--validation-n",
+    "validation.top_k": "--validate-top",
+    "variant": "--variant",
+    "workers": "--workers",
 }
 
 
+def _spelled_as_flags(text: str, fields: Sequence[str]) -> str:
+    """``text`` with each field of ``fields`` that has a flag written as that flag.
+
+    A field is a word of its own (not inside a path such as skiptune.db, a quote or a longer
+    name), and ``name=True`` (a boolean keyword) becomes the flag alone. A dotted or
+    snake_case field is replaced wherever it stands; a one-word field (``db``, ``device``)
+    is also an English word, so only its last occurrence, the one that says what to pass.
+    """
+    for field in fields:
+        if field not in _FLAGS:
+            continue
+        pattern = rf"(?<![\w.'\"/=-]){re.escape(field)}(?:=True)?(?![\w'\"/=-]|\.\w)"
+        spans = [m.span() for m in re.finditer(pattern, text)]
+        if "." not in field and "_" not in field:
+            spans = spans[-1:]
+        for start, end in reversed(spans):
+            text = text[:start] + _FLAGS[field] + text[end:]
+    return text
+
+
 def _message(error: SkiptuneError) -> str:
-    """The error's line, with the configuration field it names spelled as this CLI's flag."""
-    field = getattr(error, "field", None)
-    text = str(error)
-    return text.replace(field, _FLAGS[field]) if field in _FLAGS else text
+    """The error's line, with the configuration fields it names spelled as this CLI's flags."""
+    return _spelled_as_flags(str(error), error.fields)
 
 
 def _call(fn: Callable[[], T]) -> T:

@@ -8,6 +8,8 @@ loader's, a driver's) is quoted inside such a line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
@@ -24,19 +26,24 @@ __all__ = [
 
 
 class SkiptuneError(Exception):
-    """Base of every error skiptune raises on purpose."""
+    """Base of every error skiptune raises on purpose.
+
+    ``field`` names what a caller passes that the message speaks of: a configuration field's
+    dotted path (``validation.top_k``, ``objective.reference``) or a keyword argument
+    (``device``, ``db``), spelled in the message as it is here (a boolean as ``name=True``),
+    so that the command line can put its own flag in its place. Several fields are a
+    sequence, the one the error is about first; ``fields`` holds them all, ``field`` the
+    first (None when the message names none).
+    """
+
+    def __init__(self, message: str = "", *, field: str | Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
+        self.field: str | None = self.fields[0] if self.fields else None
 
 
 class ConfigurationError(SkiptuneError, ValueError):
-    """A parameter, option or combination of them is invalid.
-
-    ``field`` is the configuration field's dotted path (e.g. ``validation.top_k``) when the
-    message names one, so that the command line can name its own flag for it instead.
-    """
-
-    def __init__(self, message: str = "", *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    """A parameter, option or combination of them is invalid."""
 
 
 class CheckpointError(SkiptuneError):

@@ -248,7 +248,7 @@ def load_exported(
     """
     target = Path(path)
     fix = "pass a file written by skiptune export"
-    data = read_json(target, what="--from file", fix=fix)
+    data = read_json(target, what="export file", fix=fix)
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ConfigurationError(
             f"{str(target)!r} is not a skiptune schedule export; write one with skiptune export"

@@ -198,7 +198,8 @@ def _freeu_per_stage(
     if not model.freeu_stages:
         raise ConfigurationError(
             f"FreeU needs up stages that consume cat([h, skip]), and this {model.family} model "
-            "has none skiptune knows; search ρ only (--space rho)"
+            "has none skiptune knows; search ρ only (space.kind rho)",
+            field="space.kind",
         )
     # Diffusers filters every skip of an active stage, also at s = 1 (the FFT round trip
     # changes it by ~1e-6); a sample whose FreeU is off is left untouched, bit for bit.

@@ -223,7 +223,7 @@ def read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(
             f"cannot read {path}: not JSON ({getattr(e, 'msg', type(e).__name__)})"
-        ) from None
+        ) from e
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return data

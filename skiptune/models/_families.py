@@ -191,7 +191,8 @@ def resolve_source(source: str | Path) -> str:
     text = str(source)
     if not text.strip():
         # Path("") is the working directory: say what is missing instead of judging the folder.
-        raise CheckpointError(f"no model given: pass --model with {accepted_formats()}")
+        raise CheckpointError(f"no model given: pass model with {accepted_formats()}",
+                              field="model")
     from skiptune import downloads
 
     if downloads.is_url(text):
@@ -230,6 +231,7 @@ def check_options(family: ModelFamily, text: str, **options: str | None) -> None
         if value is not None and name not in family.options:
             takes = [f.accepts for f in FAMILIES if name in f.options]
             raise ConfigurationError(
-                f"--{name} applies to {' or '.join(takes)}, and {text!r} is "
-                f"{family.accepts}; leave --{name} out"
+                f"{name} applies to {' or '.join(takes)}, and {text!r} is "
+                f"{family.accepts}; leave {name} out",
+                field=name,
             )

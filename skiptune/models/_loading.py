@@ -18,7 +18,7 @@ __all__ = ["load_model", "resolve_device"]
 
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
-_DEVICE_HINT = "use --device cpu, cuda, cuda:N or mps (or leave it out: the GPU if there is one)"
+_DEVICE_HINT = "use device cpu, cuda, cuda:N or mps (or leave it out: the GPU if there is one)"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -32,13 +32,16 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ConfigurationError(f"unknown device {device!r}; {_DEVICE_HINT}") from e
+        raise ConfigurationError(f"unknown device {device!r}; {_DEVICE_HINT}",
+                                 field="device") from e
     if resolved.type not in _DEVICE_TYPES:
-        raise ConfigurationError(f"device {device!r} cannot run a model here; {_DEVICE_HINT}")
+        raise ConfigurationError(f"device {device!r} cannot run a model here; {_DEVICE_HINT}",
+                                 field="device")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(
             f"device {device!r} was asked for but this machine has no usable CUDA GPU; "
-            "use --device cpu"
+            "use device cpu",
+            field="device",
         )
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ConfigurationError(
@@ -46,7 +49,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigurationError(
-            f"device {device!r} (Apple's MPS) is not available on this machine; use --device cpu"
+            f"device {device!r} (Apple's MPS) is not available on this machine; use device cpu",
+            field="device",
         )
     return resolved
 
@@ -120,4 +124,4 @@ def _one_line(source: str) -> Iterator[None]:
             f"cannot load model {source!r} ({type(e).__name__}: "
             f"{' '.join(str(e).split())[:200]}); check that the file or folder is complete and "
             "was written by skiptune or diffusers' save_pretrained"
-        ) from None
+        ) from e

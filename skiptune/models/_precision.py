@@ -50,8 +50,9 @@ def check_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
         resolved = DTYPES[str(dtype)]
     else:
         raise ConfigurationError(
-            f"unknown dtype {dtype!r}; pass --dtype {', '.join(DTYPES)} (or leave it out: "
-            "float16 for Stable Diffusion on CUDA, else float32)"
+            f"unknown dtype {dtype!r}; pass dtype {', '.join(DTYPES)} (or leave it out: "
+            "float16 for Stable Diffusion on CUDA, else float32)",
+            field="dtype",
         )
     _probe(resolved, device)
     return resolved
@@ -67,8 +68,9 @@ def _probe(dtype: torch.dtype, device: torch.device) -> None:
     except (RuntimeError, NotImplementedError) as e:
         raise ConfigurationError(
             f"{dtype_name(dtype)} does not run on {device} with this torch "
-            f"({' '.join(str(e).split())[:120]}); pass --dtype float32"
-            f"{' or bfloat16' if dtype == torch.float16 else ''}"
+            f"({' '.join(str(e).split())[:120]}); pass dtype float32"
+            f"{' or bfloat16' if dtype == torch.float16 else ''}",
+            field="dtype",
         ) from e
 
 

@@ -60,7 +60,7 @@ def read_prompts(path: str | Path) -> list[str]:
     try:
         text = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"cannot read prompts file {str(target)!r}: {e}") from None
+        raise ConfigurationError(f"cannot read prompts file {str(target)!r}: {e}") from e
     prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ConfigurationError(
@@ -95,8 +95,9 @@ class PromptConditioner:
     def _ready(self) -> _Embeddings:
         if self.embeddings is None:
             raise ConfigurationError(
-                "a text-conditioned U-Net needs prompts: pass --prompts FILE (one prompt a "
-                "line) or --embeddings FILE.safetensors (prompt_embeds [P, L, D])"
+                "a text-conditioned U-Net needs prompts: pass prompts FILE (one prompt a "
+                "line) or embeddings FILE.safetensors (prompt_embeds [P, L, D])",
+                field=("prompts", "embeddings"),
             )
         return self.embeddings
 
@@ -151,13 +152,15 @@ class PromptConditioner:
         if negative is not None and guidance <= 1.0:
             raise ConfigurationError(
                 f"a negative prompt acts only with classifier-free guidance, and guidance "
-                f"scale {guidance:g} ≤ 1 turns guidance off; pass --guidance-scale > 1 or "
-                "leave the negative prompt out"
+                f"scale {guidance:g} ≤ 1 turns guidance off; pass guidance_scale > 1 or "
+                "leave the negative prompt out",
+                field="guidance_scale",
             )
         if (prompts is None) == (file is None):
             raise ConfigurationError(
-                "pass exactly one of --prompts FILE (text, one a line) and --embeddings "
-                "FILE.safetensors"
+                "pass exactly one of prompts FILE (text, one a line) and embeddings "
+                "FILE.safetensors",
+                field=("prompts", "embeddings"),
             )
         if file is not None:
             embeddings = _read_embeddings(Path(file).expanduser(), self.info)
@@ -184,7 +187,8 @@ class PromptConditioner:
             raise ConfigurationError(
                 f"guidance needs the empty prompt's embedding and {source!r} has no "
                 "negative_prompt_embeds; add the embedding of \"\" under that key, pass "
-                "--prompts as text, or --guidance-scale 1"
+                "prompts as text, or guidance_scale 1",
+                field=("prompts", "guidance_scale"),
             )
         negative_pooled = None
         if embeddings.pooled is not None:
@@ -224,14 +228,14 @@ def _read_embeddings(path: Path, info: UNetInfo) -> _Embeddings:
     try:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-    except ImportError:
+    except ImportError as e:
         raise ConfigurationError(
             f"reading {str(path)!r} needs the safetensors package: pip install safetensors"
-        ) from None
+        ) from e
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as e:
-        raise ConfigurationError(f"cannot read embeddings file {str(path)!r}: {e}") from None
+        raise ConfigurationError(f"cannot read embeddings file {str(path)!r}: {e}") from e
     if "prompt_embeds" not in tensors:
         raise ConfigurationError(
             f"embeddings file {str(path)!r} has no prompt_embeds (it holds "

@@ -51,7 +51,8 @@ def _pipeline_folder(info: UNetInfo) -> Path:
         wanted = ", ".join(f"{name}/" for part in _parts(info) for name in part)
         raise ConfigurationError(
             f"prompts given as text need the pipeline's {wanted} folders; pass the pipeline "
-            "folder as --model, or precomputed --embeddings"
+            "folder as model, or precomputed embeddings",
+            field=("embeddings", "model"),
         )
     return folder
 
@@ -59,11 +60,12 @@ def _pipeline_folder(info: UNetInfo) -> Path:
 def _transformers() -> Any:
     try:
         import transformers
-    except ImportError:
+    except ImportError as e:
         raise ConfigurationError(
             f"prompts given as text need the transformers package: {SD_EXTRA}; or pass "
-            "precomputed --embeddings FILE.safetensors"
-        ) from None
+            "precomputed embeddings FILE.safetensors",
+            field="embeddings",
+        ) from e
     return transformers
 
 

@@ -261,7 +261,7 @@ def wrap_module(
             raise ModelError(
                 f"{name}'s denoise {_raised(e)}; fix the adapter "
                 "(docs/custom_models.md), then rerun"
-            ) from None
+            ) from e
 
     _probe(net, denoise_fn, sites, shape, math.sqrt(sigma_min * sigma_max))
     return TunableModel(

@@ -121,7 +121,7 @@ def load(
         raise CheckpointError(
             f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: "
             f"{' '.join(str(e).split())[:300]}"
-        ) from None
+        ) from e
     config = net.config
     _check_supported(unet_dir, config)
     out_channels = _prediction_channels(unet_dir, config, scheduler_config)

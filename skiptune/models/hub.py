@@ -92,8 +92,9 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
             errors.GatedRepoError) as e:
         raise CheckpointError(
             f"cannot fetch model {where} from the Hugging Face hub ({type(e).__name__}); check "
-            "the id and --revision, and log in (hf auth login or HF_TOKEN) for a private or "
-            "gated repository"
+            "the id and revision, and log in (hf auth login or HF_TOKEN) for a private or "
+            "gated repository",
+            field="revision",
         ) from e
     except (errors.HfHubHTTPError, OSError) as e:
         raise CheckpointError(

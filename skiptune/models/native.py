@@ -179,12 +179,13 @@ def _read(path: Path, *, trust_pickle: bool) -> Any:
         if not trust_pickle and _refuses_code(e, data):
             raise CheckpointError(
                 f"model file {str(path)!r} contains pickled Python objects, which can run code "
-                "when loaded; it was not loaded. Pass --trust-pickle (trust_pickle=True) only "
-                "if you trust where it came from"
-            ) from None
-        raise _damaged(path, e) from None
+                "when loaded; it was not loaded. Pass trust_pickle=True only if you trust where "
+                "it came from",
+                field="trust_pickle",
+            ) from e
+        raise _damaged(path, e) from e
     except Exception as e:  # damaged bytes make the loaders raise anything
-        raise _damaged(path, e) from None
+        raise _damaged(path, e) from e
 
 
 def _check_checksum(path: Path, payload: dict[str, Any], fingerprint: str) -> None:
@@ -258,7 +259,7 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
     try:
         net = build_net(payload["architecture"], payload["config"])
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} has an invalid config: {e}") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} has an invalid config: {e}") from e
     state = payload["ema"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"checkpoint {str(path)!r}: 'ema' must map names to tensors")
@@ -269,7 +270,7 @@ def _from_payload(path: Path, payload: dict[str, Any], device: torch.device) -> 
         raise CheckpointError(
             f"checkpoint {str(path)!r}: its weights do not match its config ({first}); save it "
             "again with skiptune.models.save_checkpoint from the net that holds these weights"
-        ) from None
+        ) from e
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(

@@ -126,7 +126,9 @@ def _match_channels(images: torch.Tensor, channels: int, *, extractor: str) -> t
         return images.expand(-1, 3, -1, -1)
     raise ConfigurationError(
         f"the {extractor} extractor takes {channels}-channel images, got {have} channels; "
-        "choose features that fit the model's images (e.g. --features inception for RGB)"
+        "choose features that fit the model's images (e.g. objective.features inception for "
+        "RGB)",
+        field="objective.features",
     )
 
 
@@ -501,7 +503,7 @@ class TorchScriptFeatureExtractor:
                 f"feature extractor {self.path} failed on images of shape {tuple(x.shape)} "
                 f"({type(e).__name__}: {reason}); check the resolution and channels it "
                 "declares (its .json) against the network"
-            ) from None
+            ) from e
         if not isinstance(output, torch.Tensor) or output.ndim < 2 or output.shape[0] != len(x):
             raise CheckpointError(
                 f"feature extractor {self.path} must return a tensor [N, D], got "

@@ -262,7 +262,9 @@ class ProxyObjective:
         if reference.feature_dim != extractor.feature_dim:
             raise ConfigurationError(
                 f"reference {reference.source} is {reference.feature_dim}-d but the extractor "
-                f"gives {extractor.feature_dim}-d features; use matching --ref and --features"
+                f"gives {extractor.feature_dim}-d features; use matching objective.reference "
+                "and objective.features",
+                field=("objective.reference", "objective.features"),
             )
         if get_metric(config.metric).needs_reference_features and reference.features is None:
             raise ConfigurationError(
@@ -553,7 +555,8 @@ class ProxyObjective:
         if failed <= 1:
             raise InsufficientMemoryError(
                 f"out of memory on {device} even with one image per batch ({reason}); free "
-                "memory there (other processes?) or choose another device with --device"
+                "memory there (other processes?) or choose another device with device",
+                field="device",
             )
         if device.type == "cuda":
             torch.cuda.empty_cache()       # hand the failed batch's blocks back before retrying
@@ -567,15 +570,17 @@ def _default_reference(model: TunableModel) -> Path:
     name = model.reference
     if not name:
         raise ConfigurationError(
-            "the model carries no default reference statistics; pass --ref (a folder of real "
-            "images or an .npz with mu and sigma) and --features (digits, inception or a "
-            "TorchScript file)"
+            "the model carries no default reference statistics; pass objective.reference (a "
+            "folder of real images or an .npz with mu and sigma) and objective.features "
+            "(digits, inception or a TorchScript file)",
+            field=("objective.reference", "objective.features"),
         )
     path = ASSETS_DIR / str(name)
     if not path.is_file():
         raise ConfigurationError(
             f"the model names reference {name!r}, but {path} does not exist; run "
-            "python -m skiptune.objectives.mnist_reference or pass --ref"
+            "python -m skiptune.objectives.mnist_reference or pass objective.reference",
+            field="objective.reference",
         )
     return path
 

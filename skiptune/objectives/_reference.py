@@ -151,8 +151,9 @@ def _image_files(folder: Path) -> list[Path]:
     except OSError as e:
         raise ConfigurationError(
             f"reference folder {folder} cannot be read ({e.strerror or e}); fix its permissions "
-            "or point --ref at a readable folder of images"
-        ) from None
+            "or point objective.reference at a readable folder of images",
+            field="objective.reference",
+        ) from e
     files = [
         path
         for path in folder.rglob("*")
@@ -173,7 +174,7 @@ def _content_hash(folder: Path, files: Sequence[Path]) -> str:
             raise ConfigurationError(
                 f"reference image {path} cannot be read ({e.strerror or e}); fix its permissions, "
                 "or remove or replace it"
-            ) from None
+            ) from e
     return digest.hexdigest()
 
 
@@ -337,7 +338,8 @@ def _from_folder(
     if not files:
         raise ConfigurationError(
             f"reference folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images; "
-            "point --ref at a folder of real images or an .npz with mu and sigma"
+            "point objective.reference at a folder of real images or an .npz with mu and sigma",
+            field="objective.reference",
         )
     if image_shape is not None:
         # One image, before hashing the folder or computing anything: a 50,000-image folder of
@@ -394,7 +396,7 @@ def _from_npz(
         raise ConfigurationError(
             f"reference {source} is not a readable .npz file ({reason}); pass an .npz with mu "
             "and sigma"
-        ) from None
+        ) from e
     features = arrays.get("features", arrays.get("feats"))
     if "mu" in arrays and "sigma" in arrays:
         mu, sigma = arrays["mu"], arrays["sigma"]
@@ -409,7 +411,8 @@ def _from_npz(
     if need_features and features is None:
         raise ConfigurationError(
             f"reference {source} holds no reference features ('features' or 'feats'), which KID "
-            "needs; use --metric fd, or a folder of reference images"
+            "needs; use objective.metric fd, or a folder of reference images",
+            field="objective.metric",
         )
     extractor = str(arrays["extractor"]) if "extractor" in arrays else None
     if extractor is None and "feature_net" in arrays:
@@ -491,7 +494,8 @@ def _from_cleanfid(
     if not extractor.identity.startswith("inception-clean:"):
         raise ConfigurationError(
             f"clean-fid statistics {spec!r} are Inception-v3 features, but the extractor is "
-            f"{extractor.name!r}; use --features inception"
+            f"{extractor.name!r}; use objective.features inception",
+            field="objective.features",
         )
     name, split, resolution = parts
     filename = f"{name}_clean_{split}_{resolution}{'_kid' if need_features else ''}.npz".lower()
@@ -522,13 +526,15 @@ def _check_matches(statistics: ReferenceStatistics, extractor: FeatureExtractor)
         raise ConfigurationError(
             f"reference {statistics.source} has {statistics.feature_dim}-d statistics but the "
             f"{extractor.name} extractor gives {extractor.feature_dim}-d features; compute the "
-            "reference with the same --features"
+            "reference with the same objective.features",
+            field="objective.features",
         )
     if statistics.extractor is not None and statistics.extractor != extractor.identity:
         raise ConfigurationError(
             f"reference {statistics.source} was computed with extractor "
             f"{statistics.extractor[:60]}, not with {extractor.identity[:60]}; recompute it "
-            "with the same --features"
+            "with the same objective.features",
+            field="objective.features",
         )
 
 
@@ -592,7 +598,8 @@ def load_reference(
         if text == "self" or text.startswith("self:"):
             raise ConfigurationError(
                 f"reference {text!r} is the model's own samples, which need the model; pass it "
-                "to build_objective or search (--ref self), not to load_reference"
+                "to build_objective or search (objective.reference self), not to load_reference",
+                field="objective.reference",
             )
         if text.startswith(CLEANFID_PREFIX):
             statistics = _from_cleanfid(text, extractor, need_features=need_features)

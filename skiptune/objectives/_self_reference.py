@@ -170,7 +170,8 @@ def check_disjoint_seeds(*, seed: int, count: int) -> None:
     if not is_whole(seed) or not is_whole(count) or seed + count > SELF_REFERENCE_SEED:
         raise ConfigurationError(
             f"seeds {seed} … {seed + count - 1} of the trials and validation reach 2**62, where "
-            "the self-reference's seeds begin; pass a smaller --seed"
+            "the self-reference's seeds begin; pass a smaller seed",
+            field="seed",
         )
 
 

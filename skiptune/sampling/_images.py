@@ -137,8 +137,8 @@ def write_samples(
     """
     if schedule is not None and exported is not None:
         raise ConfigurationError(
-            "pass a schedule (--rho-bottom ...) or an export (--from FILE), not both: the "
-            "export carries its own schedule"
+            "an export carries its own schedule: pass schedule or exported, not both",
+            field=("schedule", "exported"),
         )
     check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
     loaded = load_model(model, device=None if device in (None, "auto") else device,
@@ -190,6 +190,7 @@ def _check_budget(found: ExportedSchedule, *, nfe: int | None, sampler: str | No
     if asked and not allowed:
         raise ConfigurationError(
             f"{where} was searched for {found.nfe} NFE with {found.sampler}, and you asked for "
-            f"{' and '.join(asked)}; the best ρ differs per budget: drop --nfe/--sampler, "
-            "search that budget, or pass --allow-other-budget to use it anyway"
+            f"{' and '.join(asked)}; the best ρ differs per budget: drop nfe and sampler, "
+            "search that budget, or pass allow_other_budget=True to use it anyway",
+            field=("allow_other_budget", "nfe", "sampler"),
         )

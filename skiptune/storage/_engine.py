@@ -87,6 +87,7 @@ def retry_connections(engine: Engine, *, seconds: float, display: str) -> None:
                 elapsed = time.monotonic() - started
                 if elapsed >= seconds:
                     where = _host_port(engine.url)
+                    # Not chained: the driver's text may echo the URL with its password.
                     raise StorageError(
                         f"cannot reach the database {display} ({driver_line(e, engine.url)}) "
                         f"after {attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} "
@@ -112,10 +113,10 @@ def resolve_retry_seconds(value: float | None) -> float:
             return DEFAULT_RETRY_SECONDS
         try:
             value = float(text)
-        except ValueError:
+        except ValueError as e:
             raise StorageError(
                 f"{RETRY_ENV} must be a number of seconds such as 15, got {text!r}"
-            ) from None
+            ) from e
     if not math.isfinite(value) or value < 0:
         raise StorageError(f"the connection retry time must be ≥ 0 seconds, got {value}")
     return float(value)
@@ -221,9 +222,10 @@ def check_sqlite_path(url: URL, *, read_only: bool = False) -> None:
     except OSError as e:
         # A name longer than the file system allows (ENAMETOOLONG), a loop of links...
         raise StorageError(
-            f"--db {str(url.database)[:80]!r}… cannot be used ({e.strerror or e}); pass a "
-            "shorter path such as skiptune.db"
-        ) from None
+            f"db {str(url.database)[:80]!r}… cannot be used ({e.strerror or e}); pass a "
+            "shorter path such as skiptune.db",
+            field="db",
+        ) from e
 
 def _check_sqlite_file(url: URL, *, read_only: bool) -> None:
     database = url.database
@@ -234,7 +236,8 @@ def _check_sqlite_file(url: URL, *, read_only: bool) -> None:
         )
     path = Path(database)
     if path.is_dir():
-        raise StorageError(f"--db {str(path)!r} is a folder; pass a file path such as skiptune.db")
+        raise StorageError(f"db {str(path)!r} is a folder; pass a file path such as skiptune.db",
+                           field="db")
     if not path.parent.is_dir():
         raise StorageError(
             f"the folder of the database {str(path)!r} does not exist; create it or pass "
@@ -244,18 +247,21 @@ def _check_sqlite_file(url: URL, *, read_only: bool) -> None:
         if not path.exists():
             raise NoSkiptuneDatabaseError(
                 f"no database at {str(path)!r}; run skiptune-search first, or pass the "
-                "database it wrote with --db"
+                "database it wrote with db",
+                field="db",
             )
         if path.stat().st_size == 0:
             raise NoSkiptuneDatabaseError(
                 f"{str(path)!r} is an empty file, not a skiptune database; pass the database "
-                "skiptune-search wrote with --db"
+                "skiptune-search wrote with db",
+                field="db",
             )
         return
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StorageError(
             f"the database {str(path)!r} is read-only or unreadable for you, and skiptune "
-            "writes to it (trials, locks); copy it to a writable folder and pass the copy with --db"
+            "writes to it (trials, locks); copy it to a writable folder and pass the copy with db",
+            field="db",
         )
     if not path.exists() and not os.access(path.parent, os.W_OK):
         raise StorageError(

@@ -23,7 +23,7 @@ def file_lock(path: Path) -> Iterator[None]:
     try:
         handle = open(path, "a+")  # noqa: SIM115 (held for the lock's lifetime)
     except OSError as e:
-        raise StorageError(f"cannot create the lock file {str(path)!r}: {e.strerror}") from None
+        raise StorageError(f"cannot create the lock file {str(path)!r}: {e.strerror}") from e
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -51,4 +51,5 @@ def row_lock(
             connection.execute(select(LockRow.name).where(LockRow.name == name).with_for_update())
             yield
     except sqlalchemy.exc.SQLAlchemyError as e:
+        # Not chained: the driver's text may echo the URL with its password.
         raise translate(e) from None

@@ -62,7 +62,8 @@ def refuse_foreign_sqlite(path: Path, display: str) -> None:
     if _foreign_tables(tables) and SchemaVersionRow.__tablename__ not in tables:
         raise StorageError(
             f"{display} is not a skiptune or Optuna database ({_describe(tables)}); pass a new "
-            "path with --db, e.g. skiptune.db"
+            "path with db, e.g. skiptune.db",
+            field="db",
         )
 
 def check_readable_schema(engine: Engine, display: str, *, optuna_only: bool = False) -> None:
@@ -79,7 +80,8 @@ def check_readable_schema(engine: Engine, display: str, *, optuna_only: bool = F
         if SchemaVersionRow.__tablename__ not in tables:
             raise NoSkiptuneDatabaseError(
                 f"{display} is not a skiptune database ({_describe(tables)}); "
-                "pass the database skiptune-search wrote with --db"
+                "pass the database skiptune-search wrote with db",
+                field="db",
             )
         row = connection.execute(
             select(SchemaVersionRow.version, SchemaVersionRow.skiptune_version)
@@ -108,7 +110,8 @@ def prepare_schema(engine: Engine, display: str) -> None:
             # Adding 18 tables to another application's file is not ours to do.
             raise StorageError(
                 f"{display} is not a skiptune or Optuna database "
-                f"({_describe(tables)}); pass a new path with --db, e.g. skiptune.db"
+                f"({_describe(tables)}); pass a new path with db, e.g. skiptune.db",
+                field="db",
             )
         stored: int | None = None
         if SchemaVersionRow.__tablename__ in tables:

@@ -125,7 +125,7 @@ class Storage:
         except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, optuna.exceptions.OptunaError) as e:
             raise StorageError(
                 f"cannot open Optuna's tables in {self.display_url}: {driver_line(e, self.url)}"
-            ) from None
+            ) from None   # not chained: the driver's text may echo the URL with its password
         if not self.is_sqlite:
             retry_connections(storage.engine, seconds=self.retry_seconds,
                                display=self.display_url)
@@ -138,6 +138,7 @@ class Storage:
             with self.engine.connect() as connection:
                 return "version_info" in sqlalchemy.inspect(connection).get_table_names()
         except sqlalchemy.exc.SQLAlchemyError as e:
+            # Not chained: the driver's text may echo the URL with its password.
             raise self.database_error(e) from None
 
     def dispose(self) -> None:
@@ -170,6 +171,7 @@ class Storage:
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.SQLAlchemyError as e:
+            # Not chained: the driver's text may echo the URL with its password.
             raise self.database_error(e) from None
 
     @contextlib.contextmanager
@@ -277,7 +279,8 @@ def open_storage(
         if must_exist and not Path(str(parsed.database)).exists():
             raise StorageError(
                 f"no database at {parsed.database!r}; run skiptune-search first, or pass the "
-                "database it wrote with --db"
+                "database it wrote with db",
+                field="db",
             )
     seconds = resolve_retry_seconds(retry_seconds)
     try:
@@ -289,8 +292,9 @@ def open_storage(
         raise StorageError(
             f"no database driver for {display} ({driver_line(e, parsed)}); for PostgreSQL install "
             "psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://"
-        ) from None
+        ) from None   # not chained: the driver's text may echo the URL with its password
     except sqlalchemy.exc.ArgumentError as e:
+        # Not chained: the driver's text may echo the URL with its password.
         raise StorageError(f"invalid database URL {display}: {driver_line(e)}") from None
     try:
         if read_only:
@@ -309,12 +313,15 @@ def open_storage(
         reason = driver_line(e, parsed)
         if storage.is_sqlite and "file is not a database" in reason:
             raise StorageError(
-                f"{parsed.database!r} is not a SQLite database; pass another path with --db"
-            ) from None
+                f"{parsed.database!r} is not a SQLite database; pass another path with db",
+                field="db",
+            ) from e
         if storage.is_sqlite and ("unable to open" in reason or "readonly" in reason):
             raise StorageError(
                 f"cannot write the database {parsed.database!r} ({reason}): its place is "
-                "read-only; pass a path in a writable folder with --db"
-            ) from None
+                "read-only; pass a path in a writable folder with db",
+                field="db",
+            ) from e
+        # Not chained: a server driver's text may echo the URL with its password.
         raise StorageError(f"cannot open the database {display}: {reason}") from None
     return storage

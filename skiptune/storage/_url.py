@@ -35,7 +35,7 @@ def normalise_url(url: str | Path | None) -> URL:
             f"cannot parse the database URL {_mask_text(text)!r} ({type(e).__name__}); pass a "
             "path such as skiptune.db, or a URL such as sqlite:///skiptune.db or "
             "postgresql+psycopg://user@host/db"
-        ) from None
+        ) from None   # not chained: SQLAlchemy's text quotes the URL with its password
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         database = str(Path(parsed.database).expanduser().resolve())
         parsed = parsed.set(database=database)

@@ -111,7 +111,7 @@ def test_one_image_that_does_not_fit_is_one_clear_error(
     with pytest.raises(InsufficientMemoryError, match="even with one image per batch") as info:
         _objective(demo_model, 4).evaluate(SCHEDULE)
     assert tried == [4, 2, 1]
-    assert "\n" not in str(info.value) and "--device" in str(info.value)
+    assert "\n" not in str(info.value) and "another device with device" in str(info.value)
 
 
 def test_the_search_fails_and_requeues_a_trial_that_never_fits(

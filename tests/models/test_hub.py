@@ -137,7 +137,7 @@ def test_an_id_missing_from_the_cache_offline_is_one_line(hub_cache: Path) -> No
 
 
 def test_revision_of_a_local_folder_is_refused(setup: dict[str, Path]) -> None:
-    with pytest.raises(ConfigurationError, match="--revision applies to a Hugging Face hub id"):
+    with pytest.raises(ConfigurationError, match=r"^revision applies to a Hugging Face hub id"):
         load_model(setup["unet"], device="cpu", revision="main")
 
 

@@ -228,15 +228,15 @@ def test_pickle_carrying_code_is_refused_and_runs_nothing(tmp_path: Path) -> Non
     torch.save({"format": "skiptune-checkpoint", "evil": _Payload(marker)}, tmp_path / "evil.pt")
     with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump(_Payload(marker), f)
-    _one_line_error(tmp_path / "evil.pt", "trust-pickle")
-    _one_line_error(tmp_path / "evil.pkl", "trust-pickle")
+    _one_line_error(tmp_path / "evil.pt", "trust_pickle=True")
+    _one_line_error(tmp_path / "evil.pkl", "trust_pickle=True")
     assert not marker.exists()
 
 
 def test_trusted_pickle_of_a_skiptune_net_loads_only_when_asked(tmp_path: Path) -> None:
     net = _randomised_net()
     torch.save(net, tmp_path / "module.pt")
-    _one_line_error(tmp_path / "module.pt", "trust-pickle")
+    _one_line_error(tmp_path / "module.pt", "trust_pickle=True")
     model = load_model(tmp_path / "module.pt", device="cpu", trust_pickle=True)
     x, sigma = _batch()
     assert torch.equal(model.denoise(x, sigma), net(x, sigma))

@@ -139,4 +139,4 @@ def test_a_dtype_the_device_cannot_run_is_one_line(monkeypatch: pytest.MonkeyPat
         load_model(DEMO_CHECKPOINT, device="cpu", dtype="float16")
     text = str(error.value)
     assert "\n" not in text and "float16 does not run on cpu" in text
-    assert "--dtype float32 or bfloat16" in text
+    assert "pass dtype float32 or bfloat16" in text

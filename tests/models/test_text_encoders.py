@@ -192,4 +192,4 @@ def test_a_pipeline_without_its_text_encoder_is_one_line(tmp_path: Path) -> None
     with pytest.raises(ConfigurationError) as error:
         with_prompts(folder, tmp_path)
     text = str(error.value)
-    assert "\n" not in text and "text_encoder/" in text and "--embeddings" in text
+    assert "\n" not in text and "text_encoder/" in text and "precomputed embeddings" in text

@@ -68,7 +68,8 @@ def test_config_from_dict_refuses_unknown_and_missing_keys() -> None:
 
 def test_model_without_a_reference_asks_for_ref_and_features(demo_model: TunableModel) -> None:
     bare = dataclasses.replace(demo_model, reference=None)
-    with pytest.raises(ConfigurationError, match=r"pass --ref .* and --features"):
+    with pytest.raises(ConfigurationError,
+                       match=r"pass objective\.reference .* and objective\.features"):
         objective(bare)
 
 

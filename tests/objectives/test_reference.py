@@ -153,7 +153,7 @@ def test_cleanfid_statistics_not_available_offline(tmp_path: Path, digits) -> No
     message = str(error.value)
     assert "cifar10_clean_train_32.npz" in message
     assert "https://www.cs.cmu.edu/~clean-fid/stats/cifar10_clean_train_32.npz" in message
-    with pytest.raises(ConfigurationError, match="use --features inception"):
+    with pytest.raises(ConfigurationError, match=r"use objective\.features inception"):
         load_reference("cleanfid:cifar10/train/32", digits)
     with pytest.raises(ConfigurationError, match="must read cleanfid:NAME/SPLIT/RES"):
         load_reference("cleanfid:cifar10", InceptionLike())

@@ -146,6 +146,6 @@ def test_reference_seeds_are_disjoint_from_trial_and_validation_seeds(tmp_path: 
     db = tmp_path / "studies.db"
     near = SearchConfig(nfe=[3], trials=2, seed=SELF_REFERENCE_SEED - 100,
                         objective=config.objective)
-    with pytest.raises(ConfigurationError, match=r"reach 2\*\*62.*pass a smaller --seed"):
+    with pytest.raises(ConfigurationError, match=r"reach 2\*\*62.*pass a smaller seed$"):
         search(DEMO, near, db=db, device="cpu")
     assert not db.exists()

@@ -68,7 +68,7 @@ def test_grid_searches_rho_only() -> None:
 
 def test_freeu_needs_a_model_with_freeu_stages(demo_model) -> None:
     assert demo_model.freeu_stages == ()
-    with pytest.raises(ConfigurationError, match="--space rho"):
+    with pytest.raises(ConfigurationError, match=r"space\.kind rho"):
         _space_for(demo_model, SearchSpace(kind="freeu"))
     assert _space_for(demo_model, SearchSpace()) == SearchSpace()
 

@@ -41,6 +41,6 @@ def test_batched_trials_measure_what_sequential_trials_measure(tmp_path: Path) -
 
 
 def test_fewer_than_one_candidate_is_refused_before_any_write(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="--parallel-candidates must be"):
+    with pytest.raises(ConfigurationError, match=r"^parallel_candidates must be"):
         search(DEMO, SearchConfig(parallel_candidates=0, **OPTIONS), db=tmp_path / "s.db")
     assert not (tmp_path / "s.db").exists()

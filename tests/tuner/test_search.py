@@ -115,7 +115,8 @@ def test_a_mismatched_resume_is_refused_naming_the_fields(tmp_path: Path) -> Non
     search(DEMO, config, db=db, device="cpu")
     with pytest.raises(ConfigurationError) as info:
         search(DEMO, dataclasses.replace(config, seed=1), db=db, device="cpu")
-    assert "objective.seed: 0 → 1" in str(info.value) and "--study" in str(info.value)
+    text = str(info.value)
+    assert "objective.seed: 0 → 1" in text and "study group (group NAME)" in text
     with pytest.raises(ConfigurationError, match=r"objective\.rungs"):
         search(DEMO, dataclasses.replace(config, objective=ObjectiveSettings(rungs=(8, 32))),
                db=db, device="cpu")

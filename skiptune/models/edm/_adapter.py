@@ -72,7 +72,8 @@ class ClassLabels:
         if not labels or bad:
             raise ConfigurationError(
                 f"class labels must be whole numbers in 0..{self.label_dim - 1} for this model's "
-                f"{self.label_dim} classes, got {labels}; pass e.g. --class-labels 3 or 1,5,7"
+                f"{self.label_dim} classes, got {labels}; pass e.g. class_labels 3 or 1,5,7",
+                field="class_labels",
             )
         return ClassLabels(self.label_dim, sorted(set(labels)))
 
@@ -102,7 +103,7 @@ def build_network(
         raise CheckpointError(
             f"{class_name} records arguments skiptune's EDM networks do not take "
             f"({type(e).__name__}: {e})"
-        ) from None
+        ) from e
 
 
 def _sigma_range(net: _Precond) -> tuple[float, float]:

@@ -381,7 +381,7 @@ def _unpickle(path: Path) -> Any:
         reason = first_line(e)[:160]
         raise CheckpointError(
             f"{where} is truncated or damaged ({reason}); copy or download it again"
-        ) from None
+        ) from e
 
 
 _MAX_DEPTH = 32
@@ -513,7 +513,7 @@ def read_snapshot(path: str | Path) -> EDMSnapshot:
         raise CheckpointError(
             f"EDM snapshot {str(path)!r} is malformed ({type(e).__name__}: {e}); pass a "
             "network-snapshot-*.pkl written by EDM's training loop"
-        ) from None
+        ) from e
 
 
 def _snapshot_of(path: Path, payload: Any) -> EDMSnapshot:

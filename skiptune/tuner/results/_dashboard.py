@@ -34,7 +34,7 @@ def serve_dashboard(
     from skiptune.storage import artifact_folder
 
     if not 0 < port < 65536:
-        raise ConfigurationError(f"--port must lie in 1..65535, got {port}")
+        raise ConfigurationError(f"port must lie in 1..65535, got {port}", field="port")
     with reading_storage(db) as storage:
         folder = artifact_folder(storage.url, artifacts)
         store = FileSystemArtifactStore(str(folder)) if folder and folder.is_dir() else None

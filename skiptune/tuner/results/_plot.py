@@ -54,10 +54,10 @@ def plot_front(
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
+    except ImportError as e:
         raise ConfigurationError(
             "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
-        ) from None
+        ) from e
     with reading_storage(db) as storage:
         reports = front_report(storage, group=group)
         if not reports:

@@ -111,7 +111,8 @@ def check_stored_study(study: optuna.Study, config: StudyConfig, *, display: str
     if stored is None:
         raise ConfigurationError(
             f"study {name} in {display} was not created by skiptune; pass "
-            "another study group (--study) or another database"
+            "another study group (group) or another database",
+            field="group",
         )
     requested = config.to_dict()
     differences = config_differences(stored, requested)
@@ -119,7 +120,8 @@ def check_stored_study(study: optuna.Study, config: StudyConfig, *, display: str
         raise ConfigurationError(
             f"study {name} in {display} was searched with other settings "
             f"({describe_differences(stored, requested, differences)}); rerun with the "
-            "stored settings, or pass another study group (--study NAME) for a separate study"
+            "stored settings, or pass another study group (group NAME) for a separate study",
+            field="group",
         )
 
 

@@ -96,7 +96,7 @@ def _database_errors(storage: Storage) -> Iterator[None]:
     try:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-        raise storage.database_error(e) from None
+        raise storage.database_error(e) from None   # the driver's text may hold a password
 
 
 def plan_study(
@@ -113,8 +113,8 @@ def plan_study(
     """
     reason = not_images_reason(model)
     if reason is not None and config.objective.features in (None, "digits", "inception"):
-        raise ConfigurationError(f"{reason}, or --features with a network of yours that takes "
-                                 "them")
+        raise ConfigurationError(f"{reason}, or objective.features with a network of yours "
+                                 "that takes them", field="objective.features")
     objective_config = config.objective.for_budget(
         sampler=sampler or config.samplers[0], nfe=nfe, seed=config.seed,
         default_features=model.default_features,
@@ -194,8 +194,9 @@ def _space_for(
         return space
     if not model.freeu_stages:
         raise ConfigurationError(
-            f"--space {space.kind} needs FreeU stages, and this {model.family} model has none "
-            "that skiptune knows; search ρ only (--space rho)"
+            f"space.kind {space.kind} needs FreeU stages, and this {model.family} model has "
+            "none that skiptune knows; search ρ only (space.kind rho)",
+            field="space.kind",
         )
     if space.freeu_known is not None:
         return space
@@ -216,7 +217,8 @@ def _steps_for(
     if get_sampler(sampler).grid != "karras":
         raise ConfigurationError(
             f"{sampler} walks the model's training timesteps, so its steps cannot "
-            "be searched; drop steps from --space or choose a sampler such as heun"
+            "be searched; drop steps from space.kind or choose a sampler such as heun",
+            field="space.kind",
         )
     sigma_min = space.steps_sigma_min or (low, min(50 * low, high / 10))
     sigma_max = space.steps_sigma_max or (high / 4, high)
@@ -277,15 +279,17 @@ def search(
             f"search takes a SearchConfig, e.g. SearchConfig(nfe=9), got {type(config).__name__}"
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}")
+        raise ConfigurationError(f"workers must be a whole number ≥ 1, got {workers!r}",
+                                 field="workers")
     # Everything that can be checked without the database is checked before it is opened:
     # a mistake then leaves an existing database untouched and creates no new one.
     url = db.url if isinstance(db, Storage) else normalise_url(db)
     if workers > 1 and url.get_backend_name() == "sqlite":
         raise ConfigurationError(
             f"{workers} workers cannot share SQLite ({mask_url(url)}): it lets one "
-            "process write at a time; use PostgreSQL, e.g. --db "
-            "postgresql+psycopg://user@host/db, or --workers 1"
+            "process write at a time; use PostgreSQL, e.g. db "
+            "postgresql+psycopg://user@host/db, or workers 1",
+            field=("db", "workers"),
         )
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle,
@@ -409,7 +413,8 @@ def _measured(summaries: list[StudySummary]) -> None:
             raise NonFiniteSampleError(
                 f"every trial of {s.study_name} ({s.failed} of {s.finished}, ρ = 1 included) "
                 "sampled NaN or inf: the model itself returns non-finite values; check its "
-                "weights and its denoise output, then search again with another --study"
+                "weights and its denoise output, then search again with another group",
+                field="group",
             )
 
 

@@ -230,10 +230,10 @@ def make_sampler(
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
-        except ImportError:
+        except ImportError as e:
             raise ConfigurationError(
                 "the cmaes optimizer needs the cmaes package: pip install cmaes"
-            ) from None
+            ) from e
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)

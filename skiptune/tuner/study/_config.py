@@ -43,8 +43,8 @@ steps (its exponent and ends, see ``skiptune.steps``), or several of them at onc
 def _check_range(name: str, bounds: Sequence[float]) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be two numbers low,high; got {bounds!r}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError(f"{name} must be two numbers low,high; got {bounds!r}") from e
     if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or low >= high:
         raise ConfigurationError(
             f"{name} must be finite numbers with 0 ≤ low < high, got {low},{high}; "
@@ -136,16 +136,20 @@ class SearchSpace:
         if self.sigma_window is not None:
             try:
                 low, high = (float(v) for v in self.sigma_window)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as e:
                 raise ConfigurationError(
-                    f"--sigma-window must be two numbers low,high; got {self.sigma_window!r}"
-                ) from None
+                    "space.sigma_window must be two numbers low,high; got "
+                    f"{self.sigma_window!r}",
+                    field="space.sigma_window",
+                ) from e
             if not self.searches_rho:
                 raise ConfigurationError(
-                    "a σ window scales ρ; pass a --space with rho, e.g. rho or rho+steps")
+                    "a σ window scales ρ; pass a space.kind with rho, e.g. rho or rho+steps",
+                    field="space.kind")
             if low <= 0:
                 raise ConfigurationError(
-                    f"--sigma-window is searched on a log scale and needs 0 < low, got {low:g}"
+                    f"space.sigma_window is searched on a log scale and needs 0 < low, got {low:g}",
+                    field="space.sigma_window",
                 )
             object.__setattr__(self, "sigma_window", check_sigma_window(low, high))
         self._check_steps()
@@ -155,10 +159,10 @@ class SearchSpace:
         for name in ("steps_exponent", "steps_sigma_min", "steps_sigma_max"):
             bounds = getattr(self, name)
             if bounds is not None:
-                low, high = _check_range(f"--{name.replace('_', '-')} range", bounds)
+                low, high = _check_range(f"{name} range", bounds)
                 if low <= 0:
                     raise ConfigurationError(
-                        f"--{name.replace('_', '-')} is searched on a log scale and needs "
+                        f"{name} is searched on a log scale and needs "
                         f"0 < low, got {low:g}"
                     )
                 object.__setattr__(self, name, (low, high))
@@ -316,7 +320,8 @@ def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
         raise ConfigurationError(
             f"a rung of {largest:,} samples is above {MAX_RUNG:,} (FID-50k, the usual "
             "largest); it would sample for a very long time and hold every image's features "
-            "in memory: pass e.g. --rungs 64,256, or --allow-large-rungs if you mean it"
+            "in memory: pass e.g. objective.rungs 64,256, or allow_large_rungs=True if you mean it",
+            field=("objective.rungs", "allow_large_rungs"),
         )
 
 
@@ -325,9 +330,10 @@ def check_validation_samples(num_samples: int, *, allowed: bool) -> None:
     features are held in memory at once, after every trial has run."""
     if num_samples > MAX_RUNG and not allowed:
         raise ConfigurationError(
-            f"--validation-n {num_samples:,} is above {MAX_RUNG:,} images (FID-50k, the usual "
-            "largest); their features would not fit in memory once the trials have run: pass "
-            "e.g. --validation-n 1024, or --allow-large-rungs if you mean it"
+            f"validation.num_samples {num_samples:,} is above {MAX_RUNG:,} images (FID-50k, the "
+            "usual largest); their features would not fit in memory once the trials have run: "
+            "pass e.g. validation.num_samples 1024, or allow_large_rungs=True if you mean it",
+            field=("validation.num_samples", "allow_large_rungs"),
         )
 
 
@@ -336,9 +342,10 @@ def check_seeds(seed: int, *, count: int) -> None:
     seed a generator takes, :data:`~skiptune.sampling.MAX_SEED` (2**63 − 1)."""
     if seed + count > MAX_SEED:
         raise ConfigurationError(
-            f"--seed {seed} is too large: the search's {count:,} samples take seeds {seed} "
-            f"… {seed + count - 1}, and seeds stop at 2**63 − 1; pass a --seed below "
-            f"{MAX_SEED - count + 1}"
+            f"seed {seed} is too large: the search's {count:,} samples take seeds {seed} "
+            f"… {seed + count - 1}, and seeds stop at 2**63 − 1; pass a seed below "
+            f"{MAX_SEED - count + 1}",
+            field="seed",
         )
 
 
@@ -346,9 +353,11 @@ def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
     """Refuse a grace period under two heartbeats: live trials would be failed as stale."""
     if grace_period < 2 * heartbeat_interval:
         raise ConfigurationError(
-            f"--grace {grace_period} is under two heartbeats (--heartbeat "
+            f"grace_period {grace_period} is under two heartbeats (heartbeat_interval "
             f"{heartbeat_interval}): a running trial would be declared stale between its "
-            f"heartbeats and run twice; pass --grace {max(3 * heartbeat_interval, 30)} or more"
+            f"heartbeats and run twice; pass grace_period {max(3 * heartbeat_interval, 30)} or "
+            "more",
+            field=("grace_period", "heartbeat_interval"),
         )
 
 
@@ -364,8 +373,9 @@ def _check_search(*, trials: int, optimizer: str, space: SearchSpace) -> None:
         return
     if space.kind != "rho":
         raise ConfigurationError(
-            "the grid optimizer searches ρ only; pass --space rho or another optimizer "
-            "(tpe, gp, cmaes, random) for FreeU"
+            "the grid optimizer searches ρ only; pass space.kind rho or another optimizer "
+            "(tpe, gp, cmaes, random) for FreeU",
+            field="space.kind",
         )
     if space.sigma_window is not None:
         raise ConfigurationError(
@@ -374,7 +384,8 @@ def _check_search(*, trials: int, optimizer: str, space: SearchSpace) -> None:
     if "power" in space.shapes:
         raise ConfigurationError(
             "the grid optimizer cannot search the power shape's continuous exponent; pass "
-            "shapes without power (e.g. --shapes linear,cosine) or another optimizer"
+            "shapes without power (e.g. space.shapes linear,cosine) or another optimizer",
+            field="space.shapes",
         )
 
 
@@ -460,8 +471,9 @@ class SearchConfig:
             check_group(self.group)
         if not is_whole(self.parallel_candidates) or self.parallel_candidates < 1:
             raise ConfigurationError(
-                "--parallel-candidates must be a whole number ≥ 1, got "
-                f"{self.parallel_candidates!r}"
+                "parallel_candidates must be a whole number ≥ 1, got "
+                f"{self.parallel_candidates!r}",
+                field="parallel_candidates",
             )
         check_heartbeat(self.heartbeat_interval, self.grace_period)
         check_rungs(self.objective.rungs, allowed=self.allow_large_rungs)

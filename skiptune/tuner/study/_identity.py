@@ -36,7 +36,8 @@ def check_group(group: str) -> None:
     if not isinstance(group, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", group):
         raise ConfigurationError(
             f"study group {group!r} must be 1–64 letters, digits, '_', '.' or '-', starting with "
-            "a letter or digit; pass e.g. --study mymodel"
+            "a letter or digit; pass e.g. group mymodel",
+            field="group",
         )
 
 
