@@ -65,7 +65,7 @@ from skiptune.objectives import (
     bootstrap_values,
     build_objective,
 )
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, ValidationSettings, quiet_optuna, search
 from skiptune.tuner.study import role_of, schedule_from_params
@@ -73,14 +73,14 @@ from skiptune.tuner.study import role_of, schedule_from_params
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 PAPER_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)     # ρ_bottom, ρ_top = 1
 ADAPTIVE = (64, 128, 256, 512)                              # adaptive validation's sizes
-BASELINE = RhoSchedule(rho_bottom=1.0, rho_top=1.0)
+BASELINE = TuningSchedule(rho_bottom=1.0, rho_top=1.0)
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-def key_of(schedule: RhoSchedule) -> str:
+def key_of(schedule: TuningSchedule) -> str:
     """A short stable name of a schedule, for file names."""
     text = json.dumps(schedule.to_dict(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -116,7 +116,7 @@ class Trial:
     number: int
     images: int
     value: float | None                  # proxy value at the last rung; None unless complete
-    schedule: RhoSchedule
+    schedule: TuningSchedule
     role: str
 
 
@@ -142,7 +142,7 @@ def run_search(args: argparse.Namespace, strategy: Strategy, seed: int, out: Pat
     """The trials of one search run to --budget images, from DIR/runs when already done."""
     path = out / "runs" / f"{strategy.name}-seed{seed}.json"
     if path.exists():
-        return [Trial(t["number"], t["images"], t["value"], RhoSchedule.from_dict(t["schedule"]),
+        return [Trial(t["number"], t["images"], t["value"], TuningSchedule.from_dict(t["schedule"]),
                       t["role"]) for t in json.loads(path.read_text())["trials"]]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -180,16 +180,16 @@ def prefix(trials: Sequence[Trial], images: int) -> list[Trial]:
     return kept
 
 
-def ranked(trials: Sequence[Trial]) -> list[RhoSchedule]:
+def ranked(trials: Sequence[Trial]) -> list[TuningSchedule]:
     """Distinct schedules of the complete trials, best proxy value first."""
-    seen: dict[str, RhoSchedule] = {}
+    seen: dict[str, TuningSchedule] = {}
     for trial in sorted((t for t in trials if t.value is not None and math.isfinite(t.value)),
                         key=lambda t: (t.value, t.number)):
         seen.setdefault(key_of(trial.schedule), trial.schedule)
     return list(seen.values())
 
 
-def is_identity(schedule: RhoSchedule) -> bool:
+def is_identity(schedule: TuningSchedule) -> bool:
     """ρ = 1 at every skip (whatever the shape) and no FreeU: the model unchanged."""
     return schedule.rho_bottom == schedule.rho_top == 1.0 and schedule.freeu is None
 
@@ -206,7 +206,7 @@ class Scores:
         self.check = self.truth.for_validation(num_samples=max(ADAPTIVE + args.sizes),
                                                seed=args.validation_seed)
 
-    def large_n(self, schedule: RhoSchedule) -> float:
+    def large_n(self, schedule: TuningSchedule) -> float:
         path = self.out / "truth" / f"{key_of(schedule)}.json"
         if path.exists():
             return float(json.loads(path.read_text())["fd"])
@@ -221,7 +221,7 @@ class Scores:
             f"({time.perf_counter() - tick:.0f} s)")
         return value
 
-    def features(self, schedule: RhoSchedule) -> np.ndarray:
+    def features(self, schedule: TuningSchedule) -> np.ndarray:
         path = self.out / "validation" / f"{key_of(schedule)}.npy"
         if path.exists():
             return np.load(path)
@@ -232,21 +232,23 @@ class Scores:
         os.replace(path.with_suffix(".partial.npy"), path)
         return evaluation.features
 
-    def validated(self, schedule: RhoSchedule, size: int) -> float:
+    def validated(self, schedule: TuningSchedule, size: int) -> float:
         return float(self.check.score(self.features(schedule)[:size]))
 
 
-def describe(schedule: RhoSchedule) -> str:
+def describe(schedule: TuningSchedule) -> str:
     shape = schedule.shape if schedule.shape != "power" else f"power{schedule.gamma:.2g}"
     return f"ρ {schedule.rho_bottom:.3f}→{schedule.rho_top:.3f} {shape}"
 
 
-def validate(scores: Scores, candidates: list[RhoSchedule], size: int) -> RhoSchedule:
+def validate(scores: Scores, candidates: list[TuningSchedule], size: int) -> TuningSchedule:
     """The candidate (ρ = 1 among them) with the lowest value at ``size`` validation images."""
     return min(candidates, key=lambda s: scores.validated(s, size))
 
 
-def validate_adaptively(scores: Scores, candidates: list[RhoSchedule]) -> tuple[RhoSchedule, int]:
+def validate_adaptively(
+    scores: Scores, candidates: list[TuningSchedule]
+) -> tuple[TuningSchedule, int]:
     """(choice, images per candidate): sizes double until the paired 95 % interval of the best
     minus the runner-up excludes zero, or the largest size is reached."""
     for size in ADAPTIVE:
@@ -263,7 +265,7 @@ def validate_adaptively(scores: Scores, candidates: list[RhoSchedule]) -> tuple[
 
 def paper_line(args: argparse.Namespace, scores: Scores) -> dict[str, Any]:
     """The paper's 8-point sweep: its best large-N FD and images, from --paper-from or measured."""
-    sweep = [RhoSchedule(rho_bottom=b, rho_top=1.0) for b in PAPER_SWEEP]
+    sweep = [TuningSchedule(rho_bottom=b, rho_top=1.0) for b in PAPER_SWEEP]
     if args.paper_from is not None:
         measured = json.loads(args.paper_from.read_text())
         same = (measured["nfe"], measured["large_n"], measured["truth_seed"]) == (

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from skiptune import RhoSchedule, initial_noise, load_model, sample
+from skiptune import TuningSchedule, initial_noise, load_model, sample
 from skiptune.data.mnist import load_mnist, split_indices
 from skiptune.objectives import ObjectiveConfig, build_objective, load_feature_extractor
 
@@ -59,7 +59,7 @@ def classifier_report(model, *, num_samples: int, batch_size: int, device: torch
     }
 
 
-def fid(model, schedule: RhoSchedule, *, sampler: str, nfe: int, num_samples: int, batch: int,
+def fid(model, schedule: TuningSchedule, *, sampler: str, nfe: int, num_samples: int, batch: int,
         device: torch.device) -> float:
     config = ObjectiveConfig(sampler=sampler, nfe=nfe, rungs=(num_samples,), batch_size=batch)
     return build_objective(model, config, device=device).evaluate(schedule).value
@@ -93,7 +93,7 @@ def main() -> None:
     report["fid_rho1"] = curve
     for sampler, budgets in (("heun", (5, 9, 15, 35)), ("dpmpp_2m", (5, 9, 15))):
         for nfe in budgets:
-            value = fid(model, RhoSchedule.identity(), sampler=sampler, nfe=nfe, num_samples=n,
+            value = fid(model, TuningSchedule.identity(), sampler=sampler, nfe=nfe, num_samples=n,
                         batch=b, device=device)
             curve[f"{sampler}@{nfe}"] = round(value, 3)
             keep()
@@ -104,7 +104,7 @@ def main() -> None:
         if rho_bottom == 1.0:    # ρ = 1 everywhere: the curve's Heun 9 NFE point, same seeds
             value = curve["heun@9"]
         else:
-            value = fid(model, RhoSchedule(rho_bottom, 1.0), sampler="heun", nfe=9,
+            value = fid(model, TuningSchedule(rho_bottom, 1.0), sampler="heun", nfe=9,
                         num_samples=n, batch=b, device=device)
         sweep[f"{rho_bottom:.1f}"] = round(value, 3)
         keep()

@@ -35,7 +35,7 @@ import torch
 
 from skiptune.models.edm import EDMPrecond, wrap_network
 from skiptune.sampling import initial_noise, sample
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
 # EDM's train.py presets (--arch ddpmpp --cond 0 / ImageNet-64 --arch adm), as released.
@@ -88,7 +88,7 @@ def time_trial(model, *, n: int, batch_size: int, nfe: int) -> tuple[float, floa
     _sync(device)
     started = time.perf_counter()
     with (_forward_clock(model.net, device) as inside,
-          skip_tuning(model, RhoSchedule(rho_bottom=0.6, rho_top=1.0))):
+          skip_tuning(model, TuningSchedule(rho_bottom=0.6, rho_top=1.0))):
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             noise = initial_noise(count, model.image_shape, seed=0, start=start)

@@ -23,7 +23,7 @@ from skiptune.demo.train import DEMO_CONFIG, TrainSettings, _training_images, ed
 from skiptune.models import load_model
 from skiptune.models.native import build_net
 from skiptune.sampling import initial_noise, sample
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
 
@@ -86,10 +86,11 @@ def main() -> None:
     model = load_model(checkpoint, device="cuda")
     noise = initial_noise(256, model.image_shape, seed=0).to(device)
     plain = sample(model, noise, sampler="heun", nfe=9)
-    with skip_tuning(model, RhoSchedule.identity()):
+    with skip_tuning(model, TuningSchedule.identity()):
         identity = sample(model, noise, sampler="heun", nfe=9)
     report["rho1_bit_identical_cuda"] = bool(torch.equal(plain, identity))
-    candidates = [RhoSchedule(0.6), RhoSchedule(0.8), RhoSchedule(1.0), RhoSchedule(0.7, 0.9)]
+    candidates = [TuningSchedule(0.6), TuningSchedule(0.8), TuningSchedule(1.0),
+                  TuningSchedule(0.7, 0.9)]
     per_sample = [candidates[j % 4] for j in range(256)]
     with skip_tuning(model, per_sample):
         mixed = sample(model, noise, sampler="heun", nfe=9)

@@ -41,7 +41,7 @@ from optuna.trial import TrialState
 from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings, build_objective
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, quiet_optuna, search, validation_result
 
@@ -53,7 +53,7 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def score(objective: Any, schedule: RhoSchedule) -> float:
+def score(objective: Any, schedule: TuningSchedule) -> float:
     """The objective's value; +inf for non-finite samples."""
     try:
         value = float(objective.evaluate(schedule).value)
@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     sweep: list[dict[str, Any]] = []
     for bottom in PAPER_SWEEP:
         tick = time.perf_counter()
-        value = score(truth, RhoSchedule(rho_bottom=bottom, rho_top=1.0))
+        value = score(truth, TuningSchedule(rho_bottom=bottom, rho_top=1.0))
         sweep.append({"rho_bottom": bottom, "fd": value})
         say(f"paper sweep: ρ_bottom {bottom:.1f} → FD {value:.4g} at N = {args.large_n} "
             f"({time.perf_counter() - tick:.0f} s)")
     paper = min(sweep, key=lambda p: p["fd"])
     paper_images = len(PAPER_SWEEP) * args.large_n
-    same = next((p for p in sweep if RhoSchedule(rho_bottom=p["rho_bottom"]) == chosen), None)
+    same = next((p for p in sweep if TuningSchedule(rho_bottom=p["rho_bottom"]) == chosen), None)
     skiptune_fd = same["fd"] if same is not None else score(truth, chosen)
     skiptune_images = trial_images + validation_images
     ratio = skiptune_images / paper_images

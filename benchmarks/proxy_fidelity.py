@@ -48,25 +48,25 @@ from scipy.stats import spearmanr
 
 from skiptune.models import load_model
 from skiptune.objectives import Evaluation, ObjectiveConfig, build_objective
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
 
-def schedule_grid() -> list[RhoSchedule]:
+def schedule_grid() -> list[TuningSchedule]:
     """18 schedules: the paper's linear family and variants of ρ_top and of the curve shape."""
-    grid = [RhoSchedule(round(0.3 + 0.1 * i, 1)) for i in range(9)]  # 0.3 … 1.1, ρ_top 1
-    grid += [RhoSchedule(rho_bottom, rho_top=0.9) for rho_bottom in (0.5, 0.7, 0.9)]
+    grid = [TuningSchedule(round(0.3 + 0.1 * i, 1)) for i in range(9)]  # 0.3 … 1.1, ρ_top 1
+    grid += [TuningSchedule(rho_bottom, rho_top=0.9) for rho_bottom in (0.5, 0.7, 0.9)]
     grid += [
-        RhoSchedule(rho_bottom, shape="power", gamma=gamma)
+        TuningSchedule(rho_bottom, shape="power", gamma=gamma)
         for gamma in (0.5, 2.0)
         for rho_bottom in (0.5, 0.7)
     ]
-    grid += [RhoSchedule(rho_bottom, shape="cosine") for rho_bottom in (0.5, 0.7)]
+    grid += [TuningSchedule(rho_bottom, shape="cosine") for rho_bottom in (0.5, 0.7)]
     return grid
 
 
-def describe(schedule: RhoSchedule) -> str:
+def describe(schedule: TuningSchedule) -> str:
     shape = schedule.shape if schedule.shape != "power" else f"power{schedule.gamma:g}"
     return f"{schedule.rho_bottom:.2f}→{schedule.rho_top:.2f} {shape}"
 
@@ -75,14 +75,14 @@ def describe(schedule: RhoSchedule) -> str:
 class Trial:
     """One schedule's scores and timings."""
 
-    schedule: RhoSchedule
+    schedule: TuningSchedule
     rung_values: dict[int, float] = field(default_factory=dict)
     rung_seconds: dict[int, float] = field(default_factory=dict)  # elapsed when rung N is done
     truth: float = float("nan")
     split: dict[str, float] = field(default_factory=dict)  # seconds of the rung run
 
 
-def run_rungs(objective, schedule: RhoSchedule) -> tuple[Evaluation, dict[int, float]]:
+def run_rungs(objective, schedule: TuningSchedule) -> tuple[Evaluation, dict[int, float]]:
     """Evaluate through every rung, noting the elapsed time when each is done."""
     started = time.perf_counter()
     elapsed: dict[int, float] = {}

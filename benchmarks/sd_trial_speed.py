@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")   # before diffusers: nothing may r
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import load_model
 from skiptune.sampling import sample_images
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 
 # diffusers' StableDiffusionPipeline components for runwayml/stable-diffusion-v1-5.
 SD15_UNET: dict[str, Any] = {
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         setup_seconds = time.perf_counter() - started
 
     # A searched point as the objective would see it: ρ below 1 and SD 1.5's FreeU values.
-    schedule = RhoSchedule(rho_bottom=0.7, freeu=FREEU_DEFAULTS["sd1"])
+    schedule = TuningSchedule(rho_bottom=0.7, freeu=FREEU_DEFAULTS["sd1"])
 
     def trial(count: int) -> float:
         if model.device.type == "cuda":

@@ -54,7 +54,7 @@ from optuna.trial import TrialState
 from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings, build_objective
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.tuner import (
     SearchConfig,
     SearchSpace,
@@ -67,12 +67,12 @@ from skiptune.tuner.study import role_of, schedule_from_params
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 
 
-def describe(schedule: RhoSchedule) -> str:
+def describe(schedule: TuningSchedule) -> str:
     shape = schedule.shape if schedule.shape != "power" else f"power{schedule.gamma:.2g}"
     return f"{schedule.rho_bottom:.3f}→{schedule.rho_top:.3f} {shape}"
 
 
-def key_of(schedule: RhoSchedule) -> tuple[float, float, str, float]:
+def key_of(schedule: TuningSchedule) -> tuple[float, float, str, float]:
     return (
         round(schedule.rho_bottom, 9),
         round(schedule.rho_top, 9),
@@ -81,7 +81,7 @@ def key_of(schedule: RhoSchedule) -> tuple[float, float, str, float]:
     )
 
 
-def score(objective: Any, schedule: RhoSchedule) -> tuple[float, float]:
+def score(objective: Any, schedule: TuningSchedule) -> tuple[float, float]:
     """(value, seconds); a schedule whose samples are non-finite scores +inf."""
     started = time.perf_counter()
     try:
@@ -100,7 +100,7 @@ class SearchTrial:
     number: int
     role: str
     state: str
-    schedule: RhoSchedule
+    schedule: TuningSchedule
     value: float | None
     samples: int                           # images generated (last rung reached)
     seconds: float                         # the trial's own time (TrialFinished.seconds)
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     bottoms = np.linspace(*space.rho_bottom, args.grid)
     tops = np.linspace(*space.rho_top_bounds(), args.grid)
     grid = [
-        RhoSchedule(round(float(b), 4), rho_top=round(float(t), 4)) for b in bottoms for t in tops
+        TuningSchedule(round(float(b), 4), rho_top=round(float(t), 4))
+        for b in bottoms for t in tops
     ]
     common = {"metric": args.metric, "batch_size": args.batch_size}
 
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- large-N scores, cached by schedule ---------------------------------------------
     large: dict[tuple[float, float, str, float], dict[str, Any]] = {}
 
-    def large_n(schedule: RhoSchedule, why: str) -> float:
+    def large_n(schedule: TuningSchedule, why: str) -> float:
         key = key_of(schedule)
         if key not in large:
             value, seconds = score(truth, schedule)
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             elif isinstance(event, TrialFinished):
                 stamps[event.trial_number] = (now, event.seconds)
                 print(f"  search trial {event.trial_number:2d} {event.state:8s} "
-                      f"{describe(RhoSchedule.from_dict(event.schedule)):22s} "
+                      f"{describe(TuningSchedule.from_dict(event.schedule)):22s} "
                       f"{'' if event.value is None else f'{event.value:9.4f}'}", flush=True)
 
         print(f"search: {args.optimizer}, {'no pruning' if args.no_pruning else 'pruning'}, "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from skiptune import RhoSchedule, load_model
+from skiptune import TuningSchedule, load_model
 from skiptune.objectives import DirectoryStatisticsCache, ObjectiveConfig, build_objective
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,19 +35,19 @@ SAMPLER, NFE = "heun", 9
 FRESH_SEED = 1_000_000                  # validation: seeds no ranking sample uses
 
 SCHEDULES = [
-    RhoSchedule(rho_bottom=1.0),                                   # ρ = 1, the baseline
-    *(RhoSchedule(rho_bottom=b) for b in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
-    *(RhoSchedule(rho_bottom=b, rho_top=t) for b, t in ((0.6, 0.9), (0.7, 0.9), (0.5, 0.8),
+    TuningSchedule(rho_bottom=1.0),                                   # ρ = 1, the baseline
+    *(TuningSchedule(rho_bottom=b) for b in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
+    *(TuningSchedule(rho_bottom=b, rho_top=t) for b, t in ((0.6, 0.9), (0.7, 0.9), (0.5, 0.8),
                                                           (0.8, 0.8))),
-    RhoSchedule(rho_bottom=0.6, shape="power", gamma=0.5),
-    RhoSchedule(rho_bottom=0.6, shape="power", gamma=2.0),
-    RhoSchedule(rho_bottom=0.7, shape="power", gamma=2.0),
-    RhoSchedule(rho_bottom=0.6, shape="cosine"),
-    RhoSchedule(rho_bottom=0.5, rho_top=0.9, shape="cosine"),
+    TuningSchedule(rho_bottom=0.6, shape="power", gamma=0.5),
+    TuningSchedule(rho_bottom=0.6, shape="power", gamma=2.0),
+    TuningSchedule(rho_bottom=0.7, shape="power", gamma=2.0),
+    TuningSchedule(rho_bottom=0.6, shape="cosine"),
+    TuningSchedule(rho_bottom=0.5, rho_top=0.9, shape="cosine"),
 ]
 
 
-def _label(schedule: RhoSchedule) -> str:
+def _label(schedule: TuningSchedule) -> str:
     shape = schedule.shape + (f" γ={schedule.gamma:g}" if schedule.shape == "power" else "")
     return f"{schedule.rho_bottom:g}→{schedule.rho_top:g} {shape}"
 
@@ -85,7 +85,7 @@ def measure(*, samples: int, self_ref: str, device: str, batch_size: int) -> dic
     validated = {}
     for row in (rows[0], best_mnist, best_self):
         if row["label"] not in validated:
-            value = fresh.evaluate(RhoSchedule(**row["schedule"])).value
+            value = fresh.evaluate(TuningSchedule(**row["schedule"])).value
             validated[row["label"]] = value
             print(f"  validated {row['label']:<28} FD mnist {value:8.3f} (fresh seeds)",
                   flush=True)

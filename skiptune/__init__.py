@@ -6,7 +6,7 @@ which sharply improves sampling at few function evaluations (NFE). skiptune sear
 automatically and applies it in one call::
 
     model = skiptune.load_model("ckpt.pt")
-    with skiptune.skip_tuning(model, skiptune.RhoSchedule(rho_bottom=0.6)):
+    with skiptune.skip_tuning(model, skiptune.TuningSchedule(rho_bottom=0.6)):
         images = skiptune.sample(model, skiptune.initial_noise(16, model.image_shape, seed=0),
                                  sampler="heun", nfe=9)
 
@@ -49,6 +49,7 @@ _LAZY = {
     "sample": "skiptune.sampling",
     "steps_for_nfe": "skiptune.sampling",
     "SHAPES": "skiptune.schedule",
+    "TuningSchedule": "skiptune.schedule",
     "RhoSchedule": "skiptune.schedule",
     "skip_tuning": "skiptune.skips",
     "ExportedSchedule": "skiptune.exported",
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     from skiptune.models import TunableModel, load_model
     from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
     from skiptune.sampling import initial_noise, sample
-    from skiptune.schedule import RhoSchedule
+    from skiptune.schedule import TuningSchedule
     from skiptune.skips import skip_tuning
     from skiptune.tuner import (
         SearchConfig,
@@ -106,11 +107,11 @@ __all__ = [
     "FreeU",
     "ObjectiveConfig",
     "ObjectiveSettings",
-    "RhoSchedule",
     "SearchConfig",
     "SearchSpace",
     "SkiptuneError",
     "TunableModel",
+    "TuningSchedule",
     "ValidationSettings",
     "__version__",
     "best_schedule",

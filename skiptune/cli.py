@@ -981,13 +981,13 @@ def sample(
     """
     from skiptune import sampling
     from skiptune.freeu import FreeU
-    from skiptune.schedule import RhoSchedule
+    from skiptune.schedule import TuningSchedule
 
     schedule = None
     shaping = _set(rho_top=rho_top, shape=shape, gamma=gamma)
     values = _floats(freeu, name="--freeu", count=4)
     if rho_bottom is not None or values is not None:
-        schedule = _call(lambda: RhoSchedule(
+        schedule = _call(lambda: TuningSchedule(
             rho_bottom=1.0 if rho_bottom is None else rho_bottom, **shaping,
             freeu=None if values is None else FreeU(*values),
         ))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from skiptune._files import read_json
 from skiptune._version import skiptune_version
 from skiptune.errors import ConfigurationError, SkiptuneError
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 
 if TYPE_CHECKING:
     from skiptune.models import TunableModel
@@ -39,7 +39,7 @@ EXPORT_FORMAT_VERSION = 1
 class ExportedSchedule:
     """A schedule written by ``skiptune export``: what it is and how it was measured."""
 
-    schedule: RhoSchedule
+    schedule: TuningSchedule
     nfe: int
     sampler: str
     value: float
@@ -264,7 +264,7 @@ def load_exported(
         raise ConfigurationError(f"{str(target)!r} {problem}; export it again")
     try:
         exported = ExportedSchedule(
-            schedule=RhoSchedule.from_dict(data["schedule"]),
+            schedule=TuningSchedule.from_dict(data["schedule"]),
             nfe=data["nfe"],
             sampler=data["sampler"],
             value=float(data["value"]),

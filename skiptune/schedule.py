@@ -18,7 +18,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
 from skiptune.steps import StepGrid
 
-__all__ = ["SHAPES", "RhoSchedule", "check_sigma_window", "interpolation_weights"]
+__all__ = ["SHAPES", "TuningSchedule", "check_sigma_window", "interpolation_weights"]
 
 SHAPES = ("linear", "power", "cosine")
 
@@ -74,8 +74,10 @@ def check_sigma_window(
 
 
 @dataclass(frozen=True)
-class RhoSchedule:
-    """Skip factors interpolated from ``rho_bottom`` (deepest skip) to ``rho_top`` (shallowest).
+class TuningSchedule:
+    """What tuning changes in a sampling run: skip factors interpolated from ``rho_bottom``
+    (deepest skip) to ``rho_top`` (shallowest), and optionally FreeU's factors, the σ window
+    they act in and the σ grid the sampler walks.
 
     Args:
         rho_bottom: factor of the deepest skip, nearest the bottleneck (≥ 0).
@@ -121,7 +123,7 @@ class RhoSchedule:
             check_sigma_window(float(self.sigma_lo), float(self.sigma_hi))  # type: ignore[arg-type]
 
     @classmethod
-    def identity(cls) -> RhoSchedule:
+    def identity(cls) -> TuningSchedule:
         """ρ = 1 at every skip: the untuned model."""
         return cls(rho_bottom=1.0, rho_top=1.0)
 
@@ -166,7 +168,7 @@ class RhoSchedule:
         return self.has_window or self.steps is not None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RhoSchedule:
+    def from_dict(cls, data: Mapping[str, Any]) -> TuningSchedule:
         """From a mapping with ``rho_bottom`` and optional ``rho_top``, ``shape``, ``gamma``,
         ``freeu`` (the four FreeU factors), ``sigma_lo`` and ``sigma_hi``, ``steps``.
 
@@ -188,3 +190,8 @@ class RhoSchedule:
             sigma_hi=None if data.get("sigma_hi") is None else float(data["sigma_hi"]),
             steps=StepGrid.from_dict(data["steps"]) if data.get("steps") is not None else None,
         )
+
+
+# The name before the schedule carried FreeU, a σ window and a step grid; scripts that
+# import it keep working.
+RhoSchedule = TuningSchedule

@@ -12,7 +12,7 @@ from skiptune._factors import expand_factor
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU, fourier_filter, is_neutral_factor, scale_backbone
 from skiptune.models import FreeUStage, SkipSite, TunableModel
-from skiptune.schedule import RhoSchedule, check_sigma_window
+from skiptune.schedule import TuningSchedule, check_sigma_window
 
 __all__ = ["skip_tuning"]
 
@@ -151,10 +151,10 @@ def _install_freeu(
 
 
 def _factors_per_site(
-    model: TunableModel, schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor
+    model: TunableModel, schedule: TuningSchedule | Sequence[TuningSchedule] | torch.Tensor
 ) -> list[Factor]:
     num_skips = model.num_skips
-    if isinstance(schedule, RhoSchedule):
+    if isinstance(schedule, TuningSchedule):
         return list(schedule.factors(num_skips))
     if isinstance(schedule, torch.Tensor):
         # A tensor of shape [batch, num_skips] (per-sample factors) or [num_skips].
@@ -167,10 +167,10 @@ def _factors_per_site(
             f"model's {num_skips} skips, got {tuple(schedule.shape)}"
         )
     schedules = list(schedule)
-    if not schedules or not all(isinstance(s, RhoSchedule) for s in schedules):
+    if not schedules or not all(isinstance(s, TuningSchedule) for s in schedules):
         raise ConfigurationError(
-            "skip_tuning takes a RhoSchedule, a sequence of RhoSchedule (one per sample) or a "
-            f"factor tensor, got {type(schedule).__name__}"
+            "skip_tuning takes a TuningSchedule, a sequence of TuningSchedule (one per sample) "
+            f"or a factor tensor, got {type(schedule).__name__}"
         )
     table = torch.tensor([s.factors(num_skips) for s in schedules], dtype=torch.float64)
     return [table[:, i] for i in range(num_skips)]
@@ -178,7 +178,7 @@ def _factors_per_site(
 
 def _freeu_per_stage(
     model: TunableModel,
-    schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor,
+    schedule: TuningSchedule | Sequence[TuningSchedule] | torch.Tensor,
     freeu: FreeU | None,
 ) -> list[tuple[Factor, Factor, bool | torch.Tensor]]:
     """(b, s, active) for each FreeU stage of ``model``; empty when FreeU is off or neutral.
@@ -187,7 +187,7 @@ def _freeu_per_stage(
     """
     if freeu is not None:
         settings: list[FreeU] = [freeu]
-    elif isinstance(schedule, RhoSchedule):
+    elif isinstance(schedule, TuningSchedule):
         settings = [schedule.freeu] if schedule.freeu is not None else []
     elif isinstance(schedule, torch.Tensor):
         settings = []
@@ -221,7 +221,7 @@ def _freeu_per_stage(
 @contextmanager
 def skip_tuning(
     model: TunableModel,
-    schedule: RhoSchedule | Sequence[RhoSchedule] | torch.Tensor,
+    schedule: TuningSchedule | Sequence[TuningSchedule] | torch.Tensor,
     *,
     freeu: FreeU | None = None,
 ) -> Iterator[TunableModel]:
@@ -229,7 +229,7 @@ def skip_tuning(
 
     Args:
         model: a model from :func:`skiptune.load_model`.
-        schedule: one :class:`RhoSchedule` for every sample; or a sequence of them, one per
+        schedule: one :class:`TuningSchedule` for every sample; or a sequence of them, one per
             sample of the batch (to evaluate several candidates in one batch); or a factor
             tensor of shape [num_skips] or [batch, num_skips], columns ordered bottom → top.
             A schedule's ``freeu`` (if any) is applied too, and its σ window: ρ then acts
@@ -245,15 +245,15 @@ def skip_tuning(
     factors: list[Any] = list(_factors_per_site(model, schedule))
     stages = _freeu_per_stage(model, schedule, freeu)
     denoise_fn = model.denoise_fn
-    windowed = isinstance(schedule, RhoSchedule) and schedule.has_window
-    if not windowed and not isinstance(schedule, RhoSchedule | torch.Tensor) and any(
+    windowed = isinstance(schedule, TuningSchedule) and schedule.has_window
+    if not windowed and not isinstance(schedule, TuningSchedule | torch.Tensor) and any(
         s.has_window for s in schedule
     ):
         raise ConfigurationError(
-            "σ windows apply to one schedule for the whole batch; pass one RhoSchedule"
+            "σ windows apply to one schedule for the whole batch; pass one TuningSchedule"
         )
     if windowed:
-        assert isinstance(schedule, RhoSchedule)
+        assert isinstance(schedule, TuningSchedule)
         lo, hi = check_sigma_window(schedule.sigma_lo, schedule.sigma_hi,  # type: ignore[arg-type]
                                     model_range=(model.sigma_min, model.sigma_max))
         window = _SigmaWindow(lo, hi)

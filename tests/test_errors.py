@@ -25,7 +25,7 @@ from skiptune.errors import ConfigurationError, SkiptuneError, StorageError
 from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model
 from skiptune.objectives import ObjectiveConfig, build_objective
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from tests.tuner.helpers import DEMO, cli_env
 
@@ -95,7 +95,7 @@ def test_a_model_without_a_reference_names_the_objective_fields(
 
 def test_an_export_with_a_bad_field_names_that_field(tmp_path: Path) -> None:
     data = ExportedSchedule(
-        schedule=RhoSchedule(rho_bottom=0.6, rho_top=1.0), nfe=5, sampler="heun", value=12.5,
+        schedule=TuningSchedule(rho_bottom=0.6, rho_top=1.0), nfe=5, sampler="heun", value=12.5,
         baseline_value=20.0, metric="fid", num_samples=64, seed=0,
         model_fingerprint="ab" * 32, study="s",
     ).to_dict()

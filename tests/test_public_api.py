@@ -12,7 +12,7 @@ import pytest
 import skiptune
 
 HEADLINE = ("load_model", "skip_tuning", "sample", "search", "best_schedule", "export_schedule",
-            "load_exported", "RhoSchedule", "SearchConfig", "SearchSpace", "ObjectiveSettings",
+            "load_exported", "TuningSchedule", "SearchConfig", "SearchSpace", "ObjectiveSettings",
             "ObjectiveConfig", "SkiptuneError")
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -25,6 +25,13 @@ def test_every_public_name_resolves() -> None:
 def test_the_headline_operations_are_public() -> None:
     assert set(HEADLINE) <= set(skiptune.__all__)
     assert skiptune.search is skiptune.tuner.search
+
+
+def test_the_schedules_former_name_still_imports() -> None:
+    from skiptune.schedule import RhoSchedule, TuningSchedule
+
+    assert skiptune.RhoSchedule is RhoSchedule is TuningSchedule
+    assert "RhoSchedule" not in skiptune.__all__
 
 
 def test_the_readmes_search_script_builds_the_configuration_it_describes(
@@ -51,7 +58,7 @@ def test_the_readmes_search_script_builds_the_configuration_it_describes(
 PUBLIC = {
     "skiptune": (
         "ConfigurationError", "ExportedSchedule", "FreeU", "ObjectiveConfig",
-        "ObjectiveSettings", "RhoSchedule", "SearchConfig", "SearchSpace", "SkiptuneError",
+        "ObjectiveSettings", "TuningSchedule", "SearchConfig", "SearchSpace", "SkiptuneError",
         "TunableModel", "ValidationSettings", "__version__", "best_schedule",
         "export_schedule", "front_report", "initial_noise", "list_studies", "load_exported",
         "load_model", "sample", "search", "skip_tuning"),

@@ -7,22 +7,22 @@ import json
 import pytest
 
 from skiptune.errors import ConfigurationError
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.steps import StepGrid
 
 
 def test_a_grid_round_trips_through_the_schedule_dict() -> None:
     grid = StepGrid(schedule_exponent=4.5, sigma_min=0.01, sigma_max=60.0)
-    schedule = RhoSchedule(rho_bottom=0.6, steps=grid)
+    schedule = TuningSchedule(rho_bottom=0.6, steps=grid)
     data = json.loads(json.dumps(schedule.to_dict()))
     assert data["steps"] == {"schedule_exponent": 4.5, "sigma_min": 0.01, "sigma_max": 60.0}
-    assert RhoSchedule.from_dict(data) == schedule
-    assert schedule.samples_alone and not RhoSchedule(rho_bottom=0.6).samples_alone
+    assert TuningSchedule.from_dict(data) == schedule
+    assert schedule.samples_alone and not TuningSchedule(rho_bottom=0.6).samples_alone
 
 
 def test_a_schedule_without_a_grid_is_stored_as_before() -> None:
     # Stored ρ-only schedules (and the identities hashed from them) must not change.
-    assert RhoSchedule(rho_bottom=0.6).to_dict() == {
+    assert TuningSchedule(rho_bottom=0.6).to_dict() == {
         "rho_bottom": 0.6, "rho_top": 1.0, "shape": "linear", "gamma": 1.0}
 
 
@@ -53,4 +53,4 @@ def test_a_grid_must_lie_in_the_models_range() -> None:
                                   {"schedule_exponent": "x", "sigma_min": 0.1, "sigma_max": 2.0}])
 def test_a_mangled_stored_grid_is_one_clear_error(data: dict) -> None:
     with pytest.raises(ConfigurationError, match="step grid"):
-        RhoSchedule.from_dict({"rho_bottom": 1.0, "steps": data})
+        TuningSchedule.from_dict({"rho_bottom": 1.0, "steps": data})

@@ -5,7 +5,7 @@ fixed seeds under a skip schedule and the features of real reference images::
 
     config = ObjectiveConfig(sampler="heun", nfe=9, rungs=(64, 256))
     objective = build_objective(model, config)
-    objective.evaluate(RhoSchedule(rho_bottom=0.6)).value
+    objective.evaluate(TuningSchedule(rho_bottom=0.6)).value
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from skiptune.objectives._self_reference import (
     self_reference_statistics,
 )
 from skiptune.sampling import get_sampler, initial_noise, sample, sigma_grid
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from skiptune.steps import StepGrid
 
@@ -229,16 +229,16 @@ class Evaluation:
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
-def _as_schedule(schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
-    """What skip_tuning takes: a RhoSchedule, one built from a mapping, or a factor tensor."""
-    if isinstance(schedule, RhoSchedule):
+def _as_schedule(schedule: TuningSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
+    """What skip_tuning takes: a TuningSchedule, one built from a mapping, or a factor tensor."""
+    if isinstance(schedule, TuningSchedule):
         return schedule
     if isinstance(schedule, Mapping):
-        return RhoSchedule.from_dict(schedule)
+        return TuningSchedule.from_dict(schedule)
     if isinstance(schedule, torch.Tensor) and schedule.ndim == 1:
         return schedule
     raise ConfigurationError(
-        "a schedule must be a RhoSchedule, a mapping such as {'rho_bottom': 0.6} or a factor "
+        "a schedule must be a TuningSchedule, a mapping such as {'rho_bottom': 0.6} or a factor "
         f"tensor [num_skips], got {type(schedule).__name__}"
     )
 
@@ -325,7 +325,7 @@ class ProxyObjective:
 
     def evaluate(
         self,
-        schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor,
+        schedule: TuningSchedule | Mapping[str, Any] | torch.Tensor,
         *,
         report: RungReport | None = None,  # called after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
@@ -345,7 +345,7 @@ class ProxyObjective:
         The score is the same up to float rounding, since every sample has its own seed.
 
         Args:
-            schedule: a :class:`RhoSchedule`, a mapping for ``RhoSchedule.from_dict`` or a
+            schedule: a :class:`TuningSchedule`, a mapping for ``TuningSchedule.from_dict`` or a
                 factor tensor [num_skips] (bottom → top).
             report: optional rung callback.
             on_batch_reduced: optional ``(failed, now, reason)`` callback.
@@ -359,7 +359,7 @@ class ProxyObjective:
         """
         config, model = self.config, self.model
         factors = _as_schedule(schedule)
-        steps = factors.steps if isinstance(factors, RhoSchedule) else None
+        steps = factors.steps if isinstance(factors, TuningSchedule) else None
         started = time.perf_counter()
         seconds_sampling = seconds_features = 0.0
         chunks: list[np.ndarray] = []
@@ -400,7 +400,7 @@ class ProxyObjective:
 
     def evaluate_many(
         self,
-        schedules: Sequence[RhoSchedule],
+        schedules: Sequence[TuningSchedule],
         *,
         report: CandidateReport | None = None,  # called per candidate after each rung
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
@@ -478,7 +478,7 @@ class ProxyObjective:
         return [o for o in outcome if o is not None]
 
     def _step_many(
-        self, schedules: Sequence[RhoSchedule], active: list[int], start: int, count: int
+        self, schedules: Sequence[TuningSchedule], active: list[int], start: int, count: int
     ) -> list[tuple[int, np.ndarray | BaseException]]:
         """Samples ``start`` … ``start + count − 1`` of every active candidate, in groups of
         at most ``batch_size`` images (one group, unless memory forced a batch smaller than
@@ -491,7 +491,7 @@ class ProxyObjective:
         return results
 
     def _batch_many(
-        self, schedules: Sequence[RhoSchedule], active: list[int], start: int, count: int
+        self, schedules: Sequence[TuningSchedule], active: list[int], start: int, count: int
     ) -> list[tuple[int, np.ndarray | BaseException]]:
         """Features of samples ``start`` … ``start + count − 1`` under each active schedule,
         sampled in one batch; a candidate whose samples are non-finite gets the error."""
@@ -640,7 +640,7 @@ def build_objective(
 
 def evaluate(
     model: TunableModel,
-    schedule: RhoSchedule | Mapping[str, Any] | torch.Tensor,
+    schedule: TuningSchedule | Mapping[str, Any] | torch.Tensor,
     *,
     sampler: str,                          # a name in SAMPLERS
     nfe: int,                              # exact denoiser evaluations per sample

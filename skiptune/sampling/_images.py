@@ -16,7 +16,7 @@ from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model, not_images_reason
 from skiptune.sampling._run import sample
 from skiptune.sampling.noise import initial_noise
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
 __all__ = [
@@ -38,7 +38,7 @@ DEFAULT_SAMPLE_NFE = 9   # the paper's headline budget, when neither --nfe nor a
 def sample_images(
     model: TunableModel,
     *,
-    schedule: RhoSchedule,
+    schedule: TuningSchedule,
     nfe: int,                            # denoiser calls per image
     sampler: str = "heun",
     num_samples: int = 64,
@@ -111,7 +111,7 @@ def write_samples(
     model: str | Path,
     path: str | Path,
     *,
-    schedule: RhoSchedule | None = None,
+    schedule: TuningSchedule | None = None,
     exported: str | Path | None = None,  # a file written by ``skiptune export``
     allow_other_weights: bool = False,
     allow_other_budget: bool = False,
@@ -159,7 +159,7 @@ def write_samples(
         if found.schedule_exponent is not None:     # 0 is refused when read, never replaced
             exponent = found.schedule_exponent
     if schedule is None:
-        schedule = RhoSchedule(rho_bottom=1.0, rho_top=1.0)
+        schedule = TuningSchedule(rho_bottom=1.0, rho_top=1.0)
     nfe = DEFAULT_SAMPLE_NFE if nfe is None else nfe
     images = sample_images(
         loaded, schedule=schedule, nfe=nfe, sampler=sampler or "heun", num_samples=num_samples,

@@ -105,7 +105,7 @@ class FrontPointRow(Base):
     comparison_key: Mapped[str] = mapped_column(String(64))
     model_fingerprint: Mapped[str] = mapped_column(String(64))
     trial_number: Mapped[int] = mapped_column(Integer)
-    schedule: Mapped[str] = mapped_column(Text)                # JSON of the RhoSchedule
+    schedule: Mapped[str] = mapped_column(Text)                # JSON of the TuningSchedule
     on_front: Mapped[bool] = mapped_column(Boolean, default=False)
     updated: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
 

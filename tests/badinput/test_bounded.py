@@ -19,7 +19,7 @@ import pytest
 from skiptune._files import JSON_MAX_BYTES, JSON_MAX_DEPTH, read_input
 from skiptune.errors import ConfigurationError, FileAccessError, SkiptuneError
 from skiptune.exported import ExportedSchedule, load_exported
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from tests.tuner.helpers import DEMO, cli_env
 
 
@@ -51,7 +51,7 @@ def _cli_error(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
 
 def _export(**changes: Any) -> dict[str, Any]:
     data = ExportedSchedule(
-        schedule=RhoSchedule(rho_bottom=0.6, rho_top=1.0), nfe=5, sampler="heun", value=12.5,
+        schedule=TuningSchedule(rho_bottom=0.6, rho_top=1.0), nfe=5, sampler="heun", value=12.5,
         baseline_value=20.0, metric="fid", num_samples=64, seed=0, model_fingerprint="ab" * 32,
         study="s", schedule_exponent=7.0, rho_factors={"skip0": 0.6, "skip1": 1.0},
     ).to_dict()

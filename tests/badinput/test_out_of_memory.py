@@ -20,7 +20,7 @@ from rich.console import Console
 
 import skiptune.objectives._objective as objective_module
 import skiptune.objectives._samples as samples_module
-from skiptune import InsufficientMemoryError, RhoSchedule
+from skiptune import InsufficientMemoryError, TuningSchedule
 from skiptune.objectives import (
     ObjectiveConfig,
     ObjectiveSettings,
@@ -31,7 +31,7 @@ from skiptune.storage import open_storage
 from skiptune.tuner import BatchSizeReduced, SearchConfig, search
 from tests.tuner.helpers import DEMO
 
-SCHEDULE = RhoSchedule(rho_bottom=0.7)
+SCHEDULE = TuningSchedule(rho_bottom=0.7)
 CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total)"
 CPU_MESSAGE = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
                "allocate memory: you tried to allocate 400000000008 bytes.")
@@ -154,7 +154,7 @@ def test_the_progress_display_prints_the_warning_in_one_line() -> None:
 def test_evaluate_many_halves_the_batch_and_scores_as_that_batch_size_does(
     demo_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schedules = [SCHEDULE, RhoSchedule(rho_bottom=0.9)]
+    schedules = [SCHEDULE, TuningSchedule(rho_bottom=0.9)]
     in_fours = _objective(demo_model, 4).evaluate_many(schedules)
     tried = _memory_of(4, lambda: torch.OutOfMemoryError(CUDA_MESSAGE), monkeypatch)
     objective = _objective(demo_model, 16)
@@ -171,7 +171,7 @@ def test_evaluate_many_halves_the_batch_and_scores_as_that_batch_size_does(
 def test_evaluate_many_below_one_image_per_candidate_samples_them_in_turn(
     demo_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schedules = [SCHEDULE, RhoSchedule(rho_bottom=0.9)]
+    schedules = [SCHEDULE, TuningSchedule(rho_bottom=0.9)]
     config = ObjectiveConfig(sampler="heun", nfe=3, rungs=(2, 4), batch_size=4)
     alone = [build_objective(demo_model, config, progress=False).evaluate(s).value
              for s in schedules]
@@ -189,5 +189,5 @@ def test_evaluate_many_gives_up_with_one_clear_error(
 ) -> None:
     tried = _memory_of(0, lambda: torch.OutOfMemoryError(CUDA_MESSAGE), monkeypatch)
     with pytest.raises(InsufficientMemoryError, match="even with one image per batch"):
-        _objective(demo_model, 4).evaluate_many([SCHEDULE, RhoSchedule(rho_bottom=0.9)])
+        _objective(demo_model, 4).evaluate_many([SCHEDULE, TuningSchedule(rho_bottom=0.9)])
     assert tried == [4, 2, 1]

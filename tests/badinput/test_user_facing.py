@@ -244,15 +244,15 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
     from skiptune.errors import ConfigurationError
     from skiptune.freeu import FreeU
     from skiptune.models import load_model
-    from skiptune.schedule import RhoSchedule
+    from skiptune.schedule import TuningSchedule
     from skiptune.tuner import SearchSpace
     from tests.models.test_sd import freeu_against_diffusers
     from tests.models.tiny_sd import SD_UNET, save_embeddings, save_pipeline
 
     # A FreeU study's row shows its FreeU values, and a σ window beside ρ, not "1.00→1.00".
-    freeu = RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
+    freeu = TuningSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.9, 0.2)).to_dict()
     assert _compact_schedule(freeu) == "1.00→1.00 b1.50/1.60 s0.90/0.20"
-    both = RhoSchedule(rho_bottom=0.6, shape="power", gamma=0.7, freeu=FreeU(1.1, 1.2, 0.5, 0.3),
+    both = TuningSchedule(rho_bottom=0.6, shape="power", gamma=0.7, freeu=FreeU(1.1, 1.2, 0.5, 0.3),
                        sigma_lo=0.2, sigma_hi=5.0).to_dict()
     assert _compact_schedule(both) == "0.60→1.00 γ0.70 b1.10/1.20 s0.50/0.30 σ0.2–5"
     # A gain that rounds to zero is 0%, never -0%.
@@ -275,7 +275,7 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
                                                          values)
         assert torch.equal(ours, reference), values
         assert torch.equal(ours, plain) == (0.0 in values), values
-    assert RhoSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.0, 0.2)).is_identity
+    assert TuningSchedule(rho_bottom=1.0, freeu=FreeU(1.5, 1.6, 0.0, 0.2)).is_identity
     assert SearchSpace(kind="freeu").freeu_s[0] > 0
     # The export names every skip without the model: the layout is stored with the study. A
     # study stored before that keeps a null rho_factors (the model then names them).

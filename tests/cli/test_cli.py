@@ -165,12 +165,12 @@ def test_the_summary_table_keeps_every_cell_whole_at_80_columns() -> None:
 
     from rich.console import Console
 
-    from skiptune.schedule import RhoSchedule
+    from skiptune.schedule import TuningSchedule
 
     # The widest row a search prints: a power schedule, a validated value, a long group.
     summary = SimpleNamespace(
         group="demo_unet", sampler="dpmpp_2m", nfe=15, study_name="skiptune-demo_unet-nfe15",
-        best_schedule=RhoSchedule(rho_bottom=0.792, rho_top=0.686, shape="power", gamma=0.7),
+        best_schedule=TuningSchedule(rho_bottom=0.792, rho_top=0.686, shape="power", gamma=0.7),
         best_value=8.042, baseline_value=29.54, improvement=0.73, validated=True,
         validation_num_samples=1024, num_samples=256, finished=30, trials_total=30,
         known_values={"paper": 25.75}, gain_low=0.65, gain_high=0.75, validation_level=0.95,

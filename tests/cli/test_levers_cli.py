@@ -81,7 +81,7 @@ def test_sample_from_the_export_walks_its_grid(searched: tuple[Path, list],
                                                tmp_path: Path) -> None:
     import numpy as np
 
-    from skiptune import RhoSchedule, load_model
+    from skiptune import TuningSchedule, load_model
     from skiptune.sampling import sample_images
 
     db, _summaries = searched
@@ -94,14 +94,14 @@ def test_sample_from_the_export_walks_its_grid(searched: tuple[Path, list],
                                      "-n", "2", "--device", "cpu", "-o", str(out)])
     assert result.exit_code == 0, result.output
     model = load_model(DEMO, device="cpu")
-    expected = sample_images(model, schedule=RhoSchedule.from_dict(written["schedule"]), nfe=5,
+    expected = sample_images(model, schedule=TuningSchedule.from_dict(written["schedule"]), nfe=5,
                              sampler=written["sampler"], num_samples=2)
     pixels = np.load(out)["images"]
     assert pixels.shape == (2, 28, 28, 1)
     as_written = ((expected.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     assert np.array_equal(pixels, as_written.permute(0, 2, 3, 1).numpy())
     # The export's grid, not the sampler's own: without it the images differ.
-    plain = sample_images(model, schedule=RhoSchedule.from_dict(
+    plain = sample_images(model, schedule=TuningSchedule.from_dict(
         {k: v for k, v in written["schedule"].items() if k != "steps"}), nfe=5,
         sampler=written["sampler"], num_samples=2)
     assert not torch.equal(expected, plain)

@@ -22,7 +22,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before diffusers is first imported: nothin
 
 from skiptune.models import load_model
 from skiptune.models._base import Condition, SkipSite, TunableModel
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from tests.conftest import DEMO_CHECKPOINT
 
@@ -150,7 +150,7 @@ def _recorded_skips(model: TunableModel, batch: Batch) -> list[torch.Tensor]:
 
 def test_identity_schedule_is_bit_identical(model: TunableModel, batch: Batch) -> None:
     plain = model.denoise(*batch)
-    with skip_tuning(model, RhoSchedule(rho_bottom=1.0, rho_top=1.0)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=1.0, rho_top=1.0)):
         tuned = model.denoise(*batch)
     assert torch.equal(plain, tuned)
 
@@ -177,7 +177,7 @@ def test_every_site_is_live(model: TunableModel, batch: Batch) -> None:
 
 def test_hooks_are_removed_after_an_error(model: TunableModel, batch: Batch) -> None:
     before, plain = _hook_counts(model), model.denoise(*batch)
-    with pytest.raises(RuntimeError, match="inside"), skip_tuning(model, RhoSchedule(0.5)):
+    with pytest.raises(RuntimeError, match="inside"), skip_tuning(model, TuningSchedule(0.5)):
         raise RuntimeError("inside the block")
     assert _hook_counts(model) == before
     assert torch.equal(model.denoise(*batch), plain)
@@ -185,7 +185,7 @@ def test_hooks_are_removed_after_an_error(model: TunableModel, batch: Batch) -> 
 
 def test_per_sample_factors_equal_one_run_per_schedule(model: TunableModel, batch: Batch) -> None:
     x, sigma, condition = batch
-    schedules = [RhoSchedule(0.5), RhoSchedule(1.0), RhoSchedule(0.8, rho_top=0.9)]
+    schedules = [TuningSchedule(0.5), TuningSchedule(1.0), TuningSchedule(0.8, rho_top=0.9)]
     with skip_tuning(model, schedules):
         together = model.denoise(x, sigma, condition)
     for j, schedule in enumerate(schedules):

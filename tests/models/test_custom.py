@@ -19,7 +19,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.models import custom
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.models.custom import CustomSkipSite, wrap_module
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from tests.models import additive_unet
 
@@ -110,7 +110,7 @@ def test_untuned_denoise_matches_hand_written_forward(model, batch) -> None:
 def test_identity_schedule_reproduces_untuned_output_bit_for_bit(model, batch) -> None:
     x, sigma = batch
     untuned = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule.identity()):
+    with skip_tuning(model, TuningSchedule.identity()):
         tuned = model.denoise(x, sigma)
     assert torch.equal(tuned, untuned)
 
@@ -118,7 +118,7 @@ def test_identity_schedule_reproduces_untuned_output_bit_for_bit(model, batch) -
 def test_rho_below_one_changes_the_output(model, batch) -> None:
     x, sigma = batch
     untuned = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.6)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.6)):
         tuned = model.denoise(x, sigma)
     assert not torch.allclose(tuned, untuned)
 
@@ -126,10 +126,10 @@ def test_rho_below_one_changes_the_output(model, batch) -> None:
 @pytest.mark.parametrize(
     "schedule",
     [
-        RhoSchedule(rho_bottom=0.5),
-        RhoSchedule(rho_bottom=0.0, rho_top=0.8),
-        RhoSchedule(rho_bottom=0.7, rho_top=1.1, shape="cosine"),
-        RhoSchedule(rho_bottom=0.3, shape="power", gamma=2.0),
+        TuningSchedule(rho_bottom=0.5),
+        TuningSchedule(rho_bottom=0.0, rho_top=0.8),
+        TuningSchedule(rho_bottom=0.7, rho_top=1.1, shape="cosine"),
+        TuningSchedule(rho_bottom=0.3, shape="power", gamma=2.0),
     ],
 )
 def test_each_skip_is_scaled_by_its_factor_where_it_is_added(model, batch, schedule) -> None:
@@ -144,10 +144,10 @@ def test_each_skip_is_scaled_by_its_factor_where_it_is_added(model, batch, sched
 def test_per_sample_factors_equal_one_run_per_sample(model, batch) -> None:
     x, sigma = batch
     schedules = [
-        RhoSchedule(rho_bottom=0.4),
-        RhoSchedule.identity(),
-        RhoSchedule(rho_bottom=0.8, rho_top=0.9),
-        RhoSchedule(rho_bottom=0.0, shape="cosine"),
+        TuningSchedule(rho_bottom=0.4),
+        TuningSchedule.identity(),
+        TuningSchedule(rho_bottom=0.8, rho_top=0.9),
+        TuningSchedule(rho_bottom=0.0, shape="cosine"),
     ]
     table = torch.tensor([s.factors(model.num_skips) for s in schedules])
     assert table.shape == (4, 3)
@@ -164,13 +164,13 @@ def test_per_sample_factors_equal_one_run_per_sample(model, batch) -> None:
 def test_hooks_are_removed_on_exit_and_on_exception(model, batch) -> None:
     x, sigma = batch
     untuned = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.2)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.2)):
         assert all(site.module._forward_pre_hooks for site in model.skip_sites)
     assert_no_hooks(model)
     assert torch.equal(model.denoise(x, sigma), untuned)
 
     with pytest.raises(RuntimeError, match="inside the body"):  # noqa: SIM117
-        with skip_tuning(model, RhoSchedule(rho_bottom=0.2)):
+        with skip_tuning(model, TuningSchedule(rho_bottom=0.2)):
             raise RuntimeError("inside the body")
     assert_no_hooks(model)
     assert torch.equal(model.denoise(x, sigma), untuned)
@@ -189,9 +189,9 @@ def test_wrap_module_for_a_net_already_in_hand(batch) -> None:
     assert model.family == "custom"
     assert [site.name for site in model.skip_sites] == ["dec2.input1", "dec1.input1", "top"]
     x, sigma = batch
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.5)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.5)):
         tuned = model.denoise(x, sigma)
-    expected = hand_written_denoise(net, x, sigma, RhoSchedule(rho_bottom=0.5).factors(3))
+    expected = hand_written_denoise(net, x, sigma, TuningSchedule(rho_bottom=0.5).factors(3))
     torch.testing.assert_close(tuned, expected, rtol=1e-6, atol=1e-6)
 
 

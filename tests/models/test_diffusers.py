@@ -22,7 +22,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from skiptune.errors import CheckpointError
 from skiptune.models import _diffusers_common, diffusers_unet
 from skiptune.models._base import TunableModel, fingerprint_state_dict
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
 TWO_LEVELS: dict[str, Any] = {
@@ -294,7 +294,7 @@ def test_zeroing_only_the_deepest_site(model: TunableModel, batch) -> None:
 def test_identity_schedule_reproduces_untuned_output_bit_for_bit(model, batch) -> None:
     x, sigma = batch
     untuned = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule.identity()):
+    with skip_tuning(model, TuningSchedule.identity()):
         tuned = model.denoise(x, sigma)
     assert torch.equal(tuned, untuned)
     assert all(not site.module._forward_pre_hooks for site in model.skip_sites)
@@ -303,7 +303,7 @@ def test_identity_schedule_reproduces_untuned_output_bit_for_bit(model, batch) -
 def test_rho_below_one_changes_the_output(model, batch) -> None:
     x, sigma = batch
     untuned = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.6)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.6)):
         tuned = model.denoise(x, sigma)
     assert not torch.allclose(tuned, untuned)
     assert torch.equal(model.denoise(x, sigma), untuned)
@@ -406,7 +406,7 @@ def test_few_step_euler_sampling_gives_finite_images(model: TunableModel) -> Non
     sigmas = torch.cat([table[[999, 600, 250, 50, 0]], table.new_zeros(1)])
     x = torch.randn(2, *model.image_shape, generator=torch.Generator().manual_seed(0))
     x = x * sigmas[0]
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.7)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.7)):
         for sigma, sigma_next in itertools.pairwise(sigmas):
             derivative = (x - model.denoise(x, sigma)) / sigma  # Euler step in σ (EDM eq. 3)
             x = x + derivative * (sigma_next - sigma)
@@ -461,7 +461,7 @@ def test_freeu_matches_diffusers_apply_freeu_on_unet2dmodel(diffusers, tmp_path:
     values = FreeU(b1=1.4, b2=1.6, s1=0.9, s2=0.2)
     with torch.no_grad():
         plain = model.net(x, t, return_dict=False)[0]
-        with skip_tuning(model, RhoSchedule.identity(), freeu=values):
+        with skip_tuning(model, TuningSchedule.identity(), freeu=values):
             ours = model.net(x, t, return_dict=False)[0]
         for i, block in enumerate(model.net.up_blocks):
             block.resolution_idx = i

@@ -163,7 +163,7 @@ def test_sample_writes_a_conditional_grid(tmp_path: Path) -> None:
 def test_objective_and_sample_draw_the_same_per_seed_classes(tmp_path: Path) -> None:
     from skiptune.objectives import ObjectiveConfig, build_objective
     from skiptune.sampling import sample_images
-    from skiptune.schedule import RhoSchedule
+    from skiptune.schedule import TuningSchedule
 
     features, reference = _offline_features_and_reference(tmp_path)
     model = load_model(fixture_path("adm-edm-cond"), device="cpu")
@@ -172,6 +172,6 @@ def test_objective_and_sample_draw_the_same_per_seed_classes(tmp_path: Path) -> 
     objective = build_objective(model, config, progress=False)
     assert objective.identity["condition"]["classes"] is None      # all classes, per seed
     scored, _, _ = objective._batch(0, 6)
-    images = sample_images(model, schedule=RhoSchedule(rho_bottom=1.0, rho_top=1.0), nfe=3,
+    images = sample_images(model, schedule=TuningSchedule(rho_bottom=1.0, rho_top=1.0), nfe=3,
                            sampler="euler", num_samples=6, seed=11, batch_size=6)
     np.testing.assert_allclose(scored, objective.extractor(images), rtol=1e-5, atol=1e-6)

@@ -14,7 +14,7 @@ from skiptune.models.edm import (
     iDDPMPrecond,
     wrap_network,
 )
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from tests.models.edm_helpers import FIXTURE_NAMES, fixture_path
 
@@ -51,7 +51,7 @@ def test_skip_factors_act_where_edm_concatenates_each_skip(name: str) -> None:
 def test_rho_one_is_bit_identical(name: str) -> None:
     model, t, condition = _fixture(name)
     plain = model.denoise(t["x"], t["sigma"], condition)
-    with skip_tuning(model, RhoSchedule(rho_bottom=1.0, rho_top=1.0)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=1.0, rho_top=1.0)):
         hooked = model.denoise(t["x"], t["sigma"], condition)
     assert torch.equal(plain, hooked)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from skiptune import CheckpointError, RhoSchedule, load_model, save_checkpoint, skip_tuning
+from skiptune import CheckpointError, TuningSchedule, load_model, save_checkpoint, skip_tuning
 from skiptune.models.native import build_net
 from skiptune.models.unet import EDMUNet, UNetConfig
 
@@ -74,9 +74,9 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
 def test_rho_one_is_bit_identical_and_other_rho_changes(demo_model) -> None:
     x, sigma = _batch(shape=demo_model.image_shape)
     plain = demo_model.denoise(x, sigma)
-    with skip_tuning(demo_model, RhoSchedule.identity()):
+    with skip_tuning(demo_model, TuningSchedule.identity()):
         identity = demo_model.denoise(x, sigma)
-    with skip_tuning(demo_model, RhoSchedule(0.6)):
+    with skip_tuning(demo_model, TuningSchedule(0.6)):
         tuned = demo_model.denoise(x, sigma)
     assert torch.equal(plain, identity)
     assert (tuned - plain).abs().max() > 1e-3
@@ -104,7 +104,7 @@ def _hand_forward(unet: EDMUNet, x: torch.Tensor, noise_labels: torch.Tensor, fa
 def test_scaling_happens_where_the_decoder_consumes_the_skip(tiny_checkpoint: Path) -> None:
     model = load_model(tiny_checkpoint, device="cpu")
     unet = model.net.unet
-    schedule = RhoSchedule(0.3, 0.9, shape="power", gamma=2.0)
+    schedule = TuningSchedule(0.3, 0.9, shape="power", gamma=2.0)
     factors = schedule.factors(model.num_skips)
     x, sigma = _batch()
     labels = sigma.log() / 4
@@ -141,7 +141,8 @@ def test_factor_zero_at_the_deepest_skip_only_changes_the_output(tiny_checkpoint
 def test_per_sample_schedules_equal_one_schedule_per_run(tiny_checkpoint: Path) -> None:
     model = load_model(tiny_checkpoint, device="cpu")
     x, sigma = _batch()
-    schedules = [RhoSchedule(0.5), RhoSchedule(1.0), RhoSchedule(0.7, 0.9), RhoSchedule(1.2)]
+    schedules = [TuningSchedule(0.5), TuningSchedule(1.0), TuningSchedule(0.7, 0.9),
+                 TuningSchedule(1.2)]
     with skip_tuning(model, schedules):
         mixed = model.denoise(x, sigma)
     for j, schedule in enumerate(schedules):
@@ -158,10 +159,10 @@ def test_hooks_are_removed_on_exit_and_on_exception(tiny_checkpoint: Path) -> No
     model = load_model(tiny_checkpoint, device="cpu")
     x, sigma = _batch()
     plain = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule(0.5)):
+    with skip_tuning(model, TuningSchedule(0.5)):
         assert _hook_count(model) == model.num_skips
     assert _hook_count(model) == 0
-    with pytest.raises(RuntimeError, match="boom"), skip_tuning(model, RhoSchedule(0.5)):
+    with pytest.raises(RuntimeError, match="boom"), skip_tuning(model, TuningSchedule(0.5)):
         raise RuntimeError("boom")
     assert _hook_count(model) == 0
     assert torch.equal(model.denoise(x, sigma), plain)

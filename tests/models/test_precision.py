@@ -15,7 +15,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
 from skiptune.models._precision import check_dtype, default_dtype
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from tests.conftest import DEMO_CHECKPOINT
 
@@ -68,11 +68,11 @@ def test_identity_schedule_is_the_plain_sd_model_in_each_dtype(sd_folder: Path, 
     x, sigma = noisy(model)
     condition = model.condition_for([0, 1, 2])
     plain = model.denoise(x, sigma, condition)
-    with skip_tuning(model, RhoSchedule(rho_bottom=1.0, rho_top=1.0)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=1.0, rho_top=1.0)):
         tuned = model.denoise(x, sigma, condition)
     assert plain.dtype == torch.float32          # the sampler's dtype, whatever the net's
     assert torch.equal(plain, tuned)
-    with skip_tuning(model, RhoSchedule(rho_bottom=0.3)):
+    with skip_tuning(model, TuningSchedule(rho_bottom=0.3)):
         assert not torch.equal(model.denoise(x, sigma, condition), plain)
 
 
@@ -84,7 +84,7 @@ def test_identity_schedule_is_the_plain_demo_model_in_each_dtype(dtype: str) -> 
     sigma = torch.tensor([0.1, 1.0, 10.0])
     x = torch.randn(3, *model.image_shape, generator=generator) * (1 + sigma.view(-1, 1, 1, 1))
     plain = model.denoise(x, sigma)
-    with skip_tuning(model, RhoSchedule.identity()):
+    with skip_tuning(model, TuningSchedule.identity()):
         assert torch.equal(model.denoise(x, sigma), plain)
     assert plain.dtype == torch.float32 and torch.isfinite(plain).all()
     reference = load_model(DEMO_CHECKPOINT, device="cpu").denoise(x, sigma)

@@ -16,7 +16,7 @@ from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.freeu import FreeU, fourier_filter, low_frequency_mask
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
 diffusers = pytest.importorskip("diffusers")
@@ -77,7 +77,7 @@ def test_keyword_sites_are_what_the_net_consumes(sd_model: TunableModel) -> None
     x, sigma = noisy_latents(sd_model)
     condition = sd_model.condition_for([0, 1, 2])
     plain = sd_model.denoise(x, sigma, condition)
-    with skip_tuning(sd_model, RhoSchedule(rho_bottom=1.0, rho_top=1.0), freeu=FreeU()):
+    with skip_tuning(sd_model, TuningSchedule(rho_bottom=1.0, rho_top=1.0), freeu=FreeU()):
         assert torch.equal(sd_model.denoise(x, sigma, condition), plain)
     with skip_tuning(sd_model, torch.zeros(sd_model.num_skips)):
         assert (sd_model.denoise(x, sigma, condition) - plain).abs().max() > 1e-3
@@ -118,7 +118,7 @@ def freeu_against_diffusers(
                        return_dict=False)[0]
 
     plain = run()
-    with skip_tuning(model, RhoSchedule.identity(), freeu=FreeU(b1=b1, b2=b2, s1=s1, s2=s2)):
+    with skip_tuning(model, TuningSchedule.identity(), freeu=FreeU(b1=b1, b2=b2, s1=s1, s2=s2)):
         ours = run()
     net.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
     try:
@@ -207,7 +207,7 @@ def test_guidance_combines_the_two_halves_as_diffusers_does(
 def test_per_sample_factors_cover_both_halves_of_the_guided_batch(sd_model: TunableModel) -> None:
     x, sigma = noisy_latents(sd_model, 2)
     condition = sd_model.condition_for([0, 1])
-    schedules = [RhoSchedule(rho_bottom=0.5, freeu=FreeU(b1=1.2, s1=0.5)), RhoSchedule(0.9)]
+    schedules = [TuningSchedule(rho_bottom=0.5, freeu=FreeU(b1=1.2, s1=0.5)), TuningSchedule(0.9)]
     with skip_tuning(sd_model, schedules):
         together = sd_model.denoise(x, sigma, condition)
     for j, schedule in enumerate(schedules):
@@ -369,7 +369,7 @@ def test_doc_hooks_sample_an_export_like_skiptune(
     if window:      # inside: the calls at grid[2] and grid[3], edges far from any call's σ
         bounds = {"sigma_lo": float((grid[3] * grid[4]).sqrt()),
                   "sigma_hi": float((grid[1] * grid[2]).sqrt())}
-    schedule = RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine", **bounds)
+    schedule = TuningSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine", **bounds)
     factors = schedule.factors(model.num_skips)
     best = {"schedule": schedule.to_dict(),
             "rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
@@ -390,5 +390,5 @@ def test_doc_hooks_sample_an_export_like_skiptune(
     assert torch.equal(images(theirs_model), ours)
     assert not torch.equal(ours, plain)
     if window:                                   # the window changed what was sampled
-        with skip_tuning(model, RhoSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")):
+        with skip_tuning(model, TuningSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine")):
             assert not torch.equal(ours, images(model))

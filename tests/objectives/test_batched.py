@@ -10,11 +10,11 @@ import torch
 
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveConfig, build_objective
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from tests.tuner.helpers import DEMO
 
-SCHEDULES = [RhoSchedule(rho_bottom=0.5), RhoSchedule.identity(),
-             RhoSchedule(rho_bottom=0.8, rho_top=0.9, shape="cosine")]
+SCHEDULES = [TuningSchedule(rho_bottom=0.5), TuningSchedule.identity(),
+             TuningSchedule(rho_bottom=0.8, rho_top=0.9, shape="cosine")]
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.models import TunableModel
 from skiptune.objectives import Evaluation, ObjectiveConfig, ProxyObjective, build_objective
 from skiptune.objectives._objective import evaluate
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 
-SCHEDULE = RhoSchedule(rho_bottom=0.7)
+SCHEDULE = TuningSchedule(rho_bottom=0.7)
 
 
 def objective(model: TunableModel, **overrides) -> ProxyObjective:
@@ -172,5 +172,5 @@ def test_kid_objective(demo_model: TunableModel) -> None:
 
 
 def test_unknown_schedule_type(demo_model: TunableModel) -> None:
-    with pytest.raises(ConfigurationError, match="a schedule must be a RhoSchedule"):
+    with pytest.raises(ConfigurationError, match="a schedule must be a TuningSchedule"):
         objective(demo_model, rungs=(2,)).evaluate(0.7)

@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skiptune import RhoSchedule
+from skiptune import TuningSchedule
 
 rhos = st.floats(min_value=0.0, max_value=3.0, allow_nan=False, allow_infinity=False)
 shapes = st.sampled_from(["linear", "power", "cosine"])
@@ -20,7 +20,7 @@ skip_counts = st.integers(min_value=1, max_value=64)
 def test_factors_run_from_bottom_to_top_and_stay_between(
     bottom: float, top: float, shape: str, gamma: float, n: int
 ) -> None:
-    factors = RhoSchedule(bottom, top, shape=shape, gamma=gamma).factors(n)
+    factors = TuningSchedule(bottom, top, shape=shape, gamma=gamma).factors(n)
     assert len(factors) == n
     assert math.isclose(factors[-1], top, abs_tol=1e-12)
     if n > 1:
@@ -34,12 +34,12 @@ def test_factors_run_from_bottom_to_top_and_stay_between(
 
 @given(rhos, shapes, gammas, skip_counts)
 def test_equal_ends_give_a_constant_schedule(rho: float, shape: str, gamma: float, n: int) -> None:
-    assert RhoSchedule(rho, rho, shape=shape, gamma=gamma).factors(n) == [rho] * n
+    assert TuningSchedule(rho, rho, shape=shape, gamma=gamma).factors(n) == [rho] * n
 
 
 @given(rhos, rhos, skip_counts)
 def test_linear_steps_are_equal(bottom: float, top: float, n: int) -> None:
-    factors = RhoSchedule(bottom, top).factors(n)
+    factors = TuningSchedule(bottom, top).factors(n)
     if n > 1:
         expected = (top - bottom) / (n - 1)
         for a, b in itertools.pairwise(factors):
@@ -48,5 +48,5 @@ def test_linear_steps_are_equal(bottom: float, top: float, n: int) -> None:
 
 @given(rhos, rhos, shapes, gammas)
 def test_round_trip(bottom: float, top: float, shape: str, gamma: float) -> None:
-    schedule = RhoSchedule(bottom, top, shape=shape, gamma=gamma)
-    assert RhoSchedule.from_dict(schedule.to_dict()) == schedule
+    schedule = TuningSchedule(bottom, top, shape=shape, gamma=gamma)
+    assert TuningSchedule.from_dict(schedule.to_dict()) == schedule

@@ -7,7 +7,7 @@ import pytest
 
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FREEU_DEFAULTS, FreeU
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.tuner import SearchConfig, SearchSpace
 from skiptune.tuner.search import queued_schedules
 from skiptune.tuner.search._service import _space_for
@@ -37,7 +37,7 @@ def test_freeu_space_queues_the_neutral_baseline_then_the_family_defaults() -> N
         ({"b1": 1.5, "b2": 1.6, "s1": 0.9, "s2": 0.2}, "freeu"),
     ]
     assert schedule_from_params(queued[0][0]).is_identity
-    assert schedule_from_params(queued[1][0]) == RhoSchedule(rho_bottom=1.0, freeu=FreeU(*SD15))
+    assert schedule_from_params(queued[1][0]) == TuningSchedule(rho_bottom=1.0, freeu=FreeU(*SD15))
 
 
 def test_combined_space_queues_baseline_paper_and_freeu_points() -> None:
@@ -84,11 +84,11 @@ def test_the_model_family_picks_the_known_freeu_point(demo_model, monkeypatch) -
 
 
 def test_schedules_carry_freeu_through_their_dicts() -> None:
-    assert "freeu" not in RhoSchedule(0.6).to_dict()          # ρ-only exports are unchanged
-    schedule = RhoSchedule(0.6, freeu=FreeU(*SD15))
+    assert "freeu" not in TuningSchedule(0.6).to_dict()          # ρ-only exports are unchanged
+    schedule = TuningSchedule(0.6, freeu=FreeU(*SD15))
     assert schedule.to_dict()["freeu"] == {"s1": 0.9, "s2": 0.2, "b1": 1.5, "b2": 1.6}
-    assert RhoSchedule.from_dict(schedule.to_dict()) == schedule
-    assert RhoSchedule(1.0, freeu=FreeU()).is_identity
-    assert not RhoSchedule(1.0, freeu=FreeU(b1=1.1)).is_identity
+    assert TuningSchedule.from_dict(schedule.to_dict()) == schedule
+    assert TuningSchedule(1.0, freeu=FreeU()).is_identity
+    assert not TuningSchedule(1.0, freeu=FreeU(b1=1.1)).is_identity
     with pytest.raises(ConfigurationError, match="unknown FreeU keys"):
-        RhoSchedule.from_dict({"rho_bottom": 1.0, "freeu": {"b3": 1.0}})
+        TuningSchedule.from_dict({"rho_bottom": 1.0, "freeu": {"b3": 1.0}})

@@ -14,7 +14,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.exported import load_exported
 from skiptune.models import load_model
 from skiptune.objectives import ObjectiveSettings
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import (
     Note,
@@ -142,7 +142,7 @@ def test_non_finite_samples_fail_the_trial_with_its_reason_and_the_study_goes_on
     failed = [t for t in _trials(tmp_path / "s.db", summary.study_name)
               if t.state == TrialState.FAIL]
     assert all("non-finite" in t.user_attrs["failure"] for t in failed)
-    assert summary.best_schedule == RhoSchedule.identity()
+    assert summary.best_schedule == TuningSchedule.identity()
 
 
 class _Interrupting:
@@ -155,7 +155,7 @@ class _Interrupting:
     def identity(self) -> dict:
         return self.objective.identity  # type: ignore[attr-defined]
 
-    def evaluate(self, schedule: RhoSchedule, **kwargs: object) -> object:
+    def evaluate(self, schedule: TuningSchedule, **kwargs: object) -> object:
         self.calls += 1
         if self.calls == 2:
             raise KeyboardInterrupt

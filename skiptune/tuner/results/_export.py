@@ -12,7 +12,7 @@ from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
 from skiptune.models import TunableModel, load_model
 from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results._reading import one_record, reading_storage
 from skiptune.tuner.study import SKIP_LAYOUT_ATTR
@@ -61,7 +61,7 @@ def export_schedule(
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
                            revision=revision, variant=variant, dtype=dtype)
     exported = ExportedSchedule(
-        schedule=RhoSchedule.from_dict(record.schedule),
+        schedule=TuningSchedule.from_dict(record.schedule),
         nfe=record.nfe,
         sampler=record.sampler,
         value=record.value,

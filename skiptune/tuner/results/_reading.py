@@ -15,7 +15,7 @@ import optuna
 from skiptune.errors import ConfigurationError
 from skiptune.exported import check_weights
 from skiptune.models import TunableModel
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
 from skiptune.tuner.results._pareto import SpeedClaim, describe_claim, speed_claims
 from skiptune.tuner.results._summary import StudySummary, summarize
@@ -176,7 +176,7 @@ def best_schedule(
     sampler: str | None = None,
     group: str | None = None,
     allow_other_weights: bool = False,
-) -> RhoSchedule:
+) -> TuningSchedule:
     """The best schedule stored for ``model`` at ``nfe``, to use with :func:`skip_tuning`.
 
     Once the study is validated, the best on fresh seeds (``front_report``'s records say
@@ -195,4 +195,4 @@ def best_schedule(
         check_weights(
             record.model_fingerprint, model, allow_other_weights, where=record.study_name
         )
-    return RhoSchedule.from_dict(record.schedule)
+    return TuningSchedule.from_dict(record.schedule)

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.tuner.study import (
     TOTAL_ATTR,
     StudyConfig,
@@ -55,7 +55,7 @@ class StudySummary:
     failed: int                 # non-finite failures (counted as finished)
     running: int
     best_value: float | None
-    best_schedule: RhoSchedule | None
+    best_schedule: TuningSchedule | None
     best_trial: int | None
     baseline_value: float | None
     seconds_per_trial: float | None   # mean evaluation time of complete trials

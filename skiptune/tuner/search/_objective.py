@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from skiptune.objectives import BatchReduced, CandidateReport, Evaluation, RungReport
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 
 __all__ = ["Objective"]
 
@@ -27,7 +27,7 @@ class Objective(Protocol):
 
     def evaluate(
         self,
-        schedule: RhoSchedule,
+        schedule: TuningSchedule,
         *,
         report: RungReport | None = None,              # after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
@@ -38,7 +38,7 @@ class Objective(Protocol):
 
     def evaluate_many(
         self,
-        schedules: Sequence[RhoSchedule],
+        schedules: Sequence[TuningSchedule],
         *,
         report: CandidateReport | None = None,         # per candidate after each rung
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory

@@ -31,7 +31,7 @@ from skiptune.errors import (
     NonFiniteSampleError,
 )
 from skiptune.objectives import BatchReduced, Evaluation
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results import StudySummary, summarize
 from skiptune.tuner.search._events import (
@@ -435,7 +435,7 @@ class StudyRun:
         self.finish(trial, state=state, value=value, reason=reason, schedule=schedule,
                     seconds=time.monotonic() - start)
 
-    def run_batch(self, trials: list[optuna.Trial], schedules: list[RhoSchedule], *,
+    def run_batch(self, trials: list[optuna.Trial], schedules: list[TuningSchedule], *,
                   finished: int) -> None:
         """Run several trials with their images sampled in one batch (``evaluate_many``)."""
         for i, (trial, schedule) in enumerate(zip(trials, schedules, strict=True)):
@@ -478,13 +478,13 @@ class StudyRun:
 
         return batch_reduced
 
-    def announce(self, trial: optuna.Trial, schedule: RhoSchedule, *, finished: int) -> None:
+    def announce(self, trial: optuna.Trial, schedule: TuningSchedule, *, finished: int) -> None:
         self.emit(TrialStarted(study_name=self.name, trial_number=trial.number,
                                schedule=schedule.to_dict(), role=role_of(trial),
                                finished=finished, trials_total=self.total, worker=self.worker))
 
     def finish(self, trial: optuna.Trial, *, state: TrialState, value: float | None,
-               reason: str, schedule: RhoSchedule, seconds: float) -> None:
+               reason: str, schedule: TuningSchedule, seconds: float) -> None:
         """Tell the trial's end, update the stored front, and report it."""
         told = _tell(self.study, trial, state=state,
                      value=value if state == TrialState.COMPLETE else None)

@@ -15,7 +15,7 @@ import optuna
 from skiptune._optuna import quiet_experimental
 from skiptune.errors import ConfigurationError
 from skiptune.freeu import FreeU
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.steps import StepGrid
 from skiptune.tuner.study import OPTIMIZERS, SearchSpace, StudyConfig
 
@@ -46,7 +46,7 @@ def _enqueued_values_allowed() -> Iterator[None]:
         yield
 
 
-def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
+def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> TuningSchedule:
     """Ask ``trial`` for a schedule in ``space``.
 
     ρ: rho_bottom, rho_top, shape, gamma (power only); a fixed rho_top is a one-value
@@ -55,7 +55,7 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
     scale; the ranges keep every grid decreasing). A space without ρ keeps ρ = 1.
     """
     with _enqueued_values_allowed():
-        schedule = RhoSchedule.identity()
+        schedule = TuningSchedule.identity()
         if space.searches_rho:
             rho_bottom = trial.suggest_float("rho_bottom", *space.rho_bottom)
             rho_top = trial.suggest_float("rho_top", *space.rho_top_bounds())
@@ -63,7 +63,7 @@ def suggest_schedule(trial: optuna.Trial, space: SearchSpace) -> RhoSchedule:
             gamma = (
                 trial.suggest_float("gamma", *space.gamma, log=True) if shape == "power" else 1.0
             )
-            schedule = RhoSchedule(
+            schedule = TuningSchedule(
                 rho_bottom=rho_bottom, rho_top=rho_top, shape=str(shape), gamma=gamma,
                 **_suggest_window(trial, space),
             )
@@ -108,7 +108,7 @@ def steps_params(grid: StepGrid) -> dict[str, float]:
 
 
 def _suggest_window(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
-    """σ_lo and σ_hi in ``space.sigma_window`` (log scale), as RhoSchedule's keywords."""
+    """σ_lo and σ_hi in ``space.sigma_window`` (log scale), as TuningSchedule's keywords."""
     if space.sigma_window is None:
         return {}
     ends = sorted(trial.suggest_float(name, *space.sigma_window, log=True)

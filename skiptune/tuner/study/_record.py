@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.freeu import FreeU
 from skiptune.objectives import paired_gain_interval
-from skiptune.schedule import RhoSchedule
+from skiptune.schedule import TuningSchedule
 from skiptune.steps import StepGrid
 
 __all__ = [
@@ -120,12 +120,12 @@ def _window_of(params: dict[str, Any]) -> dict[str, float]:
     return {"sigma_lo": ends[0], "sigma_hi": ends[1]} if ends[0] < ends[1] else {}
 
 
-def schedule_from_params(params: dict[str, Any]) -> RhoSchedule:
+def schedule_from_params(params: dict[str, Any]) -> TuningSchedule:
     """The schedule a trial's parameters stand for (ρ = 1 when only FreeU was searched)."""
     freeu = None
     if "b1" in params:
         freeu = FreeU(**{k: float(params[k]) for k in ("b1", "b2", "s1", "s2")})
-    return RhoSchedule(
+    return TuningSchedule(
         rho_bottom=float(params.get("rho_bottom", 1.0)),
         rho_top=float(params.get("rho_top", 1.0)),
         shape=str(params.get("shape", "linear")),
