@@ -14,6 +14,7 @@ importing torch takes, and turns the KeyboardInterrupt into one line and exit co
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["acknowledge", "armed", "install", "interrupted"]
+__all__ = ["acknowledge", "armed", "install", "interrupted", "quiet_connection_cleanup"]
 
 _COMMANDS = ("skiptune", "skiptune-search", "cli.py")   # console scripts, python -m skiptune.cli
 _count = 0
@@ -107,6 +108,19 @@ def armed() -> Iterator[None]:
         if not _count and _previous is not None and threading.current_thread() is \
                 threading.main_thread():
             signal.signal(signal.SIGINT, _previous)
+
+
+def quiet_connection_cleanup() -> None:
+    """Keep SQLAlchemy's "Exception during reset or similar" traceback off the terminal.
+
+    A Ctrl-C (or a SIGTERM turned into one) that lands while a connection goes back to its
+    pool interrupts the rollback that resets it, and SQLAlchemy logs that with a traceback,
+    which the logging module's last-resort handler prints. The server rolls the transaction
+    back when the connection closes, so nothing stored changes, and the command says in its
+    own line what happened. For the command line and its worker processes only: a program
+    that configures logging still receives the record through its own handlers.
+    """
+    logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
 
 
 def interrupted() -> bool:

@@ -1144,6 +1144,7 @@ def _edge(command: Callable[[], Any]) -> None:
     line and exit code 1.
     """
     _prepare_output()
+    skiptune._interrupt.quiet_connection_cleanup()
     try:
         try:
             _guarded(command)

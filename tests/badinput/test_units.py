@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -310,3 +312,38 @@ def test_storage_errors_from_a_too_long_db_name(tmp_path: Path) -> None:
         open_storage(tmp_path / ("d" * 300 + ".db"))
     _one_line(caught.value)
     assert json.dumps(sorted(os.listdir(tmp_path))) == "[]"
+
+
+_RESET_INTERRUPTED = """
+import sqlalchemy
+from sqlalchemy import event
+import skiptune.cli as cli
+
+def command():
+    engine = sqlalchemy.create_engine("sqlite://")
+
+    @event.listens_for(engine, "reset")
+    def interrupted(*_args):
+        raise KeyboardInterrupt          # a Ctrl-C landing inside the pool's reset
+
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))
+
+{run}
+"""
+
+
+@pytest.mark.parametrize("through_the_edge", [True, False])
+def test_a_ctrl_c_inside_a_connections_reset_prints_no_traceback(through_the_edge: bool) -> None:
+    """SQLAlchemy logs an interrupted pool reset with a traceback; the command line's edge
+    (and a search worker) keep it off stderr and print their own line. Without the edge the
+    traceback shows: the case is real."""
+    run = "cli._edge(command)" if through_the_edge else "command()"
+    result = subprocess.run([sys.executable, "-c", _RESET_INTERRUPTED.format(run=run)],
+                            capture_output=True, text=True, timeout=120)
+    if through_the_edge:
+        assert result.returncode == 130, result.stderr
+        assert "Traceback" not in result.stderr and "reset" not in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    else:
+        assert "Exception during reset or similar" in result.stderr

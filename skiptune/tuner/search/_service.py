@@ -20,6 +20,7 @@ import torch
 
 import skiptune.errors as errors
 from skiptune._interrupt import acknowledge as acknowledge_interrupt
+from skiptune._interrupt import quiet_connection_cleanup
 from skiptune.errors import ConfigurationError, NonFiniteSampleError, SkiptuneError
 from skiptune.freeu import FREEU_DEFAULTS
 from skiptune.models import TunableModel, load_model, not_images_reason
@@ -478,6 +479,7 @@ def _worker_main(
     as its own one-line error.
     """
     torch.set_num_threads(threads)
+    quiet_connection_cleanup()
     try:
         for signum in STOP_SIGNALS:                  # like Ctrl-C, see sigterm_as_interrupt
             if signal.getsignal(signum) is not signal.SIG_IGN:
