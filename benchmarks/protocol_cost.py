@@ -1,7 +1,7 @@
 """The paper's protocol against skiptune's search with validation: quality and images sampled.
 
-    python benchmarks/protocol_cost.py [--nfe 9] [--large-n 2000] [--trials 20]
-        [--rungs 32,128] [--threads 1] [--device cpu] [--json out.json]
+    python benchmarks/protocol_cost.py [--nfe 9] [--large-n 2000] [--trials N]
+        [--rungs A,B] [--threads 1] [--device cpu] [--json out.json] [--sweep-from old.json]
 
 (with skiptune installed, ``pip install -e .``; from a bare checkout prefix ``PYTHONPATH=.``)
 
@@ -10,9 +10,9 @@ On the demonstration model at --nfe, Heun:
 1. **Paper protocol** (Ma et al., ICML 2024): sweep ρ_bottom over 8 values (linear schedule,
    ρ_top = 1), score each at --large-n images on fresh seeds (from --truth-seed), keep the
    lowest. Images: 8 × --large-n.
-2. **skiptune**: ``search(...)`` with --trials trials at --rungs, validation on (top 3 and
-   ρ = 1 at 4 × the last rung, seeds no trial used). Images: every rung each trial reached,
-   plus the validation's.
+2. **skiptune**: ``search(...)`` with skiptune's default settings (trials, rungs, validation
+   on seeds no trial used), or --trials and --rungs where given. Images: every rung each
+   trial reached, plus the validation's.
 3. **Judgement**: skiptune's choice is scored at --large-n on the same fresh seeds as the
    protocol's points (reused when it is one of them). This favours the protocol: its value
    there is the minimum of the eight it chose from (the winner's curse), while skiptune's
@@ -76,24 +76,37 @@ def images_of_search(db: Path, study_name: str) -> tuple[int, int]:
     return trials, validation
 
 
+def earlier_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The paper sweep of an earlier run's JSON, refused unless it measured the same points."""
+    earlier = json.loads(args.sweep_from.read_text())
+    if (earlier["nfe"], earlier["large_n"], earlier["truth_seed"]) != (
+            args.nfe, args.large_n, args.truth_seed):
+        sys.exit(f"{args.sweep_from} measured NFE {earlier['nfe']}, N {earlier['large_n']}, "
+                 f"seed {earlier['truth_seed']}: not this run's sweep")
+    say(f"paper sweep: reused from {args.sweep_from} (same NFE, N and seeds)")
+    return list(earlier["paper_sweep"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ASSETS / "demo_unet.pt")
     parser.add_argument("--nfe", type=int, default=9)
     parser.add_argument("--large-n", type=int, default=2000)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--rungs", default="32,128")
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--rungs", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth-seed", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--sweep-from", type=Path, default=None,
+                        help="reuse the paper sweep of an earlier run's --json (same NFE, N "
+                             "and seeds) instead of measuring it again")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads or 1)
     quiet_optuna()
-    rungs = tuple(int(n) for n in args.rungs.split(","))
     say(f"protocol_cost: demo model, heun {args.nfe} NFE, large N = {args.large_n} "
         f"(seeds {args.truth_seed}…), device {args.device}, "
         f"{torch.get_num_threads()} thread(s)")
@@ -102,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "search.db"
-        config = SearchConfig(nfe=args.nfe, trials=args.trials, seed=args.seed,
-                              objective=ObjectiveSettings(rungs=rungs,
-                                                          batch_size=args.batch_size))
+        given: dict[str, Any] = {} if args.rungs is None else {
+            "rungs": tuple(int(n) for n in args.rungs.split(","))}
+        config = SearchConfig(nfe=args.nfe, seed=args.seed,
+                              **({} if args.trials is None else {"trials": args.trials}),
+                              objective=ObjectiveSettings(batch_size=args.batch_size, **given))
         (summary,) = search(args.model, config, db=db, device=args.device)
         trial_images, validation_images = images_of_search(db, summary.study_name)
     search_seconds = time.perf_counter() - started
@@ -120,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     truth = build_objective(model, ObjectiveConfig(
         sampler="heun", nfe=args.nfe, rungs=(args.large_n,), seed=args.truth_seed,
         batch_size=args.batch_size), device=model.device)
-    sweep: list[dict[str, Any]] = []
-    for bottom in PAPER_SWEEP:
+    sweep = earlier_sweep(args) if args.sweep_from is not None else []
+    for bottom in PAPER_SWEEP[len(sweep):]:
         tick = time.perf_counter()
         value = score(truth, TuningSchedule(rho_bottom=bottom, rho_top=1.0))
         sweep.append({"rho_bottom": bottom, "fd": value})
