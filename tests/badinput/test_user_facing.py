@@ -232,6 +232,7 @@ def test_workers_finish_when_the_resource_tracker_is_killed(tmp_path: Path) -> N
         assert process.returncode == 0, err
         assert "Traceback" not in err and "KeyError" not in err and "resource_tracker" not in err
         assert all(line.startswith("note: ") for line in err.splitlines()), err
+        assert len(set(err.splitlines())) == len(err.splitlines()), err   # each note once
         (summary,) = json.loads(out)
         assert summary["finished"] == summary["trials_total"] == 8
 

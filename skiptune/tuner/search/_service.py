@@ -551,6 +551,7 @@ def _run_workers(
         process.start()
         writer.close()            # the worker holds the only writing end: its exit is EOF
     readers = {reader: i for i, (reader, _writer) in enumerate(pipes)}
+    notes: set[Note] = set()
     failure: tuple[str, str] | None = None
     lost: dict[int, int | None] = {}
     interrupted = False
@@ -573,6 +574,10 @@ def _run_workers(
                     if kind == "error" and failure is None:
                         failure = (error_type, message)
                     interrupted = interrupted or kind == "interrupted"
+                elif isinstance(event, Note):      # each worker says it: heard once
+                    if event not in notes and on_event is not None:
+                        on_event(event)
+                    notes.add(event)
                 elif on_event is not None:
                     on_event(event)
     except KeyboardInterrupt:
