@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import optuna
@@ -127,6 +128,10 @@ def test_qmc_asked_with_a_new_sampler_each_trial_continues_one_sobol_sequence() 
 
     once, per_ask = points(False), points(True)
     assert per_ask == once and len(set(once)) == 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_sampler(config)
+    assert caught == []                   # no "QMCSampler is experimental" on the terminal
     # Seven points after the first (which fixes the space) land in distinct eighths of it.
     eighths = {int((b - 0.3) / 0.9 * 8) for b in once[1:]}
     assert len(eighths) == 7

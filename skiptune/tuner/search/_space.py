@@ -240,10 +240,11 @@ def make_sampler(
     if name == "qmc":
         # A scrambled Sobol sequence: one scrambling per search (not per ask, which would
         # break the sequence's spread); Optuna counts the points drawn in the study itself.
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True,
-                                          seed=sampler_seed(config.seed, worker=worker),
-                                          warn_independent_sampling=False,
-                                          warn_asynchronous_seeding=False)
+        with quiet_experimental():
+            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True,
+                                              seed=sampler_seed(config.seed, worker=worker),
+                                              warn_independent_sampling=False,
+                                              warn_asynchronous_seeding=False)
     if name == "grid":
         return _AskTellGridSampler(_grid(config.space), seed=seed)
     raise ConfigurationError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
