@@ -18,7 +18,7 @@ setup: $(BIN)/skiptune
 
 # The main job on the bundled demonstration model, with the embedded SQLite default ./skiptune.db.
 demo: setup
-	$(BIN)/skiptune-search --model skiptune/assets/demo_unet.pt --nfe 9 --trials 10 --rungs 32,128
+	$(BIN)/skiptune-search --model skiptune/assets/demo_unet.pt --nfe 9
 	$(BIN)/skiptune export --nfe 9 -o demo_rho.json
 	$(BIN)/skiptune sample --model skiptune/assets/demo_unet.pt --from demo_rho.json -n 64 -o demo_grid.png
 	$(BIN)/skiptune front

@@ -631,7 +631,7 @@ def search_command(
                                                       "(one study each per budget). "
                                                       "[default: heun]")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
-                                               "should reach. [default: 30]")] = None,
+                                               "should reach. [default: 10]")] = None,
     db: DbOption = None,
     study: GroupOption = None,
     metric: Annotated[str | None, typer.Option(
@@ -647,7 +647,7 @@ def search_command(
                                             "self:SAMPLER:NFE[:N] to choose). Default: the "
                                             "model's own, if it carries one.")] = None,
     rungs: Annotated[str | None, typer.Option(help="Sample counts N of the fidelity rungs, "
-                                              "e.g. 64,256.")] = None,
+                                              "e.g. 64,256. [default: 16,64]")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Noise seed of sample 0 (and the "
                                              "optimizer's seed). [default: 0]")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images sampled at once.")] = None,
@@ -698,10 +698,10 @@ def search_command(
         "--allow-large-rungs", help="Accept a rung above 50,000 samples.")] = False,
     validate_top: Annotated[int | None, typer.Option(
         "--validate-top", help="At a study's total, re-score its best K distinct schedules "
-        "and ρ = 1 on fresh seeds, and report the best of those. [default: 3]")] = None,
+        "and ρ = 1 on fresh seeds, and report the best of those. [default: 1]")] = None,
     validation_n: Annotated[int | None, typer.Option(
         "--validation-n", help="Images per validated schedule, at least the last rung. "
-        "[default: 4 × the last rung]")] = None,
+        "[default: 2 × the last rung]")] = None,
     no_validation: Annotated[bool, typer.Option(
         "--no-validation", help="Stop at the search's own values (a later run without it "
         "validates the study).")] = False,

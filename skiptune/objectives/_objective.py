@@ -98,7 +98,7 @@ class ObjectiveSettings:
     metric: str = "fd"
     features: str | None = None
     reference: str | None = None
-    rungs: tuple[int, ...] = (64, 256)
+    rungs: tuple[int, ...] = (16, 64)      # chosen by benchmarks/anytime.py (docs/search.md)
     batch_size: int = 128
     schedule_exponent: float = 7.0
 

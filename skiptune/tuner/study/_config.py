@@ -256,7 +256,7 @@ class ValidationSettings:
 
     Args:
         top_k: distinct best schedules re-scored beside ρ = 1.
-        num_samples: images per candidate; None: 4 × the last rung. Never below the last rung.
+        num_samples: images per candidate; None: 2 × the last rung. Never below the last rung.
         resamples: paired bootstrap draws for the gain's interval.
         level: the interval's coverage.
         enabled: False skips validation (a later run without it validates the study).
@@ -266,7 +266,7 @@ class ValidationSettings:
         grids: False stores no sample grids.
     """
 
-    top_k: int = 3
+    top_k: int = 1
     num_samples: int | None = None
     resamples: int = 200
     level: float = 0.95
@@ -297,12 +297,12 @@ class ValidationSettings:
 
     def samples_for(self, last_rung: int) -> int:
         """N of a validation after trials measured at ``last_rung``; refuses one below it."""
-        n = 4 * last_rung if self.num_samples is None else int(self.num_samples)
+        n = 2 * last_rung if self.num_samples is None else int(self.num_samples)
         if n < last_rung:
             raise ConfigurationError(
                 f"validation.num_samples {n} is smaller than the last rung ({last_rung}): "
                 "validation must measure at least as many images as a trial; pass "
-                f"validation.num_samples {4 * last_rung}",
+                f"validation.num_samples {2 * last_rung}",
                 field="validation.num_samples",
             )
         return n
@@ -419,7 +419,7 @@ class SearchConfig:
 
     nfe: int | Sequence[int]
     sampler: str | Sequence[str] = "heun"
-    trials: int = 30
+    trials: int = 10
     optimizer: str = "tpe"
     space: SearchSpace = field(default_factory=SearchSpace)
     objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
@@ -514,7 +514,7 @@ class StudyConfig:
     model_fingerprint: str
     objective: ObjectiveConfig
     objective_identity: dict[str, Any]
-    trials: int = 30
+    trials: int = 10
     optimizer: str = "tpe"
     space: SearchSpace = field(default_factory=SearchSpace)
     group: str = "default"
