@@ -191,5 +191,7 @@ def test_per_sample_factors_equal_one_run_per_schedule(model: TunableModel, batc
     for j, schedule in enumerate(schedules):
         with skip_tuning(model, schedule):
             alone = model.denoise(x[j : j + 1], sigma[j : j + 1], _row(condition, j))
-        tolerance = 1e-5 * _guidance_gain(condition)
+        # One batch against one image each: the convolutions pick other kernels for another
+        # batch size, and float32 sums in another order differ by up to ~1e-4 relative.
+        tolerance = 1e-4 * _guidance_gain(condition)
         torch.testing.assert_close(together[j : j + 1], alone, rtol=tolerance, atol=tolerance)

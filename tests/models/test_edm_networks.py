@@ -18,7 +18,14 @@ from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from tests.models.edm_helpers import FIXTURE_NAMES, fixture_path
 
-TOLERANCE = 1e-5
+TOLERANCE = 5e-5
+
+
+def _excess(out: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest error relative to 1 + |expected|: EDM's outputs reach ~60, where float32
+    sums taken in another order (another CPU's kernels, another thread count) differ by a
+    few 1e-5 absolute."""
+    return ((out - expected).abs() / (1 + expected.abs())).max().item()
 
 
 def _fixture(name: str) -> tuple:
@@ -33,7 +40,7 @@ def _fixture(name: str) -> tuple:
 def test_denoised_matches_edm(name: str) -> None:
     model, t, condition = _fixture(name)
     out = model.denoise(t["x"], t["sigma"], condition)
-    assert (out - t["denoised"]).abs().max().item() <= TOLERANCE
+    assert _excess(out, t["denoised"]) <= TOLERANCE
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -42,7 +49,7 @@ def test_skip_factors_act_where_edm_concatenates_each_skip(name: str) -> None:
     assert model.num_skips == len(t["factors"])
     with skip_tuning(model, t["factors"]):
         out = model.denoise(t["x"], t["sigma"], condition)
-    assert (out - t["denoised_rho"]).abs().max().item() <= TOLERANCE
+    assert _excess(out, t["denoised_rho"]) <= TOLERANCE
     # The factors matter: the tuned output is far from the untuned one.
     assert (t["denoised_rho"] - t["denoised"]).abs().max().item() > 100 * TOLERANCE
 

@@ -154,7 +154,7 @@ def test_pickle_without_any_edm_record_takes_the_ordinary_refusal(tmp_path: Path
     path.write_bytes(pickle.dumps({"weights": _TouchesFile(tmp_path / "PWNED")}))
     with pytest.raises(CheckpointError) as error:
         load_model(path, device="cpu")
-    _one_line(error, "contains pickled Python objects", "trust-pickle")
+    _one_line(error, "contains pickled Python objects", "trust_pickle=True")
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -302,7 +302,8 @@ def test_no_prompts_at_all_says_which_option(sd_folder: Path) -> None:
     model = load_model(sd_folder, device="cpu")
     with pytest.raises(ConfigurationError) as error:
         model.condition_for([0])
-    one_line(error, "--prompts", "--embeddings")
+    one_line(error, "pass prompts FILE", "or embeddings FILE")
+    assert error.value.fields == ("prompts", "embeddings")     # the CLI says --prompts
 
 
 def test_text_prompts_without_transformers_name_the_extra(

@@ -144,7 +144,7 @@ def test_reference_seeds_are_disjoint_from_trial_and_validation_seeds(tmp_path: 
     self_reference.check_disjoint_seeds(seed=SELF_REFERENCE_SEED - used, count=used)
     # A seed whose trials or validation would reach 2**62 is refused, and nothing is created.
     db = tmp_path / "studies.db"
-    near = SearchConfig(nfe=[3], trials=2, seed=SELF_REFERENCE_SEED - 100,
+    near = SearchConfig(nfe=[3], trials=2, seed=SELF_REFERENCE_SEED - 90,
                         objective=config.objective)
     with pytest.raises(ConfigurationError, match=r"reach 2\*\*62.*pass a smaller seed$"):
         search(DEMO, near, db=db, device="cpu")

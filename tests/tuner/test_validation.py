@@ -65,12 +65,12 @@ def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Pat
     six = SearchConfig(nfe=3, trials=6, objective=TINY, **FAST_HEARTBEAT)
     (summary,) = search(DEMO, six, db=db, device="cpu", on_event=events.append)
     validated = [e for e in events if isinstance(e, CandidateValidated)]
-    # ρ = 1 and the top 3 distinct schedules, each at 4 × the last rung.
-    assert len(validated) == 4 and {e.num_samples for e in validated} == {128}
+    # By default ρ = 1 and the best distinct schedule, each at 2 × the last rung.
+    assert len(validated) == 2 and {e.num_samples for e in validated} == {64}
     assert validated[0].role == "baseline"
     result = validation_result(_study(db, summary.study_name))
-    assert result is not None and result.seed == 32           # seeds 32 … 159: none a trial's
-    assert summary.validated and summary.validation_num_samples == 128
+    assert result is not None and result.seed == 32           # seeds 32 … 95: none a trial's
+    assert summary.validated and summary.validation_num_samples == 64
     values = [e.value for e in validated if e.value is not None]
     assert summary.best_value == min(values)
     assert summary.baseline_value == validated[0].value
@@ -82,7 +82,7 @@ def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Pat
 
     (tuned,) = front_report(db)[0].tuned
     assert tuned.validated and tuned.value == summary.best_value
-    assert tuned.validation["num_samples"] == 128
+    assert tuned.validation["num_samples"] == 64
     exported = export_schedule(db, nfe=3)
     assert exported.validation is not None and exported.value == summary.best_value
     assert exported.to_dict()["validated"] is True
