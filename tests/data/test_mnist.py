@@ -106,7 +106,7 @@ def test_mnist_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_default_location_is_inside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fresh clone has no ../shared: the package must read the copy it ships.
+    # A fresh clone has no data beside it: the package must read the copy it ships.
     monkeypatch.delenv(MNIST_DIR_ENV, raising=False)
     repository = Path(__file__).resolve().parents[2]
     assert mnist_dir() == DEFAULT_MNIST_DIR
