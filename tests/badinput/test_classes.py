@@ -379,8 +379,9 @@ def test_a_resumed_search_continues_deterministically_instead_of_repeating(
 # -- workers -----------------------------------------------------------------------------
 
 
-def _workers_of(pid: int) -> list[int]:
-    """The multiprocessing worker processes of ``pid`` (not its resource tracker)."""
+def _children_of(pid: int, marker: bytes) -> list[int]:
+    """The child processes of ``pid`` whose command line holds ``marker``: b"spawn_main" for
+    multiprocessing's workers, b"resource_tracker" for its resource tracker."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     found = []
     for child in map(int, children):
@@ -388,23 +389,35 @@ def _workers_of(pid: int) -> list[int]:
             command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
         except FileNotFoundError:
             continue
-        if b"spawn_main" in command:
+        if marker in command:
             found.append(child)
     return found
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The multiprocessing worker processes of ``pid`` (not its resource tracker)."""
+    return _children_of(pid, b"spawn_main")
+
+
+def _two_workers_running(url: str, cwd: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A search of 8 trials by two workers on ``url``, once both run and a trial is RUNNING;
+    with the workers' process ids."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skiptune.cli", "search", "--model", str(DEMO), "--nfe",
+         "3", "--rungs", "16,32", "--trials", "8", "--device", "cpu", "--workers", "2",
+         "--heartbeat", "1", "--grace", "3", "--db", url, "--json"],
+        cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(workers := _workers_of(process.pid)) < 2 or not _running(url):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr
+        time.sleep(0.2)
+    return process, workers
 
 
 def test_a_lost_worker_is_a_warning_when_the_others_finish_the_total() -> None:
     require_postgres()
     with pg_schema() as url:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "skiptune.cli", "search", "--model", str(DEMO), "--nfe",
-             "3", "--rungs", "16,32", "--trials", "8", "--device", "cpu", "--workers", "2",
-             "--heartbeat", "1", "--grace", "3", "--db", url, "--json"],
-            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while len(workers := _workers_of(process.pid)) < 2 or not _running(url):
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr
-            time.sleep(0.2)
+        process, workers = _two_workers_running(url, REPO)
         os.kill(workers[0], signal.SIGKILL)
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err

@@ -26,16 +26,16 @@ import torch
 from tests.badinput.test_classes import (
     SEARCH,
     STUDY,
+    _children_of,
     _feature_net,
     _files,
     _one_error,
     _reference,
     _run,
-    _running,
     _runs,
-    _workers_of,
+    _two_workers_running,
 )
-from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres
+from tests.tuner.helpers import cli_env, pg_schema, require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -197,36 +197,14 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
     assert _running_trials(db) == 0             # the trial was failed, not left RUNNING
 
 
-def _resource_tracker_of(pid: int) -> int | None:
-    """The multiprocessing resource tracker that ``pid`` started, if one runs."""
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"resource_tracker" in command:
-            return int(child)
-    return None
-
-
 def test_workers_finish_when_the_resource_tracker_is_killed(tmp_path: Path) -> None:
     # The tracker is a helper process that multiprocessing starts beside the workers; killed
     # mid-search (by hand, by an OOM killer), it must cost nothing: no KeyError tracebacks
     # from the workers or the parent, and the study reaches its total.
     require_postgres()
     with pg_schema() as url:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "skiptune.cli", "search", "--model", str(DEMO), "--nfe",
-             "3", "--rungs", "16,32", "--trials", "8", "--device", "cpu", "--workers", "2",
-             "--heartbeat", "1", "--grace", "3", "--db", url, "--json"],
-            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        deadline = time.monotonic() + 120
-        while len(_workers_of(process.pid)) < 2 or not _running(url):
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr
-            time.sleep(0.2)
-        tracker = _resource_tracker_of(process.pid)
-        assert tracker is not None
+        process, _workers = _two_workers_running(url, tmp_path)
+        (tracker,) = _children_of(process.pid, b"resource_tracker")
         os.kill(tracker, signal.SIGKILL)
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
