@@ -12,7 +12,7 @@ On the demonstration model at --nfe, Heun:
    lowest. Images: 8 × --large-n.
 2. **skiptune**: ``search(...)`` with skiptune's default settings (trials, rungs, validation
    on seeds no trial used), or --trials and --rungs where given. Images: every rung each
-   trial reached, plus the validation's.
+   trial reached, plus the validation's, plus the sample grids' (16 per known point).
 3. **Judgement**: skiptune's choice is scored at --large-n on the same fresh seeds as the
    protocol's points (reused when it is one of them). This favours the protocol: its value
    there is the minimum of the eight it chose from (the winner's curse), while skiptune's
@@ -44,6 +44,8 @@ from skiptune.objectives import ObjectiveConfig, ObjectiveSettings, build_object
 from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, quiet_optuna, search, validation_result
+from skiptune.tuner.search._grids import GRID_SAMPLES
+from skiptune.tuner.study import grid_artifacts
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
 PAPER_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)     # ρ_bottom, ρ_top = 1
@@ -62,8 +64,10 @@ def score(objective: Any, schedule: TuningSchedule) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def images_of_search(db: Path, study_name: str) -> tuple[int, int]:
-    """(images the trials sampled, images the validation sampled) of a finished study."""
+def images_of_search(db: Path, study_name: str) -> tuple[int, int, int]:
+    """(images the trials sampled, the validation sampled, the sample grids sampled) of a
+    finished study. A validated candidate's grid is its validation's first images; the other
+    grid trials (known points) cost GRID_SAMPLES each."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(db).optuna_storage())
     trials = 0
     for trial in study.get_trials(deepcopy=False):
@@ -73,7 +77,10 @@ def images_of_search(db: Path, study_name: str) -> tuple[int, int]:
             trials += int(max(trial.intermediate_values))      # the last rung it reached
     result = validation_result(study)
     validation = 0 if result is None else result.num_samples * len(result.candidates)
-    return trials, validation
+    validated = set() if result is None else {c.trial for c in result.candidates}
+    grids = GRID_SAMPLES * sum(1 for t in study.get_trials(deepcopy=False)
+                               if grid_artifacts(t) and t.number not in validated)
+    return trials, validation, grids
 
 
 def earlier_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                               **({} if args.trials is None else {"trials": args.trials}),
                               objective=ObjectiveSettings(batch_size=args.batch_size, **given))
         (summary,) = search(args.model, config, db=db, device=args.device)
-        trial_images, validation_images = images_of_search(db, summary.study_name)
+        trial_images, validation_images, grid_images = images_of_search(db, summary.study_name)
     search_seconds = time.perf_counter() - started
     chosen = summary.best_schedule
     assert chosen is not None
@@ -129,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary.best_value:.4g} at N = {summary.validation_num_samples}, search "
         f"{summary.search_best_value:.4g}; gain {summary.improvement:.1%} "
         f"[{summary.gain_low:.1%}, {summary.gain_high:.1%}]); images {trial_images} in "
-        f"trials + {validation_images} in validation; {search_seconds:.0f} s")
+        f"trials + {validation_images} in validation + {grid_images} in sample grids; "
+        f"{search_seconds:.0f} s")
 
     model = load_model(args.model, device=args.device)
     truth = build_objective(model, ObjectiveConfig(
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     paper_images = len(PAPER_SWEEP) * args.large_n
     same = next((p for p in sweep if TuningSchedule(rho_bottom=p["rho_bottom"]) == chosen), None)
     skiptune_fd = same["fd"] if same is not None else score(truth, chosen)
-    skiptune_images = trial_images + validation_images
+    skiptune_images = trial_images + validation_images + grid_images
     ratio = skiptune_images / paper_images
     say(f"paper's choice: ρ_bottom {paper['rho_bottom']:.1f}, FD {paper['fd']:.4g} at "
         f"N = {args.large_n}; images {paper_images}")
@@ -161,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         "paper_sweep": sweep, "paper_choice": paper, "paper_images": paper_images,
         "skiptune_choice": chosen.to_dict(), "skiptune_fd": skiptune_fd,
         "skiptune_summary": summary.to_dict(), "skiptune_trial_images": trial_images,
-        "skiptune_validation_images": validation_images, "images_ratio": ratio,
+        "skiptune_validation_images": validation_images, "skiptune_grid_images": grid_images,
+        "images_ratio": ratio,
         "search_seconds": search_seconds,
     }
     if args.json is not None:

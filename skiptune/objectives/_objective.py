@@ -227,6 +227,9 @@ class Evaluation:
     # Features [N, D] of the samples, only when asked for (``keep_features``): validation
     # bootstraps them; a trial never keeps them.
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The first ``keep_images`` images [K, C, H, W] in [-1, 1], on the CPU: validation draws
+    # its sample grids from them instead of sampling the same seeds again.
+    images: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def _as_schedule(schedule: TuningSchedule | Mapping[str, Any] | torch.Tensor) -> Any:
@@ -330,6 +333,7 @@ class ProxyObjective:
         report: RungReport | None = None,  # called after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
         keep_features: bool = False,       # return the samples' features in the Evaluation
+        keep_images: int = 0,              # return the first this many images too
     ) -> Evaluation:
         """Sample under ``schedule`` and score the samples at each rung.
 
@@ -363,6 +367,7 @@ class ProxyObjective:
         started = time.perf_counter()
         seconds_sampling = seconds_features = 0.0
         chunks: list[np.ndarray] = []
+        kept: list[torch.Tensor] = []
         rung_values: list[tuple[int, float]] = []
         done = 0
         with skip_tuning(model, factors):
@@ -370,7 +375,8 @@ class ProxyObjective:
                 while done < rung:
                     count = min(self.batch_size, rung - done)
                     try:
-                        features, sampling, featurising = self._batch(done, count, steps)
+                        features, sampling, featurising = self._batch(
+                            done, count, steps, keep=kept, keep_images=keep_images)
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
                         if not is_out_of_memory(e):
                             raise
@@ -396,6 +402,7 @@ class ProxyObjective:
             seconds_features=seconds_features,
             seconds_total=time.perf_counter() - started,
             features=np.concatenate(chunks) if keep_features else None,
+            images=torch.cat(kept) if kept else None,
         )
 
     def evaluate_many(
@@ -533,15 +540,19 @@ class ProxyObjective:
         other.config = config
         return other
 
-    def _batch(self, start: int, count: int,
-               steps: StepGrid | None = None) -> tuple[np.ndarray, float, float]:
+    def _batch(self, start: int, count: int, steps: StepGrid | None = None, *,
+               keep: list[torch.Tensor] | None = None,
+               keep_images: int = 0) -> tuple[np.ndarray, float, float]:
         """Features of samples ``start`` … ``start + count − 1`` (on the σ grid ``steps``, or
-        the sampler's own), and seconds spent on each part."""
+        the sampler's own), and seconds spent on each part. Those of the first
+        ``keep_images`` samples are appended to ``keep``, clamped and on the CPU."""
         config = self.config
         tick = time.perf_counter()
         images = sampled_images(self.model, sampler=config.sampler, nfe=config.nfe,
                                 schedule_exponent=config.schedule_exponent, seed=config.seed,
                                 start=start, count=count, steps=steps)
+        if keep is not None and start < keep_images:
+            keep.append(images[:keep_images - start].clamp(-1, 1).cpu())
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")

@@ -6,9 +6,12 @@ import dataclasses
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from skiptune import cli
@@ -16,6 +19,7 @@ from skiptune.errors import ConfigurationError, FileAccessError
 from skiptune.storage import artifact_folder, normalise_url, open_storage
 from skiptune.tuner import ValidationSettings, search
 from skiptune.tuner.results._report import factors_svg, front_svg, png_size, write_report
+from skiptune.tuner.search import _grids
 from skiptune.tuner.search._grids import GRID_SAMPLES
 from skiptune.tuner.study import GRID_ATTR, NUM_SKIPS_ATTR, grid_artifacts, role_of
 from tests.tuner.helpers import DEMO
@@ -79,6 +83,43 @@ def test_a_rerun_stores_no_second_grid_and_refills_a_deleted_folder(
     assert len(stored) == len([ids for ids in before.values() if ids])
     assert all(sum((tmp_path / "study.artifacts" / i).is_file() for i in ids) == 1
                for ids in stored)
+
+
+def _grid_pixels(db: Path) -> dict[int, np.ndarray]:
+    folder = db.with_name(f"{db.stem}.artifacts")
+    return {t.number: np.asarray(Image.open(file), dtype=np.int16)
+            for t in _study(db).trials for ids in [grid_artifacts(t)]
+            for file in [folder / i for i in ids] if file.is_file()}
+
+
+def test_validated_grids_are_the_validations_own_images_and_sample_nothing_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validated candidate's grid is its validation's first images, on the grid's seeds:
+    only the grid trials validation did not measure (known points) are sampled for a grid,
+    and a grid sampled afresh (a rerun refilling a deleted folder) is the same picture."""
+    sampled: list[int] = []
+    real = _grids.sample_images
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sampled.append(kwargs["num_samples"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_grids, "sample_images", counting)
+    db = searched_database(tmp_path)
+    grids = _grid_pixels(db)
+    validated = {c["trial"] for c in _candidates(_study(db))}
+    assert validated and validated <= set(grids)
+    assert sampled == [GRID_SAMPLES] * len(set(grids) - validated)
+
+    sampled.clear()
+    shutil.rmtree(tmp_path / "study.artifacts")
+    search(DEMO, TINY_SEARCH, db=db)
+    assert sampled == [GRID_SAMPLES] * len(grids)
+    refilled = _grid_pixels(db)
+    assert refilled.keys() == grids.keys()
+    for number, pixels in grids.items():      # batches of 32 and of 16: equal to a level
+        assert np.abs(refilled[number] - pixels).max() <= 1, number
 
 
 def test_a_grid_that_cannot_be_stored_is_a_note_and_the_validation_stands(

@@ -2,7 +2,9 @@
 
 People judge a schedule by eye before they trust a number: when a study is validated, ρ = 1,
 each known point (the paper's schedules, FreeU's values) and each validated candidate get a
-4 × 4 grid of samples on the same seeds, stored as a PNG artifact of its trial. The report
+4 × 4 grid of samples on the same seeds, stored as a PNG artifact of its trial. The grid seeds
+are the validation's first: a candidate validated now hands over its first 16 images, so only
+the known points validation did not measure are sampled for a grid. The report
 (``skiptune report``) and optuna-dashboard show them. Storing an image is a courtesy, never a
 condition: a failure is one note and the validation stands.
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
@@ -59,10 +62,13 @@ def store_grids(
     seed: int,                       # grid sample j uses noise seed seed + j
     artifacts: str | Path | None,    # the artifact folder; None: beside a SQLite database
     emit: EventCallback,
+    drawn: Mapping[int, torch.Tensor] | None = None,   # grids already sampled, by trial number
 ) -> int:
     """Store a grid of ``GRID_SAMPLES`` samples for each of :func:`grid_trials` that has none.
 
-    Returns how many were stored now. Call under the study's lock (workers store each once).
+    A trial in ``drawn`` (its validation's first images, on these seeds) is not sampled
+    again. Returns how many were stored now. Call under the study's lock (workers store each
+    once).
     """
     folder = artifact_folder(storage.url, artifacts)
     if folder is None:
@@ -83,7 +89,8 @@ def store_grids(
         if any((folder / a).is_file() for a in grid_artifacts(trial)):
             continue                       # stored by an earlier validation or worker
         try:
-            _store_one(storage, store, study, config, model, trial, seed=seed)
+            _store_one(storage, store, study, config, model, trial, seed=seed,
+                       images=(drawn or {}).get(trial.number))
         # A grid is a courtesy: whatever goes wrong drawing or writing it (a full disk, a
         # schedule whose samples diverge, a store that refuses) must not fail the validation.
         except Exception as e:
@@ -95,14 +102,17 @@ def store_grids(
 
 
 def _store_one(storage: Any, store: FileSystemArtifactStore, study: optuna.Study,
-               config: StudyConfig, model: Any, trial: FrozenTrial, *, seed: int) -> None:
-    """Sample the trial's grid into a temporary PNG, write it to the store, then record it on
-    the trial: a reader never finds a record without its whole file."""
-    images = sample_images(
-        model, schedule=schedule_from_params(trial.params), nfe=config.nfe,
-        sampler=config.sampler, num_samples=GRID_SAMPLES, seed=seed, batch_size=GRID_SAMPLES,
-        schedule_exponent=config.objective.schedule_exponent,
-    )
+               config: StudyConfig, model: Any, trial: FrozenTrial, *, seed: int,
+               images: torch.Tensor | None) -> None:
+    """Sample the trial's grid (unless ``images`` holds it) into a temporary PNG, write it to
+    the store, then record it on the trial: a reader never finds a record without its whole
+    file."""
+    if images is None:
+        images = sample_images(
+            model, schedule=schedule_from_params(trial.params), nfe=config.nfe,
+            sampler=config.sampler, num_samples=GRID_SAMPLES, seed=seed,
+            batch_size=GRID_SAMPLES, schedule_exponent=config.objective.schedule_exponent,
+        )
     filename = f"{GRID_PREFIX}-{trial.number}.png"
     with tempfile.TemporaryDirectory(prefix="skiptune-grid-") as temporary:
         path = save_images(images, Path(temporary) / filename)

@@ -32,6 +32,7 @@ class Objective(Protocol):
         report: RungReport | None = None,              # after each rung; may raise to stop
         on_batch_reduced: BatchReduced | None = None,  # told when a batch runs out of memory
         keep_features: bool = False,                   # keep the samples' features [N, D]
+        keep_images: int = 0,                          # keep the first this many images
     ) -> Evaluation:
         """Score one schedule rung by rung (lower is better)."""
         ...

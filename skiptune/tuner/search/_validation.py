@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.errors import NonFiniteSampleError
 from skiptune.objectives import bootstrap_indices, bootstrap_values
 from skiptune.tuner.search._events import CandidateValidated, EventCallback
-from skiptune.tuner.search._grids import store_grids
+from skiptune.tuner.search._grids import GRID_SAMPLES, store_grids
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.study import (
     VALIDATION_ATTR,
@@ -99,16 +100,17 @@ def validate_study(
             "level": float(settings.level),
             "candidates": names,
         }
+        drawn: dict[int, torch.Tensor] = {}
         if attrs.get(VALIDATION_ATTR) != plan:
-            _validate(study, config, objective, settings, candidates, names, plan,
-                      worker=worker, emit=emit)
+            drawn = _validate(study, config, objective, settings, candidates, names, plan,
+                              worker=worker, emit=emit)
         # Grids need the model the objective samples (a ProxyObjective's); one built
         # otherwise has none to draw. Also on a rerun, which stores what an earlier could not.
         model = getattr(objective, "model", None)
         if settings.grids and model is not None:
             # The first validation seeds: fresh for every trial, the same for every candidate.
             store_grids(storage, study, config, model, [t.number for t in candidates],
-                        seed=seed, artifacts=settings.artifacts, emit=emit)
+                        seed=seed, artifacts=settings.artifacts, emit=emit, drawn=drawn)
     return validation_result(study)
 
 
@@ -123,15 +125,22 @@ def _validate(
     *,
     worker: int,
     emit: EventCallback,
-) -> None:
-    """Measure each candidate not yet stored, then write the plan (call under the lock)."""
+) -> dict[int, torch.Tensor]:
+    """Measure each candidate not yet stored, then write the plan (call under the lock).
+
+    Returns the first GRID_SAMPLES images of each candidate measured now, by trial number
+    (none without grids): its sample grid, on the same seeds, costs no image more."""
     num_samples, seed, attrs = plan["num_samples"], plan["seed"], study.user_attrs
     validating = objective.for_validation(num_samples=num_samples, seed=seed)
     indices = bootstrap_indices(num_samples, resamples=settings.resamples, seed=config.seed)
+    keep_images = GRID_SAMPLES if settings.grids and num_samples >= GRID_SAMPLES else 0
+    drawn: dict[int, torch.Tensor] = {}
     for trial, name in zip(candidates, names, strict=True):
         if name in attrs:
             continue                    # measured before a kill, or by another run
-        stored = _measure(validating, trial, indices)
+        stored, images = _measure(validating, trial, indices, keep_images=keep_images)
+        if images is not None and len(images) == GRID_SAMPLES:
+            drawn[trial.number] = images
         study.set_user_attr(name, stored)
         emit(CandidateValidated(
             study_name=study.study_name, trial_number=trial.number, role=role_of(trial),
@@ -140,11 +149,15 @@ def _validate(
             num_samples=num_samples, worker=worker,
         ))
     study.set_user_attr(VALIDATION_ATTR, plan)
+    return drawn
 
 
-def _measure(validating: Objective, trial: FrozenTrial, indices: np.ndarray) -> dict[str, Any]:
+def _measure(
+    validating: Objective, trial: FrozenTrial, indices: np.ndarray, *, keep_images: int
+) -> tuple[dict[str, Any], torch.Tensor | None]:
     """One candidate's validated value and its bootstrap replicates (the indices are shared
-    by every candidate of the study, which pairs them)."""
+    by every candidate of the study, which pairs them), and its first ``keep_images``
+    images when it measured."""
     record: dict[str, Any] = {
         "trial": trial.number,
         "role": role_of(trial),
@@ -154,15 +167,16 @@ def _measure(validating: Objective, trial: FrozenTrial, indices: np.ndarray) -> 
         "replicates": None,
     }
     try:
-        evaluation = validating.evaluate(schedule_from_params(trial.params), keep_features=True)
+        evaluation = validating.evaluate(schedule_from_params(trial.params), keep_features=True,
+                                         keep_images=keep_images)
     except NonFiniteSampleError:
-        return record
+        return record, None
     value = float(evaluation.value)
     if not math.isfinite(value):
-        return record
+        return record, None
     assert evaluation.features is not None      # asked for with keep_features=True
     replicates = bootstrap_values(evaluation.features, validating.score, indices)
     record.update(value=value, replicates=[float(v) for v in replicates])
-    return record
+    return record, evaluation.images
 
 
