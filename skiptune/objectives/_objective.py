@@ -551,11 +551,11 @@ class ProxyObjective:
         images = sampled_images(self.model, sampler=config.sampler, nfe=config.nfe,
                                 schedule_exponent=config.schedule_exponent, seed=config.seed,
                                 start=start, count=count, steps=steps)
-        if keep is not None and start < keep_images:
-            keep.append(images[:keep_images - start].clamp(-1, 1).cpu())
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")
+        if keep is not None and start < keep_images:      # once the batch can no longer fail
+            keep.append(images[:keep_images - start].clamp(-1, 1).cpu())
         return features, tock - tick, time.perf_counter() - tock
 
     def _reduce_batch(
