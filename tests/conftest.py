@@ -19,6 +19,12 @@ os.environ["SKIPTUNE_OFFLINE"] = "1"
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort, so each group keeps its order): with one test process
+    per core, the longest tests start early instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def demo_model():
     from skiptune.models import load_model

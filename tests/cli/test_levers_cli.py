@@ -15,6 +15,7 @@ from skiptune.sampling import grid_sigmas, steps_for_nfe
 from skiptune.steps import StepGrid
 from tests.tuner.helpers import DEMO
 
+pytestmark = pytest.mark.slow       # the module's search takes a minute on two cores
 runner = CliRunner()
 SEARCH = ["--model", str(DEMO), "--nfe", "5", "--nfe", "9", "--sampler", "heun",
           "--sampler", "ipndm", "--space", "rho+steps", "--trials", "5", "--rungs", "8,16",

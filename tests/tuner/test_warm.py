@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from skiptune.objectives import ObjectiveSettings
@@ -31,6 +32,7 @@ def _trials_to_reach(values: list[float], target: float) -> int:
     return next(i + 1 for i, v in enumerate(values) if v <= target)
 
 
+@pytest.mark.slow
 def test_a_9_nfe_study_seeded_by_a_finished_7_nfe_study_reaches_its_best_sooner(
     tmp_path: Path,
 ) -> None:
