@@ -375,14 +375,17 @@ class ProxyObjective:
                 while done < rung:
                     count = min(self.batch_size, rung - done)
                     try:
-                        features, sampling, featurising = self._batch(
-                            done, count, steps, keep=kept, keep_images=keep_images)
+                        images, features, sampling, featurising = self._batch(
+                            done, count, steps)
                     except RuntimeError as e:      # torch.OutOfMemoryError is one
                         if not is_out_of_memory(e):
                             raise
                         reason = first_line(e)[:200]
                     else:
                         chunks.append(features)
+                        if done < keep_images:
+                            kept.append(images[:keep_images - done].clamp(-1, 1).cpu())
+                        del images             # not held while the next batch is sampled
                         seconds_sampling += sampling
                         seconds_features += featurising
                         done += count
@@ -540,12 +543,10 @@ class ProxyObjective:
         other.config = config
         return other
 
-    def _batch(self, start: int, count: int, steps: StepGrid | None = None, *,
-               keep: list[torch.Tensor] | None = None,
-               keep_images: int = 0) -> tuple[np.ndarray, float, float]:
-        """Features of samples ``start`` … ``start + count − 1`` (on the σ grid ``steps``, or
-        the sampler's own), and seconds spent on each part. Those of the first
-        ``keep_images`` samples are appended to ``keep``, clamped and on the CPU."""
+    def _batch(self, start: int, count: int, steps: StepGrid | None = None
+               ) -> tuple[torch.Tensor, np.ndarray, float, float]:
+        """Images and features of samples ``start`` … ``start + count − 1`` (on the σ grid
+        ``steps``, or the sampler's own), and seconds spent on each part."""
         config = self.config
         tick = time.perf_counter()
         images = sampled_images(self.model, sampler=config.sampler, nfe=config.nfe,
@@ -554,9 +555,7 @@ class ProxyObjective:
         tock = time.perf_counter()
         features = np.asarray(self.extractor(images), dtype=np.float64)
         failpoint("features-batch")
-        if keep is not None and start < keep_images:      # once the batch can no longer fail
-            keep.append(images[:keep_images - start].clamp(-1, 1).cpu())
-        return features, tock - tick, time.perf_counter() - tock
+        return images, features, tock - tick, time.perf_counter() - tock
 
     def _reduce_batch(
         self, failed: int, reason: str, on_batch_reduced: BatchReduced | None

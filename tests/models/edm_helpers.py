@@ -15,7 +15,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -26,21 +26,22 @@ ENV_DIR = "SKIPTUNE_EDM_FIXTURES"
 ENV_REQUIRE = "SKIPTUNE_REQUIRE_EDM_FIXTURES"
 
 
+def _unavailable(message: str) -> NoReturn:
+    """Skip the test with ``message``, or fail it where CI requires the fixtures."""
+    if os.environ.get(ENV_REQUIRE) == "1":
+        pytest.fail(f"{message} ({ENV_REQUIRE}=1)")
+    pytest.skip(message)
+
+
 def fixtures_dir() -> Path:
     """The fixture folder named by $SKIPTUNE_EDM_FIXTURES (CI's set-up sets it); skip the test
     where it is not given or incomplete, fail it where CI requires it."""
     if not os.environ.get(ENV_DIR):
-        message = f"EDM snapshot fixtures not given: set ${ENV_DIR} to their folder"
-        if os.environ.get(ENV_REQUIRE) == "1":
-            pytest.fail(message + f" ({ENV_REQUIRE}=1)")
-        pytest.skip(message)
+        _unavailable(f"EDM snapshot fixtures not given: set ${ENV_DIR} to their folder")
     folder = Path(os.environ[ENV_DIR])
     missing = [n for n in FIXTURE_NAMES if not (folder / f"{n}.pkl").is_file()]
     if missing:
-        message = f"EDM snapshot fixtures {missing} not found in {folder} (set ${ENV_DIR})"
-        if os.environ.get(ENV_REQUIRE) == "1":
-            pytest.fail(message + f" and {ENV_REQUIRE}=1")
-        pytest.skip(message)
+        _unavailable(f"EDM snapshot fixtures {missing} not found in {folder} (set ${ENV_DIR})")
     return folder
 
 

@@ -171,7 +171,7 @@ def test_objective_and_sample_draw_the_same_per_seed_classes(tmp_path: Path) -> 
                              reference=str(reference), rungs=(6,), seed=11, batch_size=4)
     objective = build_objective(model, config, progress=False)
     assert objective.identity["condition"]["classes"] is None      # all classes, per seed
-    scored, _, _ = objective._batch(0, 6)
+    _, scored, _, _ = objective._batch(0, 6)
     images = sample_images(model, schedule=TuningSchedule(rho_bottom=1.0, rho_top=1.0), nfe=3,
                            sampler="euler", num_samples=6, seed=11, batch_size=6)
     np.testing.assert_allclose(scored, objective.extractor(images), rtol=1e-5, atol=1e-6)

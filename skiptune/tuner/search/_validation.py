@@ -139,7 +139,7 @@ def _validate(
         if name in attrs:
             continue                    # measured before a kill, or by another run
         stored, images = _measure(validating, trial, indices, keep_images=keep_images)
-        if images is not None and len(images) == GRID_SAMPLES:
+        if images is not None:
             drawn[trial.number] = images
         study.set_user_attr(name, stored)
         emit(CandidateValidated(
