@@ -1,0 +1,127 @@
+"""What the test suite costs, and where: CPU seconds per test, its own and its subprocesses'.
+
+    python benchmarks/suite_cost.py [--out FILE.jsonl] [--top 25] [-- PYTEST ARGS...]
+
+(from the repository root, with the development install of ``make setup``)
+
+Runs pytest with the usual options and a plugin that records, for every test, its wall time
+and the CPU time its process spent (``RUSAGE_SELF``) and its finished subprocesses spent
+(``RUSAGE_CHILDREN``: every ``skiptune`` command a test starts and waits for). Then prints the
+totals, the modules and the tests that cost most, and the cost of starting one ``skiptune``
+interpreter (importing torch and the library, then refusing a missing model), so that the
+share of the suite spent in interpreter start-up can be read off.
+
+On 2 cores the suite's wall time cannot fall below half its CPU time: that bound, not the
+scheduling, is what a faster suite has to move. Module-scoped fixtures are counted in the
+first test of their module. ``--out FILE`` keeps one JSON line per test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The plugin, written to a temporary folder and loaded with -p in every test process.
+_PLUGIN = '''
+import json, os, resource, time
+import pytest
+
+def _cpu():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = time.perf_counter()
+    own, children = _cpu()
+    yield
+    own_after, children_after = _cpu()
+    path = os.path.join(os.environ["SKIPTUNE_SUITE_COST_DIR"], f"{os.getpid()}.jsonl")
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"test": item.nodeid, "wall": time.perf_counter() - started,
+                                 "own": own_after - own, "children": children_after - children})
+                     + "\\n")
+'''
+
+
+def startup_seconds(repeats: int = 3) -> float:
+    """CPU seconds of one ``skiptune-search`` that refuses a missing model (the least a
+    command that imports the library costs), the median of ``repeats``."""
+    command = [sys.executable, "-c", "from skiptune.cli import search_main; search_main()",
+               "--model", "no-such-model.pt", "--nfe", "3"]
+    costs = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run(command, cwd=folder, capture_output=True, check=False,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        costs.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return sorted(costs)[len(costs) // 2]
+
+
+def summarise(rows: list[dict[str, Any]], wall: float, top: int) -> None:
+    own = sum(r["own"] for r in rows)
+    children = sum(r["children"] for r in rows)
+    print(f"{len(rows)} tests, wall {wall / 60:.1f} min; CPU {(own + children) / 60:.1f} min "
+          f"(test processes {own / 60:.1f}, their subprocesses {children / 60:.1f}); "
+          f"bound on 2 cores {(own + children) / 120:.1f} min")
+    modules: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for row in rows:
+        cost = modules[row["test"].split("::")[0]]
+        cost[0] += row["own"]
+        cost[1] += row["children"]
+        cost[2] += row["wall"]
+    print(f"\n{'CPU s':>7} {'own':>6} {'subproc':>7} {'wall':>6}  module")
+    for name, (mine, theirs, seconds) in sorted(modules.items(),
+                                                key=lambda m: -(m[1][0] + m[1][1]))[:top]:
+        print(f"{mine + theirs:7.0f} {mine:6.0f} {theirs:7.0f} {seconds:6.0f}  {name}")
+    print(f"\n{'CPU s':>7} {'own':>6} {'subproc':>7} {'wall':>6}  test")
+    for row in sorted(rows, key=lambda r: -(r["own"] + r["children"]))[:top]:
+        print(f"{row['own'] + row['children']:7.0f} {row['own']:6.0f} {row['children']:7.0f} "
+              f"{row['wall']:6.0f}  {row['test'][:110]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("pytest_args", nargs="*")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        records = Path(folder) / "records"
+        records.mkdir()
+        (Path(folder) / "suite_cost_plugin.py").write_text(_PLUGIN)
+        paths = [folder, str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
+        env = {**os.environ, "SKIPTUNE_SUITE_COST_DIR": str(records),
+               "PYTHONPATH": os.pathsep.join(paths)}
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_cost_plugin",
+                                 "-p", "no:cacheprovider", *args.pytest_args],
+                                cwd=REPO, env=env, check=False)
+        wall = time.perf_counter() - started
+        rows = [json.loads(line) for path in sorted(records.glob("*.jsonl"))
+                for line in path.read_text().splitlines()]
+    if args.out is not None:
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print()
+    summarise(rows, wall, args.top)
+    print(f"\none skiptune interpreter that refuses a missing model: "
+          f"{startup_seconds():.1f} CPU s (median of 3)")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
