@@ -176,18 +176,26 @@ def _running_trials(path: Path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
-def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def _search_in_a_trial(db: Path, *, hangup: signal.Handlers) -> subprocess.Popen[str]:
+    """A long search, started with SIGHUP handled as ``hangup`` (SIG_DFL: a terminal's child,
+    whatever the suite was started under; SIG_IGN: under ``nohup``), two seconds into a trial."""
     process = subprocess.Popen(
         [sys.executable, "-m", "skiptune.cli", "search", *SEARCH, "--trials", "30",
          "--no-validation", "--db", str(db)],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=db.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, hangup),
     )
     deadline = time.monotonic() + 180
     while _running_trials(db) == 0 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(2.0)                              # inside the trial, past its start
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    process = _search_in_a_trial(db, hangup=signal.SIG_DFL)
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, (process.returncode, err)
@@ -195,6 +203,18 @@ def test_workers_end_on_a_hangup_like_a_termination(signum: int, tmp_path: Path)
     (line,) = err.splitlines()
     assert line.startswith("error: interrupted") and "re-queued" in line, line
     assert _running_trials(db) == 0             # the trial was failed, not left RUNNING
+
+
+def test_a_search_under_nohup_keeps_running_through_a_hangup(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    process = _search_in_a_trial(db, hangup=signal.SIG_IGN)
+    process.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    still_running = process.poll() is None
+    process.send_signal(signal.SIGTERM)          # then ended as a scheduler would
+    _, err = process.communicate(timeout=120)
+    assert still_running, err
+    assert process.returncode == 130 and err.startswith("error: interrupted"), err
 
 
 def test_workers_finish_when_the_resource_tracker_is_killed(tmp_path: Path) -> None:
