@@ -4,9 +4,10 @@
 
 (from the repository root, with the development install of ``make setup``)
 
-Runs pytest with the usual options and a plugin that records, for every test, its wall time
-and the CPU time its process spent (``RUSAGE_SELF``) and its finished subprocesses spent
-(``RUSAGE_CHILDREN``: every ``skiptune`` command a test starts and waits for). Then prints the
+Runs pytest with the usual options and this module as a plugin, which records for every
+test its wall time and the CPU time its process spent (``RUSAGE_SELF``) and its finished
+subprocesses spent (``RUSAGE_CHILDREN``: every ``skiptune`` command a test starts and waits
+for). Then prints the
 totals, the modules and the tests that cost most, and the cost of starting one ``skiptune``
 interpreter (importing torch and the library, then refusing a missing model), so that the
 share of the suite spent in interpreter start-up can be read off.
@@ -27,33 +28,33 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-
-# The plugin, written to a temporary folder and loaded with -p in every test process.
-_PLUGIN = '''
-import json, os, resource, time
 import pytest
 
-def _cpu():
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+REPO = Path(__file__).resolve().parent.parent
+RECORDS_ENV = "SKIPTUNE_SUITE_COST_DIR"      # where each test process appends its records
 
+
+def cpu_seconds(who: int) -> float:
+    """User and system CPU seconds of ``resource.RUSAGE_SELF`` or ``RUSAGE_CHILDREN``."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+# This module is also the pytest plugin (``-p suite_cost``) loaded in every test process.
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     started = time.perf_counter()
-    own, children = _cpu()
+    own, children = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     yield
-    own_after, children_after = _cpu()
-    path = os.path.join(os.environ["SKIPTUNE_SUITE_COST_DIR"], f"{os.getpid()}.jsonl")
-    with open(path, "a") as handle:
-        handle.write(json.dumps({"test": item.nodeid, "wall": time.perf_counter() - started,
-                                 "own": own_after - own, "children": children_after - children})
-                     + "\\n")
-'''
+    record = {"test": item.nodeid, "wall": time.perf_counter() - started,
+              "own": cpu_seconds(resource.RUSAGE_SELF) - own,
+              "children": cpu_seconds(resource.RUSAGE_CHILDREN) - children}
+    with open(Path(os.environ[RECORDS_ENV]) / f"{os.getpid()}.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def startup_seconds(repeats: int = 3) -> float:
@@ -63,12 +64,11 @@ def startup_seconds(repeats: int = 3) -> float:
                "--model", "no-such-model.pt", "--nfe", "3"]
     costs = []
     for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = cpu_seconds(resource.RUSAGE_CHILDREN)
         with tempfile.TemporaryDirectory() as folder:
             subprocess.run(command, cwd=folder, capture_output=True, check=False,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        costs.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        costs.append(cpu_seconds(resource.RUSAGE_CHILDREN) - before)
     return sorted(costs)[len(costs) // 2]
 
 
@@ -100,19 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        records = Path(folder) / "records"
-        records.mkdir()
-        (Path(folder) / "suite_cost_plugin.py").write_text(_PLUGIN)
-        paths = [folder, str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
-        env = {**os.environ, "SKIPTUNE_SUITE_COST_DIR": str(records),
-               "PYTHONPATH": os.pathsep.join(paths)}
+    with tempfile.TemporaryDirectory() as records:
+        paths = [str(Path(__file__).parent), str(REPO),
+                 *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, RECORDS_ENV: records, "PYTHONPATH": os.pathsep.join(paths)}
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_cost_plugin",
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_cost",
                                  "-p", "no:cacheprovider", *args.pytest_args],
                                 cwd=REPO, env=env, check=False)
         wall = time.perf_counter() - started
-        rows = [json.loads(line) for path in sorted(records.glob("*.jsonl"))
+        rows = [json.loads(line) for path in sorted(Path(records).glob("*.jsonl"))
                 for line in path.read_text().splitlines()]
     if args.out is not None:
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
