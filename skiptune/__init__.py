@@ -18,53 +18,34 @@ or search it and use what the search stored::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from skiptune._lazy import lazy_exports
 from skiptune.errors import ConfigurationError, SkiptuneError
 
 # The rest is imported on first use (PEP 562): ``import skiptune.cli`` then costs no torch
 # import, so the command line installs its Ctrl-C handler before the seconds torch takes.
 # Names outside ``__all__`` stay reachable here for scripts written against the older,
 # larger surface; their home is the subpackage named.
-_LAZY = {
-    "CheckpointError": "skiptune.errors",
-    "FileAccessError": "skiptune.errors",
-    "InsufficientMemoryError": "skiptune.errors",
-    "ModelError": "skiptune.errors",
-    "NonFiniteSampleError": "skiptune.errors",
-    "StorageError": "skiptune.errors",
-    "FreeU": "skiptune.freeu",
-    "SkipSite": "skiptune.models",
-    "TunableModel": "skiptune.models",
-    "UNetConfig": "skiptune.models",
-    "load_model": "skiptune.models",
-    "save_checkpoint": "skiptune.models",
-    "CustomModel": "skiptune.models.custom",
-    "CustomSkipSite": "skiptune.models.custom",
-    "wrap_module": "skiptune.models.custom",
-    "SAMPLERS": "skiptune.sampling",
-    "initial_noise": "skiptune.sampling",
-    "karras_sigmas": "skiptune.sampling",
-    "nfe_for_steps": "skiptune.sampling",
-    "sample": "skiptune.sampling",
-    "steps_for_nfe": "skiptune.sampling",
-    "SHAPES": "skiptune.schedule",
-    "TuningSchedule": "skiptune.schedule",
-    "RhoSchedule": "skiptune.schedule",
-    "skip_tuning": "skiptune.skips",
-    "ExportedSchedule": "skiptune.exported",
-    "load_exported": "skiptune.exported",
-    "best_schedule": "skiptune.tuner",
-    "search": "skiptune.tuner",
-    "SearchConfig": "skiptune.tuner",
-    "ValidationSettings": "skiptune.tuner",
-    "ObjectiveSettings": "skiptune.objectives",
-    "export_schedule": "skiptune.tuner",
-    "front_report": "skiptune.tuner",
-    "list_studies": "skiptune.tuner",
-    "SearchSpace": "skiptune.tuner",
-    "StudySummary": "skiptune.tuner",
-    "ObjectiveConfig": "skiptune.objectives",
+_EXPORTS = {
+    "skiptune.errors": (
+        "CheckpointError", "FileAccessError", "InsufficientMemoryError", "ModelError",
+        "NonFiniteSampleError", "StorageError",
+    ),
+    "skiptune.freeu": ("FreeU",),
+    "skiptune.models": ("SkipSite", "TunableModel", "UNetConfig", "load_model", "save_checkpoint"),
+    "skiptune.models.custom": ("CustomModel", "CustomSkipSite", "wrap_module"),
+    "skiptune.sampling": (
+        "SAMPLERS", "initial_noise", "karras_sigmas", "nfe_for_steps", "sample", "steps_for_nfe",
+    ),
+    "skiptune.schedule": ("SHAPES", "TuningSchedule", "RhoSchedule"),
+    "skiptune.skips": ("skip_tuning",),
+    "skiptune.exported": ("ExportedSchedule", "load_exported"),
+    "skiptune.tuner": (
+        "best_schedule", "search", "SearchConfig", "ValidationSettings", "export_schedule",
+        "front_report", "list_studies", "SearchSpace", "StudySummary",
+    ),
+    "skiptune.objectives": ("ObjectiveSettings", "ObjectiveConfig"),
 }
 
 if TYPE_CHECKING:
@@ -88,15 +69,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'skiptune' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 

@@ -1,11 +1,14 @@
-"""The whole-number check every validator shares."""
+"""The whole-number check every validator shares, and the largest seed."""
 
 from __future__ import annotations
 
 import numbers
 from typing import TypeGuard
 
-__all__ = ["is_whole"]
+__all__ = ["MAX_SEED", "is_whole"]
+
+MAX_SEED = 2**63 - 1
+"""The largest seed a ``torch.Generator`` takes; no sample's seed may pass it."""
 
 
 def is_whole(value: object) -> TypeGuard[int]:

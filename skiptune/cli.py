@@ -1158,7 +1158,7 @@ def _edge(command: Callable[[], Any]) -> None:
 def _guarded(command: Callable[[], Any]) -> None:
     try:
         if not _HELP_FLAGS & set(sys.argv[1:]):
-            _import_the_library()
+            _import_the_library(reads_only=command is app and _reads_only(sys.argv[1:]))
         with skiptune._interrupt.armed():
             command()
     except KeyboardInterrupt:
@@ -1175,19 +1175,32 @@ def _guarded(command: Callable[[], Any]) -> None:
 
 _HELP_FLAGS = frozenset({"--help", "-h"})
 
+# The commands that only read the database: they never need torch.
+_READ_COMMANDS = frozenset({"best", "front", "studies", "plot", "report", "dashboard"})
 
-def _import_the_library() -> None:
-    """Import torch, numpy, Optuna and SQLAlchemy (through the library) before Ctrl-C is armed,
-    and keep Optuna's INFO lines ("Trial 3 finished...") off the terminal.
+
+def _reads_only(args: Sequence[str]) -> bool:
+    """Whether ``skiptune ARGS`` names a read command (its name is the first non-option)."""
+    return next((a for a in args if not a.startswith("-")), None) in _READ_COMMANDS
+
+
+def _import_the_library(*, reads_only: bool) -> None:
+    """Import what the command runs on (through the library) before Ctrl-C is armed, and keep
+    Optuna's INFO lines ("Trial 3 finished...") off the terminal.
 
     A KeyboardInterrupt raised in the middle of an import leaves a half-initialised module
     behind (numpy's then recurses without end when imported again); a Ctrl-C during these
-    imports is only counted, and acted on as soon as the command is armed.
+    imports is only counted, and acted on as soon as the command is armed. The read commands
+    need Optuna, SQLAlchemy and numpy; the others also torch and the models, objectives and
+    samplers built on it, which take three seconds of CPU more to import.
     """
-    import skiptune.models
+    if not reads_only:
+        import skiptune.models
+        from skiptune.objectives import build_objective  # noqa: F401 (imports the objective)
+        from skiptune.sampling import write_samples  # noqa: F401 (and the samplers' images)
     import skiptune.tuner
 
-    skiptune.tuner.quiet_optuna()     # the commands show their own progress
+    skiptune.tuner.quiet_optuna()     # the commands show their own progress; imports the readers
 
 
 def _interrupted_line() -> int:

@@ -8,15 +8,19 @@ from typing import Any
 
 import torch
 
-from skiptune._factors import expand_factor
+from skiptune._factors import (
+    Factor,
+    expand_factor,
+    fourier_filter,
+    is_neutral_factor,
+    scale_backbone,
+)
 from skiptune.errors import ConfigurationError
-from skiptune.freeu import FreeU, fourier_filter, is_neutral_factor, scale_backbone
+from skiptune.freeu import FreeU
 from skiptune.models import FreeUStage, SkipSite, TunableModel
 from skiptune.schedule import TuningSchedule, check_sigma_window
 
 __all__ = ["skip_tuning"]
-
-Factor = float | torch.Tensor
 
 
 class _SigmaWindow:

@@ -33,22 +33,19 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
-from skiptune.models import TunableModel
 from skiptune.objectives._cache import StatisticsCache, statistics_key
-from skiptune.objectives._features import FeatureExtractor
-from skiptune.objectives._reference import (
-    ReferenceStatistics,
-    _kid_sample,
-    _RunningStatistics,
-)
-from skiptune.objectives._samples import sampled_images
-from skiptune.sampling import get_sampler
+from skiptune.sampling.solvers import get_sampler
+
+if TYPE_CHECKING:
+    from skiptune.models import TunableModel
+    from skiptune.objectives._features import FeatureExtractor
+    from skiptune.objectives._reference import ReferenceStatistics
 
 __all__ = [
     "DEFAULT_SELF_NFE",
@@ -221,6 +218,14 @@ def self_reference_statistics(
         The statistics (``source`` the canonical spec, ``count`` N) and the resolved
         :class:`SelfReference`.
     """
+    # Here, not above: a spec is parsed (a study's config read back) without torch.
+    from skiptune.objectives._reference import (
+        ReferenceStatistics,
+        _kid_sample,
+        _RunningStatistics,
+    )
+    from skiptune.objectives._samples import sampled_images
+
     num_samples = spec.samples_for(extractor.feature_dim)
     nfe = spec.nfe_for(model.image_shape)
     identity = _identity(model, extractor, sampler=spec.sampler, nfe=nfe,

@@ -6,13 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-from skiptune._checks import is_whole
+from skiptune._checks import MAX_SEED, is_whole
 from skiptune.errors import ConfigurationError
 
 __all__ = ["MAX_SEED", "initial_noise"]
-
-MAX_SEED = 2**63 - 1
-"""The largest seed a ``torch.Generator`` takes; no sample's seed may pass it."""
 
 
 def initial_noise(

@@ -16,12 +16,13 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
+
+if TYPE_CHECKING:    # the solvers only do arithmetic on the tensors they are given
+    import torch
 
 __all__ = [
     "GRIDS",
@@ -43,7 +44,7 @@ __all__ = [
     "unipc",
 ]
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Denoiser: TypeAlias = "Callable[[torch.Tensor, torch.Tensor], torch.Tensor]"
 
 MAX_NFE = 1000
 """The largest budget accepted: DDPM's full chain. Skip-Tuning is about few steps (5–50), and a

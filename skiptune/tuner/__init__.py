@@ -14,50 +14,28 @@ names lazily: reading results through it does not import the search machinery.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-_STUDY = "skiptune.tuner.study"
-_SEARCH = "skiptune.tuner.search"
-_RESULTS = "skiptune.tuner.results"
+from skiptune._lazy import lazy_exports
 
-# Name → the subpackage that holds it, imported on first use (PEP 562).
-_LAZY = {
-    "SearchConfig": _STUDY,
-    "SearchSpace": _STUDY,
-    "StudyConfig": _STUDY,
-    "ValidationSettings": _STUDY,
-    "ValidationResult": _STUDY,
-    "validation_result": _STUDY,
-    "search": _SEARCH,
-    "EventCallback": _SEARCH,
-    "SearchEvent": _SEARCH,
-    "BatchSizeReduced": _SEARCH,
-    "CandidateValidated": _SEARCH,
-    "RungDone": _SEARCH,
-    "StudyDone": _SEARCH,
-    "StudyStarted": _SEARCH,
-    "TrialFinished": _SEARCH,
-    "TrialStarted": _SEARCH,
-    "Waiting": _SEARCH,
-    "WorkerLost": _SEARCH,
-    "Note": _SEARCH,
-    "ReferenceSampled": _SEARCH,
-    "best_schedule": _RESULTS,
-    "best_per_budget": _RESULTS,
-    "export_schedule": _RESULTS,
-    "front_report": _RESULTS,
-    "list_studies": _RESULTS,
-    "plot_front": _RESULTS,
-    "quiet_optuna": _RESULTS,
-    "serve_dashboard": _RESULTS,
-    "write_report": _RESULTS,
-    "FrontReport": _RESULTS,
-    "StudySummary": _RESULTS,
-    "pareto_front": _RESULTS,
-    "speed_claims": _RESULTS,
+# The names each subpackage exports, imported on first use (PEP 562).
+_EXPORTS = {
+    "skiptune.tuner.study": (
+        "SearchConfig", "SearchSpace", "StudyConfig", "ValidationSettings", "ValidationResult",
+        "validation_result",
+    ),
+    "skiptune.tuner.search": (
+        "search", "EventCallback", "SearchEvent", "BatchSizeReduced", "CandidateValidated",
+        "RungDone", "StudyDone", "StudyStarted", "TrialFinished", "TrialStarted", "Waiting",
+        "WorkerLost", "Note", "ReferenceSampled",
+    ),
+    "skiptune.tuner.results": (
+        "best_schedule", "best_per_budget", "export_schedule", "front_report", "list_studies",
+        "plot_front", "quiet_optuna", "serve_dashboard", "write_report", "FrontReport",
+        "StudySummary", "pareto_front", "speed_claims",
+    ),
 }
 
 if TYPE_CHECKING:
@@ -102,16 +80,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'skiptune.tuner' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _TunerModule(types.ModuleType):

@@ -1,4 +1,5 @@
-"""The read commands load only what reading needs: never the search (``skiptune.tuner.search``).
+"""The read commands load only what reading needs: never the search (``skiptune.tuner.search``),
+and, except ``export`` (which may load the model), never torch.
 
 Each command runs in a fresh interpreter on a copy of a small stored database (one written by
 main at 2dac84c, in ``tests/storage/data``), which then reports the modules it imported.
@@ -53,6 +54,9 @@ def test_a_read_command_does_not_import_the_search(command: list[str], tmp_path:
     assert "skiptune.tuner.results" in modules, "the probe did not reach the readers"
     searching = [m for m in modules if m.startswith("skiptune.tuner.search")]
     assert not searching, f"skiptune {args[0]} imported {searching}"
+    # export imports torch before Ctrl-C is armed, as the commands that sample do: the
+    # probe sees torch there, so its absence elsewhere is measured, not assumed.
+    assert ("torch" in modules) == (args[0] == "export"), f"skiptune {args[0]}: torch"
     assert db.read_bytes() == DATABASE.read_bytes(), "reading changed the database"
 
 

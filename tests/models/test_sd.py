@@ -12,8 +12,9 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"   # before diffusers is imported: nothing may reach the Hub
 
+from skiptune._factors import fourier_filter, low_frequency_mask
 from skiptune.errors import CheckpointError, ConfigurationError
-from skiptune.freeu import FreeU, fourier_filter, low_frequency_mask
+from skiptune.freeu import FreeU
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
 from skiptune.schedule import TuningSchedule

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import skiptune.objectives._samples as samples
 import skiptune.objectives._self_reference as self_reference
 from skiptune.errors import ConfigurationError
 from skiptune.models import TunableModel
@@ -105,14 +106,14 @@ def test_a_search_samples_the_reference_once_and_resumes_from_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drawn: list[int] = []
-    original = self_reference.sampled_images
+    original = samples.sampled_images        # what the self-reference imports when it samples
 
     def counting(*args: object, **kwargs: int) -> torch.Tensor:
         drawn.append(kwargs["count"])
         assert kwargs["seed"] == SELF_REFERENCE_SEED
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(self_reference, "sampled_images", counting)
+    monkeypatch.setattr(samples, "sampled_images", counting)
     config = SearchConfig(nfe=[3, 5], trials=2,
                           objective=ObjectiveSettings(rungs=(16,), reference=SMALL),
                           validation=ValidationSettings(num_samples=16))

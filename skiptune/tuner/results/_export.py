@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
-from skiptune.models import TunableModel, load_model
-from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
 from skiptune.schedule import TuningSchedule
 from skiptune.storage import Storage
 from skiptune.tuner.results._reading import one_record, reading_storage
 from skiptune.tuner.study import SKIP_LAYOUT_ATTR
+
+if TYPE_CHECKING:
+    from skiptune.models import TunableModel
 
 __all__ = ["export_schedule"]
 
@@ -57,6 +59,8 @@ def export_schedule(
                                    storage=storage.optuna_storage()).user_attrs.get(
                                        SKIP_LAYOUT_ATTR)
     exponent = runs[-1].config.get("objective", {}).get("schedule_exponent") if runs else None
+    from skiptune.models import TunableModel, load_model  # torch: the read commands go without
+
     if model is not None and not isinstance(model, TunableModel):
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
                            revision=revision, variant=variant, dtype=dtype)
@@ -91,6 +95,8 @@ def export_schedule(
 def _sigmas_of(exported: ExportedSchedule, model: TunableModel | None) -> list[float] | None:
     """The σ list the study's sampler walked (float32 values, as it sampled), or None where
     that needs the model and there is none."""
+    from skiptune.sampling import grid_sigmas, sigma_grid, steps_for_nfe
+
     grid = exported.schedule.steps
     if grid is not None:
         return grid_sigmas(steps_for_nfe(exported.sampler, exported.nfe), grid).tolist()

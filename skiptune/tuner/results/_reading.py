@@ -9,17 +9,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from skiptune.errors import ConfigurationError
 from skiptune.exported import check_weights
-from skiptune.models import TunableModel
 from skiptune.schedule import TuningSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
 from skiptune.tuner.results._pareto import SpeedClaim, describe_claim, speed_claims
 from skiptune.tuner.results._summary import StudySummary, summarize
 from skiptune.tuner.study import CONFIG_ATTR, StudyConfig
+
+if TYPE_CHECKING:
+    from skiptune.models import TunableModel
 
 __all__ = [
     "FrontReport",
