@@ -8,9 +8,9 @@ Runs pytest with the usual options and this module as a plugin, which records fo
 test its wall time and the CPU time its process spent (``RUSAGE_SELF``) and its finished
 subprocesses spent (``RUSAGE_CHILDREN``: every ``skiptune`` command a test starts and waits
 for). Then prints the
-totals, the modules and the tests that cost most, and the cost of starting one ``skiptune``
-interpreter (importing torch and the library, then refusing a missing model), so that the
-share of the suite spent in interpreter start-up can be read off.
+totals, the modules and the tests that cost most, and the cost of starting a ``skiptune``
+command (one that samples: torch and the library; one that reads: the readers alone), so that
+the share of the suite spent in interpreter start-up can be read off.
 
 On 2 cores the suite's wall time cannot fall below half its CPU time: that bound, not the
 scheduling, is what a faster suite has to move. Module-scoped fixtures are counted in the
@@ -57,17 +57,24 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         handle.write(json.dumps(record) + "\n")
 
 
-def startup_seconds(repeats: int = 3) -> float:
-    """CPU seconds of one ``skiptune-search`` that refuses a missing model (the least a
-    command that imports the library costs), the median of ``repeats``."""
-    command = [sys.executable, "-c", "from skiptune.cli import search_main; search_main()",
-               "--model", "no-such-model.pt", "--nfe", "3"]
+# Two commands that fail at once: what starting a command costs, by the imports it needs.
+STARTUPS = {
+    "skiptune-search refusing a missing model (torch and the library)":
+        ("from skiptune.cli import search_main; search_main()", "--model", "no-such-model.pt",
+         "--nfe", "3"),
+    "skiptune best refusing a missing database (the readers, no torch)":
+        ("from skiptune.cli import main; main()", "best", "--db", "no-such.db"),
+}
+
+
+def startup_seconds(arguments: tuple[str, ...], repeats: int = 3) -> float:
+    """CPU seconds of ``python -c ARGUMENTS`` in an empty folder, the median of ``repeats``."""
     costs = []
     for _ in range(repeats):
         before = cpu_seconds(resource.RUSAGE_CHILDREN)
         with tempfile.TemporaryDirectory() as folder:
-            subprocess.run(command, cwd=folder, capture_output=True, check=False,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+            subprocess.run([sys.executable, "-c", *arguments], cwd=folder, capture_output=True,
+                           check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
         costs.append(cpu_seconds(resource.RUSAGE_CHILDREN) - before)
     return sorted(costs)[len(costs) // 2]
 
@@ -115,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     print()
     summarise(rows, wall, args.top)
-    print(f"\none skiptune interpreter that refuses a missing model: "
-          f"{startup_seconds():.1f} CPU s (median of 3)")
+    print()
+    for what, arguments in STARTUPS.items():
+        print(f"one {what}: {startup_seconds(arguments):.1f} CPU s (median of 3)")
     return result.returncode
 
 

@@ -109,8 +109,8 @@ class Storage:
         url = self.url.render_as_string(hide_password=False)
         if self.read_only:
             if not self._has_optuna_tables():
-                # A search killed between skiptune's tables and Optuna's left no study: an
-                # empty storage reads as exactly that.
+                # A search killed between skiptune's tables and Optuna's, or one creating
+                # Optuna's now, has no study yet: an empty storage reads as exactly that.
                 self._optuna_storages[key] = optuna.storages.InMemoryStorage()
                 return self._optuna_storages[key]
             kwargs["skip_table_creation"] = True      # and no lock: nothing is created
@@ -134,9 +134,15 @@ class Storage:
         return storage
 
     def _has_optuna_tables(self) -> bool:
+        """Whether Optuna's tables are there and set up. Optuna's last step of setting them up
+        stamps alembic's revision (in one transaction); until then the tables can exist
+        without it, and Optuna would finish the set-up, which a reader cannot do."""
         try:
             with self.engine.connect() as connection:
-                return "version_info" in sqlalchemy.inspect(connection).get_table_names()
+                if "alembic_version" not in sqlalchemy.inspect(connection).get_table_names():
+                    return False
+                return connection.execute(sqlalchemy.text(
+                    "SELECT count(*) FROM alembic_version")).scalar_one() > 0
         except sqlalchemy.exc.SQLAlchemyError as e:
             # Not chained: the driver's text may echo the URL with its password.
             raise self.database_error(e) from None

@@ -195,3 +195,25 @@ def test_a_database_killed_before_optuna_s_tables_reads_as_holding_no_study(url:
         assert optuna.get_all_study_names(writer.optuna_storage()) == []
     with open_storage(url, read_only=True) as reader:
         assert optuna.get_all_study_names(reader.optuna_storage()) == []
+
+
+def test_optuna_s_tables_being_set_up_by_another_search_read_as_holding_no_study(
+    url: str,
+) -> None:
+    """Two searches started together: one has created Optuna's tables and not yet stamped
+    their revision, the last step of setting them up. The other's check of stored studies
+    (read-only) sees no study, instead of trying to finish the set-up itself and failing on
+    its read-only transaction ("cannot execute CREATE TABLE")."""
+    import optuna
+
+    with open_storage(url) as writer:
+        optuna_storage = writer.optuna_storage()
+        assert optuna.get_all_study_names(optuna_storage) == []
+        with writer.engine.begin() as connection:        # back to before the stamp
+            connection.execute(sqlalchemy.text("DROP TABLE alembic_version"))
+    with open_storage(url, read_only=True, optuna_only=True) as view, pytest.raises(KeyError):
+        optuna.load_study(study_name="s", storage=view.optuna_storage())
+    with open_storage(url, read_only=True) as reader:
+        assert optuna.get_all_study_names(reader.optuna_storage()) == []
+        tables = sqlalchemy.inspect(reader.engine).get_table_names()
+        assert "version_info" in tables and "alembic_version" not in tables   # read, not set up
