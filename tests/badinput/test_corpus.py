@@ -616,8 +616,14 @@ def _trial_rows(db: Path) -> dict[int, tuple[Any, ...]]:
     return {row[0]: row[1:] for row in rows}
 
 
+# Where the Ctrl-C lands: inside the first new trial's second batch (batches of 16 at 3 NFE,
+# three denoiser calls each), or as that trial has just been asked, before its first heartbeat.
+CTRL_C_POINTS = {"mid-sampling": "sampling-step:5:INT", "just-asked": "trial-asked:1:INT"}
+
+
+@pytest.mark.parametrize("where", CTRL_C_POINTS)
 def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
-    finished: Finished, tmp_path: Path
+    where: str, finished: Finished, tmp_path: Path
 ) -> None:
     from skiptune.storage import open_storage
     from skiptune.tuner import StudyConfig
@@ -628,12 +634,11 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
     # The baseline finished; the paper's schedules wait in the queue.
     kept = {n: row for n, row in _trial_rows(db).items() if row[0] != "WAITING"}
     assert [row[0] for row in kept.values()] == ["COMPLETE"]
-    # The signal lands inside the first new trial's second batch, by a fail point rather than a
-    # timer (a timed signal missed when a busy machine let the search finish first): batches
-    # of 16 at 3 NFE, three denoiser calls each.
+    # The signal lands by a fail point rather than a timer (a timed signal missed when a busy
+    # machine let the search finish first, or landed outside the trial).
     args = ("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "4",
             "--batch-size", "16", "--device", "cpu", "--db", str(db), "--quiet")
-    env = {**cli_env(), "SKIPTUNE_FAILPOINTS": "sampling-step:5:INT"}
+    env = {**cli_env(), "SKIPTUNE_FAILPOINTS": CTRL_C_POINTS[where]}
     process = subprocess.run(search_command(*args), env=env, cwd=tmp_path, capture_output=True,
                              text=True, timeout=180, preexec_fn=default_ctrl_c)
     out, err = process.stdout, process.stderr
@@ -660,6 +665,8 @@ def test_ctrl_c_mid_trial_keeps_the_database_consistent_and_says_how_to_resume(
     recomputed = {(p.kind, p.value, p.trial_number) for p in front_points_of(study, config)}
     assert {(r.kind, r.value, r.trial_number) for r in storage.front_records()} == recomputed
     storage.dispose()
+    if where != "mid-sampling":
+        return                       # resuming is the same wherever the trial was failed
 
     # And the same command resumes: the total is reached, the interrupted schedule re-run.
     rerun = subprocess.run(search_command(*args), env=cli_env(), cwd=tmp_path,

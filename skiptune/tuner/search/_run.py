@@ -301,25 +301,24 @@ class StudyRun:
         """
         first = True
         while True:
-            finished, running, asked = self.ask(announce=first)
-            first = False
-            if finished >= self.total:
-                break
-            if not asked:
-                self.emit(Waiting(study_name=self.name, running=running,
-                                  seconds=float(self.heartbeat_interval), worker=self.worker))
-                self.sleep(self.heartbeat_interval)
-                continue
-            schedules = [suggest_schedule(t, self.config.space) for t in asked]
-            if len(asked) > 1 and not any(s.samples_alone for s in schedules):
-                self.run_batch(asked, schedules, finished=finished)
-            else:
-                with contextlib.ExitStack() as waiting:
-                    # Trials asked together but run in turn keep beating while they wait.
-                    for trial in asked[1:]:
-                        waiting.enter_context(heartbeats(self.optuna_storage, trial))
-                    for trial in asked:
-                        self.run_trial(trial, finished=finished)
+            asked: list[optuna.Trial] = []
+            try:
+                finished, running = self.ask(asked, announce=first)
+                first = False
+                if finished >= self.total:
+                    break
+                if not asked:
+                    self.emit(Waiting(study_name=self.name, running=running,
+                                      seconds=float(self.heartbeat_interval),
+                                      worker=self.worker))
+                    self.sleep(self.heartbeat_interval)
+                    continue
+                self.run_asked(asked, finished=finished)
+            except KeyboardInterrupt:
+                # Wherever it lands once a trial is asked (its suggestion, its heartbeat, its
+                # tell), every asked trial not yet told is failed and queued again.
+                self.requeue_interrupted(asked)
+                raise
         settings = validation or ValidationSettings()
         if settings.enabled:
             validate_study(self.storage, self.study, self.config, self.objective, settings,
@@ -331,9 +330,23 @@ class StudyRun:
         self.emit(StudyDone(study_name=self.name, summary=summary, worker=self.worker))
         return summary
 
-    def ask(self, *, announce: bool) -> tuple[int, int, list[optuna.Trial]]:
-        """(finished, running, asked): under the study's lock, fail stale trials and re-queue
-        lost retries, then ask as many trials as free slots allow (none at the total)."""
+    def run_asked(self, asked: list[optuna.Trial], *, finished: int) -> None:
+        """Run the trials asked together: in one batch where they can share it, else in turn."""
+        schedules = [suggest_schedule(t, self.config.space) for t in asked]
+        if len(asked) > 1 and not any(s.samples_alone for s in schedules):
+            self.run_batch(asked, schedules, finished=finished)
+            return
+        with contextlib.ExitStack() as waiting:
+            # Trials asked together but run in turn keep beating while they wait.
+            for trial in asked[1:]:
+                waiting.enter_context(heartbeats(self.optuna_storage, trial))
+            for trial in asked:
+                self.run_trial(trial, finished=finished)
+
+    def ask(self, asked: list[optuna.Trial], *, announce: bool) -> tuple[int, int]:
+        """(finished, running): under the study's lock, fail stale trials and re-queue lost
+        retries, then ask as many trials as free slots allow (none at the total), each added
+        to ``asked`` as soon as it is RUNNING."""
         config, study, worker = self.config, self.study, self.worker
         with self.storage.lock(f"study:{self.name}"):
             with quiet_experimental():
@@ -347,7 +360,6 @@ class StudyRun:
                                        sampler=config.sampler, trials_total=self.total,
                                        finished=finished, resumed=finished > 0 or running > 0,
                                        worker=worker))
-            asked: list[optuna.Trial] = []
             slots = min(max(1, self.parallel_candidates), self.total - finished - running)
             if finished < self.total and slots > 0:
                 with warnings.catch_warnings():
@@ -362,14 +374,14 @@ class StudyRun:
                             history=len(study.get_trials(deepcopy=False)),
                         )
                         trial = study.ask()
+                        asked.append(trial)
                         failpoint("trial-asked")
                         # A first heartbeat before the lock is released: a worker killed
                         # right now leaves a trial that goes stale, never one that stays
                         # RUNNING for ever (one killed just before it is caught by
                         # fail_trials_without_heartbeat).
                         self.optuna_storage.record_heartbeat(trial_id(trial))
-                        asked.append(trial)
-        return finished, running, asked
+        return finished, running
 
     def requeue_lost_retries(self) -> None:
         """Queue again a failed trial whose retry was lost, so that no schedule goes unmeasured.
@@ -424,8 +436,7 @@ class StudyRun:
                 if state == TrialState.COMPLETE:
                     failpoint("trial-result")       # measured and recorded, not yet told
             except KeyboardInterrupt:
-                self.requeue_interrupted([trial])
-                raise
+                raise                      # failed and queued again by run(), with the others
             except InsufficientMemoryError as e:
                 self.requeue_out_of_memory([trial], e)
                 raise
@@ -453,8 +464,7 @@ class StudyRun:
                 outcomes = self.objective.evaluate_many(
                     schedules, report=report, on_batch_reduced=self.batch_reducer(trials))
             except KeyboardInterrupt:
-                self.requeue_interrupted(trials)
-                raise
+                raise                      # failed and queued again by run(), with the others
             except InsufficientMemoryError as e:
                 self.requeue_out_of_memory(trials, e)
                 raise
@@ -569,7 +579,8 @@ def run_study(
 
     A trial with non-finite samples is failed with the reason (user attribute ``failure``)
     and the study goes on; any other error fails the trial and propagates. On
-    KeyboardInterrupt the running trial is failed, re-queued, and the interrupt propagates.
+    KeyboardInterrupt (a Ctrl-C, SIGTERM or SIGHUP) every trial asked and not yet told is
+    failed and re-queued, wherever the interrupt landed, and the interrupt propagates.
 
     With ``parallel_candidates`` K > 1, K trials are asked at once (the constant liar keeps
     them apart, as with workers) and their images sampled in one batch with per-sample
