@@ -525,6 +525,8 @@ class StudyRun:
 
     def requeue_interrupted(self, trials: list[optuna.Trial]) -> None:
         """Ctrl-C: fail the running trials and queue them again, as one step under the lock."""
+        if not trials:
+            return                         # landed while waiting or at the total: nothing asked
         acknowledge_interrupt()            # a later Ctrl-C must not cut this short
         with self.storage.lock(f"study:{self.name}"):
             for trial in trials:
