@@ -331,8 +331,11 @@ Run = subprocess.CompletedProcess[str]
 _ZYGOTE = r"""
 import atexit, gc, json, os, sys, traceback
 
-import skiptune.cli, skiptune.objectives, skiptune.tuner   # what a search imports, once
+import skiptune.cli
 
+skiptune.cli._import_the_library(reads_only=False)      # what a search imports, once
+
+assert "torch" in sys.modules                              # the import a fork saves
 assert "diffusers" not in sys.modules                      # a case hides it behind a shim
 
 
