@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -29,6 +28,7 @@ from optuna.trial import TrialState
 
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, ValidationSettings, search
+from tests.forked import Command, run_command, run_commands, run_fresh
 from tests.tuner.helpers import DEMO, REPO, TINY, cli_env, pg_schema, require_postgres
 
 pytestmark = pytest.mark.slow
@@ -39,17 +39,16 @@ SEARCH = ("--model", str(DEMO), "--nfe", "3", "--rungs", "16,32", "--trials", "1
           "--device", "cpu", "-q")
 
 
-def _run(*argv: str, cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skiptune.cli", *argv], cwd=cwd,
-                          env={**cli_env(), **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+def _run(*argv: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240,
+         fresh: bool = False) -> subprocess.CompletedProcess[str]:
+    """``skiptune ARGV`` in a process of its own; ``fresh``: a new interpreter, for what is
+    read from the environment as the interpreter starts or imports the library."""
+    command = Command(argv, cwd, env or {})
+    return run_fresh(command, timeout) if fresh else run_command(command, timeout)
 
 
 def _runs(commands: Sequence[tuple[str, ...]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
-    """Several commands, two at a time (each is mostly an interpreter importing torch)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(lambda argv: _run(*argv, cwd=cwd), commands))
+    return run_commands([Command(argv, cwd) for argv in commands])
 
 
 def _one_error(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
@@ -184,7 +183,7 @@ def test_malformed_inputs_and_environment_are_one_line(finished: Path, tmp_path:
     _one_error(results[3], "--grace 15 is under two heartbeats")
     _one_error(results[4], "above 50,000", "--allow-large-rungs")
     failpoints = _run("best", "--db", str(finished), cwd=tmp_path,
-                      env={"SKIPTUNE_FAILPOINTS": "front-write:two"})
+                      env={"SKIPTUNE_FAILPOINTS": "front-write:two"}, fresh=True)
     _one_error(failpoints, "SKIPTUNE_FAILPOINTS", "needs a hit count")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.pt", "rho.json"]
 

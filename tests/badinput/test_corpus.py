@@ -1,6 +1,6 @@
 """The bad-input corpus: each mistake a user can make, run through the real command line.
 
-Every case starts a fresh interpreter running ``skiptune-search`` (or ``skiptune search``)
+Every case is a process of its own running ``skiptune-search`` (or ``skiptune search``)
 and must end with exactly one line on stderr, ``error: ...``, that names what was wrong
 (``problem``) and what to do instead (``fix``); a non-zero exit (1 for a mistake the
 library finds, 2 for one the argument parser finds); no traceback; nothing on stdout; and
@@ -8,9 +8,9 @@ every file in the case's own folder byte-for-byte as it was, none added or remov
 folder holds the database the command is pointed at: a copy of one finished tiny search,
 or the bad database the case is about.
 
-Cases run two at a time, since each is mostly an interpreter importing torch. Running out
-of memory and Ctrl-C end differently (the search goes on, or stops and leaves a
-consistent database) and have their own tests at the end.
+Cases run two at a time, each forked from an interpreter that imported skiptune once.
+Running out of memory and Ctrl-C end differently (the search goes on, or stops and leaves
+a consistent database) and have their own tests at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import torch
 from optuna.trial import TrialState
 from PIL import Image
 
+from tests.forked import Command, run_command
 from tests.tuner.helpers import DEMO, cli_env, default_ctrl_c, search_command
 
 pytestmark = pytest.mark.slow
@@ -318,72 +318,10 @@ CASES = [
 
 # -- running them ----------------------------------------------------------------------------
 #
-# Each case is a process of its own with its own stdin, stdout, stderr, folder and exit
-# status, running the console-script entry point; a traceback would reach its stderr as it
-# does a user's. To fit two shared cores, the processes are forked from one "zygote" that
-# imported skiptune (torch, Optuna, SQLAlchemy) once, a second saved per case; the zygote's
-# own start must print nothing, so an import that warns is caught as it would be in a fresh
-# interpreter. SKIPTUNE_CORPUS_FRESH=1 starts a fresh interpreter per case instead.
+# Each case is a process of its own (see tests/forked.py: forked from an interpreter that
+# imported skiptune once, or a fresh one with SKIPTUNE_TESTS_FRESH=1), two at a time.
 
-FRESH = os.environ.get("SKIPTUNE_CORPUS_FRESH") == "1"
 Run = subprocess.CompletedProcess[str]
-
-_ZYGOTE = r"""
-import atexit, gc, json, os, sys, traceback
-
-import skiptune.cli
-
-skiptune.cli._import_the_library(reads_only=False)      # what a search imports, once
-
-assert "torch" in sys.modules                              # the import a fork saves
-assert "diffusers" not in sys.modules                      # a case hides it behind a shim
-
-
-def run(job):
-    # The command's own stdin, stdout, stderr, folder and argv, then its entry point,
-    # ending as the interpreter would: a SystemExit's code, or a traceback and 1.
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    os.chdir(job["cwd"])
-    sys.path[:0] = job["path"]
-    sys.argv = job["argv"]
-    try:
-        (skiptune.cli.main if job["group"] else skiptune.cli.search_main)()
-        return 0
-    except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        print(e.code, file=sys.stderr)
-        return 1
-    except BaseException:
-        traceback.print_exc()
-        return 1
-
-
-print("ready", flush=True)
-pending = [json.loads(line) for line in sys.stdin]
-running = {}
-while pending or running:
-    while pending and len(running) < 2:
-        job = pending.pop(0)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = run(job)
-            # What an interpreter's exit does that matters here: exit handlers, finalizers
-            # (a dropped SQLite connection folds its WAL back), flushed streams; without the
-            # slow tear-down of every module.
-            atexit._run_exitfuncs()
-            gc.collect()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        running[pid] = job["id"]
-    pid, status = os.wait()
-    print(json.dumps({"id": running.pop(pid), "code": os.waitstatus_to_exitcode(status)}),
-          flush=True)
-"""
 
 
 @dataclass
@@ -450,54 +388,12 @@ def _prepare(case: Case, *, root: Path, inputs: Path, finished: Finished) -> Pre
                     inputs / case.shim if case.shim else None, skipped)
 
 
-def _run_fresh(prepared: Prepared) -> Run:
-    argv = prepared.argv
-    command = ([sys.executable, "-m", "skiptune.cli", "search", *argv] if prepared.case.group
-               else search_command(*argv))
-    return _run(command, cwd=prepared.folder, pythonpath=prepared.pythonpath)
-
-
-def _run_forked(batch: list[Prepared], root: Path) -> dict[str, Future[Run]]:
-    """Run ``batch`` in processes forked from one zygote, two at a time."""
-    output = root / "_output"
-    output.mkdir()
-    zygote_stderr = output / "zygote.stderr"
-    env = cli_env()
-    env["SKIPTUNE_CACHE_DIR"] = str(root / "cache")
-    with zygote_stderr.open("w") as stderr:
-        zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE], env=env, cwd=root,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                  text=True)
-    assert zygote.stdout is not None and zygote.stdin is not None
-    assert zygote.stdout.readline() == "ready\n", zygote_stderr.read_text()
-    assert zygote_stderr.read_text() == "", "importing skiptune printed something"
-    futures: dict[str, Future[Run]] = {}
-    for prepared in batch:
-        name = prepared.case.id
-        program = ["skiptune", "search"] if prepared.case.group else ["skiptune-search"]
-        job = {"id": name, "argv": [*program, *prepared.argv], "group": prepared.case.group,
-               "cwd": str(prepared.folder), "stdout": str(output / f"{name}.out"),
-               "stderr": str(output / f"{name}.err"),
-               "path": [str(prepared.pythonpath)] if prepared.pythonpath else []}
-        zygote.stdin.write(json.dumps(job) + "\n")
-        futures[name] = Future()
-    zygote.stdin.close()
-
-    def collect() -> None:
-        assert zygote.stdout is not None
-        for line in zygote.stdout:
-            done = json.loads(line)
-            name = done["id"]
-            futures[name].set_result(Run(
-                [name], done["code"], (output / f"{name}.out").read_text(),
-                (output / f"{name}.err").read_text()))
-        zygote.wait()
-        for future in futures.values():
-            if not future.done():
-                future.set_exception(RuntimeError(f"the zygote died: {zygote_stderr.read_text()}"))
-
-    threading.Thread(target=collect, daemon=True).start()
-    return futures
+def _run_case(prepared: Prepared, cache: Path) -> Run:
+    group = prepared.case.group                 # `skiptune search`, or `skiptune-search`
+    return run_command(Command(
+        ("search", *prepared.argv) if group else tuple(prepared.argv), prepared.folder,
+        {"SKIPTUNE_CACHE_DIR": str(cache)}, search_only=not group,
+        path=(prepared.pythonpath,) if prepared.pythonpath else ()))
 
 
 @pytest.fixture(scope="module")
@@ -514,10 +410,7 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     runnable = [p for p in prepared if p.skipped is None]
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        if FRESH:
-            running = {p.case.id: pool.submit(_run_fresh, p) for p in runnable}
-        else:
-            running = _run_forked(runnable, root)
+        running = {p.case.id: pool.submit(_run_case, p, root / "cache") for p in runnable}
         yield {p.case.id: (p, running.get(p.case.id, Future())) for p in prepared}
     finally:
         pool.shutdown(cancel_futures=True)

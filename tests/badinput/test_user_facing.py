@@ -66,14 +66,14 @@ def test_one_line_never_a_traceback(finished: Path, tmp_path: Path) -> None:
     # An output encoding without ρ: the tables and the error lines fall back to "rho".
     ascii_env = {"PYTHONIOENCODING": "ascii"}
     for argv in (("best",), ("studies",), ("front",)):
-        shown = _run(*argv, "--db", str(finished), cwd=tmp_path, env=ascii_env)
+        shown = _run(*argv, "--db", str(finished), cwd=tmp_path, env=ascii_env, fresh=True)
         assert shown.returncode == 0, shown.stderr
         assert "Traceback" not in shown.stderr and shown.stdout.isascii()
         _assert_columns_align(shown.stdout)
-    best = _run("best", "--db", str(finished), cwd=tmp_path, env=ascii_env)
+    best = _run("best", "--db", str(finished), cwd=tmp_path, env=ascii_env, fresh=True)
     assert "rho" in best.stdout
     refused = _run("sample", "--model", str(SEARCH[1]), "--rho-top", "0.5", "-o", "x.png",
-                   cwd=tmp_path, env=ascii_env)
+                   cwd=tmp_path, env=ascii_env, fresh=True)
     _one_error(refused, "--rho-bottom")
     # Sizes that would fail only after the trials ran are refused before them.
     big = [("search", *SEARCH, "--db", str(tmp_path / "v.db"), "--validation-n", n)
