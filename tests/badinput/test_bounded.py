@@ -20,6 +20,7 @@ from skiptune._files import JSON_MAX_BYTES, JSON_MAX_DEPTH, read_input
 from skiptune.errors import ConfigurationError, FileAccessError, SkiptuneError
 from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.schedule import TuningSchedule
+from tests.forked import Command, run_command
 from tests.tuner.helpers import DEMO, cli_env
 
 
@@ -32,8 +33,7 @@ def _one_line(error: pytest.ExceptionInfo[BaseException], *phrases: str) -> str:
 
 
 def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skiptune.cli", *argv], cwd=cwd,
-                          env=cli_env(), capture_output=True, text=True, timeout=240)
+    return run_command(Command(argv, cwd))
 
 
 def _cli_error(result: subprocess.CompletedProcess[str], *phrases: str) -> str:

@@ -7,15 +7,14 @@ file, is in the corpus: ``pickle-that-runs-code`` and ``raw-pickle-that-runs-cod
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from skiptune import cli
-from tests.tuner.helpers import DEMO, cli_env, pg_schema, require_postgres, search_command
+from tests.forked import Command, run_command, run_commands
+from tests.tuner.helpers import DEMO, pg_schema, require_postgres
 
 SECRET = "SECRETPW"
 TINY = ("--nfe", "3", "--rungs", "16,32", "--trials", "1", "--device", "cpu")
@@ -32,11 +31,6 @@ def test_the_pickle_opt_in_says_why_it_is_dangerous(app: object, argv: list[str]
     assert "only for files from a source you trust" in text
 
 
-def _run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), env=cli_env(), cwd=cwd, capture_output=True, text=True,
-                          timeout=240)
-
-
 @pytest.mark.slow
 def test_a_postgresql_password_is_never_printed_nor_stored(tmp_path: Path) -> None:
     require_postgres()
@@ -47,16 +41,14 @@ def test_a_postgresql_password_is_never_printed_nor_stored(tmp_path: Path) -> No
         secret_url = url.replace("://postgres@", f"://postgres:{SECRET}@")
         assert SECRET in secret_url
         schema = url.rsplit("search_path%3D", 1)[1]
-        group = [sys.executable, "-m", "skiptune.cli"]
-        searched = _run(*search_command("--model", str(DEMO), *TINY, "--db", secret_url),
-                        cwd=tmp_path)
+        search = ("search", "--model", str(DEMO), *TINY)
+        searched = run_command(Command((*search, "--db", secret_url), tmp_path))
         assert searched.returncode == 0, searched.stderr
-        read = [_run(*group, command, "--db", secret_url, cwd=tmp_path)
-                for command in ("studies", "best", "front")]
+        read = run_commands([Command((command, "--db", secret_url), tmp_path)
+                             for command in ("studies", "best", "front")])
         assert all(r.returncode == 0 for r in read), [r.stderr for r in read]
         # An error that names the database names it masked.
-        refused = _run(*search_command("--model", str(DEMO), *TINY, "--seed", "1",
-                                       "--db", secret_url), cwd=tmp_path)
+        refused = run_command(Command((*search, "--seed", "1", "--db", secret_url), tmp_path))
         assert refused.returncode == 1 and "postgres:***@127.0.0.1" in refused.stderr
         for result in (searched, *read, refused):
             assert SECRET not in result.stdout + result.stderr
