@@ -20,6 +20,7 @@ import atexit
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,32 +69,35 @@ def run(job):
         return 1
 
 
+def start(job):
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = run(job)
+        # What an interpreter's exit does that matters here: exit handlers, finalizers (a
+        # dropped SQLite connection folds its WAL back), flushed streams; without the slow
+        # tear-down of every module.
+        atexit._run_exitfuncs()
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    running[pid] = job["id"]
+    print(json.dumps({"id": job["id"], "pid": pid}), flush=True)
+
+
 print("ready", flush=True)
 running = {}
-reading = True
+unread = b""              # read from the descriptor itself: a buffered readline could hold a
+reading = True            # second job where select() no longer sees it
 while reading or running:
-    if reading and select.select([sys.stdin], [], [], 0.02)[0]:
-        line = sys.stdin.readline()
-        if not line:
-            reading = False
-            continue
-        job = json.loads(line)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = run(job)
-            # What an interpreter's exit does that matters here: exit handlers, finalizers
-            # (a dropped SQLite connection folds its WAL back), flushed streams; without the
-            # slow tear-down of every module.
-            atexit._run_exitfuncs()
-            gc.collect()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        running[pid] = job["id"]
-        print(json.dumps({"id": job["id"], "pid": pid}), flush=True)
-    elif not reading:
-        select.select([], [], [], 0.02)
+    if select.select([0] if reading else [], [], [], 0.02)[0]:
+        chunk = os.read(0, 1 << 16)
+        reading = bool(chunk)
+        unread += chunk
+        while b"\n" in unread:
+            line, unread = unread.split(b"\n", 1)
+            start(json.loads(line))
     while running:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
@@ -184,6 +188,7 @@ class _Zygote:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=60)
+        shutil.rmtree(self.output, ignore_errors=True)
 
 
 _zygote: _Zygote | None = None

@@ -134,8 +134,9 @@ def test_search_forwards_only_what_the_user_set(tmp_path: Path,
         (["--nfe", "3", "--db", "postgresql+psycopg://me:hunter2@127.0.0.1:1/x"], "me:***@"),
     ],
 )
-def test_user_mistakes_are_one_line_and_exit_1(argv: list[str], message: str,
-                                               tmp_path: Path) -> None:
+def test_user_mistakes_are_one_line_and_exit_1(argv: list[str], message: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKIPTUNE_DB_RETRY_SECONDS", "0")     # an unreachable server, at once
     result = runner.invoke(cli.search_app, ["--model", str(DEMO), "--db",
                                             str(tmp_path / "s.db"), *argv])
     assert result.exit_code == 1, result.output

@@ -66,6 +66,7 @@ def _sample_command(*args: str) -> list[str]:
     return [*search_command()[:2], "from skiptune.cli import main; main()", "sample", *args]
 
 
+@pytest.mark.slow
 def test_a_search_by_url_then_again_with_the_server_stopped_is_one_study(
     server: FileServer, cache: Path, tmp_path: Path
 ) -> None:

@@ -102,6 +102,7 @@ def test_another_spec_is_another_measurement(
     assert len({i["reference_identity"] for i in identities}) == 3
 
 
+@pytest.mark.slow
 def test_a_search_samples_the_reference_once_and_resumes_from_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

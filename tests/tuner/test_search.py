@@ -40,6 +40,7 @@ def _trials(db: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
+@pytest.mark.slow
 def test_a_search_measures_its_baseline_and_finds_better_schedules(demo_db: Path) -> None:
     summaries = {s.nfe: s for s in list_studies(demo_db)}
     assert sorted(summaries) == [3, 5]

@@ -59,6 +59,7 @@ def _study(db: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(db).optuna_storage())
 
 
+@pytest.mark.slow
 def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     events: list[object] = []
@@ -94,6 +95,7 @@ def test_a_finished_search_reports_values_validated_on_fresh_seeds(tmp_path: Pat
     assert again.best_value == summary.best_value
 
 
+@pytest.mark.slow
 def test_a_killed_validation_resumes_without_redoing_finished_candidates(
     tmp_path: Path,
 ) -> None:
