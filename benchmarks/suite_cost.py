@@ -7,7 +7,8 @@
 Runs pytest with the usual options and this module as a plugin, which records for every
 test its wall time and the CPU time its process spent (``RUSAGE_SELF``) and its finished
 subprocesses spent (``RUSAGE_CHILDREN``: every ``skiptune`` command a test starts and waits
-for). Then prints the
+for; the commands ``tests/forked.py`` forks count once its interpreter ends, as one record of
+their own at the end of each test process). Then prints the
 totals, the modules and the tests that cost most, and the cost of starting a ``skiptune``
 command (one that samples: torch and the library; one that reads: the readers alone), so that
 the share of the suite spent in interpreter start-up can be read off.
@@ -36,6 +37,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS_ENV = "SKIPTUNE_SUITE_COST_DIR"      # where each test process appends its records
+FORKED = "tests/forked.py: the commands it forked, counted as it ended"
 
 
 def cpu_seconds(who: int) -> float:
@@ -53,6 +55,23 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     record = {"test": item.nodeid, "wall": time.perf_counter() - started,
               "own": cpu_seconds(resource.RUSAGE_SELF) - own,
               "children": cpu_seconds(resource.RUSAGE_CHILDREN) - children}
+    _children_after_the_last_test[0] = cpu_seconds(resource.RUSAGE_CHILDREN)
+    with open(Path(os.environ[RECORDS_ENV]) / f"{os.getpid()}.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+_children_after_the_last_test = [0.0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The commands tests/forked.py forked count as its interpreter ends, after the last test
+    (tests/conftest.py ends it with the session): one record for all of them, in each test
+    process (not in the process that only hands tests out to them)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    children = cpu_seconds(resource.RUSAGE_CHILDREN) - _children_after_the_last_test[0]
+    record = {"test": FORKED, "wall": 0.0, "own": 0.0, "children": children}
     with open(Path(os.environ[RECORDS_ENV]) / f"{os.getpid()}.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -82,7 +101,8 @@ def startup_seconds(arguments: tuple[str, ...], repeats: int = 3) -> float:
 def summarise(rows: list[dict[str, Any]], wall: float, top: int) -> None:
     own = sum(r["own"] for r in rows)
     children = sum(r["children"] for r in rows)
-    print(f"{len(rows)} tests, wall {wall / 60:.1f} min; CPU {(own + children) / 60:.1f} min "
+    tests = sum(row["test"] != FORKED for row in rows)
+    print(f"{tests} tests, wall {wall / 60:.1f} min; CPU {(own + children) / 60:.1f} min "
           f"(test processes {own / 60:.1f}, their subprocesses {children / 60:.1f}); "
           f"bound on 2 cores {(own + children) / 120:.1f} min")
     modules: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])

@@ -25,6 +25,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def pytest_sessionfinish() -> None:
+    from tests import forked
+
+    forked.close()
+
+
 @pytest.fixture(scope="session")
 def demo_model():
     from skiptune.models import load_model

@@ -200,8 +200,18 @@ def _the_zygote() -> _Zygote:
     with _zygote_lock:
         if _zygote is None:
             _zygote = _Zygote()
-            atexit.register(_zygote.close)
+            atexit.register(close)
         return _zygote
+
+
+def close() -> None:
+    """End this test process's zygote, if it started: its commands' CPU time then counts as
+    this process's children's (benchmarks/suite_cost.py reads it at the session's end)."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.close()
+            _zygote = None
 
 
 def run_fresh(command: Command, timeout: float = 240) -> Run:
