@@ -46,6 +46,10 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# RUSAGE_CHILDREN as the last test of this process ended: what comes after is tests/forked.py's.
+_children_after_the_last_test = [0.0]
+
+
 # This module is also the pytest plugin (``-p suite_cost``) loaded in every test process.
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
@@ -58,9 +62,6 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     _children_after_the_last_test[0] = cpu_seconds(resource.RUSAGE_CHILDREN)
     with open(Path(os.environ[RECORDS_ENV]) / f"{os.getpid()}.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
-
-
-_children_after_the_last_test = [0.0]
 
 
 @pytest.hookimpl(trylast=True)

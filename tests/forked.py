@@ -31,6 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.tuner.helpers import cli_env, search_command
+
 FRESH = os.environ.get("SKIPTUNE_TESTS_FRESH") == "1"
 Run = subprocess.CompletedProcess[str]
 
@@ -123,8 +125,6 @@ class _Zygote:
     """The forking interpreter of this test process, and the commands it runs."""
 
     def __init__(self) -> None:
-        from tests.tuner.helpers import cli_env
-
         self.output = Path(tempfile.mkdtemp(prefix="skiptune-forked-"))
         self.stderr = self.output / "zygote.stderr"
         with self.stderr.open("w") as stderr:
@@ -142,8 +142,6 @@ class _Zygote:
 
     def start(self, command: Command) -> tuple[str, int, Future[int]]:
         """Fork ``command``; its id, its process id, and the exit code it ends with."""
-        from tests.tuner.helpers import cli_env
-
         name = str(next(self.ids))
         started, ended = Future[int](), Future[int]()
         program = ["skiptune-search"] if command.search_only else ["skiptune"]
@@ -216,15 +214,13 @@ def close() -> None:
 
 def run_fresh(command: Command, timeout: float = 240) -> Run:
     """Run ``command`` in a fresh interpreter: for what a fork cannot show."""
-    from tests.tuner.helpers import cli_env
-
     env = {**cli_env(), **command.env}
     if command.path:
         env["PYTHONPATH"] = os.pathsep.join([*map(str, command.path), env["PYTHONPATH"]])
-    program = ("from skiptune.cli import search_main; search_main()" if command.search_only
-               else "from skiptune.cli import main; main()")
-    result = subprocess.run([sys.executable, "-c", program, *command.argv], cwd=command.cwd,
-                            env=env, capture_output=True, text=True, timeout=timeout)
+    argv = (search_command(*command.argv) if command.search_only
+            else [sys.executable, "-m", "skiptune.cli", *command.argv])
+    result = subprocess.run(argv, cwd=command.cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
     return Run(list(command.argv), result.returncode, result.stdout, result.stderr)
 
 
