@@ -1,7 +1,7 @@
 """The anytime curve: how good is the schedule a search would report after k images sampled?
 
     python benchmarks/anytime.py --out DIR [--nfe 9] [--sampler heun]
-        [--strategy tpe --strategy random ...] [--seeds 3] [--budget 1024]
+        [--strategy tpe --strategy random ...] [--seeds 3] [--first-seed 0] [--budget 1024]
         [--checkpoints 64,128,256,512,1024] [--large-n 2000] [--validation 1x128 ...]
         [--validation-at 256,512] [--paper-from benchmarks/results/protocol_cost_cpu.json]
         [--threads 1] [--device cpu]
@@ -12,9 +12,11 @@ On the demonstration model at --nfe with --sampler:
 
 1. **Searches.** For each --strategy (an optimizer, ``tpe``, ``gp``, ``cmaes``, ``random`` or
    ``qmc``, optionally with its rungs: ``tpe@16,64``; default rungs --rungs) and each of
-   --seeds search seeds, skiptune's own ``search(...)`` runs without validation, resumed with
-   more trials until its trials have sampled --budget images. Each trial costs the images
-   of the last rung it reached (a pruned trial its first rung).
+   --seeds search seeds (seeds --first-seed to --seeds − 1: processes sharing DIR can split the
+   seeds, and a last run from seed 0 reads them all), skiptune's own ``search(...)`` runs
+   without validation, resumed with more trials until its trials have sampled --budget
+   images. Each trial costs the images of the last rung it reached (a pruned trial its
+   first rung).
 2. **Anytime curve.** After k images (each of --checkpoints), the search would report its
    best complete trial so far (lowest proxy value). That schedule is scored once at
    --large-n images on fresh seeds (from --truth-seed): the "large-N FD". Per strategy and
@@ -44,7 +46,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,31 +140,43 @@ def trials_of(db: Path, study_name: str) -> list[Trial]:
 
 
 def run_search(args: argparse.Namespace, strategy: Strategy, seed: int, out: Path) -> list[Trial]:
-    """The trials of one search run to --budget images, from DIR/runs when already done."""
+    """The trials of one search run to --budget images, from DIR/runs when already done.
+
+    The study lives in DIR/runs/NAME.db while it runs, so a killed run resumes where it
+    stopped; once it has its images the trials go to DIR/runs/NAME.json and the database
+    and its lock file are removed."""
     path = out / "runs" / f"{strategy.name}-seed{seed}.json"
     if path.exists():
-        return [Trial(t["number"], t["images"], t["value"], TuningSchedule.from_dict(t["schedule"]),
-                      t["role"]) for t in json.loads(path.read_text())["trials"]]
+        stored = [Trial(t["number"], t["images"], t["value"],
+                        TuningSchedule.from_dict(t["schedule"]), t["role"])
+                  for t in json.loads(path.read_text())["trials"]]
+        if sum(t.images for t in stored) < args.budget:
+            raise SystemExit(f"{path} holds {sum(t.images for t in stored)} images, fewer than "
+                             f"--budget {args.budget}: pass another --out for a longer run")
+        return stored
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        db = Path(folder) / "search.db"
-        trials_total, trials = 0, []
-        while sum(t.images for t in trials) < args.budget:
-            spent = sum(t.images for t in trials)
-            trials_total += max(1, math.ceil((args.budget - spent) / strategy.rungs[-1]))
-            config = SearchConfig(
-                nfe=args.nfe, sampler=args.sampler, trials=trials_total,
-                optimizer=strategy.optimizer, seed=seed,
-                objective=ObjectiveSettings(rungs=strategy.rungs, batch_size=args.batch_size),
-                validation=ValidationSettings(enabled=False),
-            )
-            (summary,) = search(args.model, config, db=db, device=args.device)
-            trials = trials_of(db, summary.study_name)
+    db = path.with_suffix(".db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    trials: list[Trial] = []
+    while sum(t.images for t in trials) < args.budget:
+        spent = sum(t.images for t in trials)
+        trials_total = len(trials) + max(1, math.ceil((args.budget - spent) / strategy.rungs[-1]))
+        config = SearchConfig(
+            nfe=args.nfe, sampler=args.sampler, trials=trials_total,
+            optimizer=strategy.optimizer, seed=seed,
+            objective=ObjectiveSettings(rungs=strategy.rungs, batch_size=args.batch_size),
+            validation=ValidationSettings(enabled=False),
+        )
+        (summary,) = search(args.model, config, db=db, device=args.device)
+        trials = trials_of(db, summary.study_name)
     seconds = time.perf_counter() - started
     write_json(path, {"strategy": strategy.name, "seed": seed, "seconds": seconds,
+                      "budget": args.budget,
                       "trials": [{"number": t.number, "images": t.images, "value": t.value,
                                   "schedule": t.schedule.to_dict(), "role": t.role}
                                  for t in trials]})
+    for leftover in (db, Path(f"{db}.skiptune-lock")):
+        leftover.unlink(missing_ok=True)
     say(f"search {strategy.name} seed {seed}: {len(trials)} trials, "
         f"{sum(t.images for t in trials)} images, {seconds:.0f} s")
     return trials
@@ -330,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", action="append", default=None)
     parser.add_argument("--rungs", default="32,128")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=1024)
     parser.add_argument("--checkpoints", default="64,128,256,512,1024")
     parser.add_argument("--large-n", type=int, default=2000)
@@ -351,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     args.sizes = tuple(int(v.split("x")[1]) for v in variants if v != "adaptive")
     checkpoints = [int(k) for k in args.checkpoints.split(",")]
     out: Path = args.out
+    seeds = range(args.first_seed, args.seeds)
     title = (f"demo model, {args.sampler} {args.nfe} NFE: large-N FD (N = {args.large_n}) "
-             f"after k images, median and range over {args.seeds} search seeds")
+             f"after k images, median and range over {len(seeds)} search seeds")
     say(f"anytime: {title}; device {args.device}, {torch.get_num_threads()} thread(s)")
 
     scores = Scores(args, out)
@@ -361,25 +376,24 @@ def main(argv: list[str] | None = None) -> int:
     say(f"paper's sweep: FD {paper['fd']:.4g} (ρ_bottom {paper['rho_bottom']}) with "
         f"{paper['images']} images; ρ = 1: FD {baseline:.4g}")
 
-    runs = {(s.name, seed): run_search(args, s, seed, out)
-            for s in strategies for seed in range(args.seeds)}
+    runs = {(s.name, seed): run_search(args, s, seed, out) for s in strategies for seed in seeds}
     curves: dict[str, dict[int, dict[str, float]]] = {}
     for strategy in strategies:
         curve: dict[int, list[float]] = {}
-        for seed in range(args.seeds):
+        for seed in seeds:
             for k in checkpoints:
                 best = ranked(prefix(runs[strategy.name, seed], k))
                 if best:
                     curve.setdefault(k, []).append(scores.large_n(best[0]))
         curves[strategy.name] = {k: summary(v) for k, v in curve.items()
-                                 if len(v) == args.seeds}
+                                 if len(v) == len(seeds)}
 
     validation: list[dict[str, Any]] = []
     default = strategies[0]
     for k in (int(n) for n in args.validation_at.split(",") if n):     # "": none
         for variant in variants:
             fds, images = [], []
-            for seed in range(args.seeds):
+            for seed in seeds:
                 best = ranked(prefix(runs[default.name, seed], k))
                 spent = sum(t.images for t in prefix(runs[default.name, seed], k))
                 tuned = [s for s in best if not is_identity(s)]
@@ -411,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"paper's sweep: FD {paper['fd']:.2f} with {paper['images']} images "
         f"(1/20: {paper['images'] // 20}); ρ = 1: FD {baseline:.2f}")
     write_json(out / "anytime.json", {
-        "title": title, "nfe": args.nfe, "sampler": args.sampler, "seeds": args.seeds,
+        "title": title, "nfe": args.nfe, "sampler": args.sampler, "seeds": list(seeds),
         "large_n": args.large_n, "truth_seed": args.truth_seed, "device": args.device,
         "threads": torch.get_num_threads(), "budget": args.budget, "paper": paper,
         "baseline_fd": baseline, "curves": {n: {str(k): v for k, v in c.items()}
