@@ -298,7 +298,7 @@ def paper_line(args: argparse.Namespace, scores: Scores) -> dict[str, Any]:
             "images": len(PAPER_SWEEP) * args.large_n, "sweep": values}
 
 
-def summary(values: list[float]) -> dict[str, float]:
+def summary(values: Sequence[float]) -> dict[str, float]:
     return {"median": float(np.median(values)), "low": float(min(values)),
             "high": float(max(values))}
 
@@ -411,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
 
     say("")
     say(f"{'strategy':<16}" + "".join(f"{k:>22}" for k in checkpoints))
-    for name, curve in curves.items():
-        cells = [f"{curve[k]['median']:.2f} [{curve[k]['low']:.1f},{curve[k]['high']:.1f}]"
-                 if k in curve else "—" for k in checkpoints]
+    for name, points in curves.items():
+        cells = [f"{points[k]['median']:.2f} [{points[k]['low']:.1f},{points[k]['high']:.1f}]"
+                 if k in points else "—" for k in checkpoints]
         say(f"{name:<16}" + "".join(f"{c:>22}" for c in cells))
     say("")
     say(f"validation of {default.name}: trial images, variant → images in all, large-N FD "
