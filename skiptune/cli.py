@@ -249,6 +249,7 @@ _FLAGS = {
     "space.sigma_window": "--sigma-window",
     "trust_pickle": "--trust-pickle",
     "validation.artifacts": "--artifacts",
+    "validation.max_blocks": "--max-blocks",
     "validation.num_samples": "--validation-n",
     "validation.top_k": "--validate-top",
     "variant": "--variant",
@@ -552,8 +553,8 @@ class _SearchProgress:
         elif isinstance(event, tuner.CandidateValidated):
             self._progress.update(
                 self._task(event.study_name),
-                status=f"validated #{event.trial_number} ({event.role}) at N="
-                f"{event.num_samples} on fresh seeds: {_number(event.value)} (search "
+                status=f"raced #{event.trial_number} ({event.role}) on fresh seed block "
+                f"{event.block + 1} (N={event.num_samples}): {_number(event.value)} (search "
                 f"{event.search_value:.4g})",
             )
         elif isinstance(event, tuner.Waiting):
@@ -611,8 +612,16 @@ def _validation_text(summary: Any) -> str:
         interval = (f", gain {_percent(summary.improvement)} [{_percent(summary.gain_low)}, "
                     f"{_percent(summary.gain_high)}] ({level:.0%} paired bootstrap)")
     return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
-            f"{summary.validation_num_samples} on fresh seeds{interval}; the search's own "
-            f"best {_number(summary.search_best_value)}")
+            f"{summary.validation_num_samples} on fresh seeds{interval}; {_raced_text(summary)}"
+            f"; the search's own best {_number(summary.search_best_value)}")
+
+
+def _raced_text(summary: Any) -> str:
+    """Which images decided a validated study's choice."""
+    blocks = summary.validation_blocks or 1
+    return (f"chosen on {blocks} block(s) of {summary.validation_num_samples} fresh seeds "
+            f"({blocks * summary.validation_num_samples} images each; {summary.race_images} "
+            "raced in all)")
 
 
 def search_command(
@@ -697,11 +706,15 @@ def search_command(
     allow_large_rungs: Annotated[bool, typer.Option(
         "--allow-large-rungs", help="Accept a rung above 50,000 samples.")] = False,
     validate_top: Annotated[int | None, typer.Option(
-        "--validate-top", help="At a study's total, re-score its best K distinct schedules "
-        "and ρ = 1 on fresh seeds, and report the best of those. [default: 1]")] = None,
+        "--validate-top", help="New challengers per race and race number: race m compares "
+        "the K·m best schedules not yet raced with the incumbent on fresh seeds. [default: 1]")]
+    = None,
     validation_n: Annotated[int | None, typer.Option(
-        "--validation-n", help="Images per validated schedule, at least the last rung. "
-        "[default: 2 × the last rung]")] = None,
+        "--validation-n", help="Images per fresh seed block of the races, at least the last "
+        "rung. [default: 2 × the last rung]")] = None,
+    max_blocks: Annotated[int | None, typer.Option(
+        "--max-blocks", help="Most seed blocks a race gives the incumbent (races double its "
+        "blocks from 1). [default: 16]")] = None,
     no_validation: Annotated[bool, typer.Option(
         "--no-validation", help="Stop at the search's own values (a later run without it "
         "validates the study).")] = False,
@@ -727,7 +740,7 @@ def search_command(
     if rho_top is not None and rho_top_range is not None:
         raise typer.BadParameter("pass --rho-top (fixed) or --rho-top-range, not both",
                                  param_hint="--rho-top")
-    if no_validation and (validate_top is not None or validation_n is not None):
+    if no_validation and (validate_top, validation_n, max_blocks) != (None, None, None):
         raise typer.BadParameter("pass --no-validation or the validation's settings, not both",
                                  param_hint="--no-validation")
     space_options = _set(
@@ -742,7 +755,7 @@ def search_command(
     )
     objective_options = _set(metric=metric, features=features, reference=ref,
                              rungs=_ints(rungs, name="--rungs"), batch_size=batch_size)
-    validation_options = _set(top_k=validate_top, num_samples=validation_n,
+    validation_options = _set(top_k=validate_top, num_samples=validation_n, max_blocks=max_blocks,
                               enabled=False if no_validation else None, artifacts=artifacts)
     config = _call(lambda: tuner.SearchConfig(**_set(
         nfe=tuple(nfe), sampler=tuple(sampler) if sampler else None, trials=trials,

@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from optuna.trial import FrozenTrial
@@ -128,3 +129,32 @@ def assert_runs_what_it_was_given(retry: FrozenTrial, killed: FrozenTrial) -> No
     given = killed.system_attrs.get("fixed_params") or killed.params
     assert {name: retry.params.get(name) for name in given} == given
     assert {name: retry.params.get(name) for name in killed.params} == killed.params
+
+
+class CountingValidations:
+    """The real objective; its validation copies count every measurement in ``measured`` and
+    raise KeyboardInterrupt at the ``interrupt_at``-th (a kill in the middle of a race)."""
+
+    def __init__(self, objective: Any, *, interrupt_at: int | None = None) -> None:
+        self.objective, self.interrupt_at, self.measured = objective, interrupt_at, 0
+
+    @property
+    def identity(self) -> dict:
+        return self.objective.identity
+
+    def evaluate(self, schedule: Any, **kwargs: Any) -> Any:
+        return self.objective.evaluate(schedule, **kwargs)
+
+    def for_validation(self, **kwargs: Any) -> Any:
+        outer, inner = self, self.objective.for_validation(**kwargs)
+
+        class Validating:
+            score = inner.score
+
+            def evaluate(self, schedule: Any, **kw: Any) -> Any:
+                outer.measured += 1
+                if outer.measured == outer.interrupt_at:
+                    raise KeyboardInterrupt
+                return inner.evaluate(schedule, **kw)
+
+        return Validating()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -24,35 +23,7 @@ from skiptune.tuner import (
 from skiptune.tuner.search._run import prepare_study, run_study
 from skiptune.tuner.search._service import plan_study
 from skiptune.tuner.search._validation import validate_study
-from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY
-
-
-class _Counting:
-    """The real objective; its validation copy counts (and may interrupt) evaluations."""
-
-    def __init__(self, objective: Any, *, interrupt_at: int | None = None) -> None:
-        self.objective, self.interrupt_at, self.validated = objective, interrupt_at, 0
-
-    @property
-    def identity(self) -> dict:
-        return self.objective.identity
-
-    def evaluate(self, schedule: Any, **kwargs: Any) -> Any:
-        return self.objective.evaluate(schedule, **kwargs)
-
-    def for_validation(self, **kwargs: Any) -> Any:
-        outer, inner = self, self.objective.for_validation(**kwargs)
-
-        class Validating:
-            score = inner.score
-
-            def evaluate(self, schedule: Any, **kw: Any) -> Any:
-                outer.validated += 1
-                if outer.validated == outer.interrupt_at:
-                    raise KeyboardInterrupt
-                return inner.evaluate(schedule, **kw)
-
-        return Validating()
+from tests.tuner.helpers import DEMO, FAST_HEARTBEAT, TINY, CountingValidations
 
 
 def _study(db: Path, name: str) -> optuna.Study:
@@ -112,15 +83,15 @@ def test_a_killed_validation_resumes_without_redoing_finished_candidates(
     assert validation_result(study) is None
 
     settings = ValidationSettings(top_k=2)
-    killed = _Counting(objective, interrupt_at=3)
+    killed = CountingValidations(objective, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
         validate_study(storage, study, config, killed, settings)
     assert validation_result(study) is None                  # incomplete: nothing reported
-    resumed = _Counting(objective)
+    resumed = CountingValidations(objective)
     summary = run_study(storage, config, resumed, validation=settings, **FAST_HEARTBEAT)
-    assert resumed.validated == 1                            # only the candidate still missing
+    assert resumed.measured == 1                            # only the candidate still missing
     assert summary.validated and len(validation_result(study).candidates) == 3  # type: ignore[union-attr]
-    again = _Counting(objective)
+    again = CountingValidations(objective)
     validate_study(storage, study, config, again, settings)
     assert again.validated == 0
 
@@ -160,7 +131,7 @@ def test_two_workers_never_validate_a_candidate_twice(tmp_path: Path) -> None:
     run_study(storage, config, objective, validation=ValidationSettings(enabled=False),
               **FAST_HEARTBEAT)
     settings = ValidationSettings(top_k=1, num_samples=32)
-    counters = [_Counting(objective), _Counting(objective)]
+    counters = [CountingValidations(objective), CountingValidations(objective)]
     # Each worker opens the database itself, as worker processes do; the study's lock
     # (a file lock beside SQLite) serialises them.
     threads = [
@@ -175,4 +146,4 @@ def test_two_workers_never_validate_a_candidate_twice(tmp_path: Path) -> None:
         thread.join()
     result = validation_result(_study(tmp_path / "s.db", config.study_name))
     assert result is not None
-    assert sorted(c.validated for c in counters) == [0, len(result.candidates)]
+    assert sorted(c.measured for c in counters) == [0, len(result.candidates)]

@@ -124,9 +124,12 @@ def _gain_text(summary: StudySummary) -> str:
     if summary.gain_low is not None and summary.gain_high is not None:
         level = summary.validation_level or 0.95
         text += f" ({level:.0%} interval {summary.gain_low:.0%} to {summary.gain_high:.0%})"
-    where = (f"validated at N = {summary.validation_num_samples} on fresh seeds"
-             if summary.validated else f"search values at N = {summary.num_samples}, "
-             "not validated")
+    if summary.validated:
+        blocks, size = summary.validation_blocks or 1, summary.validation_num_samples or 0
+        where = (f"validated at N = {size} on fresh seeds, chosen on {blocks} block(s) of "
+                 f"them ({blocks * size} images each)")
+    else:
+        where = f"search values at N = {summary.num_samples}, not validated"
     return f"{text}; {where}"
 
 

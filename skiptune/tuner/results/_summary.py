@@ -35,7 +35,9 @@ class StudySummary:
     is validated (``validated``), they are the validated values instead, at
     ``validation_num_samples`` images on fresh seeds, and ``best_schedule`` is the best on
     those; ``search_best_value`` keeps the best value the search itself measured, and
-    ``gain_low``/``gain_high`` bound the gain over ρ = 1 (paired bootstrap).
+    ``gain_low``/``gain_high`` bound the gain over ρ = 1 (paired bootstrap). Those values
+    are on the first block of fresh seeds; the choice itself won races on
+    ``validation_blocks`` such blocks (see ``tuner.search._racing``).
     """
 
     study_name: str
@@ -68,6 +70,10 @@ class StudySummary:
     gain_low: float | None = None
     gain_high: float | None = None
     validation_level: float | None = None
+    # The races behind the choice: seed blocks of validation_num_samples images each
+    # (validation_blocks) decided it, and race_images images were measured for the races.
+    validation_blocks: int | None = None
+    race_images: int | None = None
 
     @property
     def improvement(self) -> float | None:
@@ -111,6 +117,8 @@ class StudySummary:
             "gain_low": self.gain_low,
             "gain_high": self.gain_high,
             "validation_level": self.validation_level,
+            "validation_blocks": self.validation_blocks,
+            "race_images": self.race_images,
         }
 
 
@@ -179,6 +187,8 @@ def _validated(summary: StudySummary, validation: ValidationResult) -> StudySumm
         gain_low=validation.gain_low,
         gain_high=validation.gain_high,
         validation_level=validation.level,
+        validation_blocks=validation.blocks,
+        race_images=validation.race_images,
     )
 
 

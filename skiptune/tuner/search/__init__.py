@@ -3,9 +3,9 @@
 ``search(model, SearchConfig(nfe=9))`` plans a study per budget, creates or resumes it in
 the database, queues the baseline ρ = 1, the paper's schedules and other budgets' validated
 bests once, and runs trials (:class:`StudyRun`, in one or more workers) until the study has
-its total, then validates it on fresh seeds. Progress goes to an :data:`EventCallback` as
-picklable events. What a study is lives in ``skiptune.tuner.study``; reading results back,
-in ``skiptune.tuner.results``.
+its total, racing its best schedules on fresh seed blocks as it goes (``race``). Progress
+goes to an :data:`EventCallback` as picklable events. What a study is lives in
+``skiptune.tuner.study``; reading results back, in ``skiptune.tuner.results``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from skiptune.tuner.search._events import (
     WorkerLost,
 )
 from skiptune.tuner.search._objective import Objective
+from skiptune.tuner.search._racing import RaceState, SeedBlocks, race, race_checkpoints
 from skiptune.tuner.search._run import StudyRun, prepare_study, run_study
 from skiptune.tuner.search._service import plan_study, resolve_objective, search
 from skiptune.tuner.search._space import PAPER_SCHEDULES, queued_schedules
@@ -37,9 +38,11 @@ __all__ = [
     "EventCallback",
     "Note",
     "Objective",
+    "RaceState",
     "ReferenceSampled",
     "RungDone",
     "SearchEvent",
+    "SeedBlocks",
     "StudyDone",
     "StudyRun",
     "StudyStarted",
@@ -50,6 +53,8 @@ __all__ = [
     "plan_study",
     "prepare_study",
     "queued_schedules",
+    "race",
+    "race_checkpoints",
     "resolve_objective",
     "run_study",
     "search",

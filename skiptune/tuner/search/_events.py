@@ -119,6 +119,7 @@ class CandidateValidated:
     search_value: float         # its value on the search's seeds
     value: float | None         # at ``num_samples`` on fresh seeds; None: non-finite samples
     num_samples: int
+    block: int = 0              # the seed block: b · num_samples seeds after the first
     worker: int = 0
 
 

@@ -54,7 +54,7 @@ from skiptune.tuner.search._space import (
     queued_schedules,
     suggest_schedule,
 )
-from skiptune.tuner.search._validation import validate_study
+from skiptune.tuner.search._validation import race_if_due, validate_study
 from skiptune.tuner.search._warm import warm_schedules
 from skiptune.tuner.study import (
     CONFIG_ATTR,
@@ -299,6 +299,7 @@ class StudyRun:
 
         See :func:`run_study`, which builds the run and calls this.
         """
+        settings = validation or ValidationSettings()
         first = True
         while True:
             asked: list[optuna.Trial] = []
@@ -319,10 +320,13 @@ class StudyRun:
                 # tell), every asked trial not yet told is failed and queued again.
                 self.requeue_interrupted(asked)
                 raise
-        settings = validation or ValidationSettings()
+            # Every trial asked is told: a race at a checkpoint passed just now (a Ctrl-C
+            # during it keeps what it measured, and the rerun races again from there).
+            race_if_due(self.storage, self.study, self.config, self.objective, settings,
+                        total=self.total, worker=self.worker, emit=self.emit)
         if settings.enabled:
             validate_study(self.storage, self.study, self.config, self.objective, settings,
-                           worker=self.worker, emit=self.emit)
+                           total=self.total, worker=self.worker, emit=self.emit)
         # A worker killed between a trial's tell and its front update leaves the stored front
         # behind the trials; the study's end (also a rerun that finds it done) brings it level.
         update_front(self.storage, self.study, self.config)
@@ -588,9 +592,11 @@ def run_study(
     them apart, as with workers) and their images sampled in one batch with per-sample
     factors (``evaluate_many``); σ-window and step-grid schedules run one at a time.
 
-    At its total, the study is validated (:func:`validate_study`: its best schedules and
-    ρ = 1 re-scored on fresh seeds) unless ``validation.enabled`` is False; a study that
-    reached its total before, validated or not, is validated now, resuming what is missing.
+    Unless ``validation.enabled`` is False, the study races on fresh seed blocks at 10, 20,
+    40, … finished trials and at its total (:mod:`._racing`, :func:`validate_study`): its
+    answer is the incumbent that beat its challengers there, not its lowest search value. A
+    study that reached its total before, validated or not, is validated now, resuming what
+    is missing.
     """
     return StudyRun.open(storage, config, objective, **options).run(validation)
 

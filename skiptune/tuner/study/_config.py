@@ -264,6 +264,8 @@ class ValidationSettings:
             artifacts); None: ``<db stem>.artifacts/`` beside a SQLite database, and no
             grids for a server database.
         grids: False stores no sample grids.
+        max_blocks: the most seed blocks (of ``num_samples`` images each) a race gives the
+            incumbent; races double its blocks from 1 (see ``skiptune.tuner.search.race``).
     """
 
     top_k: int = 1
@@ -273,8 +275,14 @@ class ValidationSettings:
     enabled: bool = True
     artifacts: str | None = None
     grids: bool = True
+    max_blocks: int = 16
 
     def __post_init__(self) -> None:
+        if not is_whole(self.max_blocks) or self.max_blocks < 1:
+            raise ConfigurationError(
+                f"validation.max_blocks must be a whole number ≥ 1, got {self.max_blocks!r}; "
+                "pass e.g. 16", field="validation.max_blocks",
+            )
         if not is_whole(self.top_k) or self.top_k < 1:
             raise ConfigurationError(
                 f"validation.top_k must be a whole number ≥ 1, got {self.top_k!r}; pass e.g. 3",
@@ -484,7 +492,8 @@ class SearchConfig:
         if self.validation.enabled:
             validated = self.validation.samples_for(last)
             check_validation_samples(validated, allowed=self.allow_large_rungs)
-        check_seeds(self.seed, count=last + validated)
+        # Races measure at most validation.max_blocks seed blocks of `validated` images.
+        check_seeds(self.seed, count=last + validated * self.validation.max_blocks)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,7 @@ __all__ = [
     "GRID_PREFIX",
     "NUM_SAMPLES_ATTR",
     "NUM_SKIPS_ATTR",
+    "RACE_ATTR",
     "ROLE_ATTR",
     "RUNG_VALUES_ATTR",
     "SECONDS_ATTRS",
@@ -147,6 +148,7 @@ def _steps_of(params: dict[str, Any]) -> StepGrid | None:
 # -- the validation record ----------------------------------------------------------------
 
 VALIDATION_ATTR = "skiptune_validation"        # study user attribute: the finished validation
+RACE_ATTR = "skiptune_race"                    # study user attribute: the races' state so far
 _CANDIDATE_PREFIX = "skiptune_validated:"      # study user attribute per validated candidate
 
 
@@ -172,6 +174,13 @@ class ValidationResult:
     gain: float | None              # 1 − chosen / baseline on the validation seeds
     gain_low: float | None
     gain_high: float | None
+    blocks: int = 1                 # seed blocks of num_samples the chosen one won on
+    race_images: int = 0            # images the races measured, every candidate and block
+
+    @property
+    def deciding_images(self) -> int:
+        """The fresh-seed images behind the choice: the chosen schedule's blocks."""
+        return self.blocks * self.num_samples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +192,9 @@ class ValidationResult:
             "gain": self.gain,
             "gain_low": self.gain_low,
             "gain_high": self.gain_high,
+            "blocks": self.blocks,
+            "deciding_images": self.deciding_images,
+            "race_images": self.race_images,
             "candidates": [
                 {"trial": c.trial, "role": c.role, "search_value": c.search_value,
                  "value": c.value}
@@ -221,12 +233,17 @@ def validation_result(study: optuna.Study | Any) -> ValidationResult | None:
     measured = [c for c in candidates if c.value is not None]
     if not measured:
         return None
-    chosen = min(measured, key=lambda c: (c.value, c.search_value, c.trial))
+    by_name = dict(zip(plan["candidates"], candidates, strict=True))
+    # The race's incumbent; a plan written before races existed chose the lowest value.
+    chosen = by_name.get(plan.get("chosen", "")) or min(
+        measured, key=lambda c: (c.value, c.search_value, c.trial))
+    if chosen.value is None:
+        return None
     by_trial = {int(s["trial"]): s for s in stored}
     baseline = next((c for c in candidates if c.role == "baseline"), None)
     gain = low = high = None
     if baseline is not None and baseline.value:
-        gain = 1.0 - chosen.value / baseline.value          # type: ignore[operator]
+        gain = 1.0 - chosen.value / baseline.value
         mine, theirs = by_trial[chosen.trial]["replicates"], by_trial[baseline.trial]["replicates"]
         if mine is not None and theirs is not None:
             low, high = paired_gain_interval(np.array(mine), np.array(theirs),
@@ -234,6 +251,7 @@ def validation_result(study: optuna.Study | Any) -> ValidationResult | None:
     return ValidationResult(
         num_samples=int(plan["num_samples"]), seed=int(plan["seed"]),
         level=float(plan["level"]), candidates=candidates, chosen=chosen, baseline=baseline,
-        gain=gain, gain_low=low, gain_high=high,
+        gain=gain, gain_low=low, gain_high=high, blocks=int(plan.get("blocks", 1)),
+        race_images=int(plan.get("race_images", len(stored) * int(plan["num_samples"]))),
     )
 
