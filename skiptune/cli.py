@@ -498,9 +498,10 @@ class _SearchProgress:
             self._progress.start()
             self._started = True
 
-    def _task(self, study: str, nfe: int | None = None, total: int = 0, done: int = 0) -> TaskID:
+    def _task(self, study: str, label: str | None = None, total: int = 0, done: int = 0
+              ) -> TaskID:
         if study not in self._tasks:
-            label = f"{nfe} NFE" if nfe is not None else study
+            label = label or study
             self._tasks[study] = self._progress.add_task(
                 study, total=total, completed=done, study=label, status=""
             )
@@ -525,7 +526,9 @@ class _SearchProgress:
             self._progress.console.print(f"note: {event.message}", soft_wrap=True,
                                          markup=False)
         elif isinstance(event, tuner.StudyStarted):
-            task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
+            # Several samplers share a budget: the row names both.
+            task = self._task(event.study_name, f"{event.sampler} {event.nfe} NFE",
+                              event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
                                   status="resumed" if event.resumed else "started")
         elif isinstance(event, tuner.TrialStarted):
@@ -565,15 +568,21 @@ class _SearchProgress:
 
 def _summary_table(summaries: list[Any], title: str) -> Table:
     from skiptune import tuner
+    from skiptune.tuner.results import measured_on, percent
 
     table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
                            "trials"),
                    numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ", "gain"))
     # Known points (the paper's ρ, the model family's FreeU values) under the table, so that
-    # it says how far the search beat them without widening every row.
-    known = [f"{s.group} {s.nfe} NFE: {_known_text(s.known_values)}"
-             for s in summaries if s.known_values]
-    captions = [f"known points: {'; '.join(known)}"] if known else []
+    # it says how far the search beat them without widening every row; they are the search's
+    # own values, measured on its N and seeds, not the validation's.
+    captions = []
+    for search_n, seed in sorted({(s.num_samples, s.seed) for s in summaries}):
+        known = [f"{_study_label(s)}: {_known_text(s.known_values)}" for s in summaries
+                 if s.known_values and (s.num_samples, s.seed) == (search_n, seed)]
+        if known:
+            captions.append(f"known points (the search's {measured_on(search_n, seed)}): "
+                            + "; ".join(known))
     # The interval and the search's own value go under the table, one line a study, so that
     # the table still reads at 80 columns.
     captions += [_validation_text(s) for s in summaries if s.validated]
@@ -590,29 +599,29 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
             s.group, s.sampler + (" ★" if s.study_name in best else ""), str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
-            "—" if gain is None else _percent(gain),
-            str(s.validation_num_samples if s.validated else s.num_samples),
+            "—" if gain is None else percent(gain),
+            str(s.measured_num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
 
 
-def _percent(value: float) -> str:
-    """A gain as a whole percentage; one that rounds to zero prints ``0%``, never ``-0%``."""
-    text = f"{value:.0%}"
-    return "0%" if text == "-0%" else text
+def _study_label(summary: Any) -> str:
+    """``demo_unet heun 9 NFE``: a study as a caption line names it."""
+    return f"{summary.group} {summary.sampler} {summary.nfe} NFE"
 
 
 def _validation_text(summary: Any) -> str:
     """One caption line: how a study's values were validated, and the gain's interval."""
-    interval = ""
-    if summary.gain_low is not None and summary.gain_high is not None:
-        level = summary.validation_level or 0.95
-        interval = (f", gain {_percent(summary.improvement)} [{_percent(summary.gain_low)}, "
-                    f"{_percent(summary.gain_high)}] ({level:.0%} paired bootstrap)")
-    return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
-            f"{summary.validation_num_samples} on fresh seeds{interval}; the search's own "
-            f"best {_number(summary.search_best_value)}")
+    from skiptune.tuner.results import gain_text, measured_on
+
+    gain = ("" if summary.improvement is None else ", " + gain_text(
+        summary.improvement, summary.gain_low, summary.gain_high,
+        level=summary.validation_level))
+    validated = measured_on(summary.measured_num_samples, summary.measured_seed)
+    return (f"✓ {_study_label(summary)}: validated at {validated}{gain}; the "
+            f"search's own best {_number(summary.search_best_value)} at "
+            f"{measured_on(summary.num_samples, summary.seed)}")
 
 
 def search_command(
@@ -821,14 +830,14 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
     if not reports:
         raise _fail("no finished trials in this database yet; run skiptune-search first")
     for report in reports:
-        table = _table(f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
-                       "(* = on the front)", ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"),
-                       keep_whole=("tuned ρ",))
+        # Every value of one report was measured alike: the title says on what.
+        table = _table(f"{report.metric} at {report.measured_on}",
+                       ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"), keep_whole=("tuned ρ",))
+        captions = ["* = on its sampler's front (no point of that sampler has ≤ NFE and ≤ value)"]
+        if report.validated:
+            captions.append("✓ validated on fresh seeds, none a trial's")
+        table.caption = "\n".join(captions)
         baseline = {(b.study_name): b for b in report.baseline}
-        validated = [t.validation for t in report.tuned if t.validation is not None]
-        if validated:
-            table.caption = (f"✓ values validated at N = {validated[0]['num_samples']} on seeds "
-                             f"{validated[0]['seed']}… (none a trial's)")
         for t in report.tuned:
             b = baseline.get(t.study_name)
             table.add_row(
@@ -851,10 +860,14 @@ def _report_dict(report: Any) -> dict[str, Any]:
         "metric": report.metric,
         "num_samples": report.num_samples,
         "seed": report.seed,
+        "measured_num_samples": report.measured_num_samples,
+        "measured_seed": report.measured_seed,
+        "measured_on": report.measured_on,
         "tuned": [point(p) for p in report.tuned],
         "baseline": [point(p) for p in report.baseline],
         "claims": [
-            {"tuned_nfe": c.tuned_nfe, "baseline_nfe": c.baseline_nfe, "saving": c.saving}
+            {"sampler": c.sampler, "tuned_nfe": c.tuned_nfe, "baseline_nfe": c.baseline_nfe,
+             "saving": c.saving}
             for c in report.claims
         ],
         "sentence": report.sentence,
@@ -910,10 +923,16 @@ def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption 
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return
     table = _table("skiptune studies (states: complete/pruned/non-finite/running)",
-                   ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"))
+                   ("study", "weights", "measured on", "done", "states", "best", "ρ = 1",
+                    "s/trial"))
+    if any(s.validated for s in summaries):
+        table.caption = "✓ best and ρ = 1 validated on fresh seeds"
     for s in summaries:
+        last = s.measured_seed + s.measured_num_samples - 1
         table.add_row(
-            s.study_name, s.model_fingerprint[:8], f"{s.metric} N={s.num_samples}",
+            s.study_name, s.model_fingerprint[:8],
+            f"{s.metric} N={s.measured_num_samples} seeds {s.measured_seed}–{last}"
+            + (" ✓" if s.validated else ""),
             f"{s.finished}/{s.trials_total}", f"{s.complete}/{s.pruned}/{s.failed}/{s.running}",
             _number(s.best_value), _number(s.baseline_value),
             "—" if s.seconds_per_trial is None else f"{s.seconds_per_trial:.1f}",
