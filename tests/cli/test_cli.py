@@ -162,20 +162,21 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_the_summary_table_keeps_every_cell_whole_at_80_columns() -> None:
-    from types import SimpleNamespace
-
     from rich.console import Console
 
     from skiptune.schedule import TuningSchedule
+    from skiptune.tuner import StudySummary
 
     # The widest row a search prints: a power schedule, a validated value, a long group.
-    summary = SimpleNamespace(
+    summary = StudySummary(
         group="demo_unet", sampler="dpmpp_2m", nfe=15, study_name="skiptune-demo_unet-nfe15",
         best_schedule=TuningSchedule(rho_bottom=0.792, rho_top=0.686, shape="power", gamma=0.7),
-        best_value=8.042, baseline_value=29.54, improvement=0.73, validated=True,
-        validation_num_samples=1024, num_samples=256, finished=30, trials_total=30,
+        best_value=8.042, baseline_value=29.54, validated=True, validation_num_samples=1024,
+        validation_seed=256, num_samples=256, seed=0, finished=30, trials_total=30,
         known_values={"paper": 25.75}, gain_low=0.65, gain_high=0.75, validation_level=0.95,
-        search_best_value=17.13)
+        search_best_value=17.13, metric="fd", model_fingerprint="f" * 64, model="demo",
+        optimizer="tpe", complete=30, pruned=0, failed=0, running=0, best_trial=7,
+        seconds_per_trial=1.0)
     console = Console(width=80, record=True, force_terminal=False)
     console.print(cli._summary_table([summary], "skiptune search (192 s)"))
     lines = console.export_text().splitlines()

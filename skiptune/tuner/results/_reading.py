@@ -38,6 +38,7 @@ __all__ = [
     "list_studies",
     "one_record",
     "reading_storage",
+    "select_records",
     "stored_studies",
 ]
 
@@ -206,9 +207,10 @@ def front_report(
         )
     return reports
 
-def _select_records(
+def select_records(
     records: Sequence[FrontRecord], *, nfe: int, sampler: str | None, group: str | None
 ) -> list[FrontRecord]:
+    """The tuned records at ``nfe`` (of ``sampler`` and ``group`` where given)."""
     return [
         r for r in records
         if r.kind == "tuned" and r.nfe == nfe
@@ -223,7 +225,7 @@ def one_record(
     """The tuned record at ``nfe`` (of ``sampler`` and ``group`` when given). Without a
     sampler, of several samplers' studies in one group measured alike, the lowest value: the
     best (sampler, steps, ρ) of that budget. Other ambiguity is a ConfigurationError."""
-    chosen = _select_records(records, nfe=nfe, sampler=sampler, group=group)
+    chosen = select_records(records, nfe=nfe, sampler=sampler, group=group)
     if not chosen:
         have = sorted({(r.study_group, r.sampler, r.nfe) for r in records if r.kind == "tuned"})
         listing = ", ".join(f"{g}/{s}/{n} NFE" for g, s, n in have) or "none"
