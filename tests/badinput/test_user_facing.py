@@ -302,10 +302,12 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
 
     (report,) = front_report(finished)
     assert report.num_samples == 32 and all(r.validation for r in report.tuned)
-    assert measured_at(report.tuned, report.num_samples) == "validated N=32"
+    validation_seed = report.tuned[0].validation["seed"]
+    validated = f"N = 32, seeds {validation_seed}–{validation_seed + 31}, validated"
+    assert measured_at(report.tuned) == validated
     unvalidated = [dataclasses.replace(r, validation=None) for r in report.tuned]
-    assert measured_at(unvalidated, report.num_samples) == "N=32"
-    assert measured_at([*unvalidated, *report.tuned], 32) == "N=32, validated N=32"
+    assert measured_at(unvalidated) == "N = 32, seeds 0–31"
+    assert measured_at([*unvalidated, *report.tuned]) == f"N = 32, seeds 0–31; {validated}"
     # --trials that known points use up: one note says nothing is searched.
     from skiptune.tuner.search._service import known_points_note
     for kind, trials in (("rho+freeu", 3), ("rho+freeu", 5), ("freeu", 2), ("rho", 4)):
