@@ -115,12 +115,40 @@ class _OneLineErrors:
         raise SystemExit(code if isinstance(code, int) else 0)
 
 
+_TYPER_TYPE = re.compile(r"<(?:list\[)?(\w+)(?: range)?\]?>")
+
+
+def _metavar_of(shown: str) -> str:
+    """An option's value as a person writes it, from how typer shows its type: ``<int
+    range>`` and ``<list[int]>`` read ``N``, a float ``X``, text ``TEXT``, and the choices
+    ``<a|b>`` read ``[a|b]``."""
+    plain = _TYPER_TYPE.fullmatch(shown)
+    if plain is None:
+        return f"[{shown.strip('<>')}]" if "|" in shown else shown
+    return {"int": "N", "float": "X"}.get(plain.group(1), "TEXT")
+
+
+def _plain_metavars(command: Any) -> Any:
+    """``command`` with a plain metavar on each valued option that names none (typer's own
+    read ``<int range>`` or ``<list[int]>``); an option's explicit metavar (PATH, N,N) stays."""
+    for param in command.params:
+        if (param.param_type_name == "option" and not getattr(param, "is_flag", False)
+                and param.metavar is None):
+            param.metavar = _metavar_of(param.display_type(None))
+    return command
+
+
 class _OneLineCommand(_OneLineErrors, TyperCommand):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_metavars(self)
 
 
 class _OneLineGroup(_OneLineErrors, TyperGroup):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _plain_metavars(command)
 
 
 app = typer.Typer(
@@ -134,6 +162,24 @@ app = typer.Typer(
 )
 search_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                          rich_markup_mode=None)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from skiptune._version import skiptune_version
+
+        typer.echo(f"skiptune {skiptune_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print skiptune's version and exit.")] = False,
+) -> None:
+    # The group's own options; its help is the Typer's.
+    pass
 
 
 class _Console(Console):
@@ -152,7 +198,7 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        envvar="SKIPTUNE_DB",
+        metavar="PATH|URL", envvar="SKIPTUNE_DB",
         help="Study database: a path (SQLite) or a SQLAlchemy URL such as "
         "postgresql+psycopg://user@host/db. Default ./skiptune.db; env SKIPTUNE_DB.",
         show_default=False,
@@ -160,7 +206,8 @@ DbOption = Annotated[
 ]
 GroupOption = Annotated[
     str | None,
-    typer.Option("--study", help="Study group (default: named after the model file)."),
+    typer.Option("--study", metavar="NAME",
+                 help="Study group (default: named after the model file)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
 
@@ -385,10 +432,10 @@ def _known_text(known: dict[str, float]) -> str:
 
 # Conditioning of text-to-image U-Nets, shared by search and sample.
 PromptsOption = Annotated[str | None, typer.Option(
-    "--prompts", help="Text file, one prompt a line (sample j takes prompt j mod P); "
-    "needs transformers: pip install 'skiptune[sd]'.")]
+    "--prompts", metavar="PATH", help="Text file, one prompt a line (sample j takes prompt "
+    "j mod P); needs transformers: pip install 'skiptune[sd]'.")]
 EmbeddingsOption = Annotated[str | None, typer.Option(
-    "--embeddings", help=".safetensors with prompt_embeds [P, L, D] (SDXL: also "
+    "--embeddings", metavar="PATH", help=".safetensors with prompt_embeds [P, L, D] (SDXL: also "
     "pooled_prompt_embeds; optional negative_prompt_embeds).")]
 NegativeOption = Annotated[str | None, typer.Option(
     "--negative-prompt", help="Negative prompt for classifier-free guidance.")]
@@ -397,7 +444,7 @@ GuidanceOption = Annotated[float | None, typer.Option(
     "7.5 for SD 1.x/2.x, 5 for SDXL]")]
 # Which weights of a model named by hub id (org/name) or of a diffusers folder.
 RevisionOption = Annotated[str | None, typer.Option(
-    help="Branch, tag or commit of a Hugging Face hub id. [default: main]")]
+    metavar="REV", help="Branch, tag or commit of a Hugging Face hub id. [default: main]")]
 VariantOption = Annotated[str | None, typer.Option(
     help="Weights variant of a diffusers model, e.g. fp16 (*.fp16.safetensors).")]
 DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.Option(
@@ -499,9 +546,10 @@ class _SearchProgress:
             self._progress.start()
             self._started = True
 
-    def _task(self, study: str, nfe: int | None = None, total: int = 0, done: int = 0) -> TaskID:
+    def _task(self, study: str, label: str | None = None, total: int = 0, done: int = 0
+              ) -> TaskID:
         if study not in self._tasks:
-            label = f"{nfe} NFE" if nfe is not None else study
+            label = label or study
             self._tasks[study] = self._progress.add_task(
                 study, total=total, completed=done, study=label, status=""
             )
@@ -526,7 +574,9 @@ class _SearchProgress:
             self._progress.console.print(f"note: {event.message}", soft_wrap=True,
                                          markup=False)
         elif isinstance(event, tuner.StudyStarted):
-            task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)
+            # Several samplers share a budget: the row names both.
+            task = self._task(event.study_name, f"{event.sampler} {event.nfe} NFE",
+                              event.trials_total, event.finished)
             self._progress.update(task, total=event.trials_total, completed=event.finished,
                                   status="resumed" if event.resumed else "started")
         elif isinstance(event, tuner.TrialStarted):
@@ -566,15 +616,21 @@ class _SearchProgress:
 
 def _summary_table(summaries: list[Any], title: str) -> Table:
     from skiptune import tuner
+    from skiptune.tuner.results import measured_on, percent
 
     table = _table(title, ("group", "sampler", "NFE", "best ρ", "proxy", "ρ = 1", "gain", "N",
                            "trials"),
                    numeric=("NFE", "proxy", "ρ = 1", "gain", "N"), keep_whole=("best ρ", "gain"))
     # Known points (the paper's ρ, the model family's FreeU values) under the table, so that
-    # it says how far the search beat them without widening every row.
-    known = [f"{s.group} {s.nfe} NFE: {_known_text(s.known_values)}"
-             for s in summaries if s.known_values]
-    captions = [f"known points: {'; '.join(known)}"] if known else []
+    # it says how far the search beat them without widening every row; they are the search's
+    # own values, measured on its N and seeds, not the validation's.
+    captions = []
+    for search_n, seed in sorted({(s.num_samples, s.seed) for s in summaries}):
+        known = [f"{_study_label(s)}: {_known_text(s.known_values)}" for s in summaries
+                 if s.known_values and (s.num_samples, s.seed) == (search_n, seed)]
+        if known:
+            captions.append(f"known points (the search's {measured_on(search_n, seed)}): "
+                            + "; ".join(known))
     # The interval and the search's own value go under the table, one line a study, so that
     # the table still reads at 80 columns.
     captions += [_validation_text(s) for s in summaries if s.validated]
@@ -591,29 +647,30 @@ def _summary_table(summaries: list[Any], title: str) -> Table:
             s.group, s.sampler + (" ★" if s.study_name in best else ""), str(s.nfe),
             _compact_schedule(None if s.best_schedule is None else s.best_schedule.to_dict()),
             _number(s.best_value), _number(s.baseline_value),
-            "—" if gain is None else _percent(gain),
-            str(s.validation_num_samples if s.validated else s.num_samples),
+            "—" if gain is None else percent(gain),
+            str(s.measured_num_samples),
             f"{s.finished}/{s.trials_total}",
         )
     return table
 
 
-def _percent(value: float) -> str:
-    """A gain as a whole percentage; one that rounds to zero prints ``0%``, never ``-0%``."""
-    text = f"{value:.0%}"
-    return "0%" if text == "-0%" else text
+def _study_label(summary: Any) -> str:
+    """``demo_unet heun 9 NFE``: a study as a caption line names it."""
+    return f"{summary.group} {summary.sampler} {summary.nfe} NFE"
 
 
 def _validation_text(summary: Any) -> str:
     """One caption line: how a study's values were validated, and the gain's interval."""
-    interval = ""
-    if summary.gain_low is not None and summary.gain_high is not None:
-        level = summary.validation_level or 0.95
-        interval = (f", gain {_percent(summary.improvement)} [{_percent(summary.gain_low)}, "
-                    f"{_percent(summary.gain_high)}] ({level:.0%} paired bootstrap)")
-    return (f"✓ {summary.group} {summary.nfe} NFE: validated at N = "
-            f"{summary.validation_num_samples} on fresh seeds{interval}; {_raced_text(summary)}"
-            f"; the search's own best {_number(summary.search_best_value)}")
+    from skiptune.tuner.results import gain_text, measured_on
+
+    gain = ("" if summary.improvement is None else ", " + gain_text(
+        summary.improvement, summary.gain_low, summary.gain_high,
+        level=summary.validation_level))
+    validated = measured_on(summary.measured_num_samples, summary.measured_seed)
+    return (f"✓ {_study_label(summary)}: validated at {validated}{gain}; "
+            f"{_raced_text(summary)}; the search's own best "
+            f"{_number(summary.search_best_value)} at "
+            f"{measured_on(summary.num_samples, summary.seed)}")
 
 
 def _raced_text(summary: Any) -> str:
@@ -625,7 +682,8 @@ def _raced_text(summary: Any) -> str:
 
 
 def search_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint (.pt), NVlabs EDM "
+    model: Annotated[str, typer.Option("--model", "-m", metavar="PATH",
+                                       help="Checkpoint (.pt), NVlabs EDM "
                                        "network-snapshot .pkl (either also as an http(s) URL; "
                                        "#sha256=HEX pins it), diffusers UNet2DModel or "
                                        "pipeline folder, Hugging Face hub id org/name, or "
@@ -635,7 +693,8 @@ def search_command(
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
-    sampler: Annotated[list[str] | None, typer.Option(help="Sampler: heun, euler, dpmpp_2m, "
+    sampler: Annotated[list[str] | None, typer.Option(metavar="NAME",
+                                                      help="Sampler: heun, euler, dpmpp_2m, "
                                                       "unipc, ipndm, ddim; repeat for several "
                                                       "(one study each per budget). "
                                                       "[default: heun]")] = None,
@@ -644,55 +703,64 @@ def search_command(
     db: DbOption = None,
     study: GroupOption = None,
     metric: Annotated[str | None, typer.Option(
-        help="Proxy metric, a name in skiptune.objectives.METRICS: fd (Fréchet distance) "
-        "or kid (kernel distance). [default: fd]")] = None,
-    features: Annotated[str | None, typer.Option(help="Feature network: digits, inception, or "
+        metavar="NAME", help="Proxy metric, a name in skiptune.objectives.METRICS: fd "
+        "(Fréchet distance) or kid (kernel distance). [default: fd]")] = None,
+    features: Annotated[str | None, typer.Option(metavar="NAME|PATH",
+                                                 help="Feature network: digits, inception, or "
                                                  "a TorchScript file.")] = None,
-    ref: Annotated[str | None, typer.Option("--ref", help="Reference images: a folder, an .npz "
+    ref: Annotated[str | None, typer.Option("--ref", metavar="PATH|NAME",
+                                            help="Reference images: a folder, an .npz "
                                             "of statistics (or its http(s) URL), "
                                             "cleanfid:NAME/SPLIT/RES, or self "
                                             "(the model's own samples at ρ = 1: heun at 35 NFE "
                                             "up to 32 px, 79 above; "
                                             "self:SAMPLER:NFE[:N] to choose). Default: the "
                                             "model's own, if it carries one.")] = None,
-    rungs: Annotated[str | None, typer.Option(help="Sample counts N of the fidelity rungs, "
+    rungs: Annotated[str | None, typer.Option(metavar="N,N",
+                                              help="Sample counts N of the fidelity rungs, "
                                               "e.g. 64,256. [default: 16,64]")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Noise seed of sample 0 (and the "
                                              "optimizer's seed). [default: 0]")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images sampled at once.")] = None,
     optimizer: Annotated[Literal["tpe", "gp", "cmaes", "random", "qmc", "grid"] | None,
                          typer.Option(help="Optimizer. [default: tpe]")] = None,
-    rho_bottom_range: Annotated[str | None, typer.Option(help="low,high of ρ_bottom, e.g. "
+    rho_bottom_range: Annotated[str | None, typer.Option(metavar="LOW,HIGH",
+                                                         help="low,high of ρ_bottom, e.g. "
                                                          "0.3,1.2.")] = None,
     rho_top: Annotated[float | None, typer.Option(min=0.0, help="Fix ρ_top, e.g. 1.0 (the "
                                                   "paper's usual choice).")] = None,
-    rho_top_range: Annotated[str | None, typer.Option(help="low,high of ρ_top, e.g. "
+    rho_top_range: Annotated[str | None, typer.Option(metavar="LOW,HIGH",
+                                                      help="low,high of ρ_top, e.g. "
                                                       "0.3,1.2.")] = None,
-    shapes: Annotated[str | None, typer.Option(help="Interpolation shapes to try, e.g. "
+    shapes: Annotated[str | None, typer.Option(metavar="NAME,NAME",
+                                               help="Interpolation shapes to try, e.g. "
                                                "linear,power,cosine.")] = None,
     space: Annotated[Literal["rho", "freeu", "rho+freeu", "steps", "rho+steps", "freeu+steps",
                              "rho+freeu+steps"] | None, typer.Option(
         help="What to search: the skip schedule ρ, FreeU's b1, b2, s1, s2 (ρ = 1), the σ grid "
         "of the steps (exponent and ends), or several. [default: rho]")] = None,
-    freeu_b_range: Annotated[str | None, typer.Option(help="low,high of FreeU's b1 and b2. "
+    freeu_b_range: Annotated[str | None, typer.Option(metavar="LOW,HIGH",
+                                                      help="low,high of FreeU's b1 and b2. "
                                                       "[default: 0.8,1.8]")] = None,
-    freeu_s_range: Annotated[str | None, typer.Option(help="low,high of FreeU's s1 and s2. "
+    freeu_s_range: Annotated[str | None, typer.Option(metavar="LOW,HIGH",
+                                                      help="low,high of FreeU's s1 and s2. "
                                                       "A factor 0 turns FreeU off, as in "
                                                       "diffusers. [default: 0.05,1.2]")] = None,
     sigma_window: Annotated[str | None, typer.Option(
-        help="low,high σ range in which to search a window [σ_lo, σ_hi]: ρ acts only there, "
-        "1 outside. [default: ρ at every σ]")] = None,
+        metavar="LOW,HIGH", help="low,high σ range in which to search a window [σ_lo, "
+        "σ_hi]: ρ acts only there, 1 outside. [default: ρ at every σ]")] = None,
     prompts: PromptsOption = None,
     embeddings: EmbeddingsOption = None,
     negative_prompt: NegativeOption = None,
     guidance_scale: GuidanceOption = None,
     no_pruning: Annotated[bool, typer.Option("--no-pruning", help="Measure every trial at "
                                              "every rung.")] = False,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. "
+    device: Annotated[str | None, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N. "
                                                "[default: auto]")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
-    class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
+    class_labels: Annotated[str | None, typer.Option(metavar="N,N",
+                                                     help=_CLASS_LABELS_HELP)] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes on this machine "
                                                 "(one per GPU); PostgreSQL only.")] = None,
     parallel_candidates: Annotated[int | None, typer.Option(
@@ -719,7 +787,8 @@ def search_command(
         "--no-validation", help="Stop at the search's own values (a later run without it "
         "validates the study).")] = False,
     artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", help="Folder for the validated trials' sample grids (default: "
+        "--artifacts", metavar="PATH",
+            help="Folder for the validated trials' sample grids (default: "
         "<db stem>.artifacts beside a SQLite database; none for a server database).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the result "
                                         "table (or JSON).")] = False,
@@ -834,14 +903,14 @@ def front(db: DbOption = None, study: GroupOption = None, as_json: JsonOption = 
     if not reports:
         raise _fail("no finished trials in this database yet; run skiptune-search first")
     for report in reports:
-        table = _table(f"{report.metric} at N = {report.num_samples}, seed {report.seed} "
-                       "(* = on the front)", ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"),
-                       keep_whole=("tuned ρ",))
+        # Every value of one report was measured alike: the title says on what.
+        table = _table(f"{report.metric} at {report.measured_on}",
+                       ("NFE", "sampler", "tuned", "tuned ρ", "ρ = 1"), keep_whole=("tuned ρ",))
+        captions = ["* = on its sampler's front (no point of that sampler has ≤ NFE and ≤ value)"]
+        if report.validated:
+            captions.append("✓ validated on fresh seeds, none a trial's")
+        table.caption = "\n".join(captions)
         baseline = {(b.study_name): b for b in report.baseline}
-        validated = [t.validation for t in report.tuned if t.validation is not None]
-        if validated:
-            table.caption = (f"✓ values validated at N = {validated[0]['num_samples']} on seeds "
-                             f"{validated[0]['seed']}… (none a trial's)")
         for t in report.tuned:
             b = baseline.get(t.study_name)
             table.add_row(
@@ -864,10 +933,14 @@ def _report_dict(report: Any) -> dict[str, Any]:
         "metric": report.metric,
         "num_samples": report.num_samples,
         "seed": report.seed,
+        "measured_num_samples": report.measured_num_samples,
+        "measured_seed": report.measured_seed,
+        "measured_on": report.measured_on,
         "tuned": [point(p) for p in report.tuned],
         "baseline": [point(p) for p in report.baseline],
         "claims": [
-            {"tuned_nfe": c.tuned_nfe, "baseline_nfe": c.baseline_nfe, "saving": c.saving}
+            {"sampler": c.sampler, "tuned_nfe": c.tuned_nfe, "baseline_nfe": c.baseline_nfe,
+             "saving": c.saving}
             for c in report.claims
         ],
         "sentence": report.sentence,
@@ -878,19 +951,22 @@ def _report_dict(report: Any) -> dict[str, Any]:
              "  skiptune export --nfe 9 --sampler unipc --study mymodel -o rho.json")
 def export(
     nfe: Annotated[int, typer.Option("--nfe", min=1, help="Step budget of the study.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="JSON file to write.")],
-    sampler: Annotated[str | None, typer.Option(help="Sampler, when several were "
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH",
+                                        help="JSON file to write.")],
+    sampler: Annotated[str | None, typer.Option(metavar="NAME", help="Sampler, when several were "
                                                 "searched.")] = None,
     db: DbOption = None,
     study: GroupOption = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="The searched model, "
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="PATH",
+                                              help="The searched model, "
                                               "checked against the study's weights; it names "
                                               "each skip for studies stored before skiptune "
                                               "kept their skip layout.")] = None,
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
-    device: Annotated[str | None, typer.Option(help="Where to load --model.")] = "cpu",
+    device: Annotated[str | None, typer.Option(metavar="DEVICE",
+                                               help="Where to load --model.")] = "cpu",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
     offline: Annotated[bool, typer.Option("--offline", help=_OFFLINE_HELP)] = False,
@@ -904,13 +980,11 @@ def export(
             device=device, trust_pickle=trust_pickle,
             **_set(revision=revision, variant=variant, dtype=dtype),
         ))
-    baseline = _number(exported.baseline_value)
     _stdout.print(
         f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
-        f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs {baseline} at "
-        + (f"ρ = 1, N = {exported.num_samples}" if exported.validation is None else
-           f"ρ = 1, validated at N = {exported.validation['num_samples']} on fresh seeds")
-    )
+        f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs "
+        f"{_number(exported.baseline_value)} at ρ = 1")
+    _stdout.print(f"{exported.why}", soft_wrap=True)
 
 
 @app.command(epilog="Examples:\n\n  skiptune studies\n\n  skiptune studies --json")
@@ -923,10 +997,16 @@ def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption 
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return
     table = _table("skiptune studies (states: complete/pruned/non-finite/running)",
-                   ("study", "weights", "metric", "done", "states", "best", "ρ = 1", "s/trial"))
+                   ("study", "weights", "measured on", "done", "states", "best", "ρ = 1",
+                    "s/trial"))
+    if any(s.validated for s in summaries):
+        table.caption = "✓ best and ρ = 1 validated on fresh seeds"
     for s in summaries:
+        last = s.measured_seed + s.measured_num_samples - 1
         table.add_row(
-            s.study_name, s.model_fingerprint[:8], f"{s.metric} N={s.num_samples}",
+            s.study_name, s.model_fingerprint[:8],
+            f"{s.metric} N={s.measured_num_samples} seeds {s.measured_seed}–{last}"
+            + (" ✓" if s.validated else ""),
             f"{s.finished}/{s.trials_total}", f"{s.complete}/{s.pruned}/{s.failed}/{s.running}",
             _number(s.best_value), _number(s.baseline_value),
             "—" if s.seconds_per_trial is None else f"{s.seconds_per_trial:.1f}",
@@ -936,7 +1016,8 @@ def studies(db: DbOption = None, study: GroupOption = None, as_json: JsonOption 
 
 @app.command(epilog="Examples:\n\n  skiptune plot -o front.png")
 def plot(
-    output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH",
+                                        help="PNG file to write.")],
     db: DbOption = None,
     study: GroupOption = None,
 ) -> None:
@@ -950,8 +1031,10 @@ def plot(
 @app.command(epilog="Examples:\n\n  skiptune sample --model ckpt.pt --nfe 9 --rho-bottom 0.6 "
              "-n 64 -o grid.png\n\n  skiptune sample --model ckpt.pt --from rho.json -o x.npz")
 def sample(
-    model: Annotated[str, typer.Option("--model", "-m", help="The model to sample.")],
-    output: Annotated[str, typer.Option("--output", "-o", help=".png (grid) or .npz (uint8 "
+    model: Annotated[str, typer.Option("--model", "-m", metavar="PATH",
+                                       help="The model to sample.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH",
+                                        help=".png (grid) or .npz (uint8 "
                                         "images).")],
     revision: RevisionOption = None,
     variant: VariantOption = None,
@@ -965,23 +1048,31 @@ def sample(
         help="Interpolation shape. [default: linear]")] = None,
     gamma: Annotated[float | None, typer.Option(min=0.0, help="Exponent of the power "
                                                 "shape.")] = None,
-    freeu: Annotated[str | None, typer.Option(help="FreeU values b1,b2,s1,s2, e.g. "
+    freeu: Annotated[str | None, typer.Option(metavar="B1,B2,S1,S2",
+                                              help="FreeU values b1,b2,s1,s2, e.g. "
                                               "1.5,1.6,0.9,0.2 (with ρ = 1 unless given).")]
     = None,
-    from_file: Annotated[str | None, typer.Option("--from", help="A file written by skiptune "
+    from_file: Annotated[str | None, typer.Option("--from", metavar="PATH",
+                                                  help="A file written by skiptune "
                                                   "export.")] = None,
     allow_other_weights: Annotated[bool, typer.Option(help="Use an export searched on other "
                                                       "weights.")] = False,
     allow_other_budget: Annotated[bool, typer.Option(help="Apply an export at another --nfe "
                                                      "or --sampler than it was searched "
                                                      "for.")] = False,
-    sampler: Annotated[str | None, typer.Option(help="[default: heun]")] = None,
-    num_samples: Annotated[int, typer.Option("-n", "--num-samples", min=1)] = 64,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    sampler: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Sampler: heun, euler, dpmpp_2m, unipc, ipndm, ddim (an export's "
+        "own with --from). [default: heun]")] = None,
+    num_samples: Annotated[int, typer.Option(
+        "-n", "--num-samples", min=1, help="How many images to sample.")] = 64,
+    seed: Annotated[int, typer.Option(
+        min=0, help="Noise seed of image 0; image j uses seed + j, as in the search.")] = 0,
+    device: Annotated[str | None, typer.Option(metavar="DEVICE",
+                                               help="auto, cpu, cuda or cuda:N.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
     = False,
-    class_labels: Annotated[str | None, typer.Option(help=_CLASS_LABELS_HELP)] = None,
+    class_labels: Annotated[str | None, typer.Option(metavar="N,N",
+                                                     help=_CLASS_LABELS_HELP)] = None,
     prompts: PromptsOption = None,
     embeddings: EmbeddingsOption = None,
     negative_prompt: NegativeOption = None,
@@ -1025,14 +1116,16 @@ def sample(
 
 
 ArtifactsOption = Annotated[str | None, typer.Option(
-    "--artifacts", help="Folder of the sample grids (default: <db stem>.artifacts beside a "
+    "--artifacts", metavar="PATH",
+            help="Folder of the sample grids (default: <db stem>.artifacts beside a "
     "SQLite database).")]
 
 
 @app.command(epilog="Examples:\n\n  skiptune report -o report.html\n\n"
              "  skiptune report --db runs.db --study demo_unet -o report.html")
 def report(
-    output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH",
+                                        help="HTML file to write.")],
     db: DbOption = None, study: GroupOption = None, artifacts: ArtifactsOption = None,
 ) -> None:
     """One self-contained HTML page: fronts, tuned and ρ = 1 grids, gains, factors per skip."""
@@ -1046,7 +1139,7 @@ def report(
              "--port 8081")
 def dashboard(
     db: DbOption = None, artifacts: ArtifactsOption = None,
-    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
 ) -> None:
     """optuna-dashboard on the study database; each trial's page shows its sample grid."""
@@ -1170,7 +1263,7 @@ def _edge(command: Callable[[], Any]) -> None:
 
 def _guarded(command: Callable[[], Any]) -> None:
     try:
-        if not _HELP_FLAGS & set(sys.argv[1:]):
+        if not _NO_LIBRARY_FLAGS & set(sys.argv[1:]):
             _import_the_library(reads_only=command is app and _reads_only(sys.argv[1:]))
         with skiptune._interrupt.armed():
             command()
@@ -1186,7 +1279,8 @@ def _guarded(command: Callable[[], Any]) -> None:
         raise
 
 
-_HELP_FLAGS = frozenset({"--help", "-h"})
+# What answers without the library: help and the version.
+_NO_LIBRARY_FLAGS = frozenset({"--help", "-h", "--version"})
 
 # The commands that only read the database: they never need torch.
 _READ_COMMANDS = frozenset({"best", "front", "studies", "plot", "report", "dashboard"})

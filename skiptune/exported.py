@@ -45,8 +45,8 @@ class ExportedSchedule:
     value: float
     baseline_value: float | None
     metric: str
-    num_samples: int
-    seed: int
+    num_samples: int                # N behind value and baseline_value (the validation's once
+    seed: int                       # validated); image j has noise seed seed + j
     model_fingerprint: str
     study: str
     schedule_exponent: float | None = None
@@ -59,6 +59,8 @@ class ExportedSchedule:
     # for an EDM-style loop or a diffusers scheduler's ``sigmas=``. None: not known (a study
     # on the sampler's own grid exported without the model).
     sigmas: list[float] | None = None
+    # Which schedule was picked and why, in words (and whether its gain is established).
+    why: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         freeu = self.schedule.freeu
@@ -82,6 +84,7 @@ class ExportedSchedule:
             "study": self.study,
             "validated": self.validation is not None,
             "validation": self.validation,
+            "why": self.why,
             "skiptune_version": skiptune_version(),
         }
 
@@ -182,6 +185,7 @@ EXPORT_FIELDS: dict[str, _Field] = {
     "validated": _Field(False, "true or false", lambda v: isinstance(v, bool)),
     "validation": _Field(False, "null or an object", _or_null(lambda v: isinstance(v, dict))),
     "skiptune_version": _Field(False, "a string", lambda v: isinstance(v, str)),
+    "why": _Field(False, "null or a string", _or_null(lambda v: isinstance(v, str))),
     "sigmas": _Field(False, "null or a list of finite numbers ≥ 0, descending, ending in 0",
                      _or_null(_is_sigma_list)),
 }
@@ -283,6 +287,7 @@ def load_exported(
             rho_factors=data.get("rho_factors"),
             validation=data.get("validation"),
             sigmas=None if data.get("sigmas") is None else [float(v) for v in data["sigmas"]],
+            why=data.get("why"),
         )
     except SkiptuneError as e:   # a value out of range (ρ < 0, a σ window upside down...)
         raise ConfigurationError(

@@ -113,7 +113,9 @@ PUBLIC = {
         "best_and_baseline", "best_schedule", "describe_claim", "export_schedule",
         "front_report", "list_studies", "pareto_front", "pareto_mask", "plot_front",
         "quiet_optuna", "speed_claims", "stored_studies", "summarize",
-        "best_per_budget", "serve_dashboard", "write_report"),
+        "best_per_budget", "serve_dashboard", "write_report",
+        "front_flags", "gain_established", "gain_text", "interval_text", "measured_on",
+        "percent"),
     "skiptune.storage": (
         "DEFAULT_DB", "SCHEMA_VERSION", "DatabaseStatisticsCache", "FrontRecord",
         "NoSkiptuneDatabaseError", "PendingStatisticsCache", "RunRecord", "Storage",

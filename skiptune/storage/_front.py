@@ -55,6 +55,16 @@ class FrontRecord:
     def validated(self) -> bool:
         return self.validation is not None
 
+    @property
+    def measured_num_samples(self) -> int:
+        """N behind ``value``: the validation's once validated, else the search's."""
+        return int(self.validation["num_samples"]) if self.validation else self.num_samples
+
+    @property
+    def measured_seed(self) -> int:
+        """The noise seed of the first image behind ``value`` (image j: seed + j)."""
+        return int(self.validation["seed"]) if self.validation else self.seed
+
 
 def front_records(
     session: SessionFactory, *, group: str | None = None, kind: str | None = None

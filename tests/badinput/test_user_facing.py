@@ -239,7 +239,7 @@ def test_workers_finish_when_the_resource_tracker_is_killed(tmp_path: Path) -> N
 
 
 def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path: Path) -> None:
-    from skiptune.cli import _compact_schedule, _percent, _schedule_text
+    from skiptune.cli import _compact_schedule, _schedule_text
     from skiptune.errors import ConfigurationError
     from skiptune.freeu import FreeU
     from skiptune.models import load_model
@@ -255,7 +255,9 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
                        sigma_lo=0.2, sigma_hi=5.0).to_dict()
     assert _compact_schedule(both) == "0.60→1.00 γ0.70 b1.10/1.20 s0.50/0.30 σ0.2–5"
     # A gain that rounds to zero is 0%, never -0%.
-    assert [_percent(v) for v in (-0.004, 0.0, 0.006, -0.2)] == ["0%", "0%", "1%", "-20%"]
+    from skiptune.tuner.results import percent
+
+    assert [percent(v) for v in (-0.004, 0.0, 0.006, -0.2)] == ["0%", "0%", "1%", "-20%"]
     # Guidance: any scale ≤ 1 turns it off (as the help says); an absurd one is refused.
     folder = save_pipeline(tmp_path / "sd")
     embeddings = str(save_embeddings(tmp_path / "prompts.safetensors"))
@@ -302,10 +304,12 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
 
     (report,) = front_report(finished)
     assert report.num_samples == 32 and all(r.validation for r in report.tuned)
-    assert measured_at(report.tuned, report.num_samples) == "validated N=32"
+    validation_seed = report.tuned[0].validation["seed"]
+    validated = f"N = 32, seeds {validation_seed}–{validation_seed + 31}, validated"
+    assert measured_at(report.tuned) == validated
     unvalidated = [dataclasses.replace(r, validation=None) for r in report.tuned]
-    assert measured_at(unvalidated, report.num_samples) == "N=32"
-    assert measured_at([*unvalidated, *report.tuned], 32) == "N=32, validated N=32"
+    assert measured_at(unvalidated) == "N = 32, seeds 0–31"
+    assert measured_at([*unvalidated, *report.tuned]) == f"N = 32, seeds 0–31; {validated}"
     # --trials that known points use up: one note says nothing is searched.
     from skiptune.tuner.search._service import known_points_note
     for kind, trials in (("rho+freeu", 3), ("rho+freeu", 5), ("freeu", 2), ("rho", 4)):

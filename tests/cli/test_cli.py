@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,20 +163,21 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_the_summary_table_keeps_every_cell_whole_at_80_columns() -> None:
-    from types import SimpleNamespace
-
     from rich.console import Console
 
     from skiptune.schedule import TuningSchedule
+    from skiptune.tuner import StudySummary
 
     # The widest row a search prints: a power schedule, a validated value, a long group.
-    summary = SimpleNamespace(
+    summary = StudySummary(
         group="demo_unet", sampler="dpmpp_2m", nfe=15, study_name="skiptune-demo_unet-nfe15",
         best_schedule=TuningSchedule(rho_bottom=0.792, rho_top=0.686, shape="power", gamma=0.7),
-        best_value=8.042, baseline_value=29.54, improvement=0.73, validated=True,
-        validation_num_samples=1024, num_samples=256, finished=30, trials_total=30,
+        best_value=8.042, baseline_value=29.54, validated=True, validation_num_samples=1024,
+        validation_seed=256, num_samples=256, seed=0, finished=30, trials_total=30,
         known_values={"paper": 25.75}, gain_low=0.65, gain_high=0.75, validation_level=0.95,
-        search_best_value=17.13)
+        search_best_value=17.13, metric="fd", model_fingerprint="f" * 64, model="demo",
+        optimizer="tpe", complete=30, pruned=0, failed=0, running=0, best_trial=7,
+        seconds_per_trial=1.0)
     console = Console(width=80, record=True, force_terminal=False)
     console.print(cli._summary_table([summary], "skiptune search (192 s)"))
     lines = console.export_text().splitlines()
@@ -186,3 +188,52 @@ def test_the_summary_table_keeps_every_cell_whole_at_80_columns() -> None:
     (row,) = [line for line in lines if "→" in line]
     assert row.split() == ["demo_unet", "dpmpp_2m", "15", "0.79→0.69", "γ0.70", "8.042",
                            "29.54", "73%", "1024", "30/30"]
+
+
+def test_progress_rows_name_the_sampler_of_each_budget() -> None:
+    import io
+
+    from rich.console import Console
+
+    from skiptune.tuner import StudyStarted
+
+    progress = cli._SearchProgress(Console(file=io.StringIO(), width=100))
+    with progress:
+        for sampler in ("heun", "ipndm"):
+            progress(StudyStarted(study_name=f"s-{sampler}-nfe5", nfe=5, sampler=sampler,
+                                  trials_total=3, finished=0, resumed=False))
+        rows = [task.fields["study"] for task in progress._progress.tasks]
+    assert rows == ["heun 5 NFE", "ipndm 5 NFE"]
+
+
+def test_version_prints_the_installed_version() -> None:
+    from skiptune._version import skiptune_version
+
+    result = runner.invoke(cli.app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"skiptune {skiptune_version()}"
+
+
+def _help(app: Any, *args: str) -> str:
+    result = runner.invoke(app, [*args, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", ["search", "best", "front", "export", "studies", "plot",
+                                     "sample", "report", "dashboard"])
+def test_help_shows_values_as_a_person_writes_them(command: str) -> None:
+    text = _help(cli.app, command)
+    assert not re.search(r"<(int|float|str|list)", text), text
+    assert "range>" not in text
+
+
+def test_the_metavars_say_what_to_write() -> None:
+    search = _help(cli.search_app)
+    for option, metavar in (("--nfe", "N"), ("--rungs", "N,N"), ("--model", "PATH"),
+                            ("--rho-bottom-range", "LOW,HIGH"), ("--db", "PATH|URL"),
+                            ("--optimizer", "[tpe|gp|cmaes|random|qmc|grid]")):
+        assert re.search(rf"{re.escape(option)} {re.escape(metavar)}\s", search), option
+    sample = " ".join(_help(cli.app, "sample").split())
+    assert "--sampler NAME Sampler: heun" in sample
+    assert "-n, --num-samples N How many images" in sample
+    assert "--seed N Noise seed of image 0" in sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +19,13 @@ from skiptune import cli
 from skiptune.errors import ConfigurationError, FileAccessError
 from skiptune.storage import artifact_folder, normalise_url, open_storage
 from skiptune.tuner import ValidationSettings, search
-from skiptune.tuner.results._report import factors_svg, front_svg, png_size, write_report
+from skiptune.tuner.results._report import (
+    FrontSeries,
+    factors_svg,
+    front_svg,
+    png_size,
+    write_report,
+)
 from skiptune.tuner.search import _grids
 from skiptune.tuner.search._grids import GRID_SAMPLES
 from skiptune.tuner.study import GRID_ATTR, NUM_SKIPS_ATTR, grid_artifacts, role_of
@@ -149,7 +156,8 @@ def test_the_report_embeds_the_grids_at_their_size_and_draws_the_front(
     images = re.findall(r'<img src="data:image/png;base64,[^"]+" width="(\d+)" height="(\d+)"',
                         page)
     assert len(images) >= 2 and all(w == h == "610" for w, h in images)
-    assert "<figcaption>tuned</figcaption>" in page and "<figcaption>ρ = 1</figcaption>" in page
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert captions[0].startswith("tuned") and "ρ = 1" in captions
     assert page.count("<svg") >= 2 and "prefers-color-scheme: dark" in page
     assert "http://" not in page and "https://" not in page      # nothing to fetch
     assert "interval" in page and "no images stored" not in page
@@ -189,10 +197,40 @@ def test_the_dashboard_refuses_a_bad_port_in_one_line(searched: Path) -> None:
         serve_dashboard(searched, port=70000)
 
 
-def test_the_charts_are_pure_svg_of_their_numbers() -> None:
-    svg = front_svg([(3, 10.0), (5, 6.0)], [(3, 30.0), (5, 20.0)], metric="fd")
-    assert svg.startswith("<svg") and svg.count("<circle") == 4 and svg.count("<polyline") == 2
+def _inside(svg: str) -> list[bool]:
+    """For each point drawn (a tuned dot's centre, a ρ = 1 square's), whether it lies in the
+    chart's plot area."""
+    x, y, w, h = map(float, re.search(
+        r'class="plot-area" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"',
+        svg).groups())
+    dots = [(float(a), float(b)) for a, b in re.findall(r'<circle cx="([-\d.]+)" cy="([-\d.]+)"',
+                                                          svg)]
+    squares = [(float(a) + 4, float(b) + 4) for a, b in re.findall(
+        r'<rect x="([-\d.]+)" y="([-\d.]+)" width="8"', svg)]
+    return [x <= px <= x + w and y <= py <= y + h for px, py in dots + squares]
+
+
+def test_the_front_chart_draws_one_unfilled_line_per_sampler_and_kind() -> None:
+    series = [FrontSeries("heun", "tuned", ((3, 10.0), (5, 6.0))),
+              FrontSeries("heun", "baseline", ((3, 30.0), (5, 20.0))),
+              FrontSeries("ipndm", "tuned", ((3, 4.0), (5, 2.0), (9, math.nan))),
+              FrontSeries("ipndm", "baseline", ((3, 5.0),))]
+    svg = front_svg(series, metric="fd")
+    assert svg.startswith("<svg") and svg.count("<polyline") == 3
+    assert svg.count('fill="none" stroke="currentColor"/>') == 3     # lines are never filled
+    groups = re.findall(r'<g class="series \w+" data-sampler="(\w+)" data-kind="(\w+)"', svg)
+    assert sorted(groups) == [("heun", "baseline"), ("heun", "tuned"), ("ipndm", "baseline"),
+                              ("ipndm", "tuned")]
+    inside = _inside(svg)
+    assert len(inside) == 7 and all(inside)          # the NaN point is left out
+    # KID can be negative: still inside the plot area.
+    assert all(_inside(front_svg([FrontSeries("heun", "tuned", ((3, -0.2), (5, 0.4)))],
+                                 metric="kid")))
+
+
+def test_the_factor_chart_has_a_scale_of_rho() -> None:
     bars = factors_svg([0.5, 0.75, 1.0])
     assert bars.count("<rect") == 3 and "skip 0: 0.500" in bars
+    assert all(f'class="tick">{tick}</text>' in bars for tick in ("0.0", "0.5", "1.0"))
     with pytest.raises(ValueError, match="PNG"):
         png_size(b"GIF89a" + bytes(30))

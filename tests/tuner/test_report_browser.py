@@ -1,7 +1,8 @@
 """The report page and optuna-dashboard, opened in a real headless browser (Debian's chromium).
 
 Checks that every image has loaded at its expected size and that the browser logged no
-error; screenshots are saved under $SKIPTUNE_TEST_ARTIFACTS (default: a temporary folder,
+error, and, on a database of several samplers at several budgets, what the front chart draws;
+screenshots are saved under $SKIPTUNE_TEST_ARTIFACTS (default: a temporary folder,
 printed). Skipped with the reason where chromium or chromedriver is missing, unless
 SKIPTUNE_REQUIRE_BROWSER=1 (CI), where that is a failure.
 """
@@ -105,6 +106,51 @@ def test_the_report_shows_every_grid_at_its_size_without_console_errors(
         assert [str(image["width"]), str(image["height"])] == image["expected"]
     browser.save_screenshot(str(screenshots / "report.png"))
     assert (screenshots / "report.png").stat().st_size > 0
+
+
+# What the page draws, as the browser laid it out: the front chart's plot area, its lines'
+# computed fill, its series and the centre of every point, and each grid's width on screen.
+_DRAWN = """
+const svg = document.querySelector('svg.chart');
+const box = e => { const r = e.getBoundingClientRect();
+                   return [r.left, r.top, r.right, r.bottom]; };
+return {
+  area: box(svg.querySelector('.plot-area')),
+  fills: Array.from(svg.querySelectorAll('polyline')).map(p => getComputedStyle(p).fill),
+  series: Array.from(svg.querySelectorAll('g.series')).map(
+    g => [g.dataset.sampler, g.dataset.kind, g.querySelectorAll('polyline').length]),
+  points: Array.from(svg.querySelectorAll('g.series .point')).map(p => {
+    const [l, t, r, b] = box(p);
+    return [p.closest('g').dataset.sampler, p.closest('g').dataset.kind, (l + r) / 2,
+            (t + b) / 2]; }),
+  grids: Array.from(document.querySelectorAll('figure img')).map(
+    i => i.getBoundingClientRect().width),
+  page: document.documentElement.clientWidth,
+};
+"""
+
+
+def test_several_samplers_draw_one_unfilled_series_each_inside_the_plot(
+    browser: Any, several_samplers_db: Path, tmp_path: Path, screenshots: Path
+) -> None:
+    page = write_report(several_samplers_db, tmp_path / "several.html")
+    browser.get(page.as_uri())
+    _check_images_and_console(browser, expect=8)
+    drawn = browser.execute_script(_DRAWN)
+    browser.save_screenshot(str(screenshots / "report_several_samplers.png"))
+    print(f"screenshot: {screenshots / 'report_several_samplers.png'}")
+    # One series per sampler and kind, each one line through its two budgets, never filled.
+    assert sorted(drawn["series"]) == [["heun", "baseline", 1], ["heun", "tuned", 1],
+                                       ["ipndm", "baseline", 1], ["ipndm", "tuned", 1]]
+    assert drawn["fills"] == ["none"] * 4
+    left, top, right, bottom = drawn["area"]
+    tuned = [p for p in drawn["points"] if p[1] == "tuned"]
+    assert sorted(p[0] for p in tuned) == ["heun", "heun", "ipndm", "ipndm"]
+    for sampler, kind, x, y in drawn["points"]:
+        assert left <= x <= right and top <= y <= bottom, (sampler, kind, x, y, drawn["area"])
+    # The grids take a good part of the page, not 160 px of 1,366.
+    assert min(drawn["grids"]) >= drawn["page"] / 3, drawn["grids"]
+    assert (screenshots / "report_several_samplers.png").stat().st_size > 0
 
 
 def _free_port() -> int:

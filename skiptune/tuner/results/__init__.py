@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from skiptune.tuner.results._dashboard import serve_dashboard
 from skiptune.tuner.results._export import export_schedule
+from skiptune.tuner.results._labels import (
+    gain_established,
+    gain_text,
+    interval_text,
+    measured_on,
+    percent,
+)
 from skiptune.tuner.results._pareto import (
     FrontPoint,
     SpeedClaim,
     describe_claim,
+    front_flags,
     pareto_front,
     pareto_mask,
     speed_claims,
@@ -45,10 +53,16 @@ __all__ = [
     "best_schedule",
     "describe_claim",
     "export_schedule",
+    "front_flags",
     "front_report",
+    "gain_established",
+    "gain_text",
+    "interval_text",
     "list_studies",
+    "measured_on",
     "pareto_front",
     "pareto_mask",
+    "percent",
     "plot_front",
     "quiet_optuna",
     "serve_dashboard",

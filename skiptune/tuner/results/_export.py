@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,9 @@ import optuna
 from skiptune._files import check_output_path, write_atomically
 from skiptune.exported import ExportedSchedule, check_weights
 from skiptune.schedule import TuningSchedule
-from skiptune.storage import Storage
-from skiptune.tuner.results._reading import one_record, reading_storage
+from skiptune.storage import FrontRecord, Storage
+from skiptune.tuner.results._labels import gain_established, gain_text, measured_on
+from skiptune.tuner.results._reading import one_record, reading_storage, select_records
 from skiptune.tuner.study import SKIP_LAYOUT_ATTR
 
 if TYPE_CHECKING:
@@ -39,6 +41,11 @@ def export_schedule(
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
+    ``value``, ``baseline_value``, ``num_samples`` and ``seed`` say what was measured and on
+    which images: the validation's N and seeds once validated (the search's own then go in
+    ``validation`` as ``search_num_samples`` and ``search_seed``). ``why`` says which schedule
+    was picked, why, and whether its gain over ρ = 1 is established (its interval above 0).
+
     The file holds the schedule, ``enable_freeu`` (FreeU's four values as
     ``pipe.enable_freeu`` takes them, when FreeU was searched) and ``rho_factors``: each skip
     site's ρ by name, bottom → top, from the skip layout stored with the study, or, for a
@@ -50,10 +57,10 @@ def export_schedule(
     if path is not None:
         check_output_path(path)          # a bad -o fails before the model or database is opened
     with reading_storage(db) as storage:
-        record = one_record(
-            storage.front_records(kind="tuned"), nfe=nfe, sampler=sampler, group=group,
-            db=storage.display_url,
-        )
+        records = storage.front_records(kind="tuned")
+        record = one_record(records, nfe=nfe, sampler=sampler, group=group,
+                            db=storage.display_url)
+        rivals = select_records(records, nfe=nfe, sampler=sampler, group=group)
         runs = storage.runs(study_name=record.study_name)
         layout = optuna.load_study(study_name=record.study_name,
                                    storage=storage.optuna_storage()).user_attrs.get(
@@ -71,12 +78,15 @@ def export_schedule(
         value=record.value,
         baseline_value=record.baseline_value,
         metric=record.metric,
-        num_samples=record.num_samples,
-        seed=record.seed,
+        num_samples=record.measured_num_samples,
+        seed=record.measured_seed,
         model_fingerprint=record.model_fingerprint,
         study=record.study_name,
         schedule_exponent=exponent,
-        validation=record.validation,
+        validation=None if record.validation is None else {
+            **record.validation, "search_num_samples": record.num_samples,
+            "search_seed": record.seed},
+        why=why_picked(record, rivals),
     )
     exported = dataclasses.replace(exported, sigmas=_sigmas_of(exported, model))
     if model is not None:
@@ -90,6 +100,29 @@ def export_schedule(
     if path is not None:
         write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
     return exported
+
+
+def why_picked(record: FrontRecord, rivals: Sequence[FrontRecord]) -> str:
+    """Which schedule an export holds and why, in one sentence: the study's validated best
+    (or the search's own best, not validated), the best of several samplers where the budget
+    has them, and its gain over ρ = 1 with whether the interval clears 0."""
+    on = measured_on(record.measured_num_samples, record.measured_seed)
+    how = ("validated best" if record.validated
+           else "search's own best (not validated, so biased low)")
+    what = (f"picked {record.sampler}'s {how} at {record.nfe} NFE (trial "
+            f"{record.trial_number}): {record.metric} {record.value:.4g} at {on}")
+    others = sorted((r for r in rivals if r is not record), key=lambda r: r.value)
+    if others:
+        listing = ", ".join(f"{r.sampler} {r.value:.4g}" for r in others)
+        what += f"; the lowest of the samplers searched at this budget (also {listing})"
+    about = record.validation or {}
+    if record.baseline_value:
+        gain = 1 - record.value / record.baseline_value
+        what += "; " + gain_text(gain, about.get("gain_low"), about.get("gain_high"),
+                                 level=about.get("level"))
+        if gain_established(about.get("gain_low"), about.get("gain_high")) is False:
+            what += " (ρ = 1 may be as good: validate on more images)"
+    return what
 
 
 def _sigmas_of(exported: ExportedSchedule, model: TunableModel | None) -> list[float] | None:

@@ -11,6 +11,7 @@ __all__ = [
     "FrontPoint",
     "SpeedClaim",
     "describe_claim",
+    "front_flags",
     "pareto_front",
     "pareto_mask",
     "speed_claims",
@@ -63,14 +64,47 @@ def pareto_front(points: Sequence[P]) -> list[P]:
     return sorted(front, key=lambda p: (p.nfe, p.value))
 
 
+class _Stored(_Measured, Protocol):
+    @property
+    def study_group(self) -> str: ...
+
+    @property
+    def sampler(self) -> str: ...
+
+    @property
+    def comparison_key(self) -> str: ...
+
+
+def front_flags(records: Sequence[_Stored]) -> list[bool]:
+    """On-front flags of stored points: each sampler has its own front.
+
+    A point (tuned or ρ = 1) is on the front when no other point of the same study group and
+    sampler, measured alike (the same ``comparison_key``), has ≤ NFE and ≤ value with one strictly
+    smaller (:func:`pareto_mask`). So a ρ = 1 point that a tuned point of its sampler beats
+    at no more NFE is not on the front; another sampler's points never push it off.
+    """
+    flags = [False] * len(records)
+    alike: dict[tuple[str, str, str], list[int]] = {}
+    for i, record in enumerate(records):
+        key = (record.study_group, record.sampler, record.comparison_key)
+        alike.setdefault(key, []).append(i)
+    for indices in alike.values():
+        mask = pareto_mask([records[i] for i in indices])
+        for i, keep in zip(indices, mask, strict=True):
+            flags[i] = keep
+    return flags
+
+
 @dataclass(frozen=True)
 class SpeedClaim:
-    """Tuned at ``tuned_nfe`` reaches a value ≤ the baseline's at the larger ``baseline_nfe``."""
+    """Tuned at ``tuned_nfe`` reaches a value ≤ the baseline's at the larger ``baseline_nfe``
+    (of one ``sampler``, where the claim names it)."""
 
     tuned_nfe: int
     tuned_value: float
     baseline_nfe: int
     baseline_value: float
+    sampler: str | None = None
 
     @property
     def saving(self) -> float:
@@ -97,8 +131,10 @@ def speed_claims(tuned: Sequence[_Measured], baseline: Sequence[_Measured]) -> l
 
 
 def describe_claim(claim: SpeedClaim) -> str:
-    """E.g. ``tuned at 9 NFE matches or beats baseline at 15 NFE (40% fewer evaluations)``."""
+    """E.g. ``tuned at 9 NFE matches or beats baseline at 15 NFE (40% fewer evaluations)``,
+    after ``heun: `` where the claim names its sampler."""
     return (
-        f"tuned at {claim.tuned_nfe} NFE matches or beats baseline at {claim.baseline_nfe} NFE "
+        ("" if claim.sampler is None else f"{claim.sampler}: ")
+        + f"tuned at {claim.tuned_nfe} NFE matches or beats baseline at {claim.baseline_nfe} NFE "
         f"({claim.saving:.0%} fewer evaluations)"
     )

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.storage import FrontRecord, Storage
+from skiptune.tuner.results._labels import measured_on
 from skiptune.tuner.results._reading import front_report, reading_storage, stored_studies
 
 __all__ = ["PLOT_SUFFIXES", "plot_front", "quiet_optuna"]
@@ -27,13 +28,14 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def measured_at(records: Sequence[FrontRecord], search_n: int) -> str:
-    """How the plotted values were measured: ``N=<search N>`` for the search's own values,
-    ``validated N=<n>`` for values validated on fresh seeds (whose N the search's is not)."""
-    validated = sorted({int(r.validation["num_samples"]) for r in records if r.validation})
-    parts = [f"N={search_n}"] if any(r.validation is None for r in records) else []
-    parts += [f"validated N={n}" for n in validated]
-    return ", ".join(parts) or f"N={search_n}"
+def measured_at(records: Sequence[FrontRecord]) -> str:
+    """How the plotted values were measured, each way once: ``N = 64, seeds 0–63`` for the
+    search's own values, ``N = 128, seeds 64–191, validated`` for values validated on fresh
+    seeds."""
+    return "; ".join(sorted({
+        measured_on(r.measured_num_samples, r.measured_seed, validated=r.validated)
+        for r in records
+    }))
 
 
 def plot_front(
@@ -44,9 +46,10 @@ def plot_front(
 ) -> Path:
     """Write a PNG: proxy value against NFE (tuned and baseline), and value against ρ_bottom.
 
-    Left panel: every stored tuned and baseline point per comparable measurement set, the
-    front drawn as a line. Right panel: complete trials' value against rho_bottom, one
-    colour per NFE. Needs matplotlib (``pip install 'skiptune[plot]'``).
+    Left panel: every stored tuned and baseline point per comparable measurement set, one
+    line per sampler and kind, the points on their sampler's front drawn larger. Right panel:
+    complete trials' value against rho_bottom, one colour per NFE. Needs matplotlib
+    (``pip install 'skiptune[plot]'``).
     """
     target = check_output_path(path, suffixes=PLOT_SUFFIXES)   # before any work
     try:
@@ -72,14 +75,18 @@ def plot_front(
         ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for report in reports:
-        series = ((report.tuned, "o-", "tuned"), (report.baseline, "s--", "ρ = 1"))
-        for points, style, name in series:
-            front = [p for p in points if p.on_front]
-            label = f"{name} ({report.metric}, {measured_at(points, report.num_samples)})"
-            left.plot([p.nfe for p in front], [p.value for p in front], style, label=label)
-            others = [p for p in points if not p.on_front]
-            if others:
-                left.plot([p.nfe for p in others], [p.value for p in others], "x", color="grey")
+        for sampler in report.samplers:
+            series = ((report.tuned, "o-", "tuned"), (report.baseline, "s--", "ρ = 1"))
+            for records, style, name in series:
+                points = [p for p in records if p.sampler == sampler]
+                if not points:
+                    continue
+                label = f"{sampler} {name} ({report.metric}, {measured_at(points)})"
+                line, = left.plot([p.nfe for p in points], [p.value for p in points], style,
+                                  label=label)
+                front = [p for p in points if p.on_front]
+                left.plot([p.nfe for p in front], [p.value for p in front], style[0],
+                          markersize=9, color=line.get_color())
     left.set_xlabel("NFE (denoiser calls per image)")
     left.set_ylabel("proxy value (lower is better)")
     left.set_title("Pareto front: quality against step budget")
@@ -89,7 +96,8 @@ def plot_front(
         if complete:
             right.scatter(
                 [t.params["rho_bottom"] for t in complete], [t.value for t in complete],
-                s=14, label=f"{config.sampler}, {config.nfe} NFE",
+                s=14, label=f"{config.sampler}, {config.nfe} NFE "
+                f"({measured_on(config.num_samples, config.seed)})",
             )
     right.set_xlabel("ρ_bottom (deepest skip's factor)")
     right.set_ylabel("proxy value of complete trials")

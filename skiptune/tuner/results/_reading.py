@@ -5,6 +5,7 @@ Every reader opens the database read-only: reading never creates, migrates or ch
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ from skiptune.errors import ConfigurationError
 from skiptune.exported import check_weights
 from skiptune.schedule import TuningSchedule
 from skiptune.storage import FrontRecord, Storage, open_storage
-from skiptune.tuner.results._pareto import SpeedClaim, describe_claim, speed_claims
+from skiptune.tuner.results._labels import gain_established, interval_text, measured_on, percent
+from skiptune.tuner.results._pareto import (
+    SpeedClaim,
+    describe_claim,
+    front_flags,
+    speed_claims,
+)
 from skiptune.tuner.results._summary import StudySummary, summarize
 from skiptune.tuner.study import CONFIG_ATTR, StudyConfig
 
@@ -31,6 +38,7 @@ __all__ = [
     "list_studies",
     "one_record",
     "reading_storage",
+    "select_records",
     "stored_studies",
 ]
 
@@ -76,7 +84,11 @@ def list_studies(
 
 @dataclass(frozen=True)
 class FrontReport:
-    """The stored Pareto fronts of one comparison key, and what they say about speed."""
+    """The stored points of one comparison key, each sampler's front, and what they say.
+
+    ``num_samples`` and ``seed`` are the search's settings; ``measured_num_samples`` and
+    ``measured_seed`` are those of the values shown (the validation's once validated).
+    """
 
     comparison_key: str
     metric: str
@@ -84,34 +96,98 @@ class FrontReport:
     seed: int
     tuned: list[FrontRecord]           # every tuned point, by NFE (``on_front`` flags the front)
     baseline: list[FrontRecord]
-    claims: list[SpeedClaim]
+    claims: list[SpeedClaim]           # per sampler, each naming it
+
+    @property
+    def samplers(self) -> list[str]:
+        return sorted({r.sampler for r in (*self.tuned, *self.baseline)})
+
+    @property
+    def _first(self) -> FrontRecord:
+        return (self.tuned or self.baseline)[0]
+
+    @property
+    def validated(self) -> bool:
+        return self._first.validated
+
+    @property
+    def measured_num_samples(self) -> int:
+        return self._first.measured_num_samples
+
+    @property
+    def measured_seed(self) -> int:
+        return self._first.measured_seed
+
+    @property
+    def measured_on(self) -> str:
+        """``N = 128, seeds 64–191, validated``: what every value shown was measured on."""
+        return measured_on(self.measured_num_samples, self.measured_seed,
+                           validated=self.validated)
+
+    @property
+    def sentences(self) -> list[str]:
+        """What the front says, one line per sampler, each naming it."""
+        return [self._sentence(sampler) for sampler in self.samplers]
 
     @property
     def sentence(self) -> str:
-        if self.claims:
-            return describe_claim(self.claims[0])
+        return "\n".join(self.sentences) or "no tuned and baseline points measured alike yet"
+
+    def _sentence(self, sampler: str) -> str:
+        claims = [c for c in self.claims if c.sampler == sampler]
+        if claims:
+            return describe_claim(claims[0])
         same = [
             (t, b) for t in self.tuned for b in self.baseline
-            if t.study_name == b.study_name and b.value > 0
+            if t.study_name == b.study_name and t.sampler == sampler and b.value > 0
         ]
-        if same:
-            t, b = min(same, key=lambda tb: tb[0].value / tb[1].value)
-            return (
-                f"tuned improves {t.metric} by {1 - t.value / b.value:.0%} at {t.nfe} NFE; no "
-                "baseline measured at a higher NFE is matched yet (search more budgets, e.g. "
-                f"--nfe {2 * t.nfe + 1}, to compare speed)"
-            )
-        return "no tuned and baseline points measured alike yet"
+        if not same:
+            return f"{sampler}: no tuned and baseline points measured alike yet"
+        t, b = min(same, key=lambda tb: tb[0].value / tb[1].value)
+        return (
+            f"{sampler}: tuned improves {t.metric} by {percent(1 - t.value / b.value)} at "
+            f"{t.nfe} NFE{_established_note(t)}; no baseline measured at a higher NFE is "
+            f"matched yet (search more budgets, e.g. --nfe {2 * t.nfe + 1}, to compare speed)"
+        )
+
+
+def _established_note(record: FrontRecord) -> str:
+    """`` (not established: the interval [-1%, 2%] includes 0)`` for a validated gain whose
+    interval includes zero, else nothing."""
+    about = record.validation or {}
+    low, high = about.get("gain_low"), about.get("gain_high")
+    if low is None or high is None or gain_established(low, high):
+        return ""
+    return f" (not established: the interval {interval_text(low, high)} includes 0)"
+
 
 def _by_nfe(record: FrontRecord) -> tuple[int, float]:
     return (record.nfe, record.value)
 
+
+def _claims_per_sampler(tuned: Sequence[FrontRecord], baseline: Sequence[FrontRecord]
+                        ) -> list[SpeedClaim]:
+    """Each sampler's speed claims (its tuned points against its own ρ = 1), naming it."""
+    claims = []
+    for sampler in sorted({r.sampler for r in tuned}):
+        claims += [dataclasses.replace(c, sampler=sampler) for c in speed_claims(
+            [t for t in tuned if t.sampler == sampler],
+            [b for b in baseline if b.sampler == sampler])]
+    return sorted(claims, key=lambda c: (-c.saving, c.tuned_nfe, c.sampler or ""))
+
+
 def front_report(
     db: str | Path | Storage | None = None, *, group: str | None = None
 ) -> list[FrontReport]:
-    """The stored fronts, one report per set of alike measurements (metric, N, seeds...)."""
+    """The stored points, one report per set of alike measurements (metric, N, seeds...).
+
+    The ``on_front`` flags are those of :func:`front_flags` (each sampler its own front),
+    recomputed here, so a database written by an older skiptune reads the same way.
+    """
     with reading_storage(db) as storage:
         records = storage.front_records(group=group)
+    records = [dataclasses.replace(r, on_front=flag)
+               for r, flag in zip(records, front_flags(records), strict=True)]
     reports = []
     keys = sorted({(r.comparison_key, r.metric, r.num_samples, r.seed) for r in records})
     for key, metric, num_samples, seed in keys:
@@ -126,14 +202,15 @@ def front_report(
                 seed=seed,
                 tuned=tuned,
                 baseline=baseline,
-                claims=speed_claims(tuned, baseline),
+                claims=_claims_per_sampler(tuned, baseline),
             )
         )
     return reports
 
-def _select_records(
+def select_records(
     records: Sequence[FrontRecord], *, nfe: int, sampler: str | None, group: str | None
 ) -> list[FrontRecord]:
+    """The tuned records at ``nfe`` (of ``sampler`` and ``group`` where given)."""
     return [
         r for r in records
         if r.kind == "tuned" and r.nfe == nfe
@@ -148,7 +225,7 @@ def one_record(
     """The tuned record at ``nfe`` (of ``sampler`` and ``group`` when given). Without a
     sampler, of several samplers' studies in one group measured alike, the lowest value: the
     best (sampler, steps, ρ) of that budget. Other ambiguity is a ConfigurationError."""
-    chosen = _select_records(records, nfe=nfe, sampler=sampler, group=group)
+    chosen = select_records(records, nfe=nfe, sampler=sampler, group=group)
     if not chosen:
         have = sorted({(r.study_group, r.sampler, r.nfe) for r in records if r.kind == "tuned"})
         listing = ", ".join(f"{g}/{s}/{n} NFE" for g, s, n in have) or "none"

@@ -23,11 +23,24 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from skiptune._files import check_output_path, write_atomically
 from skiptune.storage import Storage, artifact_folder
-from skiptune.tuner.results._reading import front_report, reading_storage, stored_studies
+from skiptune.tuner.results._labels import gain_text, measured_on
+from skiptune.tuner.results._reading import (
+    FrontReport,
+    front_report,
+    reading_storage,
+    stored_studies,
+)
 from skiptune.tuner.results._summary import StudySummary, summarize
-from skiptune.tuner.study import GRID_ATTR, NUM_SKIPS_ATTR, grid_artifacts, role_of
+from skiptune.tuner.study import (
+    GRID_ATTR,
+    NUM_SKIPS_ATTR,
+    grid_artifacts,
+    role_of,
+    schedule_from_params,
+)
 
-__all__ = ["factors_svg", "front_svg", "png_size", "render_report", "write_report"]
+__all__ = ["FrontSeries", "factors_svg", "front_series", "front_svg", "png_size",
+           "render_report", "write_report"]
 
 _NOMINAL_SKIPS = 9      # bars drawn for a study that stored no skip count (before grids)
 
@@ -50,66 +63,167 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def front_svg(tuned: Sequence[tuple[int, float]], baseline: Sequence[tuple[int, float]], *,
-              metric: str, width: int = 420, height: int = 240) -> str:
-    """NFE (x) against the metric (y, lower is better) as an inline SVG: tuned and ρ = 1."""
-    points = [*tuned, *baseline]
+@dataclass(frozen=True)
+class FrontSeries:
+    """One sampler's tuned or ρ = 1 points of a front chart: (NFE, value) pairs."""
+
+    sampler: str
+    kind: str                          # "tuned" or "baseline"
+    points: tuple[tuple[int, float], ...]
+
+
+# Okabe–Ito colours: told apart with colour-blindness, readable on light and dark pages.
+_PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9")
+
+
+def _ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """About ``count`` round values from ``low`` to ``high``, for an axis."""
+    step = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(step))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= step)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where data coordinates land in a chart: the plot area and the axes' ranges."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+
+    def xy(self, x: float, y: float) -> tuple[float, float]:
+        (x_lo, x_hi), (y_lo, y_hi) = self.x_range, self.y_range
+        px = self.left + (x - x_lo) / (x_hi - x_lo) * (self.right - self.left)
+        py = self.bottom - (y - y_lo) / (y_hi - y_lo) * (self.bottom - self.top)
+        return round(px, 1), round(py, 1)
+
+
+def _front_frame(points: Sequence[tuple[int, float]], width: int, height: int) -> _Frame:
+    nfes = [n for n, _ in points]
+    values = [v for _, v in points]
+    y_lo = min(0.0, min(values))                  # KID can be negative: keep it in view
+    y_hi = max(values) * 1.1 if max(values) > 0 else y_lo + 1.0
+    return _Frame(left=56, top=16, right=width - 150, bottom=height - 40,
+                  x_range=(min(nfes) - 1, max(nfes) + 1), y_range=(y_lo, max(y_hi, y_lo + 1e-9)))
+
+
+def _series_svg(series: FrontSeries, frame: _Frame, colour: str) -> str:
+    """One series: a polyline (never filled) through its points, by NFE; tuned points are
+    dots and a solid line, ρ = 1 points squares and a dashed line."""
+    drawn = [(n, v, *frame.xy(n, v)) for n, v in sorted(series.points)]
+    kind = "tuned" if series.kind == "tuned" else "ρ = 1"
+    parts = [f'<g class="series {series.kind}" data-sampler="{html.escape(series.sampler)}" '
+             f'data-kind="{series.kind}" style="color: {colour}">']
+    if len(drawn) > 1:
+        path = " ".join(f"{x},{y}" for _, _, x, y in drawn)
+        parts.append(f'<polyline points="{path}" class="line {series.kind}" fill="none" '
+                     'stroke="currentColor"/>')
+    for nfe, value, x, y in drawn:
+        title = f"<title>{html.escape(series.sampler)} {kind}, {nfe} NFE: {value:.4g}</title>"
+        if series.kind == "tuned":
+            parts.append(f'<circle cx="{x}" cy="{y}" r="4" class="point" fill="currentColor" '
+                         f'data-nfe="{nfe}">{title}</circle>')
+        else:
+            parts.append(f'<rect x="{x - 4}" y="{y - 4}" width="8" height="8" class="point" '
+                         f'fill="none" stroke="currentColor" data-nfe="{nfe}">{title}</rect>')
+    return "".join(parts) + "</g>"
+
+
+def _front_axes(frame: _Frame, nfes: Sequence[int], metric: str) -> list[str]:
+    width = frame.right - frame.left
+    parts = [f'<rect class="plot-area" x="{frame.left}" y="{frame.top}" width="{width}" '
+             f'height="{frame.bottom - frame.top}" fill="none"/>',
+             f'<line x1="{frame.left}" y1="{frame.bottom}" x2="{frame.right}" '
+             f'y2="{frame.bottom}" class="axis"/>',
+             f'<line x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{frame.bottom}" '
+             'class="axis"/>',
+             f'<text x="{frame.left + width / 2}" y="{frame.bottom + 32}" class="label">NFE'
+             "</text>",
+             f'<text x="4" y="{frame.top - 4}" class="label">{html.escape(metric)}</text>']
+    for nfe in sorted(set(nfes)):
+        x, _ = frame.xy(nfe, frame.y_range[0])
+        parts.append(f'<text x="{x - 4}" y="{frame.bottom + 16}" class="tick">{nfe}</text>')
+    for value in _ticks(*frame.y_range):
+        _, y = frame.xy(frame.x_range[0], value)
+        parts.append(f'<text x="4" y="{y + 4}" class="tick">{value:.4g}</text>'
+                     f'<line x1="{frame.left - 4}" y1="{y}" x2="{frame.left}" y2="{y}" '
+                     'class="axis"/>')
+    return parts
+
+
+def _front_legend(samplers: Sequence[str], frame: _Frame) -> list[str]:
+    x = frame.right + 16
+    parts = []
+    for i, sampler in enumerate(samplers):
+        y = frame.top + 8 + 18 * i
+        colour = _PALETTE[i % len(_PALETTE)]
+        parts.append(f'<text x="{x}" y="{y}" class="key" style="fill: {colour}">'
+                     f"■ {html.escape(sampler)}</text>")
+    y = frame.top + 8 + 18 * len(samplers) + 8
+    parts.append(f'<text x="{x}" y="{y}" class="tick">● — tuned</text>'
+                 f'<text x="{x}" y="{y + 16}" class="tick">□ - - ρ = 1</text>')
+    return parts
+
+
+def front_svg(series: Sequence[FrontSeries], *, metric: str, width: int = 640,
+              height: int = 300) -> str:
+    """NFE (x) against the metric (y, lower is better) as an inline SVG: one series per
+    sampler and kind (tuned, ρ = 1), each its own unfilled line, a colour per sampler.
+
+    Non-finite values are left out; every point drawn lies inside the plot area.
+    """
+    finite = [FrontSeries(s.sampler, s.kind, tuple(p for p in s.points if math.isfinite(p[1])))
+              for s in series]
+    finite = [s for s in finite if s.points]
+    points = [p for s in finite for p in s.points]
     if not points:
         return "<p>no front stored yet</p>"
-    pad = 40
-    nfes = [p[0] for p in points]
-    values = [p[1] for p in points]
-    x_lo, x_hi = min(nfes) - 1, max(nfes) + 1
-    y_lo, y_hi = 0.0, max(values) * 1.1 or 1.0
-
-    def xy(nfe: float, value: float) -> tuple[float, float]:
-        x = pad + (nfe - x_lo) / (x_hi - x_lo) * (width - 2 * pad)
-        y = height - pad - (value - y_lo) / (y_hi - y_lo) * (height - 2 * pad)
-        return round(x, 1), round(y, 1)
-
+    frame = _front_frame(points, width, height)
+    samplers = sorted({s.sampler for s in finite})
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="NFE against {html.escape(metric)}">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-             'class="axis"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" class="axis"/>',
-             f'<text x="{width / 2}" y="{height - 8}" class="label">NFE</text>',
-             f'<text x="8" y="{pad - 12}" class="label">{html.escape(metric)}</text>']
-    for nfe in sorted(set(nfes)):
-        x, _ = xy(nfe, 0)
-        parts.append(f'<text x="{x}" y="{height - pad + 16}" class="tick">{nfe}</text>')
-    for value in (y_hi / 2, y_hi / 1.1):
-        _, y = xy(x_lo, value)
-        parts.append(f'<text x="4" y="{y}" class="tick">{value:.3g}</text>')
-    for series, css in ((baseline, "baseline"), (tuned, "tuned")):
-        drawn = [xy(n, v) for n, v in sorted(series)]
-        if len(drawn) > 1:
-            path = " ".join(f"{x},{y}" for x, y in drawn)
-            parts.append(f'<polyline points="{path}" class="{css}"/>')
-        parts.extend(f'<circle cx="{x}" cy="{y}" r="4" class="{css}"/>' for x, y in drawn)
-    parts.append(f'<text x="{width - pad - 110}" y="{pad - 12}" class="tuned-key">● tuned</text>'
-                 f'<text x="{width - pad - 50}" y="{pad - 12}" class="baseline-key">● ρ = 1</text>')
+             f'aria-label="NFE against {html.escape(metric)}, per sampler">',
+             *_front_axes(frame, [n for n, _ in points], metric)]
+    for s in sorted(finite, key=lambda s: (s.sampler, s.kind)):
+        colour = _PALETTE[samplers.index(s.sampler) % len(_PALETTE)]
+        parts.append(_series_svg(s, frame, colour))
+    parts += _front_legend(samplers, frame)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def factors_svg(factors: Sequence[float], *, width: int = 260, height: int = 110) -> str:
-    """One bar per skip, bottom (left) → top (right), its factor ρ_i; a line marks ρ = 1."""
+def factors_svg(factors: Sequence[float], *, width: int = 300, height: int = 120) -> str:
+    """One bar per skip, bottom (left) → top (right), its factor ρ_i, on a y scale of ρ with
+    ticks at 0, 0.5 and 1; a dashed line marks ρ = 1."""
     if not factors:
         return ""
     top = max(1.2, max(factors))
-    bar = (width - 20) / len(factors)
-    scale = (height - 24) / top
+    left, base = 34, height - 14
+    bar = (width - left - 6) / len(factors)
+    scale = (base - 6) / top
     parts = [f'<svg class="factors" viewBox="0 0 {width} {height}" role="img" '
-             'aria-label="factor on each skip, bottom to top">']
+             'aria-label="factor on each skip, bottom to top">',
+             f'<line x1="{left - 2}" y1="6" x2="{left - 2}" y2="{base}" class="axis"/>']
+    for tick in (0.0, 0.5, 1.0):
+        y = base - tick * scale
+        parts.append(f'<text x="4" y="{y + 4:.1f}" class="tick">{tick:.1f}</text>'
+                     f'<line x1="{left - 6}" y1="{y:.1f}" x2="{left - 2}" y2="{y:.1f}" '
+                     'class="axis"/>')
     for i, factor in enumerate(factors):
         h = max(0.0, factor) * scale
-        x = 10 + i * bar
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - 14 - h:.1f}" width="{bar - 2:.1f}" '
+        x = left + i * bar
+        parts.append(f'<rect x="{x + 1:.1f}" y="{base - h:.1f}" width="{bar - 2:.1f}" '
                      f'height="{h:.1f}" class="bar"><title>skip {i}: {factor:.3f}</title></rect>')
-    one = height - 14 - scale
-    parts.append(f'<line x1="6" y1="{one:.1f}" x2="{width - 6}" y2="{one:.1f}" class="one"/>')
-    parts.append(f'<text x="10" y="{height - 2}" class="tick">bottom</text>'
-                 f'<text x="{width - 40}" y="{height - 2}" class="tick">top</text></svg>')
+    one = base - scale
+    parts.append(f'<line x1="{left - 2}" y1="{one:.1f}" x2="{width - 4}" y2="{one:.1f}" '
+                 'class="one"/>')
+    parts.append(f'<text x="{left}" y="{height - 2}" class="tick">bottom</text>'
+                 f'<text x="{width - 30}" y="{height - 2}" class="tick">top</text>'
+                 f'<text x="4" y="12" class="tick">ρ</text></svg>')
     return "".join(parts)
 
 
@@ -118,19 +232,17 @@ def _number(value: float | None, spec: str = ".4g") -> str:
 
 
 def _gain_text(summary: StudySummary) -> str:
+    """The gain as the CLI words it (``gain 7% [-5%, 14%] … not established …``) and the N
+    and seeds it was measured on."""
     if summary.improvement is None:
         return "no gain measured yet"
-    text = f"gain {summary.improvement:.0%}"
-    if summary.gain_low is not None and summary.gain_high is not None:
-        level = summary.validation_level or 0.95
-        text += f" ({level:.0%} interval {summary.gain_low:.0%} to {summary.gain_high:.0%})"
-    if summary.validated:
-        blocks, size = summary.validation_blocks or 1, summary.validation_num_samples or 0
-        where = (f"validated at N = {size} on fresh seeds, chosen on {blocks} block(s) of "
-                 f"them ({blocks * size} images each)")
-    else:
-        where = f"search values at N = {summary.num_samples}, not validated"
-    return f"{text}; {where}"
+    text = gain_text(summary.improvement, summary.gain_low, summary.gain_high,
+                     level=summary.validation_level)
+    blocks = summary.validation_blocks or 1
+    where = (f"validated on fresh seeds, chosen on {blocks} block(s) of them"
+             if summary.validated else "the search's, not validated")
+    on = measured_on(summary.measured_num_samples, summary.measured_seed)
+    return f"{text}; {on} ({where})"
 
 
 def _image(label: str, data: bytes) -> str:
@@ -155,7 +267,7 @@ def _study_section(page: StudyPage) -> str:
     schedule = s.best_schedule
     rows = (f"<p>{html.escape(s.sampler)}, {s.nfe} NFE, {html.escape(s.metric)}: tuned "
             f"<b>{_number(s.best_value)}</b> against ρ = 1 <b>{_number(s.baseline_value)}</b>"
-            f" — {html.escape(_gain_text(s))}</p>")
+            f" — <span class='gain'>{html.escape(_gain_text(s))}</span></p>")
     if schedule is not None:
         rows += (f"<p>ρ_bottom {schedule.rho_bottom:.3f}, ρ_top {schedule.rho_top:.3f}, "
                  f"shape {html.escape(schedule.shape)}</p>")
@@ -187,19 +299,19 @@ body { font: 15px/1.45 system-ui, sans-serif; color: var(--fg); background: var(
        max-width: 1280px; margin: 0 auto; padding: 1rem 1.5rem; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 section { border-top: 1px solid var(--line); }
-.grids { display: flex; flex-wrap: wrap; gap: 1rem; }
-figure { margin: 0; flex: 1 1 300px; max-width: 620px; }
+.grids { display: grid; gap: 1rem;
+         grid-template-columns: repeat(auto-fill, minmax(min(100%, 440px), 1fr)); }
+figure { margin: 0; }
 figure img { width: 100%; height: auto; image-rendering: pixelated; display: block; }
 figcaption, .note { color: var(--muted); font-size: 0.9rem; }
 .row { display: flex; align-items: center; gap: 1rem; }
-svg.chart { max-width: 520px; width: 100%; } svg.factors { width: 260px; }
+svg.chart { max-width: 760px; width: 100%; } svg.factors { width: 300px; }
 svg .axis, svg .one { stroke: var(--line); stroke-width: 1; }
 svg .one { stroke-dasharray: 4 3; }
 svg text { fill: var(--muted); font-size: 11px; }
-svg .tuned { stroke: var(--tuned); fill: var(--tuned); }
-svg .baseline { stroke: var(--base); fill: var(--base); }
-svg polyline { fill: none; stroke-width: 2; }
-svg .tuned-key { fill: var(--tuned); } svg .baseline-key { fill: var(--base); }
+svg polyline.line { fill: none; stroke-width: 2; }
+svg polyline.baseline { stroke-dasharray: 6 4; }
+svg .plot-area { stroke: none; } svg text.key { font-size: 12px; }
 svg .bar { fill: var(--tuned); }
 table { border-collapse: collapse; margin: 0.5rem 0; }
 td, th { border: 1px solid var(--line); padding: 0.2rem 0.6rem; text-align: right; }
@@ -235,17 +347,43 @@ def _grid_bytes(store: FileSystemArtifactStore | None, trial: optuna.trial.Froze
     return None
 
 
+def _known_label(trial: optuna.trial.FrozenTrial) -> str:
+    """``ρ = 1``, ``paper ρ 0.55→1.00 (trial 1)`` or ``freeu b1.50/1.60 s0.90/0.20 (trial 2)``:
+    a known point's grid says which schedule it is."""
+    role = role_of(trial)
+    if role == "baseline":
+        return "ρ = 1"
+    schedule = schedule_from_params(trial.params)
+    if role == "freeu" and schedule.freeu is not None:
+        f = schedule.freeu
+        what = f"b{f.b1:.2f}/{f.b2:.2f} s{f.s1:.2f}/{f.s2:.2f}"
+    else:
+        what = f"ρ {schedule.rho_bottom:.2f}→{schedule.rho_top:.2f}"
+        what += "" if schedule.shape == "linear" else f" {schedule.shape}"
+    return f"{role} {what} (trial {trial.number})"
+
+
+def _labelled_trials(trials: Sequence[optuna.trial.FrozenTrial], best: int | None
+                     ) -> list[tuple[str, optuna.trial.FrozenTrial]]:
+    """The trials whose grids the page shows, labelled: the tuned one first, then ρ = 1 and
+    the known points. A known point that is the tuned schedule is shown once, as
+    ``tuned = <its label>``, not twice as if the two differed."""
+    by_number = {t.number: t for t in trials}
+    known = [t for t in trials if role_of(t) in ("baseline", "paper", "freeu")]
+    if best is None or best not in by_number:
+        return [(_known_label(t), t) for t in known]
+    tuned = by_number[best]
+    schedule = schedule_from_params(tuned.params)
+    same = [t for t in known
+            if t.number == best or schedule_from_params(t.params) == schedule]
+    label = "tuned" + "".join(f" = {_known_label(t)}" for t in same[:1])
+    return [(label, tuned), *((_known_label(t), t) for t in known if t not in same)]
+
+
 def _page(study: optuna.Study, summary: StudySummary,
           store: FileSystemArtifactStore | None) -> StudyPage:
     grids: dict[str, bytes] = {}
-    trials = study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in trials}
-    labelled = []
-    if summary.best_trial is not None:
-        labelled.append(("tuned", by_number[summary.best_trial]))
-    labelled += [("ρ = 1" if role_of(t) == "baseline" else f"{role_of(t)} (trial {t.number})",
-                  t) for t in trials if role_of(t) in ("baseline", "paper", "freeu")]
-    for label, trial in labelled:
+    for label, trial in _labelled_trials(study.get_trials(deepcopy=False), summary.best_trial):
         data = _grid_bytes(store, trial)
         if data is not None and label not in grids:
             grids[label] = data
@@ -253,6 +391,17 @@ def _page(study: optuna.Study, summary: StudySummary,
     grid = attrs.get(GRID_ATTR) or {}
     return StudyPage(summary=summary, grids=grids, grid_seed=grid.get("seed"),
                      num_skips=attrs.get(NUM_SKIPS_ATTR))
+
+
+def front_series(report: FrontReport) -> list[FrontSeries]:
+    """A report's points as chart series: one per sampler and kind (tuned, ρ = 1)."""
+    return [
+        FrontSeries(sampler, kind, tuple((r.nfe, r.value) for r in records
+                                         if r.sampler == sampler))
+        for kind, records in (("tuned", report.tuned), ("baseline", report.baseline))
+        for sampler in report.samplers
+        if any(r.sampler == sampler for r in records)
+    ]
 
 
 def write_report(
@@ -277,11 +426,7 @@ def write_report(
         source = storage.display_url
         reports = front_report(storage, group=group)
     pages.sort(key=lambda p: (p.summary.group, p.summary.sampler, p.summary.nfe))
-    fronts = [
-        (f"{r.metric} at N = {r.num_samples}, seeds from {r.seed}",
-         front_svg([(t.nfe, t.value) for t in r.tuned], [(b.nfe, b.value) for b in r.baseline],
-                   metric=r.metric))
-        for r in reports
-    ]
+    fronts = [(f"{r.metric} at {r.measured_on}", front_svg(front_series(r), metric=r.metric))
+              for r in reports]
     text = render_report(pages, fronts, source=source)
     return write_atomically(target, text.encode("utf-8"), suffixes=(".html", ".htm"))

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from skiptune.schedule import TuningSchedule
+from skiptune.tuner.results._labels import gain_established, measured_on
 from skiptune.tuner.study import (
     TOTAL_ATTR,
     StudyConfig,
@@ -70,10 +71,35 @@ class StudySummary:
     gain_low: float | None = None
     gain_high: float | None = None
     validation_level: float | None = None
+    validation_seed: int | None = None    # validation image j from seed + j
     # The races behind the choice: seed blocks of validation_num_samples images each
     # (validation_blocks) decided it, and race_images images were measured for the races.
     validation_blocks: int | None = None
     race_images: int | None = None
+
+    @property
+    def measured_num_samples(self) -> int:
+        """N behind ``best_value`` and ``baseline_value``: the validation's once validated."""
+        if self.validated and self.validation_num_samples is not None:
+            return self.validation_num_samples
+        return self.num_samples
+
+    @property
+    def measured_seed(self) -> int:
+        """The first noise seed behind ``best_value`` and ``baseline_value``."""
+        return (self.validation_seed if self.validated and self.validation_seed is not None
+                else self.seed)
+
+    @property
+    def measured_on(self) -> str:
+        """``N = 128, seeds 64–191, validated``: what the values were measured on."""
+        return measured_on(self.measured_num_samples, self.measured_seed,
+                           validated=self.validated)
+
+    @property
+    def gain_established(self) -> bool | None:
+        """Whether the validated gain's interval lies above 0; None before validation."""
+        return gain_established(self.gain_low, self.gain_high)
 
     @property
     def improvement(self) -> float | None:
@@ -119,6 +145,9 @@ class StudySummary:
             "validation_level": self.validation_level,
             "validation_blocks": self.validation_blocks,
             "race_images": self.race_images,
+            "validation_seed": self.validation_seed,
+            "gain_established": self.gain_established,
+            "measured_on": self.measured_on,
         }
 
 
@@ -189,6 +218,7 @@ def _validated(summary: StudySummary, validation: ValidationResult) -> StudySumm
         validation_level=validation.level,
         validation_blocks=validation.blocks,
         race_images=validation.race_images,
+        validation_seed=validation.seed,
     )
 
 

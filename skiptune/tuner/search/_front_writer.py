@@ -1,14 +1,14 @@
-"""Write the stored front: a study's tuned and baseline points, flagged against its group's."""
+"""Write the stored front: a study's tuned and baseline points, flagged against its group's
+(each sampler its own front: ``skiptune.tuner.results.front_flags``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
 from skiptune.storage import FrontRecord, Storage
-from skiptune.tuner.results import best_and_baseline, pareto_mask
+from skiptune.tuner.results import best_and_baseline, front_flags
 from skiptune.tuner.study import (
     StudyConfig,
     comparison_key,
@@ -75,18 +75,6 @@ def front_points_of(study: optuna.Study, config: StudyConfig) -> list[FrontRecor
         )
         for kind, number, params, value, searched in points
     ]
-
-def front_flags(records: Sequence[FrontRecord]) -> list[bool]:
-    """On-front flags, computed per (kind, comparison key): only alike measurements compete."""
-    flags = [False] * len(records)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, record in enumerate(records):
-        groups.setdefault((record.kind, record.comparison_key), []).append(i)
-    for indices in groups.values():
-        mask = pareto_mask([records[i] for i in indices])
-        for i, keep in zip(indices, mask, strict=True):
-            flags[i] = keep
-    return flags
 
 def update_front(storage: Storage, study: optuna.Study, config: StudyConfig) -> list[FrontRecord]:
     """Recompute ``study``'s points from its trials and store them with the group's front.
