@@ -93,7 +93,7 @@ def test_a_killed_validation_resumes_without_redoing_finished_candidates(
     assert summary.validated and len(validation_result(study).candidates) == 3  # type: ignore[union-attr]
     again = CountingValidations(objective)
     validate_study(storage, study, config, again, settings)
-    assert again.validated == 0
+    assert again.measured == 0
 
 
 def test_a_validation_smaller_than_the_last_rung_is_refused_before_any_write(
