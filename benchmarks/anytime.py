@@ -31,6 +31,13 @@ On the demonstration model at --nfe with --sampler:
    each, 8 × --large-n images, its best large-N FD. ``--paper-from`` reads those eight
    values from ``benchmarks/protocol_cost.py``'s JSON when it measured the same model, NFE,
    sampler, N and seeds; otherwise they are measured here.
+5. **Racing** (``--race``). The search's own races (``skiptune.tuner.search.race``) replayed
+   on the first strategy's stored runs: races do not change what the optimizer proposes, so
+   a racing search of T trials runs the run's first T trials, and at each race checkpoint
+   (10, 20, 40, … trials) it races on blocks of 2 × the last rung fresh seeds (from the
+   search seed + the last rung, as the search does), ``--race-top-k`` new challengers per
+   race number. The curve "STRATEGY racing" reports, at k images, the incumbent of the last
+   race whose trials and race blocks together fit in k.
 
 Everything measured is kept under --out (one JSON per search run, per large-N score and one
 feature file per validated schedule), so a killed run resumes where it stopped and a later
@@ -69,6 +76,7 @@ from skiptune.objectives import (
 from skiptune.schedule import TuningSchedule
 from skiptune.storage import open_storage
 from skiptune.tuner import SearchConfig, ValidationSettings, quiet_optuna, search
+from skiptune.tuner.search import RaceState, SeedBlocks, race, race_checkpoints
 from skiptune.tuner.study import role_of, schedule_from_params
 
 ASSETS = Path(__file__).resolve().parent.parent / "skiptune" / "assets"
@@ -248,6 +256,21 @@ class Scores:
     def validated(self, schedule: TuningSchedule, size: int) -> float:
         return float(self.check.score(self.features(schedule)[:size]))
 
+    def block(self, schedule: TuningSchedule, blocks: SeedBlocks, block: int) -> float:
+        """The schedule's value on one race block, as the search's race measures it."""
+        seed = blocks.seed(block)
+        path = self.out / "race" / f"{key_of(schedule)}-{seed}-{blocks.size}.json"
+        if path.exists():
+            return float(json.loads(path.read_text())["value"])
+        objective = self.truth.for_validation(num_samples=blocks.size, seed=seed)
+        try:
+            value = float(objective.evaluate(schedule).value)
+        except NonFiniteSampleError:
+            value = math.inf
+        write_json(path, {"schedule": schedule.to_dict(), "seed": seed, "n": blocks.size,
+                          "value": value})
+        return value
+
 
 def describe(schedule: TuningSchedule) -> str:
     shape = schedule.shape if schedule.shape != "power" else f"power{schedule.gamma:.2g}"
@@ -274,6 +297,82 @@ def validate_adaptively(
         if np.quantile(best - second, 0.975) < 0:
             return values[0], size
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Raced:
+    """What a racing search reports at one of its race checkpoints."""
+
+    trials: int
+    images: int                      # its trials' images and every race block so far
+    schedule: TuningSchedule
+    blocks: int                      # race blocks behind the reported schedule
+
+
+def replay_races(scores: Scores, trials: Sequence[Trial], *, seed: int, last_rung: int,
+                 block_size: int, top_k: int, max_blocks: int, budget: int) -> list[Raced]:
+    """The search's own races (``skiptune.tuner.search.race``) replayed on a stored run.
+
+    Races do not change what the optimizer proposes (their values are not trials), so a
+    racing search of T trials runs exactly the run's first T trials; at each checkpoint the
+    race takes the trials finished by then, as the search does with one worker. Checkpoints
+    whose trials alone pass ``budget`` images are not raced."""
+    blocks = SeedBlocks(first_seed=seed + last_rung, size=block_size)
+    measured: set[tuple[str, int]] = set()
+
+    def measure(trial: Trial, block: int) -> float:
+        measured.add((key_of(trial.schedule), block))
+        return scores.block(trial.schedule, blocks, block)
+
+    state, points = RaceState(), []
+    for number, checkpoint in enumerate(race_checkpoints(len(trials)), start=1):
+        done = trials[:checkpoint]
+        if sum(t.images for t in done) > budget:
+            break
+        best: dict[str, Trial] = {}
+        for trial in sorted((t for t in done if t.value is not None and math.isfinite(t.value)),
+                            key=lambda t: (t.value, t.number)):
+            best.setdefault(key_of(trial.schedule), trial)
+        baseline = next((t for t in done if t.role == "baseline" and t.value is not None), None)
+        state = race(state, list(best.values()), checkpoint=checkpoint, number=number,
+                     top_k=top_k, max_blocks=max_blocks, key=lambda t: key_of(t.schedule),
+                     measure=measure,
+                     baseline=baseline)
+        if state.incumbent is not None:
+            points.append(Raced(trials=checkpoint,
+                                images=sum(t.images for t in done) + block_size * len(measured),
+                                schedule=best[state.incumbent].schedule, blocks=state.blocks))
+    return points
+
+
+def race_curves(args: argparse.Namespace, scores: Scores, strategy: Strategy,
+                runs: dict[tuple[str, int], list[Trial]], seeds: Sequence[int],
+                checkpoints: Sequence[int]) -> dict[str, Any]:
+    """Each seed's race points, and the curve: at k images, what a racing search whose
+    trials and races fit in k images reports (its last race within k)."""
+    block_size = 2 * strategy.rungs[-1]                 # the default validation N
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    curve: dict[int, list[float]] = {}
+    for seed in seeds:
+        points = replay_races(scores, runs[strategy.name, seed], seed=seed,
+                              last_rung=strategy.rungs[-1], block_size=block_size,
+                              top_k=args.race_top_k,
+                              max_blocks=ValidationSettings().max_blocks, budget=args.budget)
+        per_seed[str(seed)] = [
+            {"trials": p.trials, "images": p.images, "blocks": p.blocks,
+             "schedule": p.schedule.to_dict(), "fd": scores.large_n(p.schedule)}
+            for p in points
+        ]
+        for k in checkpoints:
+            within = [p for p in points if p.images <= k]
+            if within:
+                curve.setdefault(k, []).append(scores.large_n(within[-1].schedule))
+        for p in points:
+            fd = scores.large_n(p.schedule)
+            say(f"  race seed {seed}: {p.trials:>4} trials, {p.images:>6} images, "
+                f"{p.blocks} block(s): {describe(p.schedule)} → FD {fd:.3f}")
+    return {"top_k": args.race_top_k, "block_size": block_size, "runs": per_seed,
+            "curve": {k: summary(v) for k, v in curve.items() if len(v) == len(seeds)}}
 
 
 def paper_line(args: argparse.Namespace, scores: Scores) -> dict[str, Any]:
@@ -352,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-at", default="256,512")
     parser.add_argument("--validation-seed", type=int, default=500_000)
     parser.add_argument("--paper-from", type=Path, default=None)
+    parser.add_argument("--race", action="store_true",
+                        help="also replay the search's races on the first strategy's runs")
+    parser.add_argument("--race-top-k", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None)
@@ -387,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                     curve.setdefault(k, []).append(scores.large_n(best[0]))
         curves[strategy.name] = {k: summary(v) for k, v in curve.items()
                                  if len(v) == len(seeds)}
+
+    racing = race_curves(args, scores, strategies[0], runs, seeds, checkpoints) if args.race else {}
+    if racing:
+        curves[f"{strategies[0].name} racing"] = racing.pop("curve")
 
     validation: list[dict[str, Any]] = []
     default = strategies[0]
@@ -430,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "budget": args.budget, "paper": paper,
         "baseline_fd": baseline, "curves": {n: {str(k): v for k, v in c.items()}
                                             for n, c in curves.items()},
-        "validation": validation,
+        "validation": validation, "racing": racing,
     })
     plot(out / "anytime.png", curves, paper, baseline, validation, title)
     return 0
