@@ -865,7 +865,8 @@ def _report_dict(report: Any) -> dict[str, Any]:
              "  skiptune export --nfe 9 --sampler unipc --study mymodel -o rho.json")
 def export(
     nfe: Annotated[int, typer.Option("--nfe", min=1, help="Step budget of the study.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="JSON file to write.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="JSON file to write; - writes "
+                                        "it to stdout.")],
     sampler: Annotated[str | None, typer.Option(help="Sampler, when several were "
                                                 "searched.")] = None,
     db: DbOption = None,
@@ -885,15 +886,19 @@ def export(
     """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
 
+    to_stdout = output == "-"
     with _fetching(offline):
         exported = _call(lambda: tuner.export_schedule(
-            db, nfe=nfe, sampler=sampler, group=study, path=output, model=model,
-            device=device, trust_pickle=trust_pickle,
+            db, nfe=nfe, sampler=sampler, group=study, path=None if to_stdout else output,
+            model=model, device=device, trust_pickle=trust_pickle,
             **_set(revision=revision, variant=variant, dtype=dtype),
         ))
+    if to_stdout:          # the file's text alone on stdout, for a pipe; the summary is stderr's
+        typer.echo(exported.to_json(), nl=False)
     baseline = _number(exported.baseline_value)
-    _stdout.print(
-        f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
+    where = "stdout" if to_stdout else output
+    (_stderr if to_stdout else _stdout).print(
+        f"wrote {where}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
         f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs {baseline} at "
         + (f"ρ = 1, N = {exported.num_samples}" if exported.validation is None else
            f"ρ = 1, validated at N = {exported.validation['num_samples']} on fresh seeds")

@@ -8,6 +8,7 @@ carries ``format`` and ``format_version``: a later format is refused, not misrea
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ class ExportedSchedule:
             "validation": self.validation,
             "skiptune_version": skiptune_version(),
         }
+
+    def to_json(self) -> str:
+        """The export file's text: :meth:`to_dict` as indented JSON, ending in a newline."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 # -- the format's one schema --------------------------------------------------------------
 

@@ -140,7 +140,9 @@ def write_samples(
             "an export carries its own schedule: pass schedule or exported, not both",
             field=("schedule", "exported"),
         )
-    check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
+    inputs = [model, exported, *(conditioning or {}).values()]
+    check_output_path(path, suffixes=IMAGE_SUFFIXES,        # before the slow part
+                      reading=[p for p in inputs if isinstance(p, str | Path)])
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle, conditioning=conditioning,
                         revision=revision, variant=variant, dtype=dtype)

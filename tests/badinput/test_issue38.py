@@ -1,0 +1,107 @@
+"""The classes of issue 38 this branch fixes, at their one root each, with new variants.
+
+The writer rule (one function every writer calls), the URL masker (every message), the one
+ASCII number and list parser (every list and spec option), a closed stdout, an export's σ
+list, and the bounded reader for prompts, report artifacts and cache sidecars.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from skiptune._files import check_output_path, write_atomically
+from skiptune.errors import FileAccessError
+from tests.badinput.test_classes import _files, _one_error, _run
+from tests.tuner.helpers import DEMO, demo_database
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo database (a finished search at 3 and 5 NFE), for one module."""
+    folder = tmp_path_factory.mktemp("issue38")
+    copy = folder / "runs.db"
+    shutil.copyfile(demo_database(tmp_path_factory.mktemp("demo38")), copy)
+    return copy
+
+
+# -- 1. one writer rule ------------------------------------------------------------------------
+
+
+def _sqlite(path: Path) -> Path:
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table kept (x integer)")
+    connection.close()
+    return path
+
+
+@pytest.mark.parametrize("name", ["notes.json", "data.png", "page.html", "plot.svg", "x.npz"])
+def test_the_writer_rule_never_replaces_a_database_whatever_its_name(
+    tmp_path: Path, name: str
+) -> None:
+    target = _sqlite(tmp_path / name)
+    before = target.read_bytes()
+    with pytest.raises(FileAccessError, match="it already holds a SQLite database"):
+        write_atomically(target, b"{}", writes=".json")
+    with pytest.raises(FileAccessError, match="SQLite database"):
+        check_output_path(target)
+    assert target.read_bytes() == before
+
+
+def test_the_writer_rule_replaces_only_what_skiptune_wrote_in_that_format(tmp_path: Path) -> None:
+    export = tmp_path / "rho.json"
+    export.write_text('{\n  "format": "skiptune-schedule",\n  "nfe": 9\n}\n')
+    write_atomically(export, b'{"format": "skiptune-schedule"}\n', writes=".json")  # its own
+    empty = tmp_path / "empty.json"
+    empty.touch()
+    write_atomically(empty, b"{}", writes=".json")                           # empty: nothing lost
+    config = tmp_path / "config.json"
+    config.write_text('{"sample_size": 32}')                  # a model's config: not an export
+    text = tmp_path / "rho.txt"
+    text.write_text("my notes\n")
+    for foreign in (config, text):
+        with pytest.raises(FileAccessError, match="delete the file first if it is not needed"):
+            write_atomically(foreign, b"{}", writes=".json")
+    assert config.read_text() == '{"sample_size": 32}' and text.read_text() == "my notes\n"
+
+
+def test_the_writer_rule_never_replaces_an_input_of_the_command(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("<!DOCTYPE html><html><head><title>skiptune report</title>")
+    check_output_path(page)                                          # a report it wrote: fine
+    with pytest.raises(FileAccessError, match="it is an input of this command"):
+        check_output_path(page, reading=[str(tmp_path / "." / "page.html")])
+
+
+def test_export_refuses_its_database_a_checkpoint_and_a_text_and_leaves_them(
+    finished: Path, tmp_path: Path
+) -> None:
+    shutil.copyfile(DEMO, tmp_path / "model.pt")
+    (tmp_path / "other.db").write_bytes(finished.read_bytes())
+    (tmp_path / "README").write_text("keep me\n")
+    before = _files(tmp_path)
+    for output, phrase in ((str(finished), "input of this command"),
+                           ("other.db", "SQLite database"), ("model.pt", "model checkpoint"),
+                           ("README", "did not write")):
+        result = _run("export", "--db", str(finished), "--nfe", "3", "-o", output, cwd=tmp_path)
+        _one_error(result, phrase)
+    assert _files(tmp_path) == before
+    sqlite3.connect(finished).execute("select count(*) from studies").fetchone()
+
+
+def test_export_to_dash_writes_the_file_text_to_stdout_and_no_file(
+    finished: Path, tmp_path: Path
+) -> None:
+    result = _run("export", "--db", str(finished), "--nfe", "3", "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["format"] == "skiptune-schedule" and data["nfe"] == 3
+    assert "wrote stdout" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    written = _run("export", "--db", str(finished), "--nfe", "3", "-o", "rho.json", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "rho.json").read_text() == result.stdout           # one format, two sinks
