@@ -39,6 +39,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from skiptune._secrets import mask_secrets
 from skiptune.errors import SkiptuneError
 
 __all__ = ["app", "main", "search_app", "search_main"]
@@ -172,8 +173,9 @@ _said: list[str] = []          # the error line printed, so that the edge never 
 
 
 def _echo_error(message: str, *, code: int) -> int:
-    # One line, no markup, no wrapping: scripts grep it and humans read it.
-    line = f"error: {' '.join(message.split())}"
+    # One line, no markup, no wrapping: scripts grep it and humans read it; no secret in it
+    # (a usage error quotes the value given, which may be a URL with a token).
+    line = f"error: {' '.join(mask_secrets(message).split())}"
     _said.append(line)
     typer.echo(line, err=True)
     return code
@@ -190,7 +192,7 @@ def _warn(event: Any) -> None:
     if isinstance(event, tuner.BatchSizeReduced):
         typer.echo(_batch_warning(event), err=True)
     elif isinstance(event, tuner.Note):
-        typer.echo(f"note: {event.message}", err=True)
+        typer.echo(f"note: {mask_secrets(event.message)}", err=True)
     elif isinstance(event, tuner.WorkerLost):
         typer.echo(_lost_warning(event), err=True)
     elif isinstance(event, tuner.ReferenceSampled) and event.done == 0:
@@ -522,7 +524,7 @@ class _SearchProgress:
             self._progress.update(self._task(event.source), total=event.total,
                                   completed=event.done, status="reference (ρ = 1)")
         elif isinstance(event, tuner.Note):
-            self._progress.console.print(f"note: {event.message}", soft_wrap=True,
+            self._progress.console.print(f"note: {mask_secrets(event.message)}", soft_wrap=True,
                                          markup=False)
         elif isinstance(event, tuner.StudyStarted):
             task = self._task(event.study_name, event.nfe, event.trials_total, event.finished)

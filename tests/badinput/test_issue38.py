@@ -105,3 +105,45 @@ def test_export_to_dash_writes_the_file_text_to_stdout_and_no_file(
     written = _run("export", "--db", str(finished), "--nfe", "3", "-o", "rho.json", cwd=tmp_path)
     assert written.returncode == 0, written.stderr
     assert (tmp_path / "rho.json").read_text() == result.stdout           # one format, two sinks
+
+
+# -- 2. one URL masker for every message ------------------------------------------------------
+
+SECRET = "hunter2SECRET"
+
+
+@pytest.mark.parametrize("text", [
+    f"cannot reach http://me:{SECRET}@127.0.0.1:9/x.pt (refused)",
+    f"adapter: could not connect to postgresql://u:{SECRET}@h/db: timeout",
+    f"model 'https://host/x.pt?token={SECRET}&raw=1' is gone",
+    f"see huggingface.co/x?download=1&access_token={SECRET}",
+    f"blob.core.windows.net/c/x.npz?sv=2020&sig={SECRET}",
+    f"https://s3/x?X-Amz-Signature={SECRET}&X-Amz-Date=1",
+    f"https://h/x?API_KEY={SECRET}",
+])
+def test_every_error_message_masks_url_secrets(text: str) -> None:
+    from skiptune._secrets import mask_secrets
+    from skiptune.errors import DownloadError, ModelError
+
+    assert SECRET not in mask_secrets(text) and "***" in mask_secrets(text)
+    for kind in (ModelError, DownloadError):       # the one base masks what it is given
+        assert SECRET not in str(kind(text))
+
+
+def test_a_message_without_secrets_is_unchanged() -> None:
+    from skiptune._secrets import mask_secrets
+
+    for text in ("pass allow_other_weights=True", "http://127.0.0.1:9/x.pt#sha256=ab",
+                 "https://h/x?revision=main&subfolder=unet", "user@example.org wrote it"):
+        assert mask_secrets(text) == text
+
+
+def test_the_command_line_masks_url_secrets_in_every_line(tmp_path: Path) -> None:
+    model = f"http://me:{SECRET}@127.0.0.1:9/model.pt"
+    result = _run("sample", "--model", model, "-o", "x.png", "--offline", cwd=tmp_path)
+    assert "me:***@127.0.0.1" in _one_error(result) and SECRET not in result.stderr
+    ref = f"https://127.0.0.1:9/ref.npz?token={SECRET}#notapin"
+    result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", ref, "--db",
+                  str(tmp_path / "s.db"), cwd=tmp_path)
+    assert "token=***" in _one_error(result) and SECRET not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
