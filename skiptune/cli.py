@@ -39,8 +39,9 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from skiptune._parsing import parse_list, parse_name, parse_number, parse_whole
 from skiptune._secrets import mask_secrets
-from skiptune.errors import SkiptuneError
+from skiptune.errors import ConfigurationError, SkiptuneError
 
 __all__ = ["app", "main", "search_app", "search_main"]
 
@@ -291,32 +292,31 @@ def _call(fn: Callable[[], T]) -> T:
         raise _fail(_message(e)) from None
 
 
-def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
+def _parsed(parse: Callable[[str], T], text: str | None, *, name: str) -> T | None:
+    """``text`` read by one of skiptune's parsers (ASCII digits, no empty item); a mistake is
+    a usage error naming the option ``name``. None stays None (the option was not set)."""
     if text is None:
         return None
     try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}",
-                                 param_hint=name) from None
-    if count is not None and len(values) != count:
-        raise typer.BadParameter(f"expected {count} numbers like 0.3,1.2, got {text!r}",
-                                 param_hint=name)
-    return values
+        return parse(text)
+    except ConfigurationError as e:
+        raise typer.BadParameter(str(e), param_hint=name) from None
 
 
-_ASCII_WHOLE = re.compile(r"[+-]?[0-9]+")
+def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
+    example = ",".join(["0.3", "1.2", "0.9", "0.2"][: count or 2])
+    return _parsed(lambda t: parse_list(t, parse_number, what="numbers", example=example,
+                                        count=count), text, name=name)
 
 
-def _ints(text: str | None, *, name: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    # ASCII digits only: int() would also read '٣' (Arabic-Indic three) or '1_0' as numbers.
-    if not all(_ASCII_WHOLE.fullmatch(part) for part in parts):
-        raise typer.BadParameter(f"expected whole numbers like 64,256, got {text!r}",
-                                 param_hint=name)
-    return tuple(int(part) for part in parts)
+def _ints(text: str | None, *, name: str, example: str = "64,256") -> tuple[int, ...] | None:
+    return _parsed(lambda t: parse_list(t, parse_whole, what="whole numbers", example=example),
+                   text, name=name)
+
+
+def _names(text: str | None, *, name: str) -> tuple[str, ...] | None:
+    return _parsed(lambda t: parse_list(t, parse_name, what="names", example="linear,power"),
+                   text, name=name)
 
 
 def _set(**options: Any) -> dict[str, Any]:
@@ -409,7 +409,8 @@ DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
                   guidance_scale: float | None, class_labels: str | None) -> dict[str, Any] | None:
     """The conditioning choices the user set (prompts for SD, class labels for EDM), or None."""
-    labels = None if class_labels is None else _ints(class_labels, name="--class-labels")
+    labels = None if class_labels is None else _ints(class_labels, name="--class-labels",
+                                                           example="1,5,7")
     return _set(prompts=prompts, embeddings=embeddings, negative_prompt=negative_prompt,
                 guidance_scale=guidance_scale, class_labels=labels) or None
 
@@ -717,7 +718,6 @@ def search_command(
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
-    from skiptune.errors import ConfigurationError
     from skiptune.objectives import ObjectiveSettings, get_metric
 
     if metric is not None:
@@ -736,7 +736,7 @@ def search_command(
         rho_bottom=_floats(rho_bottom_range, name="--rho-bottom-range", count=2),
         rho_top=rho_top if rho_top is not None else _floats(rho_top_range,
                                                             name="--rho-top-range", count=2),
-        shapes=tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None,
+        shapes=_names(shapes, name="--shapes"),
         kind=space,
         freeu_b=_floats(freeu_b_range, name="--freeu-b-range", count=2),
         freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),

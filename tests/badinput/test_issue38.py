@@ -147,3 +147,56 @@ def test_the_command_line_masks_url_secrets_in_every_line(tmp_path: Path) -> Non
                   str(tmp_path / "s.db"), cwd=tmp_path)
     assert "token=***" in _one_error(result) and SECRET not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 16. one ASCII number and list parser ------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["self:heun:9:٣٢", "self:heun:1_1", "self:heun:٩",
+                                  "self:heun:9:３２", "self:heun:9:+32 ", "self:heun:9:3²"])
+def test_a_self_reference_spec_takes_ascii_digits_only(spec: str) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives._self_reference import parse_self_reference
+
+    with pytest.raises(ConfigurationError, match="not a whole number"):
+        parse_self_reference(spec)
+    assert parse_self_reference("self:heun:9:32").num_samples == 32
+
+
+@pytest.mark.parametrize(("flag", "value", "phrase"), [
+    ("--class-labels", "1,,2", "item 2 is empty"),
+    ("--class-labels", "1,", "item 2 is empty"),
+    ("--class-labels", "٣", "not a whole number in ASCII digits"),
+    ("--shapes", "", "it is empty"),
+    ("--shapes", " , ", "item 1 is empty"),
+    ("--shapes", "linear,,power", "item 2 is empty"),
+    ("--rungs", "16,32,", "item 3 is empty"),
+    ("--rungs", "1_6,32", "'1_6' is not a whole number"),
+    ("--rho-bottom-range", "0.3,inf", "'inf' is not a decimal number"),
+    ("--rho-bottom-range", "0.3,1_0", "'1_0' is not a decimal number"),
+    ("--sigma-window", "٠.1,5", "is not a decimal number"),
+])
+def test_every_list_option_is_read_by_the_one_parser(flag: str, value: str, phrase: str) -> None:
+    from tests.properties.test_cli_parsing_properties import invoke
+
+    result, received = invoke("--nfe", "9", flag, value)
+    assert result.exit_code == 2 and received == {}
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: invalid value for {flag}: expected") and phrase in line, line
+
+
+def test_sample_reads_freeu_and_class_labels_with_the_one_parser(tmp_path: Path) -> None:
+    for argv, phrase in ((("--freeu", "1.5,1.6,0.9,"), "--freeu"),
+                         (("--class-labels", "1,,2"), "--class-labels")):
+        result = _run("sample", "--model", str(DEMO), "--nfe", "3", "-n", "2", "-o", "x.png",
+                      *argv, cwd=tmp_path)
+        assert phrase in _one_error(result, "item 4 is empty" if phrase == "--freeu"
+                                    else "item 2 is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_search_refuses_a_self_spec_in_other_digits_and_creates_nothing(tmp_path: Path) -> None:
+    for spec in ("self:heun:9:٣٢", "self:heun:1_1:64"):
+        result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", spec, cwd=tmp_path)
+        _one_error(result, "not a whole number")
+    assert list(tmp_path.iterdir()) == []
