@@ -12,6 +12,7 @@ import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow
 # isort: on
 import codecs
 import contextlib
+import errno
 import io
 import json
 import os
@@ -1110,6 +1111,9 @@ def _prepare_output() -> None:
         if isinstance(stream, io.TextIOWrapper) and not _encodes(stream, "ρσ→"):
             stream.reconfigure(errors="skiptune-ascii")
     out = sys.stdout
+    if out is None:             # started with stdout closed (`>&-`): Python gives no stream
+        sys.stdout = _closed_stdout()
+        return
     try:
         fd = out.fileno()
         out.flush()
@@ -1119,6 +1123,32 @@ def _prepare_output() -> None:
         io.BufferedWriter(_CheckedStdout(fd)), encoding=out.encoding, errors=out.errors,
         line_buffering=bool(getattr(out, "line_buffering", False)),
     )
+
+
+class _ClosedStdout(_CheckedStdout):
+    """A stdout that was closed when the command started: the first write fails as
+    stdout's (the edge says so in one line); what comes after is dropped, so that Python's
+    own flush at exit does not fail again."""
+
+    _failed = False
+
+    def write(self, data: Any) -> int:
+        if not self._failed:
+            self._failed = True
+            raise _StdoutFailed(errno.EBADF, "stdout is closed")
+        return len(data)
+
+
+def _closed_stdout() -> io.TextIOWrapper:
+    """The stream for a closed stdout. File descriptor 1 is first taken by the null device,
+    so that no file the command opens (the database) gets it and receives the output."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+    return io.TextIOWrapper(io.BufferedWriter(_ClosedStdout(1)), encoding="utf-8",
+                            errors="skiptune-ascii")
 
 
 def _encodes(stream: Any, text: str) -> bool:
@@ -1137,8 +1167,10 @@ def _output_failed(error: OSError) -> int:
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
     reason = error.strerror or type(error).__name__
-    return _echo_error(f"cannot write the output to stdout ({reason}); free space or "
-                       "redirect it elsewhere, then run the command again", code=1)
+    fix = ("open it (drop '>&-') or redirect it to a file" if error.errno == errno.EBADF
+           else "free space or redirect it elsewhere")
+    return _echo_error(f"cannot write the output to stdout ({reason}); {fix}, then run the "
+                       "command again", code=1)
 
 
 def _edge(command: Callable[[], Any]) -> None:

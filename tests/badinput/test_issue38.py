@@ -8,8 +8,11 @@ list, and the bounded reader for prompts, report artifacts and cache sidecars.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import pytest
 from skiptune._files import check_output_path, write_atomically
 from skiptune.errors import FileAccessError
 from tests.badinput.test_classes import _files, _one_error, _run
-from tests.tuner.helpers import DEMO, demo_database
+from tests.tuner.helpers import DEMO, cli_env, demo_database
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +203,31 @@ def test_a_search_refuses_a_self_spec_in_other_digits_and_creates_nothing(tmp_pa
         result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", spec, cwd=tmp_path)
         _one_error(result, "not a whole number")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 13. a closed stdout -----------------------------------------------------------------------
+
+
+def _with_stdout_closed(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``skiptune ARGV >&-``: a fresh interpreter whose file descriptor 1 is closed."""
+    return subprocess.run([sys.executable, "-m", "skiptune.cli", *argv], cwd=cwd, env=cli_env(),
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=240, preexec_fn=lambda: os.close(1))
+
+
+def test_a_closed_stdout_is_one_line_and_changes_nothing(finished: Path, tmp_path: Path) -> None:
+    before = _files(finished.parent)
+    for argv in (["best"], ["best", "--json"], ["studies"], ["front"],
+                 ["export", "--nfe", "3", "-o", "-"]):
+        result = _with_stdout_closed([*argv, "--db", str(finished)], tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: cannot write the output to stdout (stdout is closed)")
+        assert "drop '>&-'" in line
+    assert _files(finished.parent) == before and list(tmp_path.iterdir()) == []
+    # A file the command opens never takes the closed descriptor: the export holds JSON alone.
+    _with_stdout_closed(["export", "--nfe", "3", "-o", "rho.json", "--db", str(finished)],
+                        tmp_path)
+    assert json.loads((tmp_path / "rho.json").read_text())["nfe"] == 3
+    assert _files(finished.parent) == before
