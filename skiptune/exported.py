@@ -231,7 +231,24 @@ def _schema_problem(data: Mapping[str, Any]) -> str | None:
         data.get("validation") is not None
     ):
         problem = "has field 'validated' that contradicts field 'validation'"
+    if problem is None and data.get("sigmas") is not None:
+        problem = _grid_problem(data["sigmas"], sampler=data["sampler"], nfe=data["nfe"])
     return problem
+
+
+def _grid_problem(sigmas: list[Any], *, sampler: str, nfe: int) -> str | None:
+    """Why ``sigmas`` is not the σ list ``sampler`` walks at ``nfe`` calls, or None: it must
+    hold one value per step and the final 0."""
+    from skiptune.sampling.solvers import steps_for_nfe  # lazily: sampling imports this module
+
+    try:
+        steps = steps_for_nfe(sampler, nfe)
+    except ConfigurationError as e:
+        return f"has field 'nfe' = {nfe}, a budget {sampler} cannot meet ({e})"
+    if len(sigmas) != steps + 1:
+        return (f"has field 'sigmas' with {len(sigmas)} values, but {sampler} at {nfe} NFE "
+                f"takes {steps} steps: {steps + 1} values, the last 0")
+    return None
 
 
 def load_exported(

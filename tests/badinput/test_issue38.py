@@ -231,3 +231,52 @@ def test_a_closed_stdout_is_one_line_and_changes_nothing(finished: Path, tmp_pat
                         tmp_path)
     assert json.loads((tmp_path / "rho.json").read_text())["nfe"] == 3
     assert _files(finished.parent) == before
+
+
+# -- 17. an export's σ list fits its budget ----------------------------------------------------
+
+
+def _export(tmp_path: Path, *, sampler: str, nfe: int, sigmas: list[float] | None) -> Path:
+    from skiptune.exported import ExportedSchedule
+    from skiptune.schedule import TuningSchedule
+
+    exported = ExportedSchedule(
+        schedule=TuningSchedule(rho_bottom=0.6), nfe=nfe, sampler=sampler, value=1.0,
+        baseline_value=2.0, metric="fd", num_samples=16, seed=0, model_fingerprint="f" * 64,
+        study="s", sigmas=sigmas,
+    )
+    path = tmp_path / f"{sampler}-{nfe}-{len(sigmas or [])}.json"
+    path.write_text(exported.to_json())
+    return path
+
+
+def _descending(count: int) -> list[float]:
+    return [*(80.0 / 2**k for k in range(count - 1)), 0.0]
+
+
+@pytest.mark.parametrize(("sampler", "nfe", "steps"), [("heun", 9, 5), ("euler", 9, 9),
+                                                       ("dpmpp_2m", 5, 5)])
+def test_an_export_whose_sigmas_do_not_fit_its_budget_is_refused(
+    tmp_path: Path, sampler: str, nfe: int, steps: int
+) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.exported import load_exported
+
+    assert load_exported(_export(tmp_path, sampler=sampler, nfe=nfe,
+                                 sigmas=_descending(steps + 1))).nfe == nfe
+    assert load_exported(_export(tmp_path, sampler=sampler, nfe=nfe, sigmas=None)).nfe == nfe
+    for count in (2, steps, steps + 2, 40):
+        path = _export(tmp_path, sampler=sampler, nfe=nfe, sigmas=_descending(count))
+        with pytest.raises(ConfigurationError) as caught:
+            load_exported(path)
+        line = str(caught.value)
+        assert f"'sigmas' with {count} values" in line and f"{steps + 1} values" in line, line
+        assert "export it again" in line and "\n" not in line
+
+
+def test_sample_refuses_such_an_export_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    path = _export(tmp_path, sampler="heun", nfe=3, sigmas=_descending(40))
+    result = _run("sample", "--model", str(DEMO), "--from", path.name, "-n", "2", "-o", "x.png",
+                  "--allow-other-weights", cwd=tmp_path)
+    _one_error(result, "'sigmas' with 40 values", "heun at 3 NFE takes 2 steps")
+    assert not (tmp_path / "x.png").exists()
