@@ -28,7 +28,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo database (a finished search at 3 and 5 NFE), for one module."""
     folder = tmp_path_factory.mktemp("issue38")
     copy = folder / "runs.db"
-    shutil.copyfile(demo_database(tmp_path_factory.mktemp("demo38")), copy)
+    demo = demo_database(tmp_path_factory.mktemp("demo38"))
+    shutil.copyfile(demo, copy)
+    shutil.copytree(demo.with_suffix(".artifacts"), folder / "runs.artifacts")  # its grids
     return copy
 
 
@@ -280,3 +282,34 @@ def test_sample_refuses_such_an_export_in_one_line_and_writes_nothing(tmp_path: 
                   "--allow-other-weights", cwd=tmp_path)
     _one_error(result, "'sigmas' with 40 values", "heun at 3 NFE takes 2 steps")
     assert not (tmp_path / "x.png").exists()
+
+
+# -- 4. the report reads its grid files through the bounded reader -----------------------------
+
+
+def _spoil(grid: Path, how: int) -> None:
+    """Replace a grid file by a link to /dev/zero, a sparse file past the cap, or a FIFO."""
+    grid.unlink()
+    if how == 0:
+        grid.symlink_to("/dev/zero")
+    elif how == 1:
+        grid.touch()
+        os.truncate(grid, 65 * 2**20)
+    else:
+        os.mkfifo(grid)
+
+
+def test_a_report_skips_grid_files_that_are_not_bounded_regular_files(
+    finished: Path, tmp_path: Path
+) -> None:
+    shutil.copyfile(finished, tmp_path / "runs.db")
+    grids = tmp_path / "runs.artifacts"
+    shutil.copytree(finished.parent / "runs.artifacts", grids)
+    whole = _run("report", "--db", "runs.db", "-o", "whole.html", cwd=tmp_path)
+    assert whole.returncode == 0 and "data:image/png" in (tmp_path / "whole.html").read_text()
+    for number, grid in enumerate(sorted(grids.iterdir())):
+        _spoil(grid, number % 3)
+    result = _run("report", "--db", "runs.db", "-o", "page.html", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "page.html").read_text()
+    assert "data:image/png" not in page and "no images stored" in page
