@@ -33,6 +33,7 @@ __all__ = [
     "JSON_MAX_BYTES",
     "JSON_MAX_DEPTH",
     "JSON_MAX_NUMBER_CHARS",
+    "PNG_SOFTWARE",
     "check_output_path",
     "read_input",
     "read_json",
@@ -178,28 +179,40 @@ def read_json(path: str | Path, *, what: str, fix: str) -> Any:
         raise refuse("it nests too deep") from e
 
 
+PNG_SOFTWARE = ("Software", "skiptune")
+"""The text chunk every PNG skiptune writes carries (a grid, a plot): how the writer rule
+tells skiptune's PNG from a user's picture."""
+PNG_MARK = b"tEXt" + PNG_SOFTWARE[0].encode() + b"\x00" + PNG_SOFTWARE[1].encode()
+
 # What an existing file begins with when skiptune wrote it, by the format written (a file
 # extension, lower case): only such a file, or an empty one, may be replaced. A database, a
 # checkpoint, a photo or a text file the user keeps never starts like that.
 _OWN_HEAD_BYTES = 1024
 
 
-def _is_npz(head: bytes) -> bool:
-    # A zip whose first member is a NumPy array; a PyTorch checkpoint is a zip too, but its
-    # first member is ``<name>/data.pkl``.
+def _first_member(head: bytes) -> bytes | None:
+    """The name of a zip's first member (from its local header), or None: not a zip."""
     if not head.startswith(b"PK\x03\x04") or len(head) < 30:
-        return False
+        return None
     name_length = int.from_bytes(head[26:28], "little")
-    return head[30:30 + name_length].endswith(b".npy")
+    return head[30:30 + name_length]
+
+
+def _npz_starting(first: bytes) -> Callable[[bytes], bool]:
+    """An ``.npz`` whose first array is ``first`` (``images.npy`` for sample images,
+    ``mu.npy`` for statistics): a user's statistics are never taken for images or back."""
+    return lambda head: _first_member(head) == first
+
+
+def _is_npz(head: bytes) -> bool:
+    # A PyTorch checkpoint is a zip too, but its first member is ``<name>/data.pkl``.
+    return (_first_member(head) or b"").endswith(b".npy")
 
 
 def _is_checkpoint(head: bytes) -> bool:
     if head.startswith(b"\x80"):                      # a legacy pickle (protocol 2 and up)
         return True
-    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
-        return False
-    name_length = int.from_bytes(head[26:28], "little")
-    return head[30:30 + name_length].endswith(b"data.pkl")
+    return (_first_member(head) or b"").endswith(b"data.pkl")
 
 
 def _is_safetensors(head: bytes) -> bool:
@@ -210,10 +223,12 @@ _OWN_FORMATS: dict[str, Callable[[bytes], bool]] = {
     ".json": lambda head: re.match(rb'\s*\{\s*"format":\s*"skiptune-', head) is not None,
     ".html": lambda head: head.lstrip()[:15].lower() == b"<!doctype html>"
     and b"<title>skiptune" in head,
-    ".png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+    ".png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n") and PNG_MARK in head,
     ".svg": lambda head: head.lstrip().startswith((b"<?xml", b"<svg")),
     ".pdf": lambda head: head.startswith(b"%PDF-"),
     ".npz": _is_npz,
+    "images.npz": _npz_starting(b"images.npy"),
+    "statistics.npz": _npz_starting(b"mu.npy"),
     ".pt": _is_checkpoint,
     ".safetensors": _is_safetensors,
     ".sha256": lambda head: re.fullmatch(rb"[0-9a-f]{64}\n?", head) is not None,
@@ -225,7 +240,9 @@ _FOUND_KINDS: tuple[tuple[Callable[[bytes], bool], str], ...] = (
     (lambda head: head.startswith(b"SQLite format 3\x00"), "a SQLite database"),
     (_is_checkpoint, "a model checkpoint"),
     (_is_safetensors, "a safetensors file"),
+    (_is_npz, "NumPy arrays of another kind"),
     (lambda head: head.startswith(b"PK\x03\x04"), "a zip archive"),
+    (lambda head: head.startswith(b"\x89PNG"), "a PNG image skiptune did not write"),
 )
 
 

@@ -313,3 +313,31 @@ def test_a_report_skips_grid_files_that_are_not_bounded_regular_files(
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "page.html").read_text()
     assert "data:image/png" not in page and "no images stored" in page
+
+
+def test_images_and_plots_replace_only_skiptunes_own(finished: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from skiptune.sampling import save_images
+    from skiptune.tuner import plot_front
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4), "red").save(photo)
+    statistics = tmp_path / "reference.npz"
+    np.savez(statistics, mu=np.zeros(2), sigma=np.eye(2))
+    before = _files(tmp_path)
+    images = torch.zeros(2, 3, 8, 8)
+    for target, phrase in ((photo, "a PNG image skiptune did not write"),
+                           (statistics, "NumPy arrays of another kind")):
+        with pytest.raises(FileAccessError, match=phrase):
+            save_images(images, target)
+    with pytest.raises(FileAccessError, match="a PNG image skiptune did not write"):
+        plot_front(finished, photo)
+    assert _files(tmp_path) == before
+    for name in ("grid.png", "images.npz"):               # skiptune's own: replaced, again
+        save_images(images, tmp_path / name)
+        save_images(images, tmp_path / name)
+    plot_front(finished, tmp_path / "grid.png")            # a PNG skiptune wrote
+    plot_front(finished, tmp_path / "grid.png")
