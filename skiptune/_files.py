@@ -184,10 +184,7 @@ PNG_SOFTWARE = ("Software", "skiptune")
 tells skiptune's PNG from a user's picture."""
 PNG_MARK = b"tEXt" + PNG_SOFTWARE[0].encode() + b"\x00" + PNG_SOFTWARE[1].encode()
 
-# What an existing file begins with when skiptune wrote it, by the format written (a file
-# extension, lower case): only such a file, or an empty one, may be replaced. A database, a
-# checkpoint, a photo or a text file the user keeps never starts like that.
-_OWN_HEAD_BYTES = 1024
+_OWN_HEAD_BYTES = 1024           # what is read of an existing file to tell what it holds
 
 
 def _first_member(head: bytes) -> bytes | None:
@@ -219,6 +216,10 @@ def _is_safetensors(head: bytes) -> bool:
     return len(head) > 8 and head[8:9] == b"{"
 
 
+# What an existing file begins with when skiptune wrote it, by the format written (a file
+# extension, lower case, or the kind of .npz): only such a file, or an empty one, may be
+# replaced. A database, a checkpoint, a picture or a text file the user keeps never starts
+# like that.
 _OWN_FORMATS: dict[str, Callable[[bytes], bool]] = {
     ".json": lambda head: re.match(rb'\s*\{\s*"format":\s*"skiptune-', head) is not None,
     ".html": lambda head: head.lstrip()[:15].lower() == b"<!doctype html>"
@@ -292,9 +293,10 @@ def check_output_path(
     ``suffixes`` (lower case, with the dot) are the extensions the writer can produce; any
     other is refused with the list. The writer rule, shared by every command that writes a
     file: an existing file is replaced only if it is empty or was written by skiptune in the
-    format written now (``writes``, an extension such as ".json"; default the path's own),
-    never a database, a checkpoint or any file of another kind, and never a file the command
-    reads (``reading``: its input paths). Call it before long work, so a bad ``-o`` fails first.
+    format written now (``writes``: an extension such as ".json", or "images.npz" or
+    "statistics.npz"; default the path's own), never a database, a checkpoint or any file of
+    another kind, and never a file the command reads (``reading``: its input paths). Call it
+    before long work, so a bad ``-o`` fails first.
     """
     target = Path(path)
     try:

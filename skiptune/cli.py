@@ -410,8 +410,7 @@ DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
                   guidance_scale: float | None, class_labels: str | None) -> dict[str, Any] | None:
     """The conditioning choices the user set (prompts for SD, class labels for EDM), or None."""
-    labels = None if class_labels is None else _ints(class_labels, name="--class-labels",
-                                                           example="1,5,7")
+    labels = _ints(class_labels, name="--class-labels", example="1,5,7")
     return _set(prompts=prompts, embeddings=embeddings, negative_prompt=negative_prompt,
                 guidance_scale=guidance_scale, class_labels=labels) or None
 
