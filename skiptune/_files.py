@@ -34,6 +34,7 @@ __all__ = [
     "JSON_MAX_DEPTH",
     "JSON_MAX_NUMBER_CHARS",
     "PNG_SOFTWARE",
+    "check_input_file",
     "check_output_path",
     "read_input",
     "read_json",
@@ -56,19 +57,15 @@ def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
 
 
-def read_input(
-    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
-) -> bytes:
-    """All bytes of the input file ``path``; any failure is one FileAccessError line.
+def _open_regular(target: Path, *, what: str, fix: str, max_bytes: int | None) -> IO[bytes]:
+    """``target`` opened for reading if it is a regular file within ``max_bytes``.
 
-    ``what`` names the file in the message ("model file", "export file"); ``fix`` says what
-    to pass instead. Only a regular file is read: a device (``/dev/zero``), a FIFO or a
-    socket never ends or never holds what a file does, so it is refused before any byte is
-    read. ``max_bytes`` caps the size (bytes) of an input that is never legitimately large.
+    Opened without blocking and checked on the open descriptor: a FIFO swapped in after a
+    check can neither hang the open nor be read.
     """
-    target = Path(path)
+    descriptor = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        info = target.stat()
+        info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
             raise FileAccessError(f"{what} {str(target)!r} is a folder; {fix}")
         if not stat.S_ISREG(info.st_mode):
@@ -77,16 +74,52 @@ def read_input(
             )
         if max_bytes is not None and info.st_size > max_bytes:
             raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
-        with target.open("rb") as handle:
-            # Read one byte past the cap: a file that grew since stat() is still caught.
-            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
-    except FileNotFoundError as e:
-        raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from e
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _input_error(target: Path, error: OSError, *, what: str, fix: str) -> FileAccessError:
+    if isinstance(error, FileNotFoundError):
+        return FileAccessError(f"{what} {str(target)!r} not found; {fix}")
+    # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
+    return FileAccessError(f"{what} {str(target)!r} cannot be read ({_reason(error)}); {fix}")
+
+
+def check_input_file(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> Path:
+    """``path`` if it is a regular file (of at most ``max_bytes``), else one FileAccessError
+    line, as :func:`read_input` says: for a loader that opens the file by its path."""
+    target = Path(path)
+    try:
+        _open_regular(target, what=what, fix=fix, max_bytes=max_bytes).close()
     except OSError as e:
-        # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
-        raise FileAccessError(
-            f"{what} {str(target)!r} cannot be read ({_reason(e)}); {fix}"
-        ) from e
+        raise _input_error(target, e, what=what, fix=fix) from e
+    return target
+
+
+def read_input(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> bytes:
+    """All bytes of the input file ``path``; any failure is one FileAccessError line.
+
+    The one bounded reader. ``what`` names the file in the message ("model file", "export
+    file"); ``fix`` says what to pass instead. Only a regular file is read: a device
+    (``/dev/zero``), a FIFO or a socket (or a link to one) never ends or never holds what a
+    file does, so it is refused before any byte is read. ``max_bytes`` caps the size (bytes)
+    of an input that is never legitimately large.
+    """
+    target = Path(path)
+    try:
+        with _open_regular(target, what=what, fix=fix, max_bytes=max_bytes) as handle:
+            # Read one byte past the cap: a file that grew since it was opened is still caught.
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    except OSError as e:
+        raise _input_error(target, e, what=what, fix=fix) from e
     if max_bytes is not None and len(data) > max_bytes:
         raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
     return data

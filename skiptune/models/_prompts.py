@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from skiptune._files import read_text
+from skiptune._files import check_input_file, read_text
 from skiptune.errors import ConfigurationError
 from skiptune.models._base import fingerprint_state_dict
 from skiptune.models._text_encoders import encode_texts
@@ -273,6 +273,8 @@ def _read_embeddings(path: Path, info: UNetInfo) -> _Embeddings:
         raise ConfigurationError(
             f"reading {str(path)!r} needs the safetensors package: pip install safetensors"
         ) from e
+    check_input_file(path, what="embeddings file", fix="pass a .safetensors file with "
+                     "prompt_embeds [P, L, D]")       # never a FIFO or a device
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as e:

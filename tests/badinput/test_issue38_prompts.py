@@ -118,3 +118,16 @@ def test_prompts_are_encoded_in_batches(
                        conditioning={"prompts": str(prompts), "guidance_scale": 1.0})
     assert model.conditioner.embeddings.count == 150
     assert sum(batches) == 150 and max(batches) <= 64, batches
+
+
+def test_an_embeddings_file_must_be_a_regular_file(sd_folder: Path, tmp_path: Path) -> None:
+    from skiptune.models import load_model
+
+    fifo = tmp_path / "embeds.safetensors"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.safetensors"
+    link.symlink_to("/dev/zero")
+    for path in (link, fifo):        # a FIFO would hang the loader before the fix
+        with pytest.raises(SkiptuneError, match="not a regular file") as caught:
+            load_model(sd_folder, device="cpu", conditioning={"embeddings": str(path)})
+        assert "\n" not in str(caught.value)
