@@ -33,6 +33,9 @@ __all__ = [
     "JSON_MAX_BYTES",
     "JSON_MAX_DEPTH",
     "JSON_MAX_NUMBER_CHARS",
+    "PNG_SOFTWARE",
+    "check_input_file",
+    "check_output_path",
     "read_input",
     "read_json",
     "read_text",
@@ -54,19 +57,15 @@ def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
 
 
-def read_input(
-    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
-) -> bytes:
-    """All bytes of the input file ``path``; any failure is one FileAccessError line.
+def _open_regular(target: Path, *, what: str, fix: str, max_bytes: int | None) -> IO[bytes]:
+    """``target`` opened for reading if it is a regular file within ``max_bytes``.
 
-    ``what`` names the file in the message ("model file", "export file"); ``fix`` says what
-    to pass instead. Only a regular file is read: a device (``/dev/zero``), a FIFO or a
-    socket never ends or never holds what a file does, so it is refused before any byte is
-    read. ``max_bytes`` caps the size (bytes) of an input that is never legitimately large.
+    Opened without blocking and checked on the open descriptor: a FIFO swapped in after a
+    check can neither hang the open nor be read.
     """
-    target = Path(path)
+    descriptor = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        info = target.stat()
+        info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
             raise FileAccessError(f"{what} {str(target)!r} is a folder; {fix}")
         if not stat.S_ISREG(info.st_mode):
@@ -75,16 +74,52 @@ def read_input(
             )
         if max_bytes is not None and info.st_size > max_bytes:
             raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
-        with target.open("rb") as handle:
-            # Read one byte past the cap: a file that grew since stat() is still caught.
-            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
-    except FileNotFoundError as e:
-        raise FileAccessError(f"{what} {str(target)!r} not found; {fix}") from e
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _input_error(target: Path, error: OSError, *, what: str, fix: str) -> FileAccessError:
+    if isinstance(error, FileNotFoundError):
+        return FileAccessError(f"{what} {str(target)!r} not found; {fix}")
+    # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
+    return FileAccessError(f"{what} {str(target)!r} cannot be read ({_reason(error)}); {fix}")
+
+
+def check_input_file(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> Path:
+    """``path`` if it is a regular file (of at most ``max_bytes``), else one FileAccessError
+    line, as :func:`read_input` says: for a loader that opens the file by its path."""
+    target = Path(path)
+    try:
+        _open_regular(target, what=what, fix=fix, max_bytes=max_bytes).close()
     except OSError as e:
-        # ENAMETOOLONG, EACCES, EIO, ELOOP...: the system's words, then what to do.
-        raise FileAccessError(
-            f"{what} {str(target)!r} cannot be read ({_reason(e)}); {fix}"
-        ) from e
+        raise _input_error(target, e, what=what, fix=fix) from e
+    return target
+
+
+def read_input(
+    path: str | Path, *, what: str, fix: str, max_bytes: int | None = None
+) -> bytes:
+    """All bytes of the input file ``path``; any failure is one FileAccessError line.
+
+    The one bounded reader. ``what`` names the file in the message ("model file", "export
+    file"); ``fix`` says what to pass instead. Only a regular file is read: a device
+    (``/dev/zero``), a FIFO or a socket (or a link to one) never ends or never holds what a
+    file does, so it is refused before any byte is read. ``max_bytes`` caps the size (bytes)
+    of an input that is never legitimately large.
+    """
+    target = Path(path)
+    try:
+        with _open_regular(target, what=what, fix=fix, max_bytes=max_bytes) as handle:
+            # Read one byte past the cap: a file that grew since it was opened is still caught.
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    except OSError as e:
+        raise _input_error(target, e, what=what, fix=fix) from e
     if max_bytes is not None and len(data) > max_bytes:
         raise _too_large(target, what=what, fix=fix, max_bytes=max_bytes)
     return data
@@ -177,11 +212,124 @@ def read_json(path: str | Path, *, what: str, fix: str) -> Any:
         raise refuse("it nests too deep") from e
 
 
-def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None) -> Path:
+PNG_SOFTWARE = ("Software", "skiptune")
+"""The text chunk every PNG skiptune writes carries (a grid, a plot): how the writer rule
+tells skiptune's PNG from a user's picture."""
+PNG_MARK = b"tEXt" + PNG_SOFTWARE[0].encode() + b"\x00" + PNG_SOFTWARE[1].encode()
+
+_OWN_HEAD_BYTES = 1024           # what is read of an existing file to tell what it holds
+
+
+def _first_member(head: bytes) -> bytes | None:
+    """The name of a zip's first member (from its local header), or None: not a zip."""
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return None
+    name_length = int.from_bytes(head[26:28], "little")
+    return head[30:30 + name_length]
+
+
+def _npz_starting(first: bytes) -> Callable[[bytes], bool]:
+    """An ``.npz`` whose first array is ``first`` (``images.npy`` for sample images,
+    ``mu.npy`` for statistics): a user's statistics are never taken for images or back."""
+    return lambda head: _first_member(head) == first
+
+
+def _is_npz(head: bytes) -> bool:
+    # A PyTorch checkpoint is a zip too, but its first member is ``<name>/data.pkl``.
+    return (_first_member(head) or b"").endswith(b".npy")
+
+
+def _is_checkpoint(head: bytes) -> bool:
+    if head.startswith(b"\x80"):                      # a legacy pickle (protocol 2 and up)
+        return True
+    return (_first_member(head) or b"").endswith(b"data.pkl")
+
+
+def _is_safetensors(head: bytes) -> bool:
+    return len(head) > 8 and head[8:9] == b"{"
+
+
+# What an existing file begins with when skiptune wrote it, by the format written (a file
+# extension, lower case, or the kind of .npz): only such a file, or an empty one, may be
+# replaced. A database, a checkpoint, a picture or a text file the user keeps never starts
+# like that.
+_OWN_FORMATS: dict[str, Callable[[bytes], bool]] = {
+    ".json": lambda head: re.match(rb'\s*\{\s*"format":\s*"skiptune-', head) is not None,
+    ".html": lambda head: head.lstrip()[:15].lower() == b"<!doctype html>"
+    and b"<title>skiptune" in head,
+    ".png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n") and PNG_MARK in head,
+    ".svg": lambda head: head.lstrip().startswith((b"<?xml", b"<svg")),
+    ".pdf": lambda head: head.startswith(b"%PDF-"),
+    ".npz": _is_npz,
+    "images.npz": _npz_starting(b"images.npy"),
+    "statistics.npz": _npz_starting(b"mu.npy"),
+    ".pt": _is_checkpoint,
+    ".safetensors": _is_safetensors,
+    ".sha256": lambda head: re.fullmatch(rb"[0-9a-f]{64}\n?", head) is not None,
+}
+_OWN_FORMATS[".htm"] = _OWN_FORMATS[".html"]
+_OWN_FORMATS[".pth"] = _OWN_FORMATS[".ckpt"] = _OWN_FORMATS[".pt"]
+
+_FOUND_KINDS: tuple[tuple[Callable[[bytes], bool], str], ...] = (
+    (lambda head: head.startswith(b"SQLite format 3\x00"), "a SQLite database"),
+    (_is_checkpoint, "a model checkpoint"),
+    (_is_safetensors, "a safetensors file"),
+    (_is_npz, "NumPy arrays of another kind"),
+    (lambda head: head.startswith(b"PK\x03\x04"), "a zip archive"),
+    (lambda head: head.startswith(b"\x89PNG"), "a PNG image skiptune did not write"),
+)
+
+
+def _found_kind(head: bytes) -> str:
+    """What an existing file is, in words, for the refusal to replace it."""
+    return next((kind for test, kind in _FOUND_KINDS if test(head)), "a file skiptune did not "
+                "write in this format")
+
+
+def _head(target: Path) -> bytes:
+    with target.open("rb") as handle:
+        return handle.read(_OWN_HEAD_BYTES)
+
+
+def _refuse_replacing(target: Path, *, writes: str, reading: Sequence[str | Path]) -> None:
+    """The writer rule: refuse to replace an input of the command, or a non-empty file that
+    is not one skiptune writes in the format ``writes`` (a database, a checkpoint...)."""
+    for source in reading:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(source, target):
+                raise FileAccessError(
+                    f"cannot write {str(target)!r}: it is an input of this command; pass "
+                    "another output path"
+                )
+    try:
+        head = _head(target)
+    except OSError as e:
+        raise FileAccessError(f"cannot write {str(target)!r} ({_reason(e)})") from e
+    own = _OWN_FORMATS.get(writes)
+    if head and (own is None or not own(head)):
+        raise FileAccessError(
+            f"cannot write {str(target)!r}: it already holds {_found_kind(head)}, which "
+            "skiptune will not replace; pass a new file name, or delete the file first if "
+            "it is not needed"
+        )
+
+
+def check_output_path(
+    path: str | Path,
+    *,
+    suffixes: Sequence[str] | None = None,
+    writes: str | None = None,
+    reading: Sequence[str | Path] = (),
+) -> Path:
     """Refuse, in one line, an output path that cannot be replaced atomically or safely.
 
     ``suffixes`` (lower case, with the dot) are the extensions the writer can produce; any
-    other is refused with the list. Call it before long work, so a bad ``-o`` fails first.
+    other is refused with the list. The writer rule, shared by every command that writes a
+    file: an existing file is replaced only if it is empty or was written by skiptune in the
+    format written now (``writes``: an extension such as ".json", or "images.npz" or
+    "statistics.npz"; default the path's own), never a database, a checkpoint or any file of
+    another kind, and never a file the command reads (``reading``: its input paths). Call it
+    before long work, so a bad ``-o`` fails first.
     """
     target = Path(path)
     try:
@@ -216,6 +364,8 @@ def check_output_path(path: str | Path, *, suffixes: Sequence[str] | None = None
             f"cannot write {str(target)!r}: its folder {str(target.parent)!r} does not exist; "
             "create it or pass another path"
         )
+    if info is not None:
+        _refuse_replacing(target, writes=writes or target.suffix.lower(), reading=reading)
     return target
 
 
@@ -244,15 +394,17 @@ def write_atomically(
     write: Callable[[IO[bytes]], Any] | bytes,
     *,
     suffixes: Sequence[str] | None = None,
+    writes: str | None = None,
 ) -> Path:
     """Write ``path`` atomically: temp file beside it, fsync, rename, fsync the folder.
 
     ``write`` is the content, or a function that writes it to the binary handle it is given.
     Refuses (FileAccessError, nothing written) a destination that is a folder, a symbolic
-    link or not a regular file, or whose extension is not in ``suffixes``. Any failure
-    removes the temporary file and leaves the destination as it was.
+    link or not a regular file, whose extension is not in ``suffixes``, or that the writer
+    rule of :func:`check_output_path` keeps (a file of another kind than ``writes``). Any
+    failure removes the temporary file and leaves the destination as it was.
     """
-    target = check_output_path(path, suffixes=suffixes)
+    target = check_output_path(path, suffixes=suffixes, writes=writes)
     try:
         descriptor, temporary = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
@@ -284,7 +436,7 @@ def save_torch_atomically(payload: Any, path: str | os.PathLike[str]) -> Path:
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomically(target, lambda handle: torch.save(payload, handle))
+    return write_atomically(target, lambda handle: torch.save(payload, handle), writes=".pt")
 
 
 def sha256_file(path: Path, *, chunk_bytes: int = 1 << 20) -> str:

@@ -12,6 +12,7 @@ import skiptune._interrupt  # first: installs the Ctrl-C handler before the slow
 # isort: on
 import codecs
 import contextlib
+import errno
 import io
 import json
 import os
@@ -39,7 +40,9 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from skiptune.errors import SkiptuneError
+from skiptune._parsing import parse_list, parse_name, parse_number, parse_whole
+from skiptune._secrets import mask_secrets
+from skiptune.errors import ConfigurationError, SkiptuneError
 
 __all__ = ["app", "main", "search_app", "search_main"]
 
@@ -219,8 +222,9 @@ _said: list[str] = []          # the error line printed, so that the edge never 
 
 
 def _echo_error(message: str, *, code: int) -> int:
-    # One line, no markup, no wrapping: scripts grep it and humans read it.
-    line = f"error: {' '.join(message.split())}"
+    # One line, no markup, no wrapping: scripts grep it and humans read it; no secret in it
+    # (a usage error quotes the value given, which may be a URL with a token).
+    line = f"error: {' '.join(mask_secrets(message).split())}"
     _said.append(line)
     typer.echo(line, err=True)
     return code
@@ -237,7 +241,7 @@ def _warn(event: Any) -> None:
     if isinstance(event, tuner.BatchSizeReduced):
         typer.echo(_batch_warning(event), err=True)
     elif isinstance(event, tuner.Note):
-        typer.echo(f"note: {event.message}", err=True)
+        typer.echo(f"note: {mask_secrets(event.message)}", err=True)
     elif isinstance(event, tuner.WorkerLost):
         typer.echo(_lost_warning(event), err=True)
     elif isinstance(event, tuner.ReferenceSampled) and event.done == 0:
@@ -337,32 +341,31 @@ def _call(fn: Callable[[], T]) -> T:
         raise _fail(_message(e)) from None
 
 
-def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
+def _parsed(parse: Callable[[str], T], text: str | None, *, name: str) -> T | None:
+    """``text`` read by one of skiptune's parsers (ASCII digits, no empty item); a mistake is
+    a usage error naming the option ``name``. None stays None (the option was not set)."""
     if text is None:
         return None
     try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}",
-                                 param_hint=name) from None
-    if count is not None and len(values) != count:
-        raise typer.BadParameter(f"expected {count} numbers like 0.3,1.2, got {text!r}",
-                                 param_hint=name)
-    return values
+        return parse(text)
+    except ConfigurationError as e:
+        raise typer.BadParameter(str(e), param_hint=name) from None
 
 
-_ASCII_WHOLE = re.compile(r"[+-]?[0-9]+")
+def _floats(text: str | None, *, name: str, count: int | None = None) -> tuple[float, ...] | None:
+    example = ",".join(["0.3", "1.2", "0.9", "0.2"][: count or 2])
+    return _parsed(lambda t: parse_list(t, parse_number, what="numbers", example=example,
+                                        count=count), text, name=name)
 
 
-def _ints(text: str | None, *, name: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    # ASCII digits only: int() would also read '٣' (Arabic-Indic three) or '1_0' as numbers.
-    if not all(_ASCII_WHOLE.fullmatch(part) for part in parts):
-        raise typer.BadParameter(f"expected whole numbers like 64,256, got {text!r}",
-                                 param_hint=name)
-    return tuple(int(part) for part in parts)
+def _ints(text: str | None, *, name: str, example: str = "64,256") -> tuple[int, ...] | None:
+    return _parsed(lambda t: parse_list(t, parse_whole, what="whole numbers", example=example),
+                   text, name=name)
+
+
+def _names(text: str | None, *, name: str) -> tuple[str, ...] | None:
+    return _parsed(lambda t: parse_list(t, parse_name, what="names", example="linear,power"),
+                   text, name=name)
 
 
 def _set(**options: Any) -> dict[str, Any]:
@@ -455,7 +458,7 @@ DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
                   guidance_scale: float | None, class_labels: str | None) -> dict[str, Any] | None:
     """The conditioning choices the user set (prompts for SD, class labels for EDM), or None."""
-    labels = None if class_labels is None else _ints(class_labels, name="--class-labels")
+    labels = _ints(class_labels, name="--class-labels", example="1,5,7")
     return _set(prompts=prompts, embeddings=embeddings, negative_prompt=negative_prompt,
                 guidance_scale=guidance_scale, class_labels=labels) or None
 
@@ -571,7 +574,7 @@ class _SearchProgress:
             self._progress.update(self._task(event.source), total=event.total,
                                   completed=event.done, status="reference (ρ = 1)")
         elif isinstance(event, tuner.Note):
-            self._progress.console.print(f"note: {event.message}", soft_wrap=True,
+            self._progress.console.print(f"note: {mask_secrets(event.message)}", soft_wrap=True,
                                          markup=False)
         elif isinstance(event, tuner.StudyStarted):
             # Several samplers share a budget: the row names both.
@@ -797,7 +800,6 @@ def search_command(
 ) -> None:
     """Search the skip schedule ρ per step budget; resumes a stored study."""
     from skiptune import tuner
-    from skiptune.errors import ConfigurationError
     from skiptune.objectives import ObjectiveSettings, get_metric
 
     if metric is not None:
@@ -816,7 +818,7 @@ def search_command(
         rho_bottom=_floats(rho_bottom_range, name="--rho-bottom-range", count=2),
         rho_top=rho_top if rho_top is not None else _floats(rho_top_range,
                                                             name="--rho-top-range", count=2),
-        shapes=tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None,
+        shapes=_names(shapes, name="--shapes"),
         kind=space,
         freeu_b=_floats(freeu_b_range, name="--freeu-b-range", count=2),
         freeu_s=_floats(freeu_s_range, name="--freeu-s-range", count=2),
@@ -952,7 +954,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
 def export(
     nfe: Annotated[int, typer.Option("--nfe", min=1, help="Step budget of the study.")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="PATH",
-                                        help="JSON file to write.")],
+                                        help="JSON file to write; - writes it to stdout.")],
     sampler: Annotated[str | None, typer.Option(metavar="NAME", help="Sampler, when several were "
                                                 "searched.")] = None,
     db: DbOption = None,
@@ -974,17 +976,22 @@ def export(
     """Write the best ρ (and FreeU values) at one step budget as JSON, for one's own code."""
     from skiptune import tuner
 
+    to_stdout = output == "-"
     with _fetching(offline):
         exported = _call(lambda: tuner.export_schedule(
-            db, nfe=nfe, sampler=sampler, group=study, path=output, model=model,
-            device=device, trust_pickle=trust_pickle,
+            db, nfe=nfe, sampler=sampler, group=study, path=None if to_stdout else output,
+            model=model, device=device, trust_pickle=trust_pickle,
             **_set(revision=revision, variant=variant, dtype=dtype),
         ))
-    _stdout.print(
-        f"wrote {output}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
+    if to_stdout:          # the file's text alone on stdout, for a pipe; the summary is stderr's
+        typer.echo(exported.to_json(), nl=False)
+    where = "stdout" if to_stdout else output
+    console = _stderr if to_stdout else _stdout
+    console.print(
+        f"wrote {where}: ρ {_schedule_text(exported.schedule.to_dict())} at {exported.nfe} "
         f"NFE ({exported.sampler}); {exported.metric} {exported.value:.4g} vs "
         f"{_number(exported.baseline_value)} at ρ = 1")
-    _stdout.print(f"{exported.why}", soft_wrap=True)
+    console.print(f"{exported.why}", soft_wrap=True)
 
 
 @app.command(epilog="Examples:\n\n  skiptune studies\n\n  skiptune studies --json")
@@ -1209,6 +1216,9 @@ def _prepare_output() -> None:
         if isinstance(stream, io.TextIOWrapper) and not _encodes(stream, "ρσ→"):
             stream.reconfigure(errors="skiptune-ascii")
     out = sys.stdout
+    if out is None:             # started with stdout closed (`>&-`): Python gives no stream
+        sys.stdout = _closed_stdout()
+        return
     try:
         fd = out.fileno()
         out.flush()
@@ -1218,6 +1228,32 @@ def _prepare_output() -> None:
         io.BufferedWriter(_CheckedStdout(fd)), encoding=out.encoding, errors=out.errors,
         line_buffering=bool(getattr(out, "line_buffering", False)),
     )
+
+
+class _ClosedStdout(_CheckedStdout):
+    """A stdout that was closed when the command started: the first write fails as
+    stdout's (the edge says so in one line); what comes after is dropped, so that Python's
+    own flush at exit does not fail again."""
+
+    _failed = False
+
+    def write(self, data: Any) -> int:
+        if not self._failed:
+            self._failed = True
+            raise _StdoutFailed(errno.EBADF, "stdout is closed")
+        return len(data)
+
+
+def _closed_stdout() -> io.TextIOWrapper:
+    """The stream for a closed stdout. File descriptor 1 is first taken by the null device,
+    so that no file the command opens (the database) gets it and receives the output."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+    return io.TextIOWrapper(io.BufferedWriter(_ClosedStdout(1)), encoding="utf-8",
+                            errors="skiptune-ascii")
 
 
 def _encodes(stream: Any, text: str) -> bool:
@@ -1236,8 +1272,10 @@ def _output_failed(error: OSError) -> int:
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
     reason = error.strerror or type(error).__name__
-    return _echo_error(f"cannot write the output to stdout ({reason}); free space or "
-                       "redirect it elsewhere, then run the command again", code=1)
+    fix = ("open it (drop '>&-') or redirect it to a file" if error.errno == errno.EBADF
+           else "free space or redirect it elsewhere")
+    return _echo_error(f"cannot write the output to stdout ({reason}); {fix}, then run the "
+                       "command again", code=1)
 
 
 def _edge(command: Callable[[], Any]) -> None:

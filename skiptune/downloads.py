@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from skiptune._files import sha256_file, write_atomically
+from skiptune._files import read_text, sha256_file, write_atomically
+from skiptune._secrets import has_userinfo, mask_secrets
 from skiptune.errors import ConfigurationError, DownloadError, OfflineError, first_line
 
 __all__ = [
@@ -71,6 +72,8 @@ _CHUNK_BYTES = 1 << 20
 _FOREIGN_PARTIAL_AGE_S = 24 * 3600   # another machine's partial file: surely dead by then
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _PIN = re.compile(r"sha256=([0-9A-Fa-f]{64})")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_RECORD_MAX_BYTES = 128          # a record is 64 hex digits and a newline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,16 +266,10 @@ def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
         return None
     actual = sha256_file(entry)
     record = _record_path(entry)
-    try:
-        recorded = record.read_text(encoding="ascii").strip().lower()
-    except FileNotFoundError:
+    if not os.path.lexists(record):
         write_atomically(record, f"{actual}\n".encode("ascii"))
         return actual
-    except (OSError, UnicodeDecodeError) as e:
-        raise DownloadError(
-            f"cannot read the checksum record {record} of cached {what} ({first_line(e)}); "
-            f"delete {entry} and {record} to download {url} again"
-        ) from e
+    recorded = _recorded_sha256(record, entry=entry, url=url, what=what)
     if recorded != actual:
         raise DownloadError(
             f"cached {what} {entry} no longer matches the SHA-256 recorded when it was cached "
@@ -280,6 +277,22 @@ def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
             f"download {url} again"
         )
     return actual
+
+
+def _recorded_sha256(record: Path, *, entry: Path, url: str, what: str) -> str:
+    """The SHA-256 a checksum record holds, read as untrusted input: through the bounded
+    reader (a regular file of at most a line), and only ever 64 hex digits. Anything else is
+    refused without showing what the file holds (it may be a link to any file)."""
+    fix = f"delete {entry} and {record} to download {url} again"
+    text = read_text(record, what=f"checksum record of cached {what}", fix=fix,
+                     max_bytes=_RECORD_MAX_BYTES)
+    recorded = text.strip().lower()
+    if _SHA256_HEX.fullmatch(recorded) is None:
+        raise DownloadError(
+            f"checksum record {record} of cached {what} does not hold a SHA-256 (64 hex "
+            f"digits); {fix}"
+        )
+    return recorded
 
 
 # --- The download -------------------------------------------------------------------------
@@ -451,6 +464,13 @@ def fetch(
             )
         raise _offline_error(what=what, url=base, entry=entry, reason=_offline_reason(),
                              alternative=alternative)
+    if has_userinfo(base):
+        raise ConfigurationError(
+            f"{what} URL {mask_secrets(base)} carries a user name or password before its host, "
+            "which skiptune's downloader cannot send (it would take them for the host name); "
+            f"download the file yourself and put it at {entry}, or pass a URL that needs no "
+            "credentials"
+        )
     try:
         _download(base, entry, expected=expected, progress=progress, timeout=timeout)
     except DownloadError as e:

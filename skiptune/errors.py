@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from skiptune._secrets import mask_secrets
+
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
@@ -37,7 +39,9 @@ class SkiptuneError(Exception):
     """
 
     def __init__(self, message: str = "", *, field: str | Sequence[str] | None = None) -> None:
-        super().__init__(message)
+        # Every message is masked here, at the one base: a URL's password or token quoted
+        # by a loader, a driver or a download never reaches a terminal or a log.
+        super().__init__(mask_secrets(message))
         self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
         self.field: str | None = self.fields[0] if self.fields else None
 

@@ -8,6 +8,7 @@ carries ``format`` and ``format_version``: a later format is refused, not misrea
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,10 @@ class ExportedSchedule:
             "why": self.why,
             "skiptune_version": skiptune_version(),
         }
+
+    def to_json(self) -> str:
+        """The export file's text: :meth:`to_dict` as indented JSON, ending in a newline."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 # -- the format's one schema --------------------------------------------------------------
 
@@ -230,7 +235,24 @@ def _schema_problem(data: Mapping[str, Any]) -> str | None:
         data.get("validation") is not None
     ):
         problem = "has field 'validated' that contradicts field 'validation'"
+    if problem is None and data.get("sigmas") is not None:
+        problem = _grid_problem(data["sigmas"], sampler=data["sampler"], nfe=data["nfe"])
     return problem
+
+
+def _grid_problem(sigmas: list[Any], *, sampler: str, nfe: int) -> str | None:
+    """Why ``sigmas`` is not the σ list ``sampler`` walks at ``nfe`` calls, or None: it must
+    hold one value per step and the final 0."""
+    from skiptune.sampling.solvers import steps_for_nfe  # lazily: sampling imports this module
+
+    try:
+        steps = steps_for_nfe(sampler, nfe)
+    except ConfigurationError as e:
+        return f"has field 'nfe' = {nfe}, a budget {sampler} cannot meet ({e})"
+    if len(sigmas) != steps + 1:
+        return (f"has field 'sigmas' with {len(sigmas)} values, but {sampler} at {nfe} NFE "
+                f"takes {steps} steps: {steps + 1} values, the last 0")
+    return None
 
 
 def load_exported(

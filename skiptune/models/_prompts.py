@@ -21,12 +21,22 @@ from typing import Any
 
 import torch
 
+from skiptune._files import check_input_file, read_text
 from skiptune.errors import ConfigurationError
 from skiptune.models._base import fingerprint_state_dict
 from skiptune.models._text_encoders import encode_texts
 from skiptune.models._unet_info import UNetInfo
 
-__all__ = ["OPTIONS", "PromptConditioner", "UNetInfo", "read_prompts"]
+__all__ = [
+    "MAX_PROMPTS",
+    "MAX_PROMPTS_FILE_BYTES",
+    "MAX_PROMPT_CHARS",
+    "OPTIONS",
+    "PromptConditioner",
+    "UNetInfo",
+    "check_prompt",
+    "read_prompts",
+]
 
 OPTIONS = ("prompts", "embeddings", "negative_prompt", "guidance_scale")
 # What diffusers' pipelines default to: StableDiffusionPipeline 7.5, StableDiffusionXLPipeline 5.
@@ -51,22 +61,51 @@ class _Embeddings:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
+MAX_PROMPTS = 1_000
+"""Most prompts a prompts file may hold: each is held encoded ([L, D] floats, 0.24 MB for
+SD 1.x, 0.63 MB for SDXL) for the whole run."""
+MAX_PROMPT_CHARS = 1_000
+"""Longest prompt (characters), the negative prompt included; CLIP reads 77 tokens of it."""
+MAX_PROMPTS_FILE_BYTES = 1 << 20
+"""Largest prompts file (bytes): :data:`MAX_PROMPTS` prompts of about 1,000 characters."""
+
+_PROMPTS_FIX = (f"pass a text file of at most {MAX_PROMPTS:,} prompts, one a line, each at "
+                f"most {MAX_PROMPT_CHARS:,} characters")
+
+
 def read_prompts(path: str | Path) -> list[str]:
     """The prompts of a text file, one a line; blank lines are skipped.
 
-    Raises ConfigurationError for a missing or unreadable file, or one without prompts.
+    Read through the bounded reader (:func:`skiptune._files.read_text`): a regular file of
+    at most :data:`MAX_PROMPTS_FILE_BYTES` bytes, never a FIFO or a device. Raises
+    FileAccessError for a missing, unreadable, non-regular or too large file, and
+    ConfigurationError for one without prompts, with more than :data:`MAX_PROMPTS` or a
+    prompt longer than :data:`MAX_PROMPT_CHARS` characters.
     """
     target = Path(path).expanduser()
-    try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"cannot read prompts file {str(target)!r}: {e}") from e
+    text = read_text(target, what="prompts file", fix=_PROMPTS_FIX,
+                     max_bytes=MAX_PROMPTS_FILE_BYTES)
     prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ConfigurationError(
             f"prompts file {str(target)!r} holds no prompts; write one prompt per line"
         )
+    if len(prompts) > MAX_PROMPTS:
+        raise ConfigurationError(
+            f"prompts file {str(target)!r} holds {len(prompts):,} prompts; {_PROMPTS_FIX}"
+        )
+    for number, prompt in enumerate(prompts, start=1):
+        check_prompt(prompt, where=f"prompt {number} of {str(target)!r}")
     return prompts
+
+
+def check_prompt(prompt: str, *, where: str) -> str:
+    """``prompt`` if it is at most :data:`MAX_PROMPT_CHARS` characters, else one line."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ConfigurationError(
+            f"{where} is {len(prompt):,} characters long; write at most {MAX_PROMPT_CHARS:,}"
+        )
+    return prompt
 
 
 class PromptConditioner:
@@ -148,6 +187,8 @@ class PromptConditioner:
             )
         prompts, file = options.get("prompts"), options.get("embeddings")
         negative = options.get("negative_prompt")
+        if negative is not None:       # checked before anything is loaded or encoded
+            check_prompt(str(negative), where="the negative prompt")
         guidance = _guidance(options.get("guidance_scale"), self.info.family)
         if negative is not None and guidance <= 1.0:
             raise ConfigurationError(
@@ -232,6 +273,8 @@ def _read_embeddings(path: Path, info: UNetInfo) -> _Embeddings:
         raise ConfigurationError(
             f"reading {str(path)!r} needs the safetensors package: pip install safetensors"
         ) from e
+    check_input_file(path, what="embeddings file", fix="pass a .safetensors file with "
+                     "prompt_embeds [P, L, D]")       # never a FIFO or a device
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as e:

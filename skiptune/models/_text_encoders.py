@@ -32,6 +32,8 @@ __all__ = ["SD_EXTRA", "cache_path", "encode_texts"]
 SD_EXTRA = "pip install 'skiptune[sd]'"
 CACHE_FOLDER = "prompt_embeddings"
 _FORMAT = "skiptune-prompt-embeddings-1"   # bumped if what is cached changes meaning
+ENCODE_BATCH = 64
+"""Prompts run through a text encoder at once: its activations for a batch, never for all."""
 
 
 def _parts(info: UNetInfo) -> tuple[tuple[str, str], ...]:
@@ -185,13 +187,17 @@ def _encode(
                 texts, padding="max_length", max_length=tokenizer.model_max_length,
                 truncation=True, return_tensors="pt",
             ).input_ids
-            output = encoder(ids, output_hidden_states=True)
-            if info.pooled_dim is None:
-                hidden.append(output[0])
-            else:
-                # SDXL: penultimate layers of both; pooled from the last (projected) encoder.
-                hidden.append(output.hidden_states[-2])
-                pooled = output[0]
+            states, pools = [], []
+            for batch in ids.split(ENCODE_BATCH):     # the encoder's memory: one batch's
+                output = encoder(batch, output_hidden_states=True)
+                if info.pooled_dim is None:
+                    states.append(output[0])
+                else:
+                    # SDXL: penultimate layers of both; pooled from the last (projected) one.
+                    states.append(output.hidden_states[-2])
+                    pools.append(output[0])
+            hidden.append(torch.cat(states))
+            pooled = torch.cat(pools) if pools else None
     embeds = torch.cat(hidden, dim=-1).to(torch.float32)
     if embeds.shape[-1] != info.cross_attention_dim:
         raise ConfigurationError(

@@ -98,4 +98,4 @@ class DirectoryStatisticsCache:
             mu=np.asarray(mu, np.float64),
             sigma=np.asarray(sigma, np.float64),
             meta=np.array(json.dumps(dict(meta), sort_keys=True, default=str)),
-        ))
+        ), writes="statistics.npz")

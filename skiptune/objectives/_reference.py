@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from skiptune import downloads
 from skiptune._failpoints import failpoint
 from skiptune._files import read_input, sha256_file
+from skiptune._parsing import parse_whole
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
@@ -481,12 +482,20 @@ def edm_fid_refs(source: str) -> bool:
     return "/edm/fid-refs/" in path or Path(path).name.lower() in EDM_FID_REFS
 
 
+def _is_resolution(text: str) -> bool:
+    """Whether ``text`` is a resolution in ASCII digits (``32``; not ``٣٢`` or ``3_2``)."""
+    try:
+        return parse_whole(text) >= 1
+    except ConfigurationError:
+        return False
+
+
 def _from_cleanfid(
     spec: str, extractor: FeatureExtractor, *, need_features: bool
 ) -> ReferenceStatistics:
     """``cleanfid:NAME/SPLIT/RES`` → clean-fid's ``NAME_clean_SPLIT_RES.npz`` (Inception)."""
     parts = spec.removeprefix(CLEANFID_PREFIX).split("/")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not all(parts) or not _is_resolution(parts[2]):
         raise ConfigurationError(
             f"clean-fid reference {spec!r} must read cleanfid:NAME/SPLIT/RES, e.g. "
             "cleanfid:cifar10/train/32"

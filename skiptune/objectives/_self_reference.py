@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 
 from skiptune._checks import is_whole
+from skiptune._parsing import parse_whole
 from skiptune.errors import ConfigurationError
 from skiptune.objectives._cache import StatisticsCache, statistics_key
 from skiptune.sampling.solvers import get_sampler
@@ -149,8 +150,8 @@ def parse_self_reference(text: str) -> SelfReferenceSpec:
 
 def _whole(value: str, *, text: str, what: str, least: int) -> int:
     try:
-        number = int(value)
-    except ValueError:
+        number: int | None = parse_whole(value)       # ASCII digits: not '٣٢', not '1_1'
+    except ConfigurationError:
         number = None
     if number is None or number < least:
         raise ConfigurationError(

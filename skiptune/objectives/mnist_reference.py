@@ -74,7 +74,7 @@ def build_mnist_reference(
         feature_net=np.array(extractor.identity.removeprefix("digits:")),
         extractor=np.array(extractor.identity),
         features=features[rows].astype(np.float32),
-    ))
+    ), writes="statistics.npz")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skiptune._files import check_output_path, write_atomically
+from skiptune._files import PNG_SOFTWARE, check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model, not_images_reason
@@ -89,6 +89,12 @@ def _png_grid(pixels: torch.Tensor) -> Any:
     return image
 
 
+def _format_of(path: str | Path) -> str | None:
+    """What the writer rule lets an image file replace: an ``.npz`` of images, not of
+    statistics; a PNG by its suffix."""
+    return "images.npz" if Path(path).suffix.lower() == ".npz" else None
+
+
 def save_images(images: torch.Tensor, path: str | Path) -> Path:
     """Write images in [-1, 1]: ``.png`` as one grid, ``.npz`` as uint8 [N, H, W, C] ``images``.
 
@@ -96,14 +102,17 @@ def save_images(images: torch.Tensor, path: str | Path) -> Path:
     smallest whole factor that makes it at least 512 px wide, nearest neighbour, so each
     pixel stays a sharp square; the ``.npz`` keeps the images at their own size.
     """
-    target = check_output_path(path, suffixes=IMAGE_SUFFIXES)
+    target = check_output_path(path, suffixes=IMAGE_SUFFIXES, writes=_format_of(path))
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     if target.suffix.lower() == ".npz":
         array = pixels.permute(0, 2, 3, 1).numpy()
         return write_atomically(target, lambda handle: np.savez_compressed(handle, images=array),
-                                suffixes=IMAGE_SUFFIXES)
-    grid = _png_grid(pixels)
-    return write_atomically(target, lambda handle: grid.save(handle, format="PNG"),
+                                suffixes=IMAGE_SUFFIXES, writes="images.npz")
+    from PIL.PngImagePlugin import PngInfo
+
+    grid, info = _png_grid(pixels), PngInfo()
+    info.add_text(*PNG_SOFTWARE)             # marks it skiptune's, for the writer rule
+    return write_atomically(target, lambda handle: grid.save(handle, format="PNG", pnginfo=info),
                             suffixes=IMAGE_SUFFIXES)
 
 
@@ -140,7 +149,10 @@ def write_samples(
             "an export carries its own schedule: pass schedule or exported, not both",
             field=("schedule", "exported"),
         )
-    check_output_path(path, suffixes=IMAGE_SUFFIXES)       # before the slow part
+    inputs = [model, exported, *(conditioning or {}).values()]
+    check_output_path(path, suffixes=IMAGE_SUFFIXES,        # before the slow part
+                      writes=_format_of(path),
+                      reading=[p for p in inputs if isinstance(p, str | Path)])
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle, conditioning=conditioning,
                         revision=revision, variant=variant, dtype=dtype)

@@ -52,6 +52,8 @@ def _one_line(error: BaseException) -> str:
 
 # -- writing outputs ---------------------------------------------------------------------------
 
+OLD_EXPORT = '{"format": "skiptune-schedule", "nfe": 9}\n'   # what the writer rule may replace
+
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
@@ -61,7 +63,7 @@ def test_an_atomic_write_replaces_the_file_keeps_its_mode_and_leaves_no_temporar
     tmp_path: Path,
 ) -> None:
     target = tmp_path / "rho.json"
-    target.write_text("old")
+    target.write_text(OLD_EXPORT)
     target.chmod(0o640)
     write_atomically(target, b"new")
     assert target.read_bytes() == b"new"
@@ -71,7 +73,7 @@ def test_an_atomic_write_replaces_the_file_keeps_its_mode_and_leaves_no_temporar
 
 def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "rho.json"
-    target.write_text("old")
+    target.write_text(OLD_EXPORT)
 
     def half_then_fail(handle: object) -> None:
         handle.write(b"half")                               # type: ignore[attr-defined]
@@ -80,7 +82,7 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -
     with pytest.raises(FileAccessError, match="No space left on device") as caught:
         write_atomically(target, half_then_fail)
     _one_line(caught.value)
-    assert target.read_text() == "old"
+    assert target.read_text() == OLD_EXPORT
     assert _leftovers(tmp_path) == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,8 +53,9 @@ def export_schedule(
     σ grid the sampler walked, descending to 0: always for a searched step grid, and given
     the ``model`` for its own grid.
     """
-    if path is not None:
-        check_output_path(path)          # a bad -o fails before the model or database is opened
+    inputs = _input_paths(db, model)
+    if path is not None:   # a bad -o fails before the model or database is opened
+        check_output_path(path, writes=".json", reading=inputs)
     with reading_storage(db) as storage:
         records = storage.front_records(kind="tuned")
         record = one_record(records, nfe=nfe, sampler=sampler, group=group,
@@ -98,7 +98,7 @@ def export_schedule(
         exported = dataclasses.replace(
             exported, rho_factors=dict(zip(layout, factors, strict=True)))
     if path is not None:
-        write_atomically(path, (json.dumps(exported.to_dict(), indent=2) + "\n").encode())
+        write_atomically(path, exported.to_json().encode(), writes=".json")
     return exported
 
 
@@ -123,6 +123,11 @@ def why_picked(record: FrontRecord, rivals: Sequence[FrontRecord]) -> str:
         if gain_established(about.get("gain_low"), about.get("gain_high")) is False:
             what += " (ρ = 1 may be as good: validate on more images)"
     return what
+
+
+def _input_paths(db: object, model: object) -> list[str | Path]:
+    """The files the export reads, which its output must never replace."""
+    return [value for value in (db, model) if isinstance(value, str | Path)]
 
 
 def _sigmas_of(exported: ExportedSchedule, model: TunableModel | None) -> list[float] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from skiptune._files import check_output_path, write_atomically
+from skiptune._files import PNG_SOFTWARE, check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.storage import FrontRecord, Storage
 from skiptune.tuner.results._labels import measured_on
@@ -105,8 +105,11 @@ def plot_front(
     right.legend(fontsize=8)
     figure.tight_layout()
     try:
+        kind = target.suffix.lower().lstrip(".")
+        # A PNG carries skiptune's mark, for the writer rule (SVG and PDF take other keys).
+        metadata = dict([PNG_SOFTWARE]) if kind == "png" else None
         write_atomically(target, lambda handle: figure.savefig(
-            handle, dpi=120, format=target.suffix.lower().lstrip(".")), suffixes=PLOT_SUFFIXES)
+            handle, dpi=120, format=kind, metadata=metadata), suffixes=PLOT_SUFFIXES)
     finally:
         plt.close(figure)
     return target

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.artifacts.exceptions import ArtifactNotFound
 
-from skiptune._files import check_output_path, write_atomically
+from skiptune._files import check_output_path, read_input, write_atomically
+from skiptune.errors import SkiptuneError
 from skiptune.storage import Storage, artifact_folder
 from skiptune.tuner.results._labels import gain_text, measured_on
 from skiptune.tuner.results._reading import (
@@ -331,18 +330,29 @@ def render_report(pages: Sequence[StudyPage], fronts: Sequence[tuple[str, str]],
             f"{studies}</body></html>")
 
 
-def _grid_bytes(store: FileSystemArtifactStore | None, trial: optuna.trial.FrozenTrial
-                ) -> bytes | None:
-    """The trial's latest readable grid, or None (none stored, or its file is gone)."""
-    if store is None:
+MAX_GRID_BYTES = 64 << 20
+"""Largest sample-grid file a report embeds (bytes): an 8×8 grid of 512 px images is a few
+MB; a larger file is skipped as damaged."""
+
+
+def _grid_bytes(folder: Path | None, trial: optuna.trial.FrozenTrial) -> bytes | None:
+    """The trial's latest readable grid, or None (none stored, or its file gone or damaged).
+
+    Each file is read through the bounded reader: a regular file of at most
+    :data:`MAX_GRID_BYTES`, never a FIFO or a device (a link to ``/dev/zero``), and only
+    under ``folder`` (an id is a plain file name, whatever the database holds).
+    """
+    if folder is None:
         return None
     for artifact_id in reversed(grid_artifacts(trial)):
+        if Path(artifact_id).name != artifact_id or artifact_id in ("", ".", ".."):
+            continue                   # not an id Optuna writes: never a path outside
         try:
-            with store.open_reader(artifact_id) as reader:
-                data = reader.read()
+            data = read_input(folder / artifact_id, what="sample grid",
+                              fix="delete it and rerun the search", max_bytes=MAX_GRID_BYTES)
             png_size(data)
             return data
-        except (ArtifactNotFound, OSError, ValueError):
+        except (SkiptuneError, ValueError):
             continue                   # deleted or damaged: the page says so, not a crash
     return None
 
@@ -380,11 +390,10 @@ def _labelled_trials(trials: Sequence[optuna.trial.FrozenTrial], best: int | Non
     return [(label, tuned), *((_known_label(t), t) for t in known if t not in same)]
 
 
-def _page(study: optuna.Study, summary: StudySummary,
-          store: FileSystemArtifactStore | None) -> StudyPage:
+def _page(study: optuna.Study, summary: StudySummary, folder: Path | None) -> StudyPage:
     grids: dict[str, bytes] = {}
     for label, trial in _labelled_trials(study.get_trials(deepcopy=False), summary.best_trial):
-        data = _grid_bytes(store, trial)
+        data = _grid_bytes(folder, trial)
         if data is not None and label not in grids:
             grids[label] = data
     attrs = study.user_attrs
@@ -420,8 +429,8 @@ def write_report(
     target = check_output_path(path, suffixes=(".html", ".htm"))
     with reading_storage(db) as storage:
         folder = artifact_folder(storage.url, artifacts)
-        store = FileSystemArtifactStore(str(folder)) if folder and folder.is_dir() else None
-        pages = [_page(study, summarize(study, config), store)
+        grids = folder if folder and folder.is_dir() else None
+        pages = [_page(study, summarize(study, config), grids)
                  for study, config in stored_studies(storage, group=group)]
         source = storage.display_url
         reports = front_report(storage, group=group)
