@@ -173,8 +173,11 @@ def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | Non
     """A self-reference's progress as ReferenceSampled events."""
     if on_event is None:
         return None
-    return lambda spec, done, total: on_event(ReferenceSampled(source=spec, done=done,
-                                                               total=total))
+
+    def progress(spec: str, done: int, total: int, *, cached: bool = False) -> None:
+        on_event(ReferenceSampled(source=spec, done=done, total=total, cached=cached))
+
+    return progress
 
 
 def _space_for(
