@@ -44,7 +44,13 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner.results import StudySummary, summarize
-from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
+from skiptune.tuner.search._events import (
+    EventCallback,
+    Note,
+    ReferenceSampled,
+    SearchEvent,
+    WorkerLost,
+)
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.search._run import check_stored_study, prepare_study, run_study
 from skiptune.tuner.search._space import queued_schedules
@@ -180,6 +186,23 @@ def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | Non
     return progress
 
 
+def _reported_once(on_event: EventCallback | None) -> EventCallback | None:
+    """``on_event``, less the reports that a reference this search has reported already is
+    cached: the studies after the first that share it find it so."""
+    if on_event is None:
+        return None
+    reported: set[str] = set()
+
+    def forward(event: SearchEvent) -> None:
+        if isinstance(event, ReferenceSampled):
+            if event.cached and event.source in reported:
+                return
+            reported.add(event.source)
+        on_event(event)
+
+    return forward
+
+
 def _space_for(
     model: TunableModel, space: SearchSpace, *, sampler: str = "heun",
     schedule_exponent: float = 7.0,
@@ -303,9 +326,10 @@ def search(
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)
     cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
+    planning = _reported_once(on_event)
     try:
         plans = [plan_study(loaded, config, budget, sampler=sampler, cache=cache,
-                            on_event=on_event)
+                            on_event=planning)
                  for budget in config.budgets for sampler in config.samplers]
     finally:
         if reader is not None and reader is not db:
