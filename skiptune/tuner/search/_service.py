@@ -345,6 +345,9 @@ def search(
                        for study, _objective in plans]
         _report_reference_notes(plans, on_event)    # once the search surely runs: a refusal
         study_configs = [study for study, _objective in plans]      # stays one line
+        # Before the run, not after it: minutes spent on a search that searches nothing.
+        _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in study_configs},
+                    on_event)
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
@@ -353,7 +356,8 @@ def search(
                 summaries = [run_study(storage, study, objective, on_event=on_event,
                                        **_run_options(config))
                              for study, objective in plans]
-            return _concluded(summaries, study_configs, on_event)
+            _measured(summaries)
+            return summaries
         del plans, loaded                      # free the planning copy before workers load theirs
         with sigterm_as_interrupt():
             lost = _run_workers(
@@ -365,7 +369,8 @@ def search(
             summaries = [summarize(study, study_config)
                          for study, study_config in zip(studies, study_configs, strict=True)]
         _judge_lost_workers(lost, summaries, on_event)
-        return _concluded(summaries, study_configs, on_event)
+        _measured(summaries)
+        return summaries
     finally:
         if storage is not db:
             # Closing the pools checkpoints SQLite's WAL into the database file, so that a
@@ -382,17 +387,6 @@ def _report_reference_notes(
     _emit_notes(notes, on_event)
 
 
-def _concluded(
-    summaries: list[StudySummary], studies: list[StudyConfig], on_event: EventCallback | None
-) -> list[StudySummary]:
-    """The summaries of studies that measured something, then the note that nothing was
-    searched where known points took every trial: said after the run, so that a failed or
-    interrupted one stays one line."""
-    _measured(summaries)
-    _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in studies}, on_event)
-    return summaries
-
-
 def _emit_notes(notes: set[str | None], on_event: EventCallback | None) -> None:
     for message in sorted(n for n in notes if n):
         if on_event is not None:
@@ -405,9 +399,13 @@ def known_points_note(*, trials: int, space: SearchSpace) -> str | None:
     known = len(queued_schedules(space))
     if trials > known:
         return None
-    return (f"--trials {trials} measures only known points (the baseline and "
-            f"{known - 1} published schedules): nothing is searched; pass --trials "
-            f"{known + 10} or more to search")
+    measured = ("the baseline ρ = 1" if trials == 1 else
+                f"known points (the baseline and {trials - 1} of {known - 1} published "
+                "schedules)")
+    default = SearchConfig.trials               # the dataclass's default: one source
+    enough = max(default, known + 1)
+    return (f"--trials {trials} measures only {measured}: nothing is searched; pass --trials "
+            f"{enough}{' (the default)' if enough == default else ''} or more to search")
 
 
 def _judge_lost_workers(
