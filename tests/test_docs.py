@@ -92,3 +92,12 @@ def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     result = subprocess.run(_command(block), cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, f"{block.name}\n{result.stdout}\n{result.stderr}"
+
+
+def test_installs_name_a_clone_or_a_git_url() -> None:
+    """skiptune is not on PyPI: ``pip install 'skiptune[...]'`` alone would find nothing."""
+    bare = [f"{path.relative_to(REPO)}:{number}" for path in DOCS
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"pip install '?skiptune\b(?!.* @ git\+)", line)
+            and "finds nothing" not in line]
+    assert not bare, bare
