@@ -524,7 +524,7 @@ def _fetching(offline: bool, *, bar: bool = True) -> Iterator[None]:
 
     drawn = _DownloadBar(_stderr) if bar and sys.stderr.isatty() else None
     try:
-        with downloads.offline_mode(offline), downloads.report_progress(drawn):
+        with downloads.offline_mode(offline, why="--offline"), downloads.report_progress(drawn):
             yield
     finally:
         if drawn is not None:

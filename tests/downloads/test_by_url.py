@@ -162,7 +162,7 @@ def test_offline_refusals_name_the_file_its_url_and_where_to_put_it(
                                  "--db", str(tmp_path / "never.db")), cache)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: offline ($SKIPTUNE_OFFLINE is set): model demo_unet.pt is not in skiptune's "
+        f"error: offline (--offline was given): model demo_unet.pt is not in skiptune's "
         f"cache; download {url} and put it at {downloads.entry_path(url)}, or run once "
         "without offline mode"
     )
