@@ -576,12 +576,16 @@ class _SearchPhase:
         return f"interrupted between trials: no trial was running; {rerun}"
 
 
-def _watched(phase: _SearchPhase, render: Callable[[Any], None]) -> Callable[[Any], None]:
+class _Watched:
     """``render``, with ``phase`` told of each event first."""
-    def on_event(event: Any) -> None:
-        phase.see(event)
-        render(event)
-    return on_event
+
+    def __init__(self, phase: _SearchPhase, render: Callable[[Any], None]) -> None:
+        self.phase = phase
+        self.render = render
+
+    def __call__(self, event: Any) -> None:
+        self.phase.see(event)
+        self.render(event)
 
 
 class _SearchLog:
@@ -983,13 +987,13 @@ def search_command(
         with _fetching(offline, bar=not quiet):
             if quiet or as_json:
                 summaries = tuner.search(model, config, trust_pickle=trust_pickle,
-                                         on_event=_watched(phase, _warn), **where)
+                                         on_event=_Watched(phase, _warn), **where)
             else:
                 # A log file or pipe gets plain lines as they happen; a terminal, the bars.
                 with (_SearchProgress(_stderr) if _stderr.is_terminal
                       else _SearchLog(_stderr, phase)) as progress:
                     summaries = tuner.search(model, config, trust_pickle=trust_pickle,
-                                             on_event=_watched(phase, progress), **where)
+                                             on_event=_Watched(phase, progress), **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
         raise _fail(_message(e)) from None
