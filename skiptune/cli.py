@@ -36,7 +36,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
@@ -244,13 +244,34 @@ def _warn(event: Any) -> None:
         typer.echo(f"note: {mask_secrets(event.message)}", err=True)
     elif isinstance(event, tuner.WorkerLost):
         typer.echo(_lost_warning(event), err=True)
-    elif isinstance(event, tuner.ReferenceSampled) and event.done == 0:
+    elif isinstance(event, tuner.ReferenceSampled) and (event.done == 0 or event.cached):
         typer.echo(_reference_line(event), err=True)
 
 
 def _reference_line(event: Any) -> str:
+    """The line that says a self-reference is sampled now, or that its cached one is used."""
+    if event.cached:
+        return (f"reference {event.source}: reusing its statistics ({event.total} samples) "
+                "cached in the database; nothing to sample")
     return (f"computing reference {event.source} once: {event.total} samples of the model at "
-            "ρ = 1, cached in the database for every study and for resuming")
+            "ρ = 1, cached in the database for every study and for resuming; a time estimate "
+            "follows its first batch")
+
+
+def _time_left(done: int, total: int, seconds: float) -> str:
+    """``about 23 min left`` from ``done`` of ``total`` taking ``seconds`` so far."""
+    if done <= 0:
+        return "time left unknown"
+    left = seconds / done * (total - done)
+    return f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+
+
+def _reference_progress_line(event: Any, seconds: float) -> str:
+    """``reference self:heun:35:1024: 8/1024 samples (12 s), about 25 min left``."""
+    if event.done >= event.total:
+        return f"reference {event.source}: {event.total} samples done ({seconds:.0f} s), cached"
+    return (f"reference {event.source}: {event.done}/{event.total} samples ({seconds:.0f} s), "
+            f"{_time_left(event.done, event.total, seconds)}")
 
 
 def _lost_warning(event: Any) -> str:
@@ -506,7 +527,7 @@ def _fetching(offline: bool, *, bar: bool = True) -> Iterator[None]:
 
     drawn = _DownloadBar(_stderr) if bar and sys.stderr.isatty() else None
     try:
-        with downloads.offline_mode(offline), downloads.report_progress(drawn):
+        with downloads.offline_mode(offline, why="--offline"), downloads.report_progress(drawn):
             yield
     finally:
         if drawn is not None:
@@ -516,20 +537,137 @@ def _fetching(offline: bool, *, bar: bool = True) -> Iterator[None]:
 # -- search ----------------------------------------------------------------------------------
 
 
+class _SearchPhase:
+    """What a search is doing, as its events tell: what a Ctrl-C interrupted, and how long
+    the reference has been sampled."""
+
+    def __init__(self) -> None:
+        self.running = 0                     # trials started and not yet finished
+        self.trials_ran = False
+        self.reference: Any = None           # the last report of a reference being sampled
+        self._reference_started = time.monotonic()
+
+    def see(self, event: Any) -> None:
+        from skiptune import tuner
+
+        if isinstance(event, tuner.ReferenceSampled):
+            if event.done == 0:
+                self._reference_started = time.monotonic()
+            self.reference = None if event.cached or event.done >= event.total else event
+        elif isinstance(event, tuner.TrialStarted):
+            self.running += 1
+            self.trials_ran = True
+        elif isinstance(event, tuner.TrialFinished):
+            self.running = max(0, self.running - 1)
+
+    def reference_seconds(self) -> float:
+        return time.monotonic() - self._reference_started
+
+    def interrupted(self) -> str:
+        """The line for a Ctrl-C (or SIGTERM) now: it names only what was running."""
+        rerun = "rerun the same command to resume (finished trials are kept)"
+        if self.running:
+            return f"interrupted: the running trial was marked failed and re-queued; {rerun}"
+        if self.reference is not None:
+            return (f"interrupted while sampling the reference {self.reference.source} "
+                    f"({self.reference.done}/{self.reference.total} samples): no trial ran, "
+                    "and the reference is stored only once complete; rerun the same command "
+                    "to sample it again")
+        if not self.trials_ran:
+            return ("interrupted before any trial ran (loading the model or preparing the "
+                    "studies): nothing was measured; rerun the same command to start")
+        return f"interrupted between trials: no trial was running; {rerun}"
+
+
+class _Watched:
+    """``render``, with ``phase`` told of each event first."""
+
+    def __init__(self, phase: _SearchPhase, render: Callable[[Any], None]) -> None:
+        self.phase = phase
+        self.render = render
+
+    def __call__(self, event: Any) -> None:
+        self.phase.see(event)
+        self.render(event)
+
+
+class _SearchLog:
+    """Renders search events as plain lines, one per trial and per phase, for a log file or
+    a pipe (nohup, Slurm, ``> log``): a progress bar there shows nothing until it stops."""
+
+    def __init__(self, console: Console, phase: _SearchPhase) -> None:
+        self._console = console
+        self._phase = phase
+        self._labels: dict[str, str] = {}
+        self._tenths: dict[str, int] = {}    # the reference's last tenth reported
+
+    def __enter__(self) -> _SearchLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __call__(self, event: Any) -> None:
+        line = self._text(event)
+        if line:
+            self._console.print(line, soft_wrap=True, markup=False)
+
+    def _text(self, event: Any) -> str | None:
+        from skiptune import tuner
+
+        if isinstance(event, tuner.BatchSizeReduced):
+            return _batch_warning(event)
+        if isinstance(event, tuner.WorkerLost):
+            return _lost_warning(event)
+        if isinstance(event, tuner.Note):
+            return f"note: {event.message}"
+        if isinstance(event, tuner.ReferenceSampled):
+            return self._reference(event)
+        if isinstance(event, tuner.StudyStarted):
+            label = self._labels[event.study_name] = f"{event.sampler} {event.nfe} NFE"
+            return (f"{label}: {'resumed' if event.resumed else 'started'} at "
+                    f"{event.finished}/{event.trials_total} trials")
+        return self._study_text(event)
+
+    def _reference(self, event: Any) -> str | None:
+        if event.cached or event.done == 0:
+            return _reference_line(event)
+        tenth = event.done * 10 // event.total
+        first = event.source not in self._tenths          # its first batch: the estimate
+        if not first and tenth == self._tenths[event.source] and event.done < event.total:
+            return None
+        self._tenths[event.source] = tenth
+        return _reference_progress_line(event, self._phase.reference_seconds())
+
+    def _study_text(self, event: Any) -> str | None:
+        from skiptune import tuner
+
+        label = self._labels.get(getattr(event, "study_name", ""), "")
+        if isinstance(event, tuner.TrialFinished):
+            reason = f" ({event.reason})" if event.reason else ""
+            return (f"{label}: trial {event.finished}/{event.trials_total} #{event.trial_number} "
+                    f"{event.state} {_number(event.value)}{reason} ρ "
+                    f"{_compact_schedule(event.schedule)} in {event.seconds:.0f} s · best "
+                    f"{_number(event.best_value)} vs ρ = 1 {_number(event.baseline_value)}")
+        if isinstance(event, tuner.CandidateValidated):
+            return (f"{label}: raced #{event.trial_number} ({event.role}) on fresh seed block "
+                    f"{event.block + 1} (N={event.num_samples}): {_number(event.value)} "
+                    f"(search {event.search_value:.4g})")
+        if isinstance(event, tuner.Waiting):
+            return f"{label}: waiting for {event.running} running trial(s) to end or go stale"
+        if isinstance(event, tuner.StudyDone):
+            return f"{label}: done"
+        return None             # a trial's start and rungs: its one line comes when it ends
+
+
 class _SearchProgress:
-    """Renders search events: one progress bar per study, best so far against the baseline."""
+    """Renders search events on a terminal: one progress bar per study, best so far against
+    the baseline."""
 
     def __init__(self, console: Console) -> None:
-        # Piped into a log, the final rows are printed once at a fixed width: no bar, and the
-        # status folds instead of being cut, so the row keeps its numbers.
-        columns = (
-            (TextColumn("{task.fields[study]}"), BarColumn(), MofNCompleteColumn(),
-             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-            if console.is_terminal else
-            (TextColumn("{task.fields[study]}", table_column=Column(no_wrap=True)),
-             MofNCompleteColumn(), TimeElapsedColumn(),
-             TextColumn("{task.fields[status]}", table_column=Column(overflow="fold")))
-        )
+        columns = (TextColumn("{task.fields[study]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
         self._progress = Progress(*columns, console=console, transient=False)
         self._tasks: dict[str, TaskID] = {}
         self._best: dict[str, str] = {}
@@ -568,9 +706,11 @@ class _SearchProgress:
                     else _lost_warning(event))
             self._progress.console.print(line, soft_wrap=True, markup=False)
         elif isinstance(event, tuner.ReferenceSampled):
-            if event.done == 0:
+            if event.done == 0 or event.cached:
                 self._progress.console.print(_reference_line(event), soft_wrap=True,
                                              markup=False)
+            if event.cached:
+                return
             self._progress.update(self._task(event.source), total=event.total,
                                   completed=event.done, status="reference (ρ = 1)")
         elif isinstance(event, tuner.Note):
@@ -844,25 +984,24 @@ def search_command(
                  conditioning=_conditioning(prompts, embeddings, negative_prompt,
                                             guidance_scale, class_labels) or None)
     started = time.monotonic()
+    phase = _SearchPhase()
     try:
         with _fetching(offline, bar=not quiet):
             if quiet or as_json:
                 summaries = tuner.search(model, config, trust_pickle=trust_pickle,
-                                         on_event=_warn, **where)
+                                         on_event=_Watched(phase, _warn), **where)
             else:
-                with _SearchProgress(_stderr) as progress:
+                # A log file or pipe gets plain lines as they happen; a terminal, the bars.
+                with (_SearchProgress(_stderr) if _stderr.is_terminal
+                      else _SearchLog(_stderr, phase)) as progress:
                     summaries = tuner.search(model, config, trust_pickle=trust_pickle,
-                                             on_event=progress, **where)
+                                             on_event=_Watched(phase, progress), **where)
     # Caught outside the progress display, so the error line comes after it has stopped.
     except SkiptuneError as e:
         raise _fail(_message(e)) from None
     except KeyboardInterrupt:
         skiptune._interrupt.acknowledge()    # a later Ctrl-C must not cut this short
-        raise _fail(
-            "interrupted: the running trial was marked failed and re-queued; rerun the same "
-            "command to resume (finished trials are kept)",
-            code=130,
-        ) from None
+        raise _fail(phase.interrupted(), code=130) from None
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return

@@ -180,21 +180,27 @@ def is_offline() -> bool:
     )
 
 
+_switched_on_by: list[str] = []        # the ``why`` of each offline_mode block now open
+
+
 @contextlib.contextmanager
-def offline_mode(enabled: bool = True) -> Iterator[None]:
+def offline_mode(enabled: bool = True, *, why: str = "offline_mode()") -> Iterator[None]:
     """Within the block, nothing is downloaded (``enabled=False`` changes nothing).
 
     Sets ``$SKIPTUNE_OFFLINE`` for the block, so worker processes started inside it are
-    offline too; the previous value is restored after.
+    offline too; the previous value is restored after. ``why`` is what a refusal names as
+    the reason (the command line passes ``--offline``), not the variable set here.
     """
     if not enabled:
         yield
         return
     previous = os.environ.get(OFFLINE_ENV)
     os.environ[OFFLINE_ENV] = "1"
+    _switched_on_by.append(why)
     try:
         yield
     finally:
+        _switched_on_by.pop()
         if previous is None:
             os.environ.pop(OFFLINE_ENV, None)
         else:
@@ -309,6 +315,8 @@ def _offline_error(
 
 
 def _offline_reason() -> str:
+    if _switched_on_by:                 # its $SKIPTUNE_OFFLINE is not the user's
+        return f"{_switched_on_by[-1]} was given"
     for name in (OFFLINE_ENV, HF_OFFLINE_ENV):
         if os.environ.get(name, "").strip().lower() in _TRUE:
             return f"${name} is set"

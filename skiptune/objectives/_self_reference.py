@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -71,8 +70,15 @@ SELF_REFERENCE_SEED = 2**62
 _VERSION = 1                        # bumped whenever the same spec would give other statistics
 _FORMAT = "self, self:SAMPLER:NFE or self:SAMPLER:NFE:N (e.g. self:heun:79:2048)"
 
-ReferenceProgress = Callable[[str, int, int], None]
-"""``progress(spec, done, total)``: samples of self-reference ``spec`` drawn so far."""
+TIMING_BATCH = 8
+"""Images in the reference's first batch: a run learns within seconds how long it will take."""
+
+
+class ReferenceProgress(Protocol):
+    """``progress(spec, done, total, cached=...)``: samples of self-reference ``spec`` drawn
+    so far; ``cached``: its statistics came from the cache, nothing is sampled."""
+
+    def __call__(self, spec: str, done: int, total: int, *, cached: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,16 @@ def _identity(
     }
 
 
+def _batches(total: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, count) of each batch: a first one of :data:`TIMING_BATCH` images at most, so
+    that the first progress report (and its time estimate) comes within seconds, then
+    ``batch_size``. Each image has its own seed: the partition changes no image's noise."""
+    first = min(TIMING_BATCH, batch_size, total)
+    starts = [0, *range(first, total, batch_size)] if total else []
+    return [(start, min(first if start == 0 else batch_size, total - start))
+            for start in starts]
+
+
 def self_reference_statistics(
     model: TunableModel,
     spec: SelfReferenceSpec,
@@ -237,6 +253,8 @@ def self_reference_statistics(
                              seed=SELF_REFERENCE_SEED, key=key)
     hit = None if need_features else cache.get(key)
     if hit is not None:
+        if progress is not None:
+            progress(resolved.spec, num_samples, num_samples, cached=True)
         return ReferenceStatistics.from_statistics(
             *hit, source=resolved.spec, count=num_samples, extractor=extractor.identity
         ), resolved
@@ -244,8 +262,7 @@ def self_reference_statistics(
     chunks: list[np.ndarray] = []
     if progress is not None:
         progress(resolved.spec, 0, num_samples)
-    for start in range(0, num_samples, batch_size):
-        count = min(batch_size, num_samples - start)
+    for start, count in _batches(num_samples, batch_size):
         images = sampled_images(model, sampler=spec.sampler, nfe=nfe,
                                 schedule_exponent=schedule_exponent,
                                 seed=SELF_REFERENCE_SEED, start=start, count=count)

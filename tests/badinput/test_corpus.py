@@ -482,11 +482,11 @@ def test_out_of_memory_halves_the_batch_says_so_once_and_measures_the_same(
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     # Rung 1 asks for 16 images at once: they fail, 8 fit, and 8 it stays for rung 2.
-    # The one warning, then (after the run) the note that --trials 1 measures only ρ = 1.
-    line, note = result.stderr.splitlines()
+    # The note that --trials 1 measures only ρ = 1 (before the run), then the one warning.
+    note, line = result.stderr.splitlines()
     assert line.startswith("warning: out of memory with 16 images per batch (CUDA out of "
                            "memory"), line
-    assert note.startswith("note: --trials 1 measures only known points"), note
+    assert note.startswith("note: --trials 1 measures only the baseline ρ = 1"), note
     assert "continuing with 8 per batch" in line and "same results" in line
     (summary,) = json.loads(result.stdout)
     # The same samples as the finished search's batches of 16 (seeds are per image), up to

@@ -318,24 +318,26 @@ def test_stable_diffusion_and_freeu_as_a_user_sees_them(finished: Path, tmp_path
         assert note is not None and "nothing is searched" in note, (kind, trials)
     space = SearchSpace(kind="rho+freeu", freeu_known=(1.5, 1.6, 0.9, 0.2))
     assert known_points_note(trials=6, space=space) is None
-    # Piped progress keeps every row whole at 80 columns (no "0:00…"): the status folds.
+    # Piped progress is one whole line per trial at 80 columns (no "…"), written as it ends.
     import io
 
     from rich.console import Console
 
     from skiptune import tuner
-    from skiptune.cli import _SearchProgress
+    from skiptune.cli import _SearchLog, _SearchPhase
 
     for status_schedule in (freeu, both):
         piped = io.StringIO()
-        with _SearchProgress(Console(file=piped, width=80)) as progress:
+        with _SearchLog(Console(file=piped, width=80), _SearchPhase()) as progress:
             progress(tuner.StudyStarted(study_name="s", nfe=9, sampler="heun", trials_total=30,
                                         finished=2, resumed=False))
-            progress(tuner.TrialStarted(study_name="s", trial_number=3, schedule=status_schedule,
-                                        role="search", finished=2, trials_total=30))
-        text = piped.getvalue()
-        assert "…" not in text and "3/30" in text and "(search)" in text, text
-        assert "0:00:0" in text and " ".join(text.split()).count("FreeU b") == 1, text
+            progress(tuner.TrialFinished(study_name="s", trial_number=3, state="complete",
+                                         value=1.0, schedule=status_schedule, best_value=1.0,
+                                         baseline_value=2.0, finished=3, trials_total=30,
+                                         seconds=1.0))
+        lines = piped.getvalue().splitlines()
+        assert len(lines) == 2 and "…" not in lines[1] and "trial 3/30 #3" in lines[1], lines
+        assert lines[1].count(" b1.") == 1, lines
     # A bare UNet2DConditionModel folder samples latents: searching it with a built-in feature
     # network, or writing its samples as a PNG, is one line naming the pipeline folder.
     bare = str(folder / "unet")

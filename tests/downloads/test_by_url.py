@@ -115,11 +115,11 @@ def test_an_edm_snapshot_searched_and_sampled_by_url_with_inception_and_edm_refs
     assert searched.returncode == 0, searched.stderr
     [summary] = json.loads(searched.stdout)
     assert summary["group"] == "network-snapshot" and summary["finished"] == 1
-    # The reference's note comes first; --trials 1 also says, after the run, that only known
-    # points were measured.
+    # The reference's note comes first; --trials 1 also says, before the run, that only the
+    # baseline is measured.
     notes = [line for line in searched.stderr.splitlines() if line.startswith("note: ")]
     assert len(notes) == 2 and "one of EDM's fid-refs" in notes[0], searched.stderr
-    assert "measures only known points" in notes[1], searched.stderr
+    assert "measures only the baseline ρ = 1" in notes[1], searched.stderr
     assert "inception-2015-12-05.pt" in server.requests
     grid = tmp_path / "edm.png"
     sampled = _run(_sample_command("--model", url, "--nfe", "3", "-n", "2", "--device", "cpu",
@@ -162,7 +162,7 @@ def test_offline_refusals_name_the_file_its_url_and_where_to_put_it(
                                  "--db", str(tmp_path / "never.db")), cache)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: offline ($SKIPTUNE_OFFLINE is set): model demo_unet.pt is not in skiptune's "
+        f"error: offline (--offline was given): model demo_unet.pt is not in skiptune's "
         f"cache; download {url} and put it at {downloads.entry_path(url)}, or run once "
         "without offline mode"
     )

@@ -123,6 +123,18 @@ def test_offline_refuses_a_missing_file_naming_it_its_url_and_where_to_put_it(
     assert (entry.parent / "weights.bin.sha256").read_text().strip() == _sha(PAYLOAD)
 
 
+def test_offline_mode_names_its_own_switch_not_the_variable_it_sets(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--offline sets $SKIPTUNE_OFFLINE for its workers; the refusal names the flag."""
+    monkeypatch.delenv("SKIPTUNE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with downloads.offline_mode(why="--offline"), pytest.raises(DownloadError) as caught:
+        downloads.fetch(server.url("flag.bin"), what="model")
+    assert str(caught.value).startswith("offline (--offline was given): model flag.bin ")
+    assert server.requests == []
+
+
 def test_http_errors_and_html_pages_are_one_line_and_leave_nothing(
     server: FileServer, cache: Path
 ) -> None:

@@ -309,6 +309,35 @@ def test_rho_below_one_changes_the_output(model, batch) -> None:
     assert torch.equal(model.denoise(x, sigma), untuned)
 
 
+@pytest.mark.parametrize("window", [False, True], ids=["no-window", "sigma-window"])
+def test_doc_hooks_apply_an_export_to_a_unet2dmodel_as_skiptune_does(
+    diffusers: types.ModuleType, folder: Path, window: bool
+) -> None:
+    """docs/stable_diffusion.md's plain-diffusers hooks, as written, on a UNet2DModel (which
+    passes its skips positionally, where UNet2DConditionModel names them): the samples are
+    skiptune's own under that schedule. tests/models/test_sd.py runs them on the other class."""
+    from skiptune.sampling import initial_noise, sample, sigma_grid
+    from tests.models.test_sd import _doc_hooks_snippet
+
+    model = diffusers_unet.load(folder, device="cpu")
+    grid = sigma_grid(model, sampler="euler", nfe=6)
+    bounds = ({"sigma_lo": float((grid[3] * grid[4]).sqrt()),
+               "sigma_hi": float((grid[1] * grid[2]).sqrt())} if window else {})
+    schedule = TuningSchedule(rho_bottom=0.4, rho_top=0.9, shape="cosine", **bounds)
+    factors = schedule.factors(model.num_skips)
+    best = {"schedule": schedule.to_dict(),
+            "rho_factors": {s.name: f for s, f in zip(model.skip_sites, factors, strict=True)}}
+    noise = initial_noise(2, model.noise_shape, seed=0)
+    with skip_tuning(model, schedule):
+        ours = sample(model, noise, sampler="euler", nfe=6)
+    theirs = diffusers_unet.load(folder, device="cpu")
+    pipe = types.SimpleNamespace(unet=theirs.net, scheduler=diffusers.DDPMScheduler
+                                 .from_pretrained(folder.parent, subfolder="scheduler"))
+    exec(_doc_hooks_snippet(), {"best": best, "pipe": pipe})
+    assert torch.equal(sample(theirs, noise, sampler="euler", nfe=6), ours)
+    assert not torch.equal(ours, sample(model, noise, sampler="euler", nfe=6))
+
+
 # --- the σ-space denoiser --------------------------------------------------------------------
 
 

@@ -126,11 +126,13 @@ class CandidateValidated:
 @dataclass(frozen=True, kw_only=True)
 class ReferenceSampled:
     """The self-reference (``--ref self``) is being sampled, once: ``done`` of ``total``
-    samples so far (0 when it starts). Its statistics are then cached in the database."""
+    samples so far (0 when it starts). Its statistics are then cached in the database;
+    ``cached``: they were found there, and nothing is sampled (sent once, ``done == total``)."""
 
     source: str                 # the canonical spec, e.g. "self:heun:79:1024"
     done: int
     total: int
+    cached: bool = False
     worker: int = 0
 
 

@@ -160,18 +160,23 @@ def prepare_study(
         if skip_layout is not None:
             study.set_user_attr(SKIP_LAYOUT_ATTR, list(skip_layout))
             study.set_user_attr(NUM_SKIPS_ATTR, len(skip_layout))
-        if not study.user_attrs.get(SEEDED_ATTR):
-            for params, role in queued_schedules(config.space):
+        known = queued_schedules(config.space)
+        if _seeded(study, len(known)) < min(config.trials, len(known)):
+            # Only as many as the study's total runs: a queued point past it would stay a
+            # waiting trial for good. A rerun with more trials queues the next ones.
+            for params, role in known[:config.trials]:
                 # Each enqueue is its own commit: after a kill midway, the rerun queues only
                 # the schedules still missing, so none is measured twice.
                 study.enqueue_trial(params, user_attrs={ROLE_ATTR: role}, skip_if_exists=True)
                 failpoint("study-seeding")
-            study.set_user_attr(SEEDED_ATTR, True)
+            study.set_user_attr(SEEDED_ATTR, min(config.trials, len(known)))
         if not study.user_attrs.get(WARM_ATTR):
             # Once, at the study's first preparation: the validated bests of the same model's
-            # other budgets, nearest first (a later rerun does not queue newer ones).
+            # other budgets, nearest first (a later rerun does not queue newer ones), in the
+            # trials the known points leave.
             sources = []
-            for params, source in warm_schedules(optuna_storage, config):
+            slots = max(0, config.trials - len(known))
+            for params, source in warm_schedules(optuna_storage, config)[:slots]:
                 study.enqueue_trial(params, user_attrs={ROLE_ATTR: "warm"}, skip_if_exists=True)
                 sources.append(source)
             study.set_user_attr(WARM_ATTR, sources or [""])
@@ -186,6 +191,13 @@ def prepare_study(
         config=requested,
     )
     return study, resumed
+
+
+def _seeded(study: optuna.Study, known: int) -> int:
+    """How many of the ``known`` queued points the study has queued (``True``: all of them,
+    as studies stored before the queue followed the total say)."""
+    seeded = study.user_attrs.get(SEEDED_ATTR)
+    return known if seeded is True else int(seeded or 0)
 
 
 def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

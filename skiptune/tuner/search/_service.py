@@ -44,7 +44,13 @@ from skiptune.storage import (
     open_storage,
 )
 from skiptune.tuner.results import StudySummary, summarize
-from skiptune.tuner.search._events import EventCallback, Note, ReferenceSampled, WorkerLost
+from skiptune.tuner.search._events import (
+    EventCallback,
+    Note,
+    ReferenceSampled,
+    SearchEvent,
+    WorkerLost,
+)
 from skiptune.tuner.search._objective import Objective
 from skiptune.tuner.search._run import check_stored_study, prepare_study, run_study
 from skiptune.tuner.search._space import queued_schedules
@@ -173,8 +179,28 @@ def _reference_events(on_event: EventCallback | None) -> ReferenceProgress | Non
     """A self-reference's progress as ReferenceSampled events."""
     if on_event is None:
         return None
-    return lambda spec, done, total: on_event(ReferenceSampled(source=spec, done=done,
-                                                               total=total))
+
+    def progress(spec: str, done: int, total: int, *, cached: bool = False) -> None:
+        on_event(ReferenceSampled(source=spec, done=done, total=total, cached=cached))
+
+    return progress
+
+
+def _reported_once(on_event: EventCallback | None) -> EventCallback | None:
+    """``on_event``, less the reports that a reference this search has reported already is
+    cached: the studies after the first that share it find it so."""
+    if on_event is None:
+        return None
+    reported: set[str] = set()
+
+    def forward(event: SearchEvent) -> None:
+        if isinstance(event, ReferenceSampled):
+            if event.cached and event.source in reported:
+                return
+            reported.add(event.source)
+        on_event(event)
+
+    return forward
 
 
 def _space_for(
@@ -300,9 +326,10 @@ def search(
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)
     cache = PendingStatisticsCache(None if reader is None else reader.statistics_cache)
+    planning = _reported_once(on_event)
     try:
         plans = [plan_study(loaded, config, budget, sampler=sampler, cache=cache,
-                            on_event=on_event)
+                            on_event=planning)
                  for budget in config.budgets for sampler in config.samplers]
     finally:
         if reader is not None and reader is not db:
@@ -318,6 +345,9 @@ def search(
                        for study, _objective in plans]
         _report_reference_notes(plans, on_event)    # once the search surely runs: a refusal
         study_configs = [study for study, _objective in plans]      # stays one line
+        # Before the run, not after it: minutes spent on a search that searches nothing.
+        _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in study_configs},
+                    on_event)
         if workers == 1:
             # Preparing used a pool that the trials never touch (they use Optuna's heartbeat
             # storage); closing it keeps a worker at 4 server connections instead of 6.
@@ -326,7 +356,8 @@ def search(
                 summaries = [run_study(storage, study, objective, on_event=on_event,
                                        **_run_options(config))
                              for study, objective in plans]
-            return _concluded(summaries, study_configs, on_event)
+            _measured(summaries)
+            return summaries
         del plans, loaded                      # free the planning copy before workers load theirs
         with sigterm_as_interrupt():
             lost = _run_workers(
@@ -338,7 +369,8 @@ def search(
             summaries = [summarize(study, study_config)
                          for study, study_config in zip(studies, study_configs, strict=True)]
         _judge_lost_workers(lost, summaries, on_event)
-        return _concluded(summaries, study_configs, on_event)
+        _measured(summaries)
+        return summaries
     finally:
         if storage is not db:
             # Closing the pools checkpoints SQLite's WAL into the database file, so that a
@@ -355,17 +387,6 @@ def _report_reference_notes(
     _emit_notes(notes, on_event)
 
 
-def _concluded(
-    summaries: list[StudySummary], studies: list[StudyConfig], on_event: EventCallback | None
-) -> list[StudySummary]:
-    """The summaries of studies that measured something, then the note that nothing was
-    searched where known points took every trial: said after the run, so that a failed or
-    interrupted one stays one line."""
-    _measured(summaries)
-    _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in studies}, on_event)
-    return summaries
-
-
 def _emit_notes(notes: set[str | None], on_event: EventCallback | None) -> None:
     for message in sorted(n for n in notes if n):
         if on_event is not None:
@@ -378,9 +399,13 @@ def known_points_note(*, trials: int, space: SearchSpace) -> str | None:
     known = len(queued_schedules(space))
     if trials > known:
         return None
-    return (f"--trials {trials} measures only known points (the baseline and "
-            f"{known - 1} published schedules): nothing is searched; pass --trials "
-            f"{known + 10} or more to search")
+    measured = ("the baseline ρ = 1" if trials == 1 else
+                f"known points (the baseline and {trials - 1} of {known - 1} published "
+                "schedules)")
+    default = SearchConfig.trials               # the dataclass's default: one source
+    enough = max(default, known + 1)
+    return (f"--trials {trials} measures only {measured}: nothing is searched; pass --trials "
+            f"{enough}{' (the default)' if enough == default else ''} or more to search")
 
 
 def _judge_lost_workers(
