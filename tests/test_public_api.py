@@ -95,8 +95,8 @@ PUBLIC = {
         "best_per_budget", "serve_dashboard", "write_report"),
     "skiptune.tuner.study": (
         "CONFIG_ATTR", "FAILURE_ATTR", "FAILURE_KIND_ATTR", "NUM_SAMPLES_ATTR", "OPTIMIZERS",
-        "ROLE_ATTR", "RUNG_VALUES_ATTR", "SECONDS_ATTRS", "SEEDED_ATTR", "TOTAL_ATTR",
-        "VALIDATION_ATTR", "WARM_ATTR", "SearchConfig", "SearchSpace", "StudyConfig",
+        "RACE_ATTR", "ROLE_ATTR", "RUNG_VALUES_ATTR", "SECONDS_ATTRS", "SEEDED_ATTR",
+        "TOTAL_ATTR", "VALIDATION_ATTR", "WARM_ATTR", "SearchConfig", "SearchSpace", "StudyConfig",
         "ValidatedCandidate", "ValidationResult", "ValidationSettings", "candidate_attr",
         "canonical_schedule", "comparison_key", "config_differences", "default_group",
         "describe_differences", "is_finished", "role_of", "schedule_from_params",
@@ -107,7 +107,7 @@ PUBLIC = {
         "Objective", "ReferenceSampled", "RungDone", "SearchEvent", "StudyDone", "StudyRun",
         "StudyStarted", "TrialFinished", "TrialStarted", "Waiting", "WorkerLost",
         "plan_study", "prepare_study", "queued_schedules", "resolve_objective", "run_study",
-        "search"),
+        "search", "RaceState", "SeedBlocks", "race", "race_checkpoints"),
     "skiptune.tuner.results": (
         "PLOT_SUFFIXES", "FrontPoint", "FrontReport", "SpeedClaim", "StudySummary",
         "best_and_baseline", "best_schedule", "describe_claim", "export_schedule",
