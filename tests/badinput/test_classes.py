@@ -55,7 +55,8 @@ def _one_error(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode not in (0, None), output
     assert "Traceback" not in output, output
-    lines = result.stderr.splitlines()
+    # Notes (e.g. that a total of known points searches nothing) may come before the error.
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for phrase in phrases:
         assert phrase in lines[0], lines[0]
