@@ -40,7 +40,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from skiptune._extras import install_hint
+from skiptune._install import install_hint
 from skiptune._parsing import parse_list, parse_name, parse_number, parse_whole
 from skiptune._secrets import mask_secrets
 from skiptune.errors import ConfigurationError, SkiptuneError

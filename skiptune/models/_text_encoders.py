@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from skiptune._extras import install_hint
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError, SkiptuneError
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from skiptune._extras import install_hint
+from skiptune._install import install_hint
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.models._diffusers_common import (

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from skiptune._extras import install_hint
+from skiptune._install import install_hint
 from skiptune.errors import CheckpointError
 
 __all__ = ["REACH_TIMEOUT_S", "is_hub_id", "reachable", "resolve", "weight_files"]

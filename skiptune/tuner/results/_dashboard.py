@@ -7,7 +7,7 @@ from pathlib import Path
 
 from optuna.artifacts import FileSystemArtifactStore
 
-from skiptune._extras import install_hint
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError
 from skiptune.tuner.results._reading import reading_storage
 

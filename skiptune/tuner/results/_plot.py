@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from skiptune._extras import install_hint
 from skiptune._files import PNG_SOFTWARE, check_output_path, write_atomically
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError
 from skiptune.storage import FrontRecord, Storage
 from skiptune.tuner.results._labels import measured_on
