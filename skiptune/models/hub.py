@@ -4,7 +4,8 @@ The id is resolved to a snapshot folder by ``huggingface_hub.snapshot_download``
 ``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and tokens (``HF_TOKEN``, ``hf auth login``)
 behave as in diffusers; the folder is then loaded by the same code as a local pipeline or
 U-Net folder. Only what skiptune reads is downloaded: configs, tokenizers, and one weights
-file per component (the asked variant, safetensors before ``.bin``).
+file per component (the asked variant, safetensors before ``.bin``). When the hub cannot
+be reached, the id is read from the cache within seconds, as diffusers falls back to it.
 """
 
 from __future__ import annotations
