@@ -185,6 +185,11 @@ def _from_cache(repo_id: str, revision: str | None, *, missing: str) -> Path:
             repo_id, revision=revision, local_files_only=True))
     except errors.LocalEntryNotFoundError as e:
         raise CheckpointError(missing) from e
+    except OSError as e:               # an unreadable cache folder, say
+        raise CheckpointError(
+            f"cannot read model {repo_id!r} from the Hugging Face cache: "
+            f"{' '.join(str(e).split())[:200]}"
+        ) from e
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
