@@ -90,9 +90,11 @@ def resolve(repo_id: str, *, revision: str | None = None, variant: str | None = 
     # skiptune's offline mode (--offline, SKIPTUNE_OFFLINE) holds for the hub too.
     cache = constants.HF_HUB_CACHE
     if constants.is_offline_mode() or downloads.is_offline():
+        # huggingface_hub read $HF_HUB_OFFLINE when imported: it may be unset since.
+        reason = downloads.offline_reason() if downloads.is_offline() else "$HF_HUB_OFFLINE is set"
         return _from_cache(repo_id, revision, missing=(
             f"model {where} is not in the Hugging Face cache ({cache}) and downloads are off "
-            "(offline mode), nor a file or folder here; download it once online, point "
+            f"({reason}), nor a file or folder here; download it once online, point "
             "HF_HOME at a cache that holds it, or pass a path"))
     endpoint = constants.ENDPOINT
     unreachable = (

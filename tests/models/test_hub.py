@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -133,9 +134,18 @@ def test_an_id_missing_from_the_cache_offline_is_one_line(hub_cache: Path) -> No
     line = str(raised.value)
     assert "\n" not in line
     assert "tiny-org/absent" in line and "not in the Hugging Face cache" in line
-    assert "downloads are off (offline mode)" in line
+    assert re.search(r"downloads are off \(\$(SKIPTUNE|HF_HUB)_OFFLINE is set\)", line), line
     with pytest.raises(CheckpointError, match="revision 'v2' is not in the Hugging Face cache"):
         load_model(UNET_ID, device="cpu", revision="v2")
+
+
+def test_the_offline_line_names_the_switch_the_user_gave(
+    setup: dict[str, Path], hub_cache: Path
+) -> None:
+    result = runner.invoke(cli.app, ["sample", "--model", "tiny-org/absent", "--offline",
+                                     "-o", str(setup["root"] / "absent.npz"), "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "downloads are off (--offline was given)" in result.output, result.output
 
 
 def test_revision_of_a_local_folder_is_refused(setup: dict[str, Path]) -> None:
