@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from skiptune._install import install_hint
 from skiptune._parsing import parse_list, parse_name, parse_number, parse_whole
 from skiptune._secrets import mask_secrets
 from skiptune.errors import ConfigurationError, SkiptuneError
@@ -457,7 +458,8 @@ def _known_text(known: dict[str, float]) -> str:
 # Conditioning of text-to-image U-Nets, shared by search and sample.
 PromptsOption = Annotated[str | None, typer.Option(
     "--prompts", metavar="PATH", help="Text file, one prompt a line (sample j takes prompt "
-    "j mod P); needs transformers: pip install 'skiptune[sd]'.")]
+    "j mod P); needs transformers: "
+    f"{install_hint('sd')}.")]
 EmbeddingsOption = Annotated[str | None, typer.Option(
     "--embeddings", metavar="PATH", help=".safetensors with prompt_embeds [P, L, D] (SDXL: also "
     "pooled_prompt_embeds; optional negative_prompt_embeds).")]

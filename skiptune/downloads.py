@@ -53,6 +53,7 @@ __all__ = [
     "is_offline",
     "is_url",
     "offline_mode",
+    "offline_reason",
     "report_progress",
     "split_pin",
 ]
@@ -314,7 +315,9 @@ def _offline_error(
     )
 
 
-def _offline_reason() -> str:
+def offline_reason() -> str:
+    """The switch that made skiptune offline, as messages name it (``--offline was given``,
+    ``$SKIPTUNE_OFFLINE is set``, ``$HF_HUB_OFFLINE is set``, else ``offline=True``)."""
     if _switched_on_by:                 # its $SKIPTUNE_OFFLINE is not the user's
         return f"{_switched_on_by[-1]} was given"
     for name in (OFFLINE_ENV, HF_OFFLINE_ENV):
@@ -466,11 +469,11 @@ def fetch(
     if offline:
         if cached is not None:
             raise DownloadError(
-                f"offline ({_offline_reason()}): cached {what} {entry} has SHA-256 "
+                f"offline ({offline_reason()}): cached {what} {entry} has SHA-256 "
                 f"{cached[:12]}…, not the pinned {expected}; download {base} again without "
                 "offline mode, or fix the pin"
             )
-        raise _offline_error(what=what, url=base, entry=entry, reason=_offline_reason(),
+        raise _offline_error(what=what, url=base, entry=entry, reason=offline_reason(),
                              alternative=alternative)
     if has_userinfo(base):
         raise ConfigurationError(

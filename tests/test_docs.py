@@ -95,9 +95,11 @@ def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
 
 
 def test_installs_name_a_clone_or_a_git_url() -> None:
-    """skiptune is not on PyPI: ``pip install 'skiptune[...]'`` alone would find nothing."""
-    bare = [f"{path.relative_to(REPO)}:{number}" for path in DOCS
+    """skiptune is not on PyPI: ``pip install 'skiptune[...]'`` alone would find nothing, in
+    the docs or in a message (the messages' hints come from ``skiptune._install``)."""
+    code = sorted((REPO / "skiptune").rglob("*.py"))
+    bare = [f"{path.relative_to(REPO)}:{number}" for path in [*DOCS, *code]
             for number, line in enumerate(path.read_text().splitlines(), 1)
-            if re.search(r"pip install '?skiptune\b(?!.* @ git\+)", line)
+            if re.search(r"pip install (-U )?'?skiptune\b(?!.* @ git\+)", line)
             and "finds nothing" not in line]
     assert not bare, bare

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError, SkiptuneError
 
 if TYPE_CHECKING:
     from skiptune.models._unet_info import UNetInfo
 
-__all__ = ["SD_EXTRA", "cache_path", "encode_texts"]
+__all__ = ["cache_path", "encode_texts"]
 
-SD_EXTRA = "pip install 'skiptune[sd]'"
 CACHE_FOLDER = "prompt_embeddings"
 _FORMAT = "skiptune-prompt-embeddings-1"   # bumped if what is cached changes meaning
 ENCODE_BATCH = 64
@@ -64,7 +64,7 @@ def _transformers() -> Any:
         import transformers
     except ImportError as e:
         raise ConfigurationError(
-            f"prompts given as text need the transformers package: {SD_EXTRA}; or pass "
+            f"prompts given as text need the transformers package: {install_hint('sd')}; or pass "
             "precomputed embeddings FILE.safetensors",
             field="embeddings",
         ) from e

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from skiptune._install import install_hint
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.models._diffusers_common import (
@@ -55,7 +56,6 @@ __all__ = [
 
 SUPPORTED_UP_BLOCKS = frozenset({"UpBlock2D", "CrossAttnUpBlock2D"})
 _CLASS = "UNet2DConditionModel"
-_INSTALL_HINT = "pip install 'skiptune[diffusers]'"
 _DECODE_BATCH = 8   # latents decoded at once: a 512² VAE decode needs far more memory than a step
 
 
@@ -132,7 +132,7 @@ def load(
     except ImportError as e:
         raise CheckpointError(
             f"{str(folder)!r} is a diffusers folder, but diffusers is not installed; run: "
-            f"{_INSTALL_HINT}"
+            f"{install_hint('diffusers')}"
         ) from e
     scheduler_path = scheduler_config_path(unet_dir)
     scheduler_config = read_json(scheduler_path)

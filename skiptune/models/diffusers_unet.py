@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from skiptune._install import install_hint
 from skiptune.errors import CheckpointError
 from skiptune.models._base import TunableModel, fingerprint_state_dict
 from skiptune.models._diffusers_common import (
@@ -49,7 +50,6 @@ __all__ = ["SUPPORTED_UP_BLOCKS", "is_diffusers_folder", "load"]
 SUPPORTED_UP_BLOCKS = frozenset(
     {"UpBlock2D", "AttnUpBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D", "ResnetUpsampleBlock2D"}
 )
-_INSTALL_HINT = "pip install 'skiptune[diffusers]'"
 
 
 def is_diffusers_folder(path: str | Path) -> bool:
@@ -94,7 +94,7 @@ def load(
     except ImportError as e:
         raise CheckpointError(
             f"{str(folder)!r} is a diffusers UNet2DModel folder, but diffusers is not installed; "
-            f"run: {_INSTALL_HINT}"
+            f"run: {install_hint('diffusers')}"
         ) from e
 
     scheduler_path = scheduler_config_path(unet_dir)

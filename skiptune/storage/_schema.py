@@ -11,6 +11,7 @@ import sqlalchemy
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
+from skiptune._install import UPGRADE_HINT
 from skiptune._optuna_private import optuna_table_names
 from skiptune._version import skiptune_version
 from skiptune.errors import NoSkiptuneDatabaseError, StorageError
@@ -92,7 +93,7 @@ def check_readable_schema(engine: Engine, display: str, *, optuna_only: bool = F
             f"{display} was written by a newer skiptune "
             f"({None if row is None else row[1]}, schema {stored}); this skiptune "
             f"({skiptune_version()}) reads schema {SCHEMA_VERSION} and older: upgrade skiptune "
-            "(pip install -U skiptune)"
+            f"({UPGRADE_HINT})"
         )
     if stored < SCHEMA_VERSION:
         raise StorageError(
@@ -126,7 +127,7 @@ def prepare_schema(engine: Engine, display: str) -> None:
                     raise StorageError(
                         f"{display} was written by a newer skiptune ({row[1]}, "
                         f"schema {stored}); this skiptune ({skiptune_version()}) reads schema "
-                        f"{SCHEMA_VERSION} and older: upgrade skiptune (pip install -U skiptune)"
+                        f"{SCHEMA_VERSION} and older: upgrade skiptune ({UPGRADE_HINT})"
                     )
         for version in range(SCHEMA_VERSION if stored is None else stored, SCHEMA_VERSION):
             MIGRATIONS[version](connection)

@@ -172,7 +172,7 @@ def test_folder_without_diffusers_installed(tmp_path: Path, monkeypatch, load_mo
     assert diffusers_unet.is_diffusers_folder(tmp_path)
     with pytest.raises(CheckpointError, match=r"diffusers is not installed; run: pip install "):
         load_model(tmp_path, device="cpu")
-    with pytest.raises(CheckpointError, match=r"'skiptune\[diffusers\]'"):
+    with pytest.raises(CheckpointError, match=r"pip install '\.\[diffusers\]' in a clone"):
         diffusers_unet.load(tmp_path, device="cpu")
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is first imported
 from skiptune import cli
 from skiptune.errors import CheckpointError, ConfigurationError
 from skiptune.models import load_model
-from skiptune.models.hub import is_hub_id, weight_files
+from skiptune.models.hub import REACH_TIMEOUT_S, is_hub_id, reachable, weight_files
 from tests.cli.test_sd_search import ColourMoments
 
 pytest.importorskip("diffusers")
@@ -131,9 +134,18 @@ def test_an_id_missing_from_the_cache_offline_is_one_line(hub_cache: Path) -> No
     line = str(raised.value)
     assert "\n" not in line
     assert "tiny-org/absent" in line and "not in the Hugging Face cache" in line
-    assert "downloads are off (offline mode)" in line
+    assert re.search(r"downloads are off \(\$(SKIPTUNE|HF_HUB)_OFFLINE is set\)", line), line
     with pytest.raises(CheckpointError, match="revision 'v2' is not in the Hugging Face cache"):
         load_model(UNET_ID, device="cpu", revision="v2")
+
+
+def test_the_offline_line_names_the_switch_the_user_gave(
+    setup: dict[str, Path], hub_cache: Path
+) -> None:
+    result = runner.invoke(cli.app, ["sample", "--model", "tiny-org/absent", "--offline",
+                                     "-o", str(setup["root"] / "absent.npz"), "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "downloads are off (--offline was given)" in result.output, result.output
 
 
 def test_revision_of_a_local_folder_is_refused(setup: dict[str, Path]) -> None:
@@ -180,3 +192,86 @@ def test_skiptune_search_by_id_runs_end_to_end_with_hf_home(setup: dict[str, Pat
     assert done.returncode == 0, done.stderr
     [summary] = json.loads(done.stdout)
     assert summary["finished"] == 2 and summary["study"].startswith("skiptune-by-id-e2e-")
+
+
+# No network: the endpoint is a closed local port, so nothing here can reach the real hub.
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# The command's time, without the imports' (seconds of diffusers on a busy machine).
+_TIMED_CLI = """
+import os, time
+import diffusers, skiptune.cli
+start = time.monotonic()
+try:
+    skiptune.cli.main()
+finally:
+    with open(os.environ["ELAPSED_FILE"], "w") as file:
+        file.write(str(time.monotonic() - start))
+"""
+
+
+def _sample_without_hub(setup: dict[str, Path], hf_home: Path, model: str,
+                        ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``skiptune sample --model MODEL`` in a fresh process whose hub endpoint refuses
+    connections, with no offline switch set; the result and the command's time in seconds."""
+    name = model.replace("/", "-")
+    elapsed = setup["root"] / f"no-hub-{name}.seconds"
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("HF_HUB_OFFLINE", "SKIPTUNE_OFFLINE")}
+    env.update(HF_HOME=str(hf_home), HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]), ELAPSED_FILE=str(elapsed))
+    done = subprocess.run(
+        [sys.executable, "-c", _TIMED_CLI, "sample", "--model", model, "--nfe", "2",
+         "--sampler", "euler", "-n", "1", "-o", str(setup["root"] / f"no-hub-{name}.npz"),
+         "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    return done, float(elapsed.read_text())
+
+
+# huggingface_hub retries a refused connection for about 25 s before it gives up.
+NO_HUB_S = 10.0
+
+
+def test_an_unreachable_hub_is_one_line_within_seconds(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    done, elapsed = _sample_without_hub(setup, tmp_path / "empty-hf", "tiny-org/absent")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    [line] = lines
+    assert "cannot be reached" in line and "tiny-org/absent" in line
+    assert "HF_HUB_OFFLINE=1" in line and "--offline" in line and "local folder" in line
+    assert str(tmp_path / "empty-hf" / "hub") in line               # the cache it looked in
+    assert elapsed < NO_HUB_S, f"{elapsed:.1f} s"
+
+
+def test_an_id_in_the_cache_loads_with_the_hub_unreachable(setup: dict[str, Path]) -> None:
+    """As diffusers does: no network and no offline switch, the cache answers, quickly."""
+    done, elapsed = _sample_without_hub(setup, setup["hf_home"], UNET_ID)
+    assert done.returncode == 0, done.stderr
+    assert (setup["root"] / "no-hub-tiny-org-tiny-unet.npz").is_file()
+    assert elapsed < NO_HUB_S, f"{elapsed:.1f} s"
+
+
+def test_reachable_tries_the_proxy_when_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = f"http://127.0.0.1:{server.getsockname()[1]}"
+        closed = f"http://127.0.0.1:{_closed_port()}"
+        start = time.monotonic()
+        assert reachable(listening)
+        assert not reachable(closed)
+        monkeypatch.setenv("http_proxy", closed)          # the hub is only behind the proxy
+        assert not reachable(listening)
+        monkeypatch.setenv("http_proxy", listening)
+        assert reachable(closed)
+        assert time.monotonic() - start < REACH_TIMEOUT_S

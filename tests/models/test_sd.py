@@ -315,7 +315,7 @@ def test_text_prompts_without_transformers_name_the_extra(
     (tmp_path / "p.txt").write_text("a cat\n")
     with pytest.raises(ConfigurationError) as error:
         load_model(sd_folder, device="cpu", conditioning={"prompts": str(tmp_path / "p.txt")})
-    one_line(error, "pip install 'skiptune[sd]'")
+    one_line(error, "pip install '.[sd]' in a clone of skiptune")
 
 
 def test_denoiser_feeds_the_net_as_diffusers_pipelines_do(sd_folder: Path, tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def test_a_second_load_reads_the_cache_without_the_encoder(
     assert torch.equal(first.prompt, second.prompt)
     assert torch.equal(first.negative, second.negative)
     # Other texts are another entry, which needs the encoder again.
-    with pytest.raises(ConfigurationError, match=r"pip install 'skiptune\[sd\]'"):
+    with pytest.raises(ConfigurationError, match=r"pip install '\.\[sd\]' in a clone"):
         with_prompts(sd_folder, tmp_path, guidance_scale=2.0, negative_prompt="dog")
 
 

@@ -41,7 +41,7 @@ def _missing() -> str | None:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        return "selenium is not installed (pip install 'skiptune[dev]')"
+        return "selenium is not installed (pip install '.[dev]' in a clone)"
     return None
 
 

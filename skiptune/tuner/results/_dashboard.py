@@ -7,6 +7,7 @@ from pathlib import Path
 
 from optuna.artifacts import FileSystemArtifactStore
 
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError
 from skiptune.tuner.results._reading import reading_storage
 
@@ -29,7 +30,7 @@ def serve_dashboard(
         import optuna_dashboard
     except ImportError as e:
         raise ConfigurationError(
-            "skiptune dashboard needs optuna-dashboard: pip install 'skiptune[dashboard]'"
+            f"skiptune dashboard needs optuna-dashboard: {install_hint('dashboard')}"
         ) from e
     from skiptune.storage import artifact_folder
 

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from skiptune._files import PNG_SOFTWARE, check_output_path, write_atomically
+from skiptune._install import install_hint
 from skiptune.errors import ConfigurationError
 from skiptune.storage import FrontRecord, Storage
 from skiptune.tuner.results._labels import measured_on
@@ -49,7 +50,7 @@ def plot_front(
     Left panel: every stored tuned and baseline point per comparable measurement set, one
     line per sampler and kind, the points on their sampler's front drawn larger. Right panel:
     complete trials' value against rho_bottom, one colour per NFE. Needs matplotlib
-    (``pip install 'skiptune[plot]'``).
+    (``pip install '.[plot]'`` in a clone).
     """
     target = check_output_path(path, suffixes=PLOT_SUFFIXES)   # before any work
     try:
@@ -59,7 +60,8 @@ def plot_front(
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ConfigurationError(
-            "skiptune plot needs matplotlib: pip install matplotlib (or 'skiptune[plot]')"
+            "skiptune plot needs matplotlib: pip install matplotlib (or "
+            f"{install_hint('plot')})"
         ) from e
     with reading_storage(db) as storage:
         reports = front_report(storage, group=group)
