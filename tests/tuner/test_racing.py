@@ -196,7 +196,7 @@ def test_the_lowest_search_value_loses_the_race_on_fresh_seeds(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_a_race_killed_midway_resumes_without_measuring_anything_twice(tmp_path: Path) -> None:
-    storage, config, objective = _planned(tmp_path, 20)
+    storage, config, objective = _planned(tmp_path, 12)
     settings = ValidationSettings(num_samples=32, top_k=2)
     run_study(storage, config, objective, validation=ValidationSettings(enabled=False),
               **FAST_HEARTBEAT)
@@ -208,14 +208,14 @@ def test_a_race_killed_midway_resumes_without_measuring_anything_twice(tmp_path:
     with sqlite3.connect(tmp_path / "s.db") as source, sqlite3.connect(copy / "s.db") as target:
         source.backup(target)                               # WAL included
     validate_study(open_storage(copy / "s.db"), _study(copy, config.study_name), config,
-                   uninterrupted, settings, total=20)
+                   uninterrupted, settings, total=12)
     killed = CountingValidations(objective, interrupt_at=4)
     with pytest.raises(KeyboardInterrupt):
-        validate_study(storage, study, config, killed, settings, total=20)
+        validate_study(storage, study, config, killed, settings, total=12)
     assert validation_result(study) is None                  # incomplete: nothing reported
     resumed = CountingValidations(objective)
     validate_study(storage, _study(tmp_path, config.study_name), config, resumed, settings,
-                   total=20)
+                   total=12)
     assert killed.measured - 1 + resumed.measured == uninterrupted.measured
     mine = validation_result(_study(tmp_path, config.study_name))
     theirs = validation_result(_study(copy, config.study_name))
@@ -247,13 +247,13 @@ def test_a_longer_search_reports_the_incumbent_of_its_races(tmp_path: Path) -> N
     db = tmp_path / "long.db"
     events: list[Any] = []
     (summary,) = search(DEMO, SearchConfig(
-        nfe=3, trials=20, objective=TINY, validation=ValidationSettings(num_samples=32),
+        nfe=3, trials=12, objective=TINY, validation=ValidationSettings(num_samples=32),
         **FAST_HEARTBEAT), db=db, device="cpu", on_event=events.append)
     study = optuna.load_study(study_name=summary.study_name,
                               storage=open_storage(db).optuna_storage())
     result = validation_result(study)
     assert result is not None and result.blocks == 2 and result.num_samples == 32
-    assert study.user_attrs[RACE_ATTR]["checkpoints"] == [10, 20]
+    assert study.user_attrs[RACE_ATTR]["checkpoints"] == [10, 12]
     blocks = {e.block for e in events if type(e).__name__ == "CandidateValidated"}
     assert blocks == {0, 1}
     assert result.race_images >= result.deciding_images == 64
