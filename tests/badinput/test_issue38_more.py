@@ -1,0 +1,155 @@
+"""Issue 38, classes 5, 6, 7, 9, 10, 11, 12 and 18 (in part): each bad input is one line.
+
+Downloads are served from 127.0.0.1 by a raw socket server here (a malformed answer, a huge
+Content-Length, a dripping body), with the download tests' cache fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.downloads import test_fetch
+
+cache = test_fetch.cache            # a cache of its own per test, online
+
+
+@contextlib.contextmanager
+def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads a request and runs ``answer`` on the connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                with contextlib.suppress(OSError):
+                    connection.recv(65536)
+                    answer(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/weights.bin"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def _sends(data: bytes) -> Callable[[socket.socket], None]:
+    return lambda connection: connection.sendall(data)
+
+
+def _one_line_download_error(url: str, **kwargs: float) -> str:
+    from skiptune.downloads import fetch
+    from skiptune.errors import DownloadError
+
+    with pytest.raises(DownloadError) as caught:
+        fetch(url, **kwargs)          # type: ignore[arg-type]
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith("cannot download file")
+    return line
+
+
+# --- Class 7: malformed HTTP answers ------------------------------------------------------
+
+MALFORMED = {
+    "a non-HTTP banner": b"SSH-2.0-OpenSSH_9.6\r\n",
+    "a bad status code": b"HTTP/1.1 abc OK\r\n\r\n",
+    "a bad chunk header": (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+    "a chunk cut short": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"100\r\nshort"),
+    "too many headers": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_a_malformed_http_answer_is_one_line_and_leaves_no_entry(name: str, cache: Path) -> None:
+    from skiptune.downloads import entry_path
+
+    with raw_server(_sends(MALFORMED[name])) as url:
+        line = _one_line_download_error(url, timeout=3)
+    assert "check the URL" in line, line
+    assert not entry_path(url).exists()
+
+
+# --- Class 6: download size and deadline --------------------------------------------------
+
+
+def test_a_huge_content_length_is_refused_before_the_body(cache: Path) -> None:
+    from skiptune.downloads import entry_path
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+    for length in (10**12, 10**30):
+        answer = head + f"Content-Length: {length}\r\n\r\n".encode() + b"x" * 1000
+        with raw_server(_sends(answer)) as url:
+            line = _one_line_download_error(url, timeout=3)
+        assert f"{length:,} bytes" in line and ("download may be" in line or "free" in line)
+        assert not entry_path(url).exists()
+
+
+def test_a_body_above_the_limit_is_refused_without_a_content_length(cache: Path) -> None:
+    answer = b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n" + b"x" * 5000
+    with raw_server(_sends(answer)) as url:
+        line = _one_line_download_error(url, timeout=3, max_bytes=1000)
+    assert "1,000 bytes" in line
+
+
+def test_a_declared_size_the_disk_cannot_hold_is_refused(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(  # type: ignore[attr-defined]
+        10**9, 10**9 - 4096, 4096))
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+              b"Content-Length: 1000000\r\n\r\n" + b"x" * 1000)
+    with raw_server(_sends(answer)) as url:
+        line = _one_line_download_error(url, timeout=3)
+    assert "4,096 bytes free" in line and "SKIPTUNE_CACHE_DIR" in line
+
+
+def _drips(connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                       b"Content-Length: 100000\r\n\r\n")
+    for _ in range(100):
+        connection.sendall(b"0123456789")
+        time.sleep(0.1)
+
+
+def test_a_dripping_server_meets_the_deadline(cache: Path) -> None:
+    from skiptune.downloads import entry_path
+
+    started = time.monotonic()
+    with raw_server(_drips) as url:
+        line = _one_line_download_error(url, timeout=3, deadline=1.0)
+        assert time.monotonic() - started < 5
+    assert "longer than 1 s" in line
+    assert not entry_path(url).exists()
+
+
+def test_a_dripping_server_is_given_up_as_too_slow(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skiptune import downloads
+
+    monkeypatch.setattr(downloads, "SLOW_WINDOW_S", 0.5)
+    with raw_server(_drips) as url:
+        line = _one_line_download_error(url, timeout=3)
+    assert "too slow" in line
