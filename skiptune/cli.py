@@ -293,6 +293,7 @@ def _batch_warning(event: Any) -> str:
 _FLAGS = {
     "allow_large_rungs": "--allow-large-rungs",
     "allow_other_budget": "--allow-other-budget",
+    "allow_other_weights": "--allow-other-weights",
     "class_labels": "--class-labels",
     "db": "--db",
     "device": "--device",
@@ -305,6 +306,7 @@ _FLAGS = {
     "heartbeat_interval": "--heartbeat",
     "model": "--model",
     "nfe": "--nfe",
+    "num_samples": "-n",
     "objective.features": "--features",
     "objective.metric": "--metric",
     "objective.reference": "--ref",

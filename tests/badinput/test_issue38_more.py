@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.badinput.test_classes import _one_error, _run
 from tests.downloads import test_fetch
+from tests.tuner.helpers import DEMO
 
 cache = test_fetch.cache            # a cache of its own per test, online
 
@@ -153,3 +155,52 @@ def test_a_dripping_server_is_given_up_as_too_slow(
     with raw_server(_drips) as url:
         line = _one_line_download_error(url, timeout=3)
     assert "too slow" in line
+
+
+# --- Class 6: counts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", ["50001", "100000000000000000000000"])
+def test_a_self_reference_above_50000_samples_is_refused_and_creates_nothing(
+    tmp_path: Path, count: str
+) -> None:
+    result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", f"self:heun:9:{count}",
+                  cwd=tmp_path)
+    line = _one_error(result, f"{int(count):,} samples", "above 50,000", "--allow-large-rungs")
+    assert "--ref self:heun:79:2048" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_self_reference_cap_is_lifted_by_allow_large_rungs() -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives import ObjectiveSettings
+    from skiptune.tuner.study._config import check_self_reference_samples
+
+    check_self_reference_samples("self:heun:9:50000", allowed=False)
+    check_self_reference_samples("self:heun:9:10000000", allowed=True)
+    check_self_reference_samples("refs/", allowed=False)
+    with pytest.raises(ConfigurationError, match="above 50,000"):
+        check_self_reference_samples(
+            ObjectiveSettings(reference="self:euler:9:50001").reference, allowed=False)
+
+
+@pytest.mark.parametrize("count", ["10001", "100000000000"])
+def test_sample_refuses_a_huge_count_and_writes_nothing(tmp_path: Path, count: str) -> None:
+    result = _run("sample", "--model", str(DEMO), "--nfe", "3", "-n", count, "-o", "x.png",
+                  cwd=tmp_path)
+    _one_error(result, "-n must be a whole number from 1 to 10,000", f"got {count}")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- Class 18: messages -------------------------------------------------------------------
+
+
+def test_sample_names_the_allow_other_weights_flag(tmp_path: Path) -> None:
+    from tests.badinput.test_issue38 import _export
+
+    path = _export(tmp_path, sampler="heun", nfe=3, sigmas=None)
+    result = _run("sample", "--model", str(DEMO), "--from", path.name, "-n", "2", "-o", "x.png",
+                  cwd=tmp_path)
+    line = _one_error(result, "searched on other weights", "pass --allow-other-weights")
+    assert "allow_other_weights" not in line
+    assert not (tmp_path / "x.png").exists()
