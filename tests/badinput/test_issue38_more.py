@@ -7,6 +7,7 @@ Content-Length, a dripping body), with the download tests' cache fixture.
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import threading
 import time
@@ -204,3 +205,60 @@ def test_sample_names_the_allow_other_weights_flag(tmp_path: Path) -> None:
     line = _one_error(result, "searched on other weights", "pass --allow-other-weights")
     assert "allow_other_weights" not in line
     assert not (tmp_path / "x.png").exists()
+
+
+# --- Class 5: a reference .npz is checked on its declared shapes --------------------------
+
+
+def _npz_declaring(path: Path, arrays: dict[str, tuple[tuple[int, ...], str]]) -> Path:
+    """An .npz whose members declare ``arrays`` (shape, dtype) but hold a few zero bytes:
+    what np.load would have to inflate, it is never given."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, (shape, dtype) in arrays.items():
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+            archive.writestr(f"{name}.npy", header.getvalue() + b"\0" * 64)
+    return path
+
+
+HUGE = 23_000
+
+
+@pytest.mark.parametrize(("arrays", "phrase"), [
+    ({"mu": ((128,), "<f8"), "sigma": ((HUGE, HUGE), "<f8")},
+     "sigma' declares shape (23000, 23000)"),
+    ({"mu": ((HUGE,), "<f8"), "sigma": ((HUGE, HUGE), "<f8")}, "23000-d statistics but"),
+    ({"mu": ((128,), "<f8"), "sigma": ((128, 128), "<f8"), "features": ((10**9, 128), "<f4")},
+     "above the 4,294,967,296"),
+    ({"mu": ((128,), "<f8"), "sigma": ((128, 128), "<f8"), "count": ((10**8,), "<i8")},
+     "'count' declares shape"),
+    ({"features": ((64, 127), "<f4")}, "127-d statistics but"),
+    ({"mu": ((128,), "<f8"), "sigma": ((128, 64), "<f8")}, "not (128, 128)"),
+])
+def test_a_reference_npz_is_refused_on_its_declared_shapes_before_any_array_is_read(
+    tmp_path: Path, arrays: dict[str, tuple[tuple[int, ...], str]], phrase: str
+) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives import load_feature_extractor, load_reference
+
+    path = _npz_declaring(tmp_path / "ref.npz", arrays)
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as caught:
+        load_reference(path, load_feature_extractor("digits"))
+    line = str(caught.value)
+    assert phrase in line and "\n" not in line, line
+    assert time.monotonic() - started < 5
+
+
+def test_a_reference_declaring_a_huge_sigma_is_one_line_at_the_command_line(tmp_path: Path) -> None:
+    _npz_declaring(tmp_path / "ref.npz", {"mu": ((128,), "<f8"),
+                                          "sigma": ((HUGE, HUGE), "<f8")})
+    result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", "ref.npz",
+                  "--trials", "1", "--rungs", "4", cwd=tmp_path)
+    _one_error(result, "ref.npz is not usable statistics", "sigma")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.npz"]
