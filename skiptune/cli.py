@@ -304,6 +304,7 @@ _FLAGS = {
     "group": "--study",
     "guidance_scale": "--guidance-scale",
     "heartbeat_interval": "--heartbeat",
+    "host": "--host",
     "model": "--model",
     "nfe": "--nfe",
     "num_samples": "-n",

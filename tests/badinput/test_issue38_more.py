@@ -262,3 +262,76 @@ def test_a_reference_declaring_a_huge_sigma_is_one_line_at_the_command_line(tmp_
                   "--trials", "1", "--rungs", "4", cwd=tmp_path)
     _one_error(result, "ref.npz is not usable statistics", "sigma")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.npz"]
+
+
+# --- Class 9: the dashboard's address -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tuner.helpers import demo_database
+
+    return demo_database(tmp_path_factory.mktemp("demo38more"))
+
+
+def test_the_dashboard_on_a_busy_port_is_one_line(database: Path, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        result = _run("dashboard", "--db", str(database), "--port", port, cwd=tmp_path)
+    _one_error(result, f"127.0.0.1:{port}", "in use", "pass another --port")
+
+
+@pytest.mark.parametrize("host", ["nosuch.invalid", "x" * 300, "256.1.1.1", "a..b"])
+def test_the_dashboard_on_an_unresolvable_host_is_one_line(
+    database: Path, tmp_path: Path, host: str
+) -> None:
+    result = _run("dashboard", "--db", str(database), "--host", host, "--port", "1",
+                  cwd=tmp_path)
+    _one_error(result, "--host", "cannot be resolved", "127.0.0.1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_dashboard_on_an_address_of_another_machine_is_one_line(database: Path) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.tuner import serve_dashboard
+
+    with pytest.raises(ConfigurationError, match=r"cannot serve the dashboard on 192\.0\.2\.1"):
+        serve_dashboard(database, host="192.0.2.1", port=8080)     # TEST-NET: never local
+
+
+# --- Class 10: a model name longer than any path or hub id -------------------------------
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("model", [f"{LONG}/b", f"a/{LONG}", LONG, f"org/{'y' * 5000}",
+                                   f"{'é' * 200}/b"])
+def test_a_model_name_longer_than_a_path_is_one_line_before_the_filesystem(model: str) -> None:
+    from skiptune.errors import CheckpointError
+    from skiptune.models import load_model
+
+    with pytest.raises(CheckpointError) as caught:
+        load_model(model)
+    line = str(caught.value)
+    assert "neither a path" in line and "hub id" in line and "\n" not in line, line
+    assert len(line) < 400
+
+
+def test_sample_with_a_300_character_hub_id_is_one_line(tmp_path: Path) -> None:
+    result = _run("sample", "--model", f"{LONG}/b", "-n", "2", "-o", "x.png", cwd=tmp_path)
+    _one_error(result, "neither a path", "check what was passed as --model")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- Class 18: an empty --revision or --variant -------------------------------------------
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--revision", ""), ("--revision", "  "),
+                                             ("--variant", "")])
+def test_an_empty_revision_or_variant_is_one_line(tmp_path: Path, flag: str, value: str) -> None:
+    result = _run("sample", "--model", "org/name", flag, value, "-n", "2", "-o", "x.png",
+                  cwd=tmp_path)
+    _one_error(result, f"{flag[2:]} '", "' is empty", f"leave {flag} out")
+    assert list(tmp_path.iterdir()) == []
