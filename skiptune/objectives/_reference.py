@@ -8,6 +8,7 @@ import io
 import os
 import sys
 import urllib.parse
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from skiptune import downloads
 from skiptune._failpoints import failpoint
 from skiptune._files import read_input, sha256_file
 from skiptune._parsing import parse_whole
-from skiptune.errors import ConfigurationError
+from skiptune.errors import ConfigurationError, first_line
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
 from skiptune.objectives._maths import gaussian_statistics
@@ -180,18 +181,40 @@ def _content_hash(folder: Path, files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+MAX_REFERENCE_IMAGE_PIXELS = 4096 * 4096
+"""The most pixels one reference image may have (16.8 M; SDXL's images have 1 M), checked on
+the file's header before it is decoded."""
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_REFERENCE_IMAGE_PIXELS:
+        raise ConfigurationError(
+            f"reference image {path} is {width}×{height} pixels, more than the "
+            f"{MAX_REFERENCE_IMAGE_PIXELS:,} a reference image may have; reference images must "
+            "have the model's resolution: remove it or resize the folder's images"
+        )
+
+
 def _read_image(path: Path) -> np.ndarray:
     """An image file as uint8 [H, W, C], C = 1 for grayscale, else 3 (alpha dropped)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            array = None if mode in _WIDE_MODES else np.asarray(
-                image.convert("L" if mode in _GRAY_MODES else "RGB")
-            )
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+        with warnings.catch_warnings():
+            # The size is checked below, before any pixel is decoded; PIL's own bomb check
+            # (an error above 179 M pixels) is caught with the other failures.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(path, image.size)
+                image.load()
+                mode = image.mode
+                array = None if mode in _WIDE_MODES else np.asarray(
+                    image.convert("L" if mode in _GRAY_MODES else "RGB")
+                )
+    except ConfigurationError:          # a ValueError too: _check_pixels's line, as it is
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise ConfigurationError(
-            f"reference image {path} cannot be read ({e}); remove or replace it"
+            f"reference image {path} cannot be read ({first_line(e)}); remove or replace it"
         ) from e
     if array is None:
         raise ConfigurationError(

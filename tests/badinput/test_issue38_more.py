@@ -335,3 +335,70 @@ def test_an_empty_revision_or_variant_is_one_line(tmp_path: Path, flag: str, val
                   cwd=tmp_path)
     _one_error(result, f"{flag[2:]} '", "' is empty", f"leave {flag} out")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Class 12: a guidance scale beyond what a float holds ---------------------------------
+
+
+def test_an_absurd_negative_or_non_finite_guidance_scale_is_one_line(tmp_path: Path) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.models import load_model
+    from tests.models.tiny_sd import save_embeddings, save_pipeline
+
+    folder = save_pipeline(tmp_path / "sd")
+    embeddings = str(save_embeddings(tmp_path / "prompts.safetensors"))
+    for scale in (-1e308, -1e10, -101.0, float("nan"), float("-inf"), "1e400"):
+        with pytest.raises(ConfigurationError) as caught:
+            load_model(folder, device="cpu",
+                       conditioning={"embeddings": embeddings, "guidance_scale": scale})
+        assert "from -100 to 100" in str(caught.value) and caught.value.field == "guidance_scale"
+    for scale in (-100.0, 1.0, 100.0):
+        load_model(folder, device="cpu",
+                   conditioning={"embeddings": embeddings, "guidance_scale": scale})
+    result = _run("sample", "--model", str(folder), "--embeddings", embeddings,
+                  "--guidance-scale=-1e308", "-n", "2", "--nfe", "3", "-o", "x.npz",
+                  "--device", "cpu", cwd=tmp_path)
+    _one_error(result, "from -100 to 100", "--guidance-scale 7.5")
+    assert not (tmp_path / "x.npz").exists()
+
+
+# --- Class 11: a huge image in a reference folder -----------------------------------------
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width × height pixels; its data is a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [30_000, 12_000, 4_200])
+def test_a_huge_image_in_a_reference_folder_is_one_line(tmp_path: Path, side: int) -> None:
+    from skiptune.errors import ConfigurationError
+    from skiptune.objectives import load_feature_extractor, load_reference
+
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    _png_declaring(folder / "0000.png", side, side)
+    with pytest.raises(ConfigurationError) as caught:
+        load_reference(folder, load_feature_extractor("digits"), progress=False)
+    line = str(caught.value)
+    assert "0000.png" in line and "\n" not in line, line
+    assert f"{side}×{side} pixels" in line or "decompression bomb" in line, line
+
+
+def test_search_with_a_bomb_in_its_reference_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "ref").mkdir()
+    _png_declaring(tmp_path / "ref" / "0000.png", 30_000, 30_000)
+    result = _run("search", "--model", str(DEMO), "--nfe", "3", "--ref", "ref", "--trials", "1",
+                  "--rungs", "4", cwd=tmp_path)
+    _one_error(result, "0000.png", "900000000 pixels", "remove or replace it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref"]
