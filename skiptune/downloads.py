@@ -83,6 +83,7 @@ FREE_DISK_MARGIN_BYTES = 256 * 1024**2
 _CHUNK_BYTES = 1 << 20
 _FOREIGN_PARTIAL_AGE_S = 24 * 3600   # another machine's partial file: surely dead by then
 _TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 _PIN = re.compile(r"sha256=([0-9A-Fa-f]{64})")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _RECORD_MAX_BYTES = 128          # a record is 64 hex digits and a newline
@@ -186,10 +187,19 @@ def _record_path(entry: Path) -> Path:
 
 
 def is_offline() -> bool:
-    """Whether downloads are off: ``$SKIPTUNE_OFFLINE`` or ``$HF_HUB_OFFLINE`` is 1/true/yes/on."""
-    return any(
-        os.environ.get(name, "").strip().lower() in _TRUE for name in (OFFLINE_ENV, HF_OFFLINE_ENV)
-    )
+    """Whether downloads are off: ``$SKIPTUNE_OFFLINE`` or ``$HF_HUB_OFFLINE`` is 1/true/yes/on.
+
+    Raises:
+        ConfigurationError: ``$SKIPTUNE_OFFLINE`` holds another value than 1/true/yes/on,
+            0/false/no/off or nothing (``maybe`` must not silently mean online).
+    """
+    own = os.environ.get(OFFLINE_ENV, "").strip().lower()
+    if own not in _TRUE | _FALSE:
+        raise ConfigurationError(
+            f"${OFFLINE_ENV} is {os.environ[OFFLINE_ENV][:40]!r}, which is neither on (1, true, "
+            "yes, on) nor off (0, false, no, off); set one of those, or unset it"
+        )
+    return own in _TRUE or os.environ.get(HF_OFFLINE_ENV, "").strip().lower() in _TRUE
 
 
 _switched_on_by: list[str] = []        # the ``why`` of each offline_mode block now open

@@ -402,3 +402,36 @@ def test_search_with_a_bomb_in_its_reference_folder_is_one_line(tmp_path: Path) 
                   "--rungs", "4", cwd=tmp_path)
     _one_error(result, "0000.png", "900000000 pixels", "remove or replace it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref"]
+
+
+# --- Class 18: report --study of no study; $SKIPTUNE_OFFLINE of another value -------------
+
+
+def test_report_of_a_group_with_no_study_is_refused_like_best(
+    database: Path, tmp_path: Path
+) -> None:
+    for group in ("nosuch", "demo"):
+        result = _run("report", "--db", str(database), "--study", group, "-o", "page.html",
+                      cwd=tmp_path)
+        _one_error(result, f"no skiptune study of group {group!r}", "demo_unet",
+                   "leave --study out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "onn", "ja"])
+def test_skiptune_offline_of_another_value_is_refused(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from skiptune.downloads import fetch, is_offline
+    from skiptune.errors import ConfigurationError
+
+    monkeypatch.setenv("SKIPTUNE_OFFLINE", value)
+    with pytest.raises(ConfigurationError) as caught:
+        is_offline()
+    assert f"$SKIPTUNE_OFFLINE is {value!r}" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="neither on"):
+        fetch("http://127.0.0.1:9/weights.bin")
+    assert not cache.exists()
+    for fine, offline in (("0", False), ("off", False), ("", False), (" Yes ", True)):
+        monkeypatch.setenv("SKIPTUNE_OFFLINE", fine)
+        assert is_offline() is offline
