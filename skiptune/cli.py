@@ -294,6 +294,7 @@ def _batch_warning(event: Any) -> str:
 _FLAGS = {
     "allow_large_rungs": "--allow-large-rungs",
     "allow_other_budget": "--allow-other-budget",
+    "allow_other_weights": "--allow-other-weights",
     "class_labels": "--class-labels",
     "db": "--db",
     "device": "--device",
@@ -304,8 +305,10 @@ _FLAGS = {
     "group": "--study",
     "guidance_scale": "--guidance-scale",
     "heartbeat_interval": "--heartbeat",
+    "host": "--host",
     "model": "--model",
     "nfe": "--nfe",
+    "num_samples": "-n",
     "objective.features": "--features",
     "objective.metric": "--metric",
     "objective.reference": "--ref",

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import platform
 import re
+import shutil
 import socket
 import sys
 import time
@@ -68,10 +70,21 @@ PARTIAL_FOLDER = ".partial"
 RECORD_SUFFIX = ".sha256"
 TIMEOUT_S = 30.0
 """Seconds without a byte from the server before a download is given up."""
+DEADLINE_S = 6 * 3600.0
+"""Seconds a whole download may take (a server dripping bytes is given up at the latest then)."""
+SLOW_WINDOW_S = 60.0
+SLOW_WINDOW_BYTES = 64 * 1024
+"""A download that receives fewer than 64 KiB in any 60 s is given up: a dripping server."""
+MAX_DOWNLOAD_BYTES = 64 * 1024**3
+"""The largest file a download accepts, 64 GiB (SDXL's weights are under 7 GB): a larger
+Content-Length, or a longer body, is refused."""
+FREE_DISK_MARGIN_BYTES = 256 * 1024**2
+"""Free space a download leaves on the cache's disk beyond the file it announces."""
 
 _CHUNK_BYTES = 1 << 20
 _FOREIGN_PARTIAL_AGE_S = 24 * 3600   # another machine's partial file: surely dead by then
 _TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 _PIN = re.compile(r"sha256=([0-9A-Fa-f]{64})")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _RECORD_MAX_BYTES = 128          # a record is 64 hex digits and a newline
@@ -175,10 +188,19 @@ def _record_path(entry: Path) -> Path:
 
 
 def is_offline() -> bool:
-    """Whether downloads are off: ``$SKIPTUNE_OFFLINE`` or ``$HF_HUB_OFFLINE`` is 1/true/yes/on."""
-    return any(
-        os.environ.get(name, "").strip().lower() in _TRUE for name in (OFFLINE_ENV, HF_OFFLINE_ENV)
-    )
+    """Whether downloads are off: ``$SKIPTUNE_OFFLINE`` or ``$HF_HUB_OFFLINE`` is 1/true/yes/on.
+
+    Raises:
+        ConfigurationError: ``$SKIPTUNE_OFFLINE`` holds another value than 1/true/yes/on,
+            0/false/no/off or nothing (``maybe`` must not silently mean online).
+    """
+    own = os.environ.get(OFFLINE_ENV, "").strip().lower()
+    if own not in _TRUE | _FALSE:
+        raise ConfigurationError(
+            f"${OFFLINE_ENV} is {os.environ[OFFLINE_ENV][:40]!r}, which is neither on (1, true, "
+            "yes, on) nor off (0, false, no, off); set one of those, or unset it"
+        )
+    return own in _TRUE or os.environ.get(HF_OFFLINE_ENV, "").strip().lower() in _TRUE
 
 
 _switched_on_by: list[str] = []        # the ``why`` of each offline_mode block now open
@@ -344,6 +366,63 @@ def _content_problem(response: IO[bytes]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Limits:
+    """How long and how large one download may be (:func:`fetch`'s arguments)."""
+
+    timeout: float                      # seconds without a byte
+    deadline: float                     # seconds for the whole download
+    max_bytes: int                      # the largest body accepted
+
+
+def _declared_length(response: IO[bytes]) -> int | None:
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _check_room(total: int | None, *, folder: Path, limits: _Limits) -> None:
+    """Refuse a declared size above the limit, or one the cache's disk has no room for."""
+    if total is None:
+        return
+    if total > limits.max_bytes:
+        raise DownloadError(
+            f"the server announces {total:,} bytes, above the {limits.max_bytes:,} bytes a "
+            "download may be; check the URL, or download the file yourself and pass its path"
+        )
+    free = shutil.disk_usage(folder).free
+    if total + FREE_DISK_MARGIN_BYTES > free:
+        raise DownloadError(
+            f"the server announces {total:,} bytes but the cache's disk ({folder}) has "
+            f"{free:,} bytes free; free some space or set ${CACHE_DIR_ENV} to a larger disk"
+        )
+
+
+class _Clock:
+    """The download's deadline and its slow-server check, fed the bytes as they arrive."""
+
+    def __init__(self, limits: _Limits) -> None:
+        self.limits = limits
+        self.start = self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def tick(self, received: int) -> None:
+        now = time.monotonic()
+        if now - self.start > self.limits.deadline:
+            raise DownloadError(
+                f"the download took longer than {self.limits.deadline:g} s; check the network, "
+                "or download the file yourself and pass its path"
+            )
+        self.window_bytes += received
+        if now - self.window_start >= SLOW_WINDOW_S:
+            if self.window_bytes < SLOW_WINDOW_BYTES:
+                raise DownloadError(
+                    f"the server sent {self.window_bytes:,} bytes in {now - self.window_start:.0f}"
+                    " s, too slow to finish; check the network, or download the file yourself"
+                )
+            self.window_start, self.window_bytes = now, 0
+
+
 def _stream(
     response: IO[bytes],
     handle: IO[bytes],
@@ -351,11 +430,12 @@ def _stream(
     url: str,
     name: str,
     progress: ProgressCallback | None,
+    limits: _Limits,
 ) -> tuple[str, int]:
-    """Copy the body to ``handle``; (SHA-256, bytes). A short body is an error."""
-    headers = getattr(response, "headers", None)
-    length = headers.get("Content-Length") if headers is not None else None
-    total = int(length) if length is not None and length.isdigit() else None
+    """Copy the body to ``handle``; (SHA-256, bytes). A short or overlong body is an error."""
+    total = _declared_length(response)
+    _check_room(total, folder=Path(handle.name).parent, limits=limits)
+    clock = _Clock(limits)
     digest = hashlib.sha256()
     done = 0
     # read1: what has arrived, so progress moves (read(n) would wait for all n bytes).
@@ -364,6 +444,12 @@ def _stream(
         handle.write(chunk)
         digest.update(chunk)
         done += len(chunk)
+        if done > limits.max_bytes:
+            raise DownloadError(
+                f"the body passed {limits.max_bytes:,} bytes, the most a download may be; "
+                "check the URL, or download the file yourself and pass its path"
+            )
+        clock.tick(len(chunk))
         if progress is not None:
             progress(DownloadProgress(url=url, name=name, done=done, total=total))
     if total is not None and done != total:
@@ -375,18 +461,19 @@ def _stream(
 
 def _download(
     url: str, entry: Path, *, expected: str | None, progress: ProgressCallback | None,
-    timeout: float,
+    limits: _Limits,
 ) -> str:
     """Download ``url`` to ``entry`` through a partial file; the SHA-256 of what was written."""
     partials = entry.parent.parent / PARTIAL_FOLDER
     partials.mkdir(parents=True, exist_ok=True)
     partial = partials / f"{os.getpid()}.{uuid.uuid4().hex[:12]}.{_host()}.partial"
     try:
-        with _open(url, timeout) as response, partial.open("wb") as handle:
+        with _open(url, limits.timeout) as response, partial.open("wb") as handle:
             problem = _content_problem(response)
             if problem is not None:
                 raise DownloadError(problem)
-            actual, _size = _stream(response, handle, url=url, name=entry.name, progress=progress)
+            actual, _size = _stream(response, handle, url=url, name=entry.name,
+                                    progress=progress, limits=limits)
             handle.flush()
             os.fsync(handle.fileno())
         if expected is not None and actual != expected:
@@ -414,6 +501,8 @@ def _failure_reason(error: BaseException, timeout: float) -> str:
         return first_line(reason) if isinstance(reason, BaseException) else str(reason)
     if isinstance(error, TimeoutError | socket.timeout):
         return f"no data for {timeout:g} s"
+    if isinstance(error, http.client.HTTPException):
+        return f"the server's answer is not valid HTTP: {type(error).__name__}"
     return first_line(error)
 
 
@@ -426,6 +515,8 @@ def fetch(
     what: str = "file",                     # names the file in messages ("model", ...)
     alternative: str | None = None,         # another way to provide it, for the offline line
     timeout: float = TIMEOUT_S,             # seconds without data before giving up
+    deadline: float = DEADLINE_S,           # seconds the whole download may take
+    max_bytes: int = MAX_DOWNLOAD_BYTES,    # the largest file accepted
 ) -> Path:
     """The local path of ``url``'s file, downloaded once into the cache and checked each use.
 
@@ -438,6 +529,10 @@ def fetch(
         alternative: another way to provide the file, added to the offline error (e.g. "or
             set $SKIPTUNE_INCEPTION_WEIGHTS to its path").
         timeout: seconds to wait for the server's next bytes.
+        deadline: seconds the whole download may take; a server sending less than 64 KiB in
+            a minute is given up sooner.
+        max_bytes: the largest file accepted; a larger Content-Length is refused before the
+            body is read, as is one the cache's disk has no room for.
 
     Returns:
         The cached file (:func:`entry_path`), whole and matching its recorded SHA-256 (and the
@@ -445,8 +540,9 @@ def fetch(
 
     Raises:
         OfflineError: offline and not cached (a DownloadError and a ConfigurationError).
-        DownloadError: the download failed (HTTP error, timeout,
-            connection cut, an HTML page instead of the file) or does not match the pin; or
+        DownloadError: the download failed (HTTP error, an answer that is not HTTP, timeout,
+            deadline, too large, connection cut, an HTML page instead of the file) or does not
+            match the pin; or
             the cached file no longer matches its recorded SHA-256.
         ConfigurationError: ``url`` is not an http(s) URL, or its pin is malformed.
     """
@@ -482,11 +578,14 @@ def fetch(
             f"download the file yourself and put it at {entry}, or pass a URL that needs no "
             "credentials"
         )
+    limits = _Limits(timeout=timeout, deadline=deadline, max_bytes=max_bytes)
     try:
-        _download(base, entry, expected=expected, progress=progress, timeout=timeout)
+        _download(base, entry, expected=expected, progress=progress, limits=limits)
     except DownloadError as e:
         raise DownloadError(f"cannot download {what} {base}: {e}") from None
-    except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, a full disk
+    # URLError, HTTPError, timeouts, a full disk; a malformed answer (BadStatusLine,
+    # IncompleteRead) is an HTTPException, which is not an OSError.
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise DownloadError(
             f"cannot download {what} {base} ({_failure_reason(e, timeout)}); check the URL "
             f"and the network, or put the file at {entry} and run offline"

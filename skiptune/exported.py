@@ -330,5 +330,6 @@ def check_weights(
         raise ConfigurationError(
             f"{where} was searched on other weights (fingerprint {fingerprint[:12]}…) than "
             f"this model's ({model.fingerprint[:12]}…); search this model, or pass "
-            "allow_other_weights=True to use it anyway"
+            "allow_other_weights=True to use it anyway",
+            field="allow_other_weights",
         )

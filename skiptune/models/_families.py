@@ -200,8 +200,29 @@ def resolve_source(source: str | Path) -> str:
     return text
 
 
+# Linux and macOS: a file name of at most 255 bytes, a path of at most 4,096.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+
+def _too_long(text: str) -> str | None:
+    """Why ``text`` can be neither a path nor a hub id by its length alone, or None; checked
+    before any family touches the filesystem (which would raise 'File name too long')."""
+    encoded = text.encode("utf-8", "surrogateescape")
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if len(encoded) <= MAX_PATH_BYTES and longest <= MAX_NAME_BYTES:
+        return None
+    return (f"model {text[:40]!r}… ({len(text):,} characters) is neither a path (a name of "
+            f"{longest:,} bytes, a path of {len(encoded):,}: a file name holds at most "
+            f"{MAX_NAME_BYTES} bytes, a path {MAX_PATH_BYTES:,}) nor a Hugging Face hub id "
+            "(org/name, each part at most 96 characters); check what was passed as model")
+
+
 def family_of(text: str) -> ModelFamily:
     """The first family that detects ``text``; CheckpointError naming what is accepted."""
+    reason = _too_long(text)
+    if reason is not None:
+        raise CheckpointError(reason, field="model")
     for family in FAMILIES:
         if family.detect(text):
             return family

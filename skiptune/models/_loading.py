@@ -95,6 +95,13 @@ def load_model(
         A :class:`TunableModel` in eval mode on ``device``; the same weights give the same
         ``fingerprint`` whichever way they were named.
     """
+    for name, value in (("revision", revision), ("variant", variant)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(
+                f"{name} {value!r} is empty: pass a {_NAMES[name]}, or leave {name} out for "
+                "the default",
+                field=name,
+            )
     resolved = resolve_device(device)
     asked = check_dtype(dtype, resolved)          # before the slow part
     text = resolve_source(source)
@@ -105,6 +112,9 @@ def load_model(
                             revision=revision, variant=variant)
     model = apply_dtype(model, asked or default_dtype(model, resolved))
     return apply_conditioning(model, conditioning)
+
+
+_NAMES = {"revision": "branch, tag or commit hash", "variant": "weights variant such as fp16"}
 
 
 @contextlib.contextmanager

@@ -248,12 +248,15 @@ def _guidance(value: Any, family: str) -> float:
         scale = float(value)
     except (TypeError, ValueError):
         scale = math.nan
-    # Any scale ≤ 1 turns guidance off, as the help says; above MAX_GUIDANCE the guided
-    # difference overflows to inf (1e300) long before it could be a choice.
-    if not math.isfinite(scale) or scale > MAX_GUIDANCE:
+    # Any scale ≤ 1 turns guidance off, as the help says; beyond ±MAX_GUIDANCE the guided
+    # difference overflows to inf (1e300), or the scale itself a float32 (-1e308), long
+    # before it could be a choice.
+    if not math.isfinite(scale) or abs(scale) > MAX_GUIDANCE:
         raise ConfigurationError(
-            f"guidance scale must be a finite number ≤ {MAX_GUIDANCE:g}, got {value!r}; pass "
-            "e.g. 7.5 (1 or less: no classifier-free guidance)"
+            f"guidance scale must be a finite number from {-MAX_GUIDANCE:g} to {MAX_GUIDANCE:g}, "
+            f"got {value!r}; pass e.g. guidance_scale 7.5 (1 or less: no classifier-free "
+            "guidance)",
+            field="guidance_scale",
         )
     return scale
 

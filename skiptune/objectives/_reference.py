@@ -8,6 +8,8 @@ import io
 import os
 import sys
 import urllib.parse
+import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from skiptune import downloads
 from skiptune._failpoints import failpoint
 from skiptune._files import read_input, sha256_file
 from skiptune._parsing import parse_whole
-from skiptune.errors import ConfigurationError
+from skiptune.errors import ConfigurationError, first_line
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
 from skiptune.objectives._features import FeatureExtractor
 from skiptune.objectives._maths import gaussian_statistics
@@ -179,18 +181,40 @@ def _content_hash(folder: Path, files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+MAX_REFERENCE_IMAGE_PIXELS = 4096 * 4096
+"""The most pixels one reference image may have (16.8 M; SDXL's images have 1 M), checked on
+the file's header before it is decoded."""
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_REFERENCE_IMAGE_PIXELS:
+        raise ConfigurationError(
+            f"reference image {path} is {width}×{height} pixels, more than the "
+            f"{MAX_REFERENCE_IMAGE_PIXELS:,} a reference image may have; reference images must "
+            "have the model's resolution: remove it or resize the folder's images"
+        )
+
+
 def _read_image(path: Path) -> np.ndarray:
     """An image file as uint8 [H, W, C], C = 1 for grayscale, else 3 (alpha dropped)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            array = None if mode in _WIDE_MODES else np.asarray(
-                image.convert("L" if mode in _GRAY_MODES else "RGB")
-            )
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+        with warnings.catch_warnings():
+            # The size is checked below, before any pixel is decoded; PIL's own bomb check
+            # (an error above 179 M pixels) is caught with the other failures.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(path, image.size)
+                image.load()
+                mode = image.mode
+                array = None if mode in _WIDE_MODES else np.asarray(
+                    image.convert("L" if mode in _GRAY_MODES else "RGB")
+                )
+    except ConfigurationError:          # a ValueError too: _check_pixels's line, as it is
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise ConfigurationError(
-            f"reference image {path} cannot be read ({e}); remove or replace it"
+            f"reference image {path} cannot be read ({first_line(e)}); remove or replace it"
         ) from e
     if array is None:
         raise ConfigurationError(
@@ -378,21 +402,110 @@ def _from_folder(
 # --- .npz files -----------------------------------------------------------------------------
 
 
+# The arrays a statistics file may hold; anything else in it is not read.
+_NPZ_ARRAYS = ("mu", "sigma", "features", "feats", "count", "extractor", "feature_net")
+MAX_REFERENCE_ARRAY_BYTES = 4 * 1024**3
+"""The most bytes the arrays of a reference ``.npz`` may declare together (4 GiB: clean-fid's
+50,000 Inception features for KID are 0.4 GB), checked on the headers before any is read."""
+_SMALL_ARRAY_ELEMENTS = 4096       # count, extractor, feature_net: a number or a short text
+
+
+def _declared_arrays(data: bytes) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype each known array of an ``.npz`` declares, read from the ``.npy``
+    headers alone: only the first bytes of each member are inflated."""
+    declared = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in _NPZ_ARRAYS:
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _order, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _order, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"{info.filename} has .npy format version {version}")
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects, which are never read")
+            declared[name] = (tuple(shape), dtype)
+    return declared
+
+
+def _shape_problem(declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> str | None:
+    """Why the declared shapes cannot be statistics (mu [D], sigma [D, D], features [N, D]
+    of one D, a few bytes of the rest, within the size limit), or None."""
+    total = sum(int(np.prod(shape, dtype=object)) * dtype.itemsize
+                for shape, dtype in declared.values())
+    if total > MAX_REFERENCE_ARRAY_BYTES:
+        return (f"its arrays declare {total:,} bytes, above the {MAX_REFERENCE_ARRAY_BYTES:,} "
+                "a reference may hold")
+    dims = {name: shape for name, (shape, _dtype) in declared.items()}
+    for name in ("count", "extractor", "feature_net"):
+        if name in dims and int(np.prod(dims[name], dtype=object)) > _SMALL_ARRAY_ELEMENTS:
+            return f"its {name!r} declares shape {dims[name]}, not a single value"
+    d = _declared_dim(dims)
+    wanted = {"mu": (d,), "sigma": (d, d)}
+    for name, shape in dims.items():
+        if name in wanted and shape != wanted[name]:
+            return f"its {name!r} declares shape {shape}, not {wanted[name]}"
+        if name in ("features", "feats") and (len(shape) != 2 or shape[1] != d):
+            return f"its {name!r} declares shape {shape}, not (N, {d})"
+    return None
+
+
+def _declared_dim(dims: dict[str, tuple[int, ...]]) -> int | None:
+    """D as the file declares it: mu's length, else the features' width."""
+    for name in ("mu", "features", "feats"):
+        shape = dims.get(name)
+        if shape:
+            return shape[-1] if name != "mu" else shape[0]
+    return None
+
+
+def _dimension_error(source: str, dim: int, extractor: FeatureExtractor) -> ConfigurationError:
+    return ConfigurationError(
+        f"reference {source} has {dim}-d statistics but the {extractor.name} extractor gives "
+        f"{extractor.feature_dim}-d features; compute the reference with the same "
+        "objective.features",
+        field="objective.features",
+    )
+
+
 def _from_npz(
-    path: Path, *, need_features: bool, source: str | None = None
+    path: Path, *, need_features: bool, source: str | None = None,
+    extractor: FeatureExtractor | None = None,
 ) -> ReferenceStatistics:
     """Statistics from an .npz: skiptune's, clean-fid's or EDM's (``mu``, ``sigma``).
 
     Also read: ``count``, ``extractor`` (an extractor identity), ``feature_net`` (a digit
     net fingerprint), and reference features for KID under ``features`` (skiptune) or
     ``feats`` (clean-fid's ``*_kid.npz``); a file with only features gets mu and sigma from them.
+    The arrays' declared shapes are checked first (against ``extractor``'s dimension when
+    given), so an archive declaring huge or misfitting arrays is refused before any is read.
     """
     source = str(path) if source is None else source
     data = read_input(path, what="reference", fix="pass an .npz with mu and sigma")
     try:
+        declared = _declared_arrays(data)
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as e:  # damaged archives make numpy raise anything
+            problem = _shape_problem(declared)
+            dim = _declared_dim({name: shape for name, (shape, _) in declared.items()})
+            if problem is None and extractor is not None and dim not in (None,
+                                                                         extractor.feature_dim):
+                raise _dimension_error(source, int(dim or 0), extractor)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"reference {source} is not usable statistics ({problem}); pass an .npz "
+                    "with mu [D] and sigma [D, D]"
+                    + (f" for {extractor.feature_dim}-d features" if extractor else "")
+                )
+            held = sorted(archive.files)
+            arrays = {name: archive[name] for name in held if name in declared}
+    except ConfigurationError:
+        raise
+    except Exception as e:  # damaged archives make zipfile and numpy raise anything
         reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise ConfigurationError(
             f"reference {source} is not a readable .npz file ({reason}); pass an .npz with mu "
@@ -406,7 +519,7 @@ def _from_npz(
     else:
         missing = sorted({"mu", "sigma"} - set(arrays))
         raise ConfigurationError(
-            f"reference {source} lacks {missing} (it holds {sorted(arrays)}); pass an .npz with "
+            f"reference {source} lacks {missing} (it holds {held[:20]}); pass an .npz with "
             "mu [D] and sigma [D, D], as clean-fid and EDM write them"
         )
     if need_features and features is None:
@@ -415,16 +528,16 @@ def _from_npz(
             "needs; use objective.metric fd, or a folder of reference images",
             field="objective.metric",
         )
-    extractor = str(arrays["extractor"]) if "extractor" in arrays else None
-    if extractor is None and "feature_net" in arrays:
-        extractor = f"digits:{arrays['feature_net']}"
+    identity = str(arrays["extractor"]) if "extractor" in arrays else None
+    if identity is None and "feature_net" in arrays:
+        identity = f"digits:{arrays['feature_net']}"
     count = int(arrays["count"]) if "count" in arrays else None
     statistics = ReferenceStatistics.from_statistics(
         mu,
         sigma,
         source=source,
         count=count,
-        extractor=extractor,
+        extractor=identity,
         features=features if need_features else None,
     )
     _check_covariance(statistics.sigma, source=source)
@@ -515,7 +628,8 @@ def _from_cleanfid(
             cleanfid_stats_url(filename), what="clean-fid statistics",
             alternative=f"or into clean-fid's folder {path.parent}",
         )
-    statistics = _from_npz(path, need_features=need_features)
+    statistics = _from_npz(path, need_features=need_features,
+                           extractor=extractor)
     # The file carries no extractor identity; it is clean-fid's Inception by construction.
     return ReferenceStatistics.from_statistics(
         statistics.mu,
@@ -532,12 +646,7 @@ def _from_cleanfid(
 
 def _check_matches(statistics: ReferenceStatistics, extractor: FeatureExtractor) -> None:
     if statistics.feature_dim != extractor.feature_dim:
-        raise ConfigurationError(
-            f"reference {statistics.source} has {statistics.feature_dim}-d statistics but the "
-            f"{extractor.name} extractor gives {extractor.feature_dim}-d features; compute the "
-            "reference with the same objective.features",
-            field="objective.features",
-        )
+        raise _dimension_error(statistics.source, statistics.feature_dim, extractor)
     if statistics.extractor is not None and statistics.extractor != extractor.identity:
         raise ConfigurationError(
             f"reference {statistics.source} was computed with extractor "
@@ -615,7 +724,8 @@ def load_reference(
         elif downloads.is_url(text):
             cached = downloads.fetch(text, what="reference statistics")
             statistics = _from_npz(cached, need_features=need_features,
-                                   source=downloads.split_pin(text)[0])
+                                   source=downloads.split_pin(text)[0],
+                                   extractor=extractor)
         elif path.is_dir():
             statistics = _from_folder(
                 path,
@@ -626,7 +736,8 @@ def load_reference(
                 image_shape=image_shape,
             )
         elif path.is_file() and path.suffix.lower() == ".npz":
-            statistics = _from_npz(path, need_features=need_features)
+            statistics = _from_npz(path, need_features=need_features,
+                                   extractor=extractor)
         elif path.exists():
             raise ConfigurationError(
                 f"reference {text} is neither a folder of images nor an .npz file; pass one "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from skiptune._checks import is_whole
 from skiptune._files import PNG_SOFTWARE, check_output_path, write_atomically
 from skiptune.errors import ConfigurationError
 from skiptune.exported import ExportedSchedule, load_exported
@@ -22,6 +23,7 @@ from skiptune.skips import skip_tuning
 __all__ = [
     "DEFAULT_SAMPLE_NFE",
     "IMAGE_SUFFIXES",
+    "MAX_WRITTEN_SAMPLES",
     "MIN_GRID_WIDTH",
     "grid_scale",
     "sample_images",
@@ -32,6 +34,9 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".npz")
 MIN_GRID_WIDTH = 512     # px: a PNG grid narrower than this is enlarged (nearest neighbour)
 DEFAULT_SAMPLE_NFE = 9   # the paper's headline budget, when neither --nfe nor an export says
+MAX_WRITTEN_SAMPLES = 10_000
+"""The most images one file of :func:`write_samples` holds: they are held in memory at once
+(10,000 images of 512² are 7.9 GB as uint8), and a grid of them is 100 × 100."""
 
 
 @torch.no_grad()
@@ -144,6 +149,13 @@ def write_samples(
     neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
     at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
     """
+    if not is_whole(num_samples) or not 1 <= num_samples <= MAX_WRITTEN_SAMPLES:
+        raise ConfigurationError(
+            f"num_samples must be a whole number from 1 to {MAX_WRITTEN_SAMPLES:,} (the images "
+            f"are held in memory and written as one file), got {num_samples!r}; pass a smaller "
+            "num_samples, or sample in several files with different seeds",
+            field="num_samples",
+        )
     if schedule is not None and exported is not None:
         raise ConfigurationError(
             "an export carries its own schedule: pass schedule or exported, not both",

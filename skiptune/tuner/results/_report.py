@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from skiptune._files import check_output_path, read_input, write_atomically
-from skiptune.errors import SkiptuneError
+from skiptune.errors import ConfigurationError, SkiptuneError
 from skiptune.storage import Storage, artifact_folder
 from skiptune.tuner.results._labels import gain_text, measured_on
 from skiptune.tuner.results._reading import (
@@ -433,6 +433,13 @@ def write_report(
         pages = [_page(study, summarize(study, config), grids)
                  for study, config in stored_studies(storage, group=group)]
         source = storage.display_url
+        if group is not None and not pages:
+            groups = sorted({config.group for _study, config in stored_studies(storage)})
+            raise ConfigurationError(
+                f"no skiptune study of group {group!r} in {source}; its groups: "
+                f"{', '.join(groups) or 'none'}; pass one of them, or leave group out",
+                field="group",
+            )
         reports = front_report(storage, group=group)
     pages.sort(key=lambda p: (p.summary.group, p.summary.sampler, p.summary.nfe))
     fronts = [(f"{r.metric} at {r.measured_on}", front_svg(front_series(r), metric=r.metric))

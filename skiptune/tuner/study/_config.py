@@ -15,6 +15,7 @@ from typing import Any
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
 from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
+from skiptune.objectives._self_reference import is_self_reference, parse_self_reference
 from skiptune.sampling import MAX_SEED, steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
 from skiptune.tuner.study._identity import check_group, study_name
@@ -333,6 +334,22 @@ def check_rungs(rungs: Sequence[int] | None, *, allowed: bool) -> None:
         )
 
 
+def check_self_reference_samples(reference: str | None, *, allowed: bool) -> None:
+    """Refuse a self-reference (``self:SAMPLER:NFE:N``) of more than :data:`MAX_RUNG` samples
+    unless ``allowed``: it samples N images before the first trial, like a rung of N."""
+    if not is_self_reference(reference):
+        return
+    count = parse_self_reference(reference).num_samples
+    if count is not None and count > MAX_RUNG and not allowed:
+        raise ConfigurationError(
+            f"reference {reference[:60]!r} asks for {count:,} samples, above {MAX_RUNG:,} "
+            "(FID-50k, the usual largest); it would sample for a very long time before the "
+            "first trial: pass e.g. objective.reference self:heun:79:2048, or "
+            "allow_large_rungs=True if you mean it",
+            field=("objective.reference", "allow_large_rungs"),
+        )
+
+
 def check_validation_samples(num_samples: int, *, allowed: bool) -> None:
     """Refuse a validation of more than :data:`MAX_RUNG` images unless ``allowed``: its
     features are held in memory at once, after every trial has run."""
@@ -485,6 +502,7 @@ class SearchConfig:
             )
         check_heartbeat(self.heartbeat_interval, self.grace_period)
         check_rungs(self.objective.rungs, allowed=self.allow_large_rungs)
+        check_self_reference_samples(self.objective.reference, allowed=self.allow_large_rungs)
         # Everything a search will sample is checked here, before a database is touched: a
         # mistake found after the trials (or after the study was created) loses their work.
         last = self.objective.num_samples
