@@ -84,7 +84,7 @@ PUBLIC = {
         "bootstrap_indices", "bootstrap_values", "build_objective", "check_disjoint_seeds",
         "frechet_distance_to_features", "gaussian_statistics", "get_metric",
         "is_self_reference", "load_feature_extractor", "load_reference",
-        "paired_gain_interval", "save_feature_net"),
+        "paired_gain_interval", "parse_self_reference", "save_feature_net"),
     "skiptune.tuner": (
         "BatchSizeReduced", "CandidateValidated", "EventCallback", "FrontReport", "Note",
         "ReferenceSampled", "RungDone", "SearchConfig", "SearchEvent", "SearchSpace",

@@ -34,7 +34,7 @@ _EXPORTS = {
     ),
     "skiptune.objectives._reference": ("load_reference", "ReferenceStatistics"),
     "skiptune.objectives._self_reference": (
-        "check_disjoint_seeds", "is_self_reference", "ReferenceProgress",
+        "check_disjoint_seeds", "is_self_reference", "parse_self_reference", "ReferenceProgress",
     ),
 }
 
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         ReferenceProgress,
         check_disjoint_seeds,
         is_self_reference,
+        parse_self_reference,
     )
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -105,5 +106,6 @@ __all__ = [
     "load_feature_extractor",
     "load_reference",
     "paired_gain_interval",
+    "parse_self_reference",
     "save_feature_net",
 ]

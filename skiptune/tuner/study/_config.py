@@ -14,8 +14,12 @@ from typing import Any
 
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
-from skiptune.objectives import ObjectiveConfig, ObjectiveSettings
-from skiptune.objectives._self_reference import is_self_reference, parse_self_reference
+from skiptune.objectives import (
+    ObjectiveConfig,
+    ObjectiveSettings,
+    is_self_reference,
+    parse_self_reference,
+)
 from skiptune.sampling import MAX_SEED, steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
 from skiptune.tuner.study._identity import check_group, study_name
