@@ -156,6 +156,11 @@ def engine_kwargs(
     return kwargs
 
 
+# SQLAlchemy's code for "Can't reconnect until invalid transaction is rolled back": a
+# connection invalidated (lost) inside a transaction, met again by the next statement.
+_INVALIDATED_IN_TRANSACTION = "8s2b"
+
+
 def database_error(error: BaseException, url: URL, display: str) -> StorageError:
     """``error`` from the database (or Optuna's wrapping of it) as one StorageError line.
 
@@ -166,9 +171,9 @@ def database_error(error: BaseException, url: URL, display: str) -> StorageError
     if not isinstance(error, sqlalchemy.exc.SQLAlchemyError) and error.__cause__ is not None:
         cause = error.__cause__               # Optuna's StorageInternalError wraps the driver's
     reason = driver_line(cause, url)
-    lost = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
-        cause.connection_invalidated or (cause.orig is not None and is_transient(cause.orig))
-    )
+    dropped = isinstance(cause, sqlalchemy.exc.DBAPIError) and (
+        cause.connection_invalidated or (cause.orig is not None and is_transient(cause.orig)))
+    lost = dropped or getattr(cause, "code", None) == _INVALIDATED_IN_TRANSACTION
     if lost:
         return StorageError(
             f"lost the connection to the database {display} ({reason}); check that "

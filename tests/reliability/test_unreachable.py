@@ -207,3 +207,18 @@ def test_optunas_multi_line_query_fallback_warning_is_kept_off_the_terminal(tmp_
                                         "Error) server closed the connection\n[SQL: SELECT ...]"))
     assert rdb_logger.filter(record("Heartbeat of trial 3 failed"))
     assert len(rdb_logger.filters) == 1
+
+
+def test_a_connection_lost_inside_a_transaction_reads_as_lost_when_met_again() -> None:
+    # The statement after a connection dropped mid-transaction gets SQLAlchemy's "can't
+    # reconnect until invalid transaction is rolled back": the same loss, said the same way.
+    from skiptune.storage._engine import database_error
+
+    url = sqlalchemy.engine.make_url("postgresql+psycopg://u:secret@db.example/x")
+    error = sqlalchemy.exc.PendingRollbackError(
+        "Can't reconnect until invalid transaction is rolled back.", code="8s2b")
+    message = str(database_error(error, url, "postgresql+psycopg://u:***@db.example/x"))
+    assert message.startswith("lost the connection to the database postgresql+psycopg://u:***@")
+    assert "rerun the same command" in message and "secret" not in message
+    other = sqlalchemy.exc.PendingRollbackError("This Session's transaction has been rolled back")
+    assert str(database_error(other, url, "db")).startswith("database error in db")
