@@ -136,26 +136,29 @@ def race(
     ``ranked``: the distinct schedules with a search value, best first. ``measure`` may
     return a stored value: a race run again on the same state and values decides the same.
     """
-    by_key = {str(key(c)): c for c in ranked}
-    base = None if baseline is None else str(key(baseline))
+    def name(candidate: C) -> str:
+        return str(key(candidate))
+
+    by_key = {name(c): c for c in ranked}
+    base = None if baseline is None else name(baseline)
     if baseline is not None:
-        by_key.setdefault(str(base), baseline)
+        by_key.setdefault(name(baseline), baseline)
     raced = list(state.raced)
-    name = state.incumbent if state.incumbent in by_key else base
+    first = state.incumbent if state.incumbent in by_key else base
     second = state.runner_up if state.runner_up in by_key else None
     blocks = blocks_of_race(number, max_blocks)
-    incumbent = None if name is None else _Standing(by_key[name])
+    incumbent = None if first is None else _Standing(by_key[first])
     runner_up = None if second is None else _Standing(by_key[second])
     for standing in (s for s in (incumbent, runner_up) if s is not None):
         standing.values = [measure(standing.candidate, b) for b in range(blocks)]
-        if str(key(standing.candidate)) not in raced:
-            raced.append(str(key(standing.candidate)))
+        if name(standing.candidate) not in raced:
+            raced.append(name(standing.candidate))
     if incumbent is not None and runner_up is not None and (
             runner_up.mean(blocks) < incumbent.mean(blocks)):
         incumbent, runner_up = runner_up, incumbent
-    fresh = [c for c in ranked if str(key(c)) not in raced][:max(1, top_k) * max(1, number)]
+    fresh = [c for c in ranked if name(c) not in raced][:max(1, top_k) * max(1, number)]
     for candidate in fresh:
-        raced.append(str(key(candidate)))
+        raced.append(name(candidate))
         challenger = _Standing(candidate)
         if incumbent is None:
             challenger.values = [measure(candidate, b) for b in range(blocks)]
@@ -167,13 +170,10 @@ def race(
                 break                   # not better on the blocks so far: dropped
         else:
             incumbent, runner_up = challenger, incumbent
-
-    def name_of(standing: _Standing[C] | None) -> str | None:
-        return None if standing is None else str(key(standing.candidate))
-
+    second = None if runner_up is None else name(runner_up.candidate)
     return RaceState(
-        incumbent=name_of(incumbent),
-        runner_up=None if name_of(runner_up) == base else name_of(runner_up),
+        incumbent=None if incumbent is None else name(incumbent.candidate),
+        runner_up=None if second == base else second,
         raced=tuple(raced),
         checkpoints=(*state.checkpoints, checkpoint),
         blocks=0 if incumbent is None else blocks,
