@@ -152,6 +152,9 @@ class TunableModel:
             FreeU's authors recommend none for it.
         dtype: what the net computes in (``load_model(..., dtype=)``); ``denoise`` takes and
             returns the caller's dtype whatever it is.
+        default_sampler: the sampler a search uses when the user names none, for a model
+            that only samples well with its own (``"consistency"`` for a distilled model);
+            None: skiptune's default (``heun``).
     """
 
     net: nn.Module
@@ -175,6 +178,7 @@ class TunableModel:
     feature_net: str | None = None
     freeu_family: str | None = None
     dtype: torch.dtype = torch.float32
+    default_sampler: str | None = None
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:
