@@ -75,7 +75,8 @@ PUBLIC = {
         "ddim", "ddim_sigmas", "dpmpp_2m", "euler", "get_sampler", "heun", "initial_noise",
         "karras_sigmas", "nfe_for_steps", "sample", "sample_images", "save_images",
         "sigma_grid", "steps_for_nfe", "unipc", "write_samples",
-        "MAX_SEED", "grid_sigmas", "ipndm"),
+        "MAX_SEED", "grid_sigmas", "ipndm", "SeededStepNoise", "StepNoise", "StochasticSampler",
+        "consistency", "dpmpp_2m_sde", "edm_stochastic", "euler_ancestral"),
     "skiptune.objectives": (
         "DEFAULT_FEATURE_NET_PATH", "METRICS", "BatchReduced", "CandidateReport",
         "DigitFeatureNet", "DirectoryStatisticsCache", "Evaluation", "FeatureExtractor",

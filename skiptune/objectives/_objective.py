@@ -37,7 +37,7 @@ from skiptune.objectives._self_reference import (
     parse_self_reference,
     self_reference_statistics,
 )
-from skiptune.sampling import initial_noise, sample, sigma_grid
+from skiptune.sampling import SeededStepNoise, initial_noise, sample, sigma_grid
 from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 from skiptune.steps import StepGrid
@@ -376,7 +376,10 @@ class ProxyObjective:
             with skip_tuning(model, per_sample):
                 images = sample(model, noise.repeat(len(active), *([1] * (noise.ndim - 1))),
                                 sampler=config.sampler, nfe=config.nfe,
-                                schedule_exponent=config.schedule_exponent, condition=condition)
+                                schedule_exponent=config.schedule_exponent, condition=condition,
+                                step_noise=SeededStepNoise(count, model.noise_shape,
+                                                           seed=config.seed, start=start,
+                                                           copies=len(active)))
         except NonFiniteSampleError:
             if len(active) == 1:
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from skiptune.models import TunableModel
-from skiptune.sampling import initial_noise, sample
+from skiptune.sampling import SeededStepNoise, initial_noise, sample
 from skiptune.steps import StepGrid
 
 __all__ = ["sampled_images"]
@@ -34,5 +34,6 @@ def sampled_images(
     # (EDM's FID protocol for class-conditional models): nothing here is class-specific.
     condition = model.condition_for(range(first, first + count))
     images = sample(model, noise, sampler=sampler, nfe=nfe,
-                    schedule_exponent=schedule_exponent, condition=condition, steps=steps)
+                    schedule_exponent=schedule_exponent, condition=condition, steps=steps,
+                    step_noise=SeededStepNoise(count, model.noise_shape, seed=seed, start=start))
     return model.to_images(images)

@@ -1,4 +1,5 @@
-"""σ-space ODE samplers with exact NFE, their σ grids, seeded noise and the ``sample`` call.
+"""σ-space samplers with exact NFE (ODE and stochastic), their σ grids, seeded noise and the
+``sample`` call.
 
 ``sample_images`` samples a model under a skip schedule; ``write_samples`` loads a model,
 applies a schedule (given, or from an export) and writes a PNG grid or ``.npz``.
@@ -16,11 +17,12 @@ _EXPORTS = {
     "skiptune._checks": ("MAX_SEED",),
     "skiptune.sampling._images": ("sample_images", "save_images", "write_samples"),
     "skiptune.sampling._run": ("sample", "SamplingModel", "sigma_grid"),
-    "skiptune.sampling.noise": ("initial_noise",),
+    "skiptune.sampling.noise": ("initial_noise", "SeededStepNoise"),
     "skiptune.sampling.sigmas": ("ddim_sigmas", "grid_sigmas", "karras_sigmas"),
     "skiptune.sampling.solvers": (
-        "ddim", "Denoiser", "dpmpp_2m", "euler", "get_sampler", "heun", "ipndm",
-        "nfe_for_steps", "Sampler", "SamplerCallback", "SamplerSpec", "SAMPLERS",
+        "consistency", "ddim", "Denoiser", "dpmpp_2m", "dpmpp_2m_sde", "edm_stochastic",
+        "euler", "euler_ancestral", "get_sampler", "heun", "ipndm", "nfe_for_steps", "Sampler",
+        "SamplerCallback", "SamplerSpec", "SAMPLERS", "StepNoise", "StochasticSampler",
         "steps_for_nfe", "unipc",
     ),
 }
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from skiptune._checks import MAX_SEED
     from skiptune.sampling._images import sample_images, save_images, write_samples
     from skiptune.sampling._run import SamplingModel, sample, sigma_grid
-    from skiptune.sampling.noise import initial_noise
+    from skiptune.sampling.noise import SeededStepNoise, initial_noise
     from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
     from skiptune.sampling.solvers import (
         SAMPLERS,
@@ -37,9 +39,15 @@ if TYPE_CHECKING:
         Sampler,
         SamplerCallback,
         SamplerSpec,
+        StepNoise,
+        StochasticSampler,
+        consistency,
         ddim,
         dpmpp_2m,
+        dpmpp_2m_sde,
+        edm_stochastic,
         euler,
+        euler_ancestral,
         get_sampler,
         heun,
         ipndm,
@@ -58,10 +66,17 @@ __all__ = [
     "SamplerCallback",
     "SamplerSpec",
     "SamplingModel",
+    "SeededStepNoise",
+    "StepNoise",
+    "StochasticSampler",
+    "consistency",
     "ddim",
     "ddim_sigmas",
     "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "edm_stochastic",
     "euler",
+    "euler_ancestral",
     "get_sampler",
     "grid_sigmas",
     "heun",

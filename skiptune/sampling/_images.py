@@ -16,7 +16,7 @@ from skiptune.errors import ConfigurationError
 from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model, not_images_reason
 from skiptune.sampling._run import sample
-from skiptune.sampling.noise import initial_noise
+from skiptune.sampling.noise import SeededStepNoise, initial_noise
 from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
@@ -68,7 +68,9 @@ def sample_images(
             condition = model.condition_for(range(seed + start, seed + start + count))
             images = sample(model, noise, sampler=sampler, nfe=nfe,
                             schedule_exponent=schedule_exponent, condition=condition,
-                            steps=schedule.steps)
+                            steps=schedule.steps,
+                            step_noise=SeededStepNoise(count, model.noise_shape, seed=seed,
+                                                       start=start))
             batches.append(model.to_images(images).clamp(-1, 1).cpu())
     return torch.cat(batches)
 

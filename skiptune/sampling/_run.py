@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
 from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
-from skiptune.sampling.solvers import SAMPLERS, SamplerCallback, get_sampler
+from skiptune.sampling.solvers import (
+    SAMPLERS,
+    Sampler,
+    SamplerCallback,
+    StepNoise,
+    StochasticSampler,
+    get_sampler,
+)
 from skiptune.steps import StepGrid
 
 __all__ = ["SamplingModel", "sample", "sigma_grid"]
@@ -40,37 +47,42 @@ def sigma_grid(
     """The σ grid, from the top σ down to 0, on which ``sampler`` spends exactly ``nfe`` calls.
 
     Karras samplers get EDM's grid over [model.sigma_min, model.sigma_max]; ``ddim`` gets the
-    model's discrete training σ (trailing spacing). A ``steps`` grid replaces a Karras grid
+    model's discrete training σ (trailing spacing); ``consistency`` gets EDM's grid of one
+    level more, ending at σ_min instead of 0 (the consistency model's boundary: n steps
+    denoise at the n levels above it). A ``steps`` grid replaces a Karras or consistency grid
     (its exponent and ends; they must lie in the model's σ range); ``ddim`` takes none.
     Float32, on the model's device.
     """
     spec = get_sampler(sampler)
     count = spec.steps_for_nfe(nfe)
-    if steps is not None:
-        if spec.grid != "karras":
+    if spec.grid == "discrete":
+        if steps is not None:
             raise ConfigurationError(
                 f"{spec.name} walks the model's training timesteps and takes no step grid; "
                 "drop the grid or choose a sampler such as heun"
             )
-        steps.check_inside((model.sigma_min, model.sigma_max))
-        return grid_sigmas(count, steps, device=model.device)
-    if spec.grid == "karras":
-        return karras_sigmas(
-            count,
-            sigma_min=model.sigma_min,
-            sigma_max=model.sigma_max,
-            schedule_exponent=schedule_exponent,
-            device=model.device,
-        )
-    if spec.grid == "discrete":
         if model.discrete_sigmas is None:
-            others = ", ".join(name for name, s in SAMPLERS.items() if s.grid == "karras")
+            others = ", ".join(name for name, s in SAMPLERS.items() if s.grid != "discrete")
             raise ConfigurationError(
                 f"{spec.name} walks a discrete-time model's training timesteps, but this model "
                 f"has none (discrete_sigmas is None); choose one of {others}"
             )
         return ddim_sigmas(count, model.discrete_sigmas, device=model.device)
-    raise ConfigurationError(f"sampler {spec.name!r} has unknown grid {spec.grid!r}")
+    if spec.grid == "consistency":
+        # Karras levels σ_max … σ_min (count + 1 of them), without the trailing 0.
+        return _karras_or_searched(model, count + 1, schedule_exponent, steps)[:-1]
+    return _karras_or_searched(model, count, schedule_exponent, steps)
+
+
+def _karras_or_searched(
+    model: SamplingModel, count: int, schedule_exponent: float, steps: StepGrid | None
+) -> torch.Tensor:
+    """EDM's grid of ``count`` levels then 0, over the model's σ range or a searched grid's."""
+    if steps is not None:
+        steps.check_inside((model.sigma_min, model.sigma_max))
+        return grid_sigmas(count, steps, device=model.device)
+    return karras_sigmas(count, sigma_min=model.sigma_min, sigma_max=model.sigma_max,
+                         schedule_exponent=schedule_exponent, device=model.device)
 
 
 def sample(
@@ -83,8 +95,13 @@ def sample(
     callback: SamplerCallback | None = None,
     condition: Any = None,                 # batch-first Condition, e.g. model.condition_for(seeds)
     steps: StepGrid | None = None,         # a searched σ grid (see sigma_grid)
+    step_noise: StepNoise | None = None,   # a stochastic sampler's noise, e.g. SeededStepNoise
 ) -> torch.Tensor:
     """Generate images (x at σ = 0, roughly in [-1, 1]) from ``noise`` with exactly ``nfe`` calls.
+
+    A stochastic sampler (``SAMPLERS[name].stochastic``) needs ``step_noise``: row j of
+    ``step_noise(i)`` is what step i adds to sample j, drawn (by ``SeededStepNoise``) from
+    the same seed as noise row j. Deterministic samplers ignore it.
 
     A conditional model needs ``condition`` (row j for noise row j, see
     ``skiptune.models.Condition``); it is bound into the denoiser the sampler calls, so the
@@ -108,13 +125,39 @@ def sample(
 
     with torch.no_grad():
         x = noise.to(model.device) * sigmas[0].item()
-        images = spec.fn(denoise, x, sigmas, callback=callback)
+        if spec.stochastic:
+            stochastic = cast(StochasticSampler, spec.fn)
+            images = stochastic(denoise, x, sigmas, callback=callback,
+                                noise=_step_noise_like(spec.name, step_noise, x))
+        else:
+            images = cast(Sampler, spec.fn)(denoise, x, sigmas, callback=callback)
     if not bool(torch.isfinite(images).all()):
         raise NonFiniteSampleError(
             f"{spec.name} at {nfe} NFE produced NaN or infinite values; check the model and "
             "its skip factors (ρ far from 1 can make the network diverge)"
         )
     return images
+
+
+def _step_noise_like(name: str, step_noise: StepNoise | None, x: torch.Tensor) -> StepNoise:
+    """``step_noise`` checked for shape and moved to x's device and dtype at each step."""
+    if step_noise is None:
+        raise ConfigurationError(
+            f"{name} is a stochastic sampler: pass step_noise, e.g. SeededStepNoise(count, "
+            "image_shape, seed=seed) for the seeds of the initial noise"
+        )
+    source = step_noise
+
+    def noise(step: int) -> torch.Tensor:
+        drawn = source(step)
+        if tuple(drawn.shape) != tuple(x.shape):
+            raise ConfigurationError(
+                f"step noise of shape {tuple(drawn.shape)} for samples of shape "
+                f"{tuple(x.shape)}; draw it for the same samples as the initial noise"
+            )
+        return drawn.to(device=x.device, dtype=x.dtype)
+
+    return noise
 
 
 def _bound_condition(condition: Any, noise: torch.Tensor, device: torch.device) -> Any:

@@ -1,11 +1,14 @@
-"""Deterministic σ-space ODE solvers for an EDM denoiser, and the registry of their NFE rules.
+"""σ-space samplers for an EDM denoiser, deterministic and stochastic, and their NFE rules.
 
 Every sampler is one function with k-diffusion's contract,
 ``sampler(denoiser, x, sigmas, *, callback=None) -> x``: ``denoiser(x, sigma) -> x0`` with
 ``sigma`` of shape [batch] (x = y + σ·n, returns the estimate of y); ``x`` is the initial
 sample already scaled by ``sigmas[0]``; ``sigmas`` is a decreasing 1-D tensor that usually
-ends in 0. They integrate the probability-flow ODE dx/dσ = (x − D(x; σ))/σ (Karras et al.
-2022, eq. 3 with σ(t) = t, s(t) = 1) and report progress through ``callback`` only.
+ends in 0. The deterministic ones integrate the probability-flow ODE dx/dσ = (x − D(x; σ))/σ
+(Karras et al. 2022, eq. 3 with σ(t) = t, s(t) = 1) and report progress through ``callback``
+only. The stochastic ones also take ``noise``: ``noise(i)`` is the unit Gaussian noise step
+i adds, one row per sample (``skiptune.sampling.SeededStepNoise`` draws row j from sample
+j's own seed, so batches split any way give the same images).
 """
 
 from __future__ import annotations
@@ -32,9 +35,16 @@ __all__ = [
     "Sampler",
     "SamplerCallback",
     "SamplerSpec",
+    "StepNoise",
+    "StochasticSampler",
+    "ancestral_step",
+    "consistency",
     "ddim",
     "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "edm_stochastic",
     "euler",
+    "euler_ancestral",
     "get_sampler",
     "heun",
     "ipndm",
@@ -45,6 +55,9 @@ __all__ = [
 ]
 
 Denoiser: TypeAlias = "Callable[[torch.Tensor, torch.Tensor], torch.Tensor]"
+
+StepNoise: TypeAlias = "Callable[[int], torch.Tensor]"
+"""``noise(i)``: the unit Gaussian noise of step i, shaped, typed and placed like ``x``."""
 
 MAX_NFE = 1000
 """The largest budget accepted: DDPM's full chain. Skip-Tuning is about few steps (5–50), and a
@@ -66,6 +79,20 @@ class Sampler(Protocol):
         x: torch.Tensor,
         sigmas: torch.Tensor,
         *,
+        callback: SamplerCallback | None = None,
+    ) -> torch.Tensor: ...
+
+
+class StochasticSampler(Protocol):
+    """A sampler that adds noise as it goes: the contract above plus the step noise."""
+
+    def __call__(
+        self,
+        denoiser: Denoiser,
+        x: torch.Tensor,
+        sigmas: torch.Tensor,
+        *,
+        noise: StepNoise,
         callback: SamplerCallback | None = None,
     ) -> torch.Tensor: ...
 
@@ -128,15 +155,23 @@ def heun(
         denoised = _denoise(denoiser, x, sigma)
         if callback is not None:
             callback(i, sigma, x, denoised)
-        # Euler step.
-        d = to_d(x, sigma, denoised)
-        x_next = x + (sigma_next - sigma) * d
-        # Apply 2nd order correction, unless the step lands on σ = 0.
-        if sigma_next != 0:
-            d_next = to_d(x_next, sigma_next, _denoise(denoiser, x_next, sigma_next))
-            x_next = x + (sigma_next - sigma) * (0.5 * d + 0.5 * d_next)
-        x = x_next
+        x = _heun_step(denoiser, x, sigma, sigma_next, denoised)
     return x
+
+
+def _heun_step(
+    denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float, denoised: torch.Tensor
+) -> torch.Tensor:
+    """One Heun step from x at σ, given D(x; σ): Euler, then the trapezoid correction unless
+    the step lands on σ = 0 (one more call then)."""
+    # Euler step.
+    d = to_d(x, sigma, denoised)
+    x_next = x + (sigma_next - sigma) * d
+    # Apply 2nd order correction, unless the step lands on σ = 0.
+    if sigma_next != 0:
+        d_next = to_d(x_next, sigma_next, _denoise(denoiser, x_next, sigma_next))
+        x_next = x + (sigma_next - sigma) * (0.5 * d + 0.5 * d_next)
+    return x_next
 
 
 def dpmpp_2m(
@@ -305,9 +340,145 @@ def ipndm(
     return x
 
 
+# Stochastic samplers: each step draws fresh noise from ``noise(step)``.
+
+
+def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
+    """(σ_up, σ_down) of an ancestral step from σ to σ_next (k-diffusion's get_ancestral_step).
+
+    σ_up² = η²·σ_next²·(σ² − σ_next²)/σ² is the DDPM posterior's variance (capped at σ_next²)
+    and σ_down² = σ_next² − σ_up²: step deterministically to σ_down, then add noise of σ_up.
+    """
+    if sigma_next == 0:
+        return 0.0, 0.0
+    sigma_up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2)
+                                               / sigma**2))
+    return sigma_up, math.sqrt(sigma_next**2 - sigma_up**2)
+
+
+def euler_ancestral(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: StepNoise,
+    callback: SamplerCallback | None = None,
+) -> torch.Tensor:
+    """Euler ancestral (η = 1), as k-diffusion's sample_euler_ancestral and diffusers'
+    EulerAncestralDiscreteScheduler: an Euler step to σ_down, then noise of σ_up (see
+    :func:`ancestral_step`). One call per step; the step to σ = 0 adds no noise."""
+    for i, (sigma, sigma_next) in enumerate(pairwise(_sigma_values(sigmas))):
+        denoised = _denoise(denoiser, x, sigma)
+        if callback is not None:
+            callback(i, sigma, x, denoised)
+        sigma_up, sigma_down = ancestral_step(sigma, sigma_next)
+        x = x + (sigma_down - sigma) * to_d(x, sigma, denoised)
+        if sigma_up > 0:
+            x = x + sigma_up * noise(i)
+    return x
+
+
+def dpmpp_2m_sde(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: StepNoise,
+    callback: SamplerCallback | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022), η = 1, midpoint correction, in σ-space, as
+    k-diffusion's sample_dpmpp_2m_sde and diffusers' ``sde-dpmsolver++``.
+
+    With h = log(σ/σ_next): x ← (σ_next/σ)·e^(−h)·x + (1 − e^(−2h))·D, plus the second-order
+    term ½·(1 − e^(−2h))·(D − D_prev)/r once there is history (r = h_prev/h), plus noise of
+    σ_next·√(1 − e^(−2h)). Independent Gaussian noise per step has the law of k-diffusion's
+    Brownian-tree increments. One call per step; the step to σ = 0 returns D.
+    """
+    denoised_prev: torch.Tensor | None = None
+    h_prev = 0.0
+    for i, (sigma, sigma_next) in enumerate(pairwise(_sigma_values(sigmas))):
+        denoised = _denoise(denoiser, x, sigma)
+        if callback is not None:
+            callback(i, sigma, x, denoised)
+        if sigma_next == 0:
+            x = denoised
+            continue
+        h = math.log(sigma / sigma_next)
+        decay = -math.expm1(-2 * h)        # 1 − e^(−2h)
+        x = (sigma_next / sigma) * math.exp(-h) * x + decay * denoised
+        if denoised_prev is not None:
+            x = x + 0.5 * decay * (h / h_prev) * (denoised - denoised_prev)
+        x = x + sigma_next * math.sqrt(decay) * noise(i)
+        denoised_prev, h_prev = denoised, h
+    return x
+
+
+def edm_stochastic(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: StepNoise,
+    callback: SamplerCallback | None = None,
+    churn: float = 40.0,                   # S_churn
+    churn_min: float = 0.05,               # S_tmin
+    churn_max: float = 50.0,               # S_tmax
+    noise_scale: float = 1.003,            # S_noise
+) -> torch.Tensor:
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): Heun steps, each after
+    raising σ to σ̂ = (1 + γ)·σ with fresh noise of √(σ̂² − σ²)·S_noise.
+
+    γ = min(S_churn/N, √2 − 1) on steps whose σ lies in [S_tmin, S_tmax], else 0, with N the
+    steps. The defaults are EDM's stochastic ImageNet-64 settings (its Table 5). With
+    ``churn=0`` it is :func:`heun` exactly. Costs 2·steps − 1 calls, as Heun.
+    """
+    values = _sigma_values(sigmas)
+    gamma_max = min(churn / max(1, len(values) - 1), math.sqrt(2) - 1)
+    for i, (sigma, sigma_next) in enumerate(pairwise(values)):
+        gamma = gamma_max if churn_min <= sigma <= churn_max else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:
+            # Raise the noise level: x̂ = x + √(σ̂² − σ²)·S_noise·ε.
+            x = x + math.sqrt(sigma_hat**2 - sigma**2) * noise_scale * noise(i)
+        denoised = _denoise(denoiser, x, sigma_hat)
+        if callback is not None:
+            callback(i, sigma_hat, x, denoised)
+        x = _heun_step(denoiser, x, sigma_hat, sigma_next, denoised)
+    return x
+
+
+def consistency(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: StepNoise,
+    callback: SamplerCallback | None = None,
+) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) for a consistency model,
+    whose ``denoiser`` is the consistency function f(x, σ).
+
+    Denoise to x̂₀ at σ_i, then re-noise to σ_(i+1) as x̂₀ + √(σ_(i+1)² − ε²)·z, where
+    ε = ``sigmas[-1]`` (the model's σ_min on its own grid, as diffusers'
+    CMStochasticIterativeScheduler; 0 on a grid that ends in 0); the last step returns x̂₀.
+    One call per step: one step is the model's one-step generation f(σ_max·z, σ_max).
+    """
+    values = _sigma_values(sigmas)
+    end = values[-1]
+    for i, (sigma, sigma_next) in enumerate(pairwise(values)):
+        denoised = _denoise(denoiser, x, sigma)
+        if callback is not None:
+            callback(i, sigma, x, denoised)
+        if i == len(values) - 2:
+            x = denoised
+        else:
+            x = denoised + math.sqrt(sigma_next**2 - end**2) * noise(i)
+    return x
+
+
 # Registry.
 
-GRIDS = ("karras", "discrete")
+GRIDS = ("karras", "discrete", "consistency")
 
 
 @dataclass(frozen=True)
@@ -315,14 +486,17 @@ class SamplerSpec:
     """A registered sampler and its exact cost on a σ grid of ``steps`` intervals ending in 0.
 
     NFE = evals_per_step·(steps − 1) + evals_last_step, the last step being the one to σ = 0.
+    A ``stochastic`` sampler's ``fn`` is a :class:`StochasticSampler`: it takes step noise.
     """
 
     name: str
-    fn: Sampler
+    fn: Sampler | StochasticSampler
     evals_per_step: int      # denoiser calls on every step but the last
     evals_last_step: int     # denoiser calls on the step to σ = 0
     nfe_rule: str            # the same rule in words, for error messages
-    grid: str = "karras"     # "karras": EDM's grid; "discrete": the model's training timesteps
+    grid: str = "karras"     # "karras": EDM's grid; "discrete": the model's training timesteps;
+    #                          "consistency": EDM's grid of steps + 1 levels ending at σ_min
+    stochastic: bool = False
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -378,6 +552,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("unipc", unipc, 1, 1, "one call per step"),
         SamplerSpec("ipndm", ipndm, 1, 1, "one call per step"),
         SamplerSpec("ddim", ddim, 1, 1, "one call per step", grid="discrete"),
+        SamplerSpec("euler_ancestral", euler_ancestral, 1, 1, "one call per step",
+                    stochastic=True),
+        SamplerSpec("dpmpp_2m_sde", dpmpp_2m_sde, 1, 1, "one call per step", stochastic=True),
+        SamplerSpec("edm_stochastic", edm_stochastic, 2, 1, "2·steps − 1", stochastic=True),
+        SamplerSpec("consistency", consistency, 1, 1, "one call per step", grid="consistency",
+                    stochastic=True),
     )
 }
 
