@@ -97,6 +97,19 @@ def _load_edm(source: str, *, device: torch.device, trust_pickle: bool,
     return edm.load(Path(source).expanduser(), device=device)
 
 
+def _is_consistency_folder(text: str) -> bool:
+    from skiptune.models import diffusers_cm
+
+    return diffusers_cm.is_consistency_pipeline(Path(text).expanduser())
+
+
+def _load_consistency_folder(source: str, *, device: torch.device, trust_pickle: bool,
+                             revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import diffusers_cm
+
+    return diffusers_cm.load(Path(source).expanduser(), device=device, variant=variant)
+
+
 def _is_unet_folder(text: str) -> bool:
     from skiptune.models import diffusers_unet
 
@@ -165,6 +178,9 @@ _FOLDER_OPTIONS = frozenset({"variant"})
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("skiptune", "a skiptune .pt checkpoint", _is_native, _load_native),
     ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm),
+    # Before "diffusers": a consistency pipeline's unet/ is a UNet2DModel too.
+    ModelFamily("diffusers-cm", "a diffusers ConsistencyModelPipeline folder",
+                _is_consistency_folder, _load_consistency_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers", "a diffusers UNet2DModel folder", _is_unet_folder,
                 _load_unet_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers-sd", "a diffusers pipeline or UNet2DConditionModel folder",
@@ -235,10 +251,13 @@ def family_of(text: str) -> ModelFamily:
     raise CheckpointError(f"model {text!r} not found: pass {accepted_formats()}")
 
 
+_HUB_FOLDER_FAMILIES = ("diffusers-cm", "diffusers", "diffusers-sd")
+
+
 def _family_of_folder(folder: str) -> ModelFamily:
     """The local-folder family of a resolved hub snapshot (never the hub family again)."""
     family = family_of(folder)
-    if family.name not in ("diffusers", "diffusers-sd"):
+    if family.name not in _HUB_FOLDER_FAMILIES:
         raise CheckpointError(
             f"{folder!r} holds no diffusers model (no model_index.json, no config.json of a "
             "UNet2DModel or UNet2DConditionModel); pass a diffusers pipeline or U-Net repository"

@@ -71,7 +71,8 @@ def load_model(
         source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
             (read as data: the code it carries never runs), a diffusers ``UNet2DModel``
             folder saved with ``save_pretrained`` (with its scheduler config), a diffusers
-            pipeline or ``UNet2DConditionModel`` folder, ``module:attr`` naming a user adapter
+            pipeline or ``UNet2DConditionModel`` folder, a diffusers
+            ``ConsistencyModelPipeline`` folder, ``module:attr`` naming a user adapter
             (see ``docs/custom_models.md``), or a Hugging Face hub id ``org/name`` of such a
             pipeline or U-Net, fetched through the standard Hugging Face cache (see
             ``docs/models_by_name.md``); a checkpoint or snapshot may be an ``http(s)://``
