@@ -51,7 +51,9 @@ class ModelFamily:
         detect: whether a source (the text the user gave) belongs to this family; cheap.
         load: loads a detected source (see :class:`Loader`).
         options: the load options beyond device and trust_pickle that mean something for this
-            family (``"revision"``, ``"variant"``); giving another is an error.
+            family (``"revision"``, ``"variant"``, ``"one_step_sigma"``); giving another
+            is an error. Options that change the loaded model rather than what is read
+            (``one_step_sigma``) are applied by ``load_model`` after ``load``.
         reads_files: whether it reads a file or folder whose unforeseen damage should become
             one error line naming the source (not so for a user's adapter code).
     """
@@ -177,7 +179,8 @@ _FOLDER_OPTIONS = frozenset({"variant"})
 
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("skiptune", "a skiptune .pt checkpoint", _is_native, _load_native),
-    ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm),
+    ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm,
+                frozenset({"one_step_sigma"})),
     # Before "diffusers": a consistency pipeline's unet/ is a UNet2DModel too.
     ModelFamily("diffusers-cm", "a diffusers ConsistencyModelPipeline folder",
                 _is_consistency_folder, _load_consistency_folder, _FOLDER_OPTIONS),
@@ -265,8 +268,9 @@ def _family_of_folder(folder: str) -> ModelFamily:
     return family
 
 
-def check_options(family: ModelFamily, text: str, **options: str | None) -> None:
-    """ConfigurationError for a load option (revision, variant) this family has no use for."""
+def check_options(family: ModelFamily, text: str, **options: object) -> None:
+    """ConfigurationError for a load option (revision, variant, one_step_sigma) this family
+    has no use for."""
     for name, value in options.items():
         if value is not None and name not in family.options:
             takes = [f.accepts for f in FAMILIES if name in f.options]
