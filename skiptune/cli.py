@@ -313,6 +313,7 @@ _FLAGS = {
     "objective.metric": "--metric",
     "objective.reference": "--ref",
     "objective.rungs": "--rungs",
+    "one_step_sigma": "--one-step-sigma",
     "parallel_candidates": "--parallel-candidates",
     "port": "--port",
     "prompts": "--prompts",
@@ -479,6 +480,11 @@ VariantOption = Annotated[str | None, typer.Option(
 DtypeOption = Annotated[Literal["float16", "bfloat16", "float32"] | None, typer.Option(
     help="What the net computes in. [default: float16 for Stable Diffusion on CUDA, else "
     "float32]")]
+# A one-step generator kept as an EDM snapshot (SiD, Diff-Instruct): nothing in it says so.
+OneStepSigmaOption = Annotated[float | None, typer.Option(
+    "--one-step-sigma", metavar="SIGMA", help="Treat an EDM snapshot as a one-step generator "
+    "started at this σ (SiD: 2.5): the image is D(σ·z; σ); samples with the consistency "
+    "sampler. [default: a diffusion model]")]
 
 
 def _conditioning(prompts: str | None, embeddings: str | None, negative_prompt: str | None,
@@ -841,6 +847,7 @@ def search_command(
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
+    one_step_sigma: OneStepSigmaOption = None,
     sampler: Annotated[list[str] | None, typer.Option(metavar="NAME",
                                                       help="Sampler: heun, euler, dpmpp_2m, "
                                                       "unipc, ipndm, ddim; repeat for several "
@@ -985,7 +992,7 @@ def search_command(
         grace_period=grace, allow_large_rungs=True if allow_large_rungs else None,
     )))
     where = _set(db=db, workers=workers, device=device, revision=revision, variant=variant,
-                 dtype=dtype,
+                 dtype=dtype, one_step_sigma=one_step_sigma,
                  conditioning=_conditioning(prompts, embeddings, negative_prompt,
                                             guidance_scale, class_labels) or None)
     started = time.monotonic()
@@ -1111,6 +1118,7 @@ def export(
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
+    one_step_sigma: OneStepSigmaOption = None,
     device: Annotated[str | None, typer.Option(metavar="DEVICE",
                                                help="Where to load --model.")] = "cpu",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=_TRUST_PICKLE_HELP)]
@@ -1125,7 +1133,8 @@ def export(
         exported = _call(lambda: tuner.export_schedule(
             db, nfe=nfe, sampler=sampler, group=study, path=None if to_stdout else output,
             model=model, device=device, trust_pickle=trust_pickle,
-            **_set(revision=revision, variant=variant, dtype=dtype),
+            **_set(revision=revision, variant=variant, dtype=dtype,
+                   one_step_sigma=one_step_sigma),
         ))
     if to_stdout:          # the file's text alone on stdout, for a pipe; the summary is stderr's
         typer.echo(exported.to_json(), nl=False)
@@ -1190,6 +1199,7 @@ def sample(
     revision: RevisionOption = None,
     variant: VariantOption = None,
     dtype: DtypeOption = None,
+    one_step_sigma: OneStepSigmaOption = None,
     nfe: Annotated[int | None, typer.Option(min=1, help="Denoiser calls per image.")] = None,
     rho_bottom: Annotated[float | None, typer.Option(min=0.0, help="ρ of the deepest "
                                                      "skip.")] = None,
@@ -1254,7 +1264,8 @@ def sample(
             model, output, schedule=schedule, exported=from_file,
             allow_other_weights=allow_other_weights, allow_other_budget=allow_other_budget,
             nfe=nfe, sampler=sampler, num_samples=num_samples, seed=seed, device=device,
-            trust_pickle=trust_pickle, **_set(revision=revision, variant=variant, dtype=dtype),
+            trust_pickle=trust_pickle, **_set(revision=revision, variant=variant, dtype=dtype,
+                                              one_step_sigma=one_step_sigma),
             conditioning=_conditioning(prompts, embeddings, negative_prompt, guidance_scale,
                                        class_labels),
         ))

@@ -51,7 +51,9 @@ class ModelFamily:
         detect: whether a source (the text the user gave) belongs to this family; cheap.
         load: loads a detected source (see :class:`Loader`).
         options: the load options beyond device and trust_pickle that mean something for this
-            family (``"revision"``, ``"variant"``); giving another is an error.
+            family (``"revision"``, ``"variant"``, ``"one_step_sigma"``); giving another
+            is an error. Options that change the loaded model rather than what is read
+            (``one_step_sigma``) are applied by ``load_model`` after ``load``.
         reads_files: whether it reads a file or folder whose unforeseen damage should become
             one error line naming the source (not so for a user's adapter code).
     """
@@ -95,6 +97,19 @@ def _load_edm(source: str, *, device: torch.device, trust_pickle: bool,
     # Read as data whether or not pickles are trusted: EDM's own loader would exec the
     # network source the file carries, and skiptune never needs to.
     return edm.load(Path(source).expanduser(), device=device)
+
+
+def _is_consistency_folder(text: str) -> bool:
+    from skiptune.models import diffusers_cm
+
+    return diffusers_cm.is_consistency_pipeline(Path(text).expanduser())
+
+
+def _load_consistency_folder(source: str, *, device: torch.device, trust_pickle: bool,
+                             revision: str | None, variant: str | None) -> TunableModel:
+    from skiptune.models import diffusers_cm
+
+    return diffusers_cm.load(Path(source).expanduser(), device=device, variant=variant)
 
 
 def _is_unet_folder(text: str) -> bool:
@@ -164,7 +179,11 @@ _FOLDER_OPTIONS = frozenset({"variant"})
 
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("skiptune", "a skiptune .pt checkpoint", _is_native, _load_native),
-    ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm),
+    ModelFamily("edm", "an NVlabs EDM network-snapshot .pkl", _is_edm_snapshot, _load_edm,
+                frozenset({"one_step_sigma"})),
+    # Before "diffusers": a consistency pipeline's unet/ is a UNet2DModel too.
+    ModelFamily("diffusers-cm", "a diffusers ConsistencyModelPipeline folder",
+                _is_consistency_folder, _load_consistency_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers", "a diffusers UNet2DModel folder", _is_unet_folder,
                 _load_unet_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers-sd", "a diffusers pipeline or UNet2DConditionModel folder",
@@ -235,10 +254,13 @@ def family_of(text: str) -> ModelFamily:
     raise CheckpointError(f"model {text!r} not found: pass {accepted_formats()}")
 
 
+_HUB_FOLDER_FAMILIES = ("diffusers-cm", "diffusers", "diffusers-sd")
+
+
 def _family_of_folder(folder: str) -> ModelFamily:
     """The local-folder family of a resolved hub snapshot (never the hub family again)."""
     family = family_of(folder)
-    if family.name not in ("diffusers", "diffusers-sd"):
+    if family.name not in _HUB_FOLDER_FAMILIES:
         raise CheckpointError(
             f"{folder!r} holds no diffusers model (no model_index.json, no config.json of a "
             "UNet2DModel or UNet2DConditionModel); pass a diffusers pipeline or U-Net repository"
@@ -246,8 +268,9 @@ def _family_of_folder(folder: str) -> ModelFamily:
     return family
 
 
-def check_options(family: ModelFamily, text: str, **options: str | None) -> None:
-    """ConfigurationError for a load option (revision, variant) this family has no use for."""
+def check_options(family: ModelFamily, text: str, **options: object) -> None:
+    """ConfigurationError for a load option (revision, variant, one_step_sigma) this family
+    has no use for."""
     for name, value in options.items():
         if value is not None and name not in family.options:
             takes = [f.accepts for f in FAMILIES if name in f.options]

@@ -12,6 +12,7 @@ import torch
 from skiptune.errors import CheckpointError, ConfigurationError, SkiptuneError
 from skiptune.models._base import TunableModel, apply_conditioning
 from skiptune.models._families import check_options, family_of, resolve_source
+from skiptune.models._one_step import as_one_step_generator, check_one_step_sigma
 from skiptune.models._precision import apply_dtype, check_dtype, default_dtype
 
 __all__ = ["load_model", "resolve_device"]
@@ -64,6 +65,7 @@ def load_model(
     revision: str | None = None,
     variant: str | None = None,
     dtype: str | torch.dtype | None = None,
+    one_step_sigma: float | None = None,
 ) -> TunableModel:
     """Load a diffusion model as a σ-space denoiser with tunable skip sites.
 
@@ -71,7 +73,8 @@ def load_model(
         source: a skiptune checkpoint (``.pt``), an NVlabs EDM ``network-snapshot-*.pkl``
             (read as data: the code it carries never runs), a diffusers ``UNet2DModel``
             folder saved with ``save_pretrained`` (with its scheduler config), a diffusers
-            pipeline or ``UNet2DConditionModel`` folder, ``module:attr`` naming a user adapter
+            pipeline or ``UNet2DConditionModel`` folder, a diffusers
+            ``ConsistencyModelPipeline`` folder, ``module:attr`` naming a user adapter
             (see ``docs/custom_models.md``), or a Hugging Face hub id ``org/name`` of such a
             pipeline or U-Net, fetched through the standard Hugging Face cache (see
             ``docs/models_by_name.md``); a checkpoint or snapshot may be an ``http(s)://``
@@ -90,6 +93,10 @@ def load_model(
             default float16 for a Stable Diffusion pipeline on CUDA (as diffusers users run
             it), else float32. The VAE decodes in float32 where its config has
             ``force_upcast``. Part of a study's identity, not of the weights' fingerprint.
+        one_step_sigma: σ_init of a one-step generator kept as an EDM snapshot (SiD,
+            Diff-Instruct: the image is D(σ_init·z; σ_init)); the model then samples one step
+            from σ_init with the ``consistency`` sampler by default. EDM snapshots only;
+            part of a study's identity. Default: the snapshot is a diffusion model.
 
     Returns:
         A :class:`TunableModel` in eval mode on ``device``; the same weights give the same
@@ -104,12 +111,16 @@ def load_model(
             )
     resolved = resolve_device(device)
     asked = check_dtype(dtype, resolved)          # before the slow part
+    start_sigma = check_one_step_sigma(one_step_sigma)
     text = resolve_source(source)
     family = family_of(text)
-    check_options(family, text, revision=revision, variant=variant)
+    check_options(family, text, revision=revision, variant=variant,
+                  one_step_sigma=start_sigma)
     with _one_line(text) if family.reads_files else contextlib.nullcontext():
         model = family.load(text, device=resolved, trust_pickle=trust_pickle,
                             revision=revision, variant=variant)
+    if start_sigma is not None:
+        model = as_one_step_generator(model, start_sigma)
     model = apply_dtype(model, asked or default_dtype(model, resolved))
     return apply_conditioning(model, conditioning)
 

@@ -23,13 +23,14 @@ import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
 from skiptune._install import install_hint
 from skiptune.errors import CheckpointError
-from skiptune.models._base import TunableModel, fingerprint_state_dict
+from skiptune.models._base import FreeUStage, SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models._diffusers_common import (
     PREDICTION_TYPES,
     VpInput,
@@ -43,7 +44,14 @@ from skiptune.models._diffusers_common import (
     x0_from_prediction,
 )
 
-__all__ = ["SUPPORTED_UP_BLOCKS", "is_diffusers_folder", "load"]
+__all__ = [
+    "SUPPORTED_UP_BLOCKS",
+    "import_diffusers",
+    "is_diffusers_folder",
+    "load",
+    "read_unet",
+    "unet_sites",
+]
 
 # Up blocks that take (hidden_states, res_hidden_states_tuple, temb, ...) positionally and
 # pop one skip from the end of the tuple per resnet (checked in diffusers' unet_2d_blocks.py).
@@ -89,14 +97,7 @@ def load(
             f"{str(folder)!r} has no config.json with _class_name UNet2DModel; pass the folder "
             "that UNet2DModel.save_pretrained wrote"
         )
-    try:
-        import diffusers
-    except ImportError as e:
-        raise CheckpointError(
-            f"{str(folder)!r} is a diffusers UNet2DModel folder, but diffusers is not installed; "
-            f"run: {install_hint('diffusers')}"
-        ) from e
-
+    diffusers = import_diffusers(folder, "a diffusers UNet2DModel folder")
     scheduler_path = scheduler_config_path(unet_dir)
     scheduler_config = read_json(scheduler_path)
     sigmas = discrete_sigmas_from_scheduler_config(scheduler_config)
@@ -108,29 +109,11 @@ def load(
             f"{', '.join(PREDICTION_TYPES)}"
         )
 
-    try:
-        # local_files_only: never reach for the Hub. low_cpu_mem_usage needs accelerate; asking
-        # for it only when present avoids diffusers' warning about its absence.
-        net = diffusers.UNet2DModel.from_pretrained(
-            unet_dir,
-            local_files_only=True,
-            variant=variant,
-            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
-        )
-    except Exception as e:           # a damaged config.json can make it raise anything
-        raise CheckpointError(
-            f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: "
-            f"{' '.join(str(e).split())[:300]}"
-        ) from e
+    net = read_unet(unet_dir, variant=variant)
     config = net.config
     _check_supported(unet_dir, config)
     out_channels = _prediction_channels(unet_dir, config, scheduler_config)
-    size = probe_size(net)
-    probe_input = torch.zeros(
-        1, int(config.in_channels), size, size, dtype=next(net.parameters()).dtype
-    )
-    inputs = probe_skip_inputs(net, lambda: net(probe_input, 0, return_dict=False))
-    skip_sites, freeu_stages = up_block_sites(str(unet_dir), net, inputs, SUPPORTED_UP_BLOCKS)
+    skip_sites, freeu_stages = unet_sites(unet_dir, net)
 
     net.to(device)
     net.eval()
@@ -166,26 +149,51 @@ def load(
     )
 
 
+def import_diffusers(folder: Path, what: str) -> ModuleType:
+    """diffusers, or one CheckpointError line saying that ``folder`` (``what``) needs it."""
+    try:
+        import diffusers
+    except ImportError as e:
+        raise CheckpointError(
+            f"{str(folder)!r} is {what}, but diffusers is not installed; "
+            f"run: {install_hint('diffusers')}"
+        ) from e
+    return diffusers
 
 
+def read_unet(unet_dir: Path, *, variant: str | None) -> Any:
+    """The ``UNet2DModel`` saved in ``unet_dir``, read offline; one CheckpointError line when
+    diffusers cannot read it. (diffusers' models carry no type information: ``Any``.)"""
+    import diffusers
+
+    try:
+        # local_files_only: never reach for the Hub. low_cpu_mem_usage needs accelerate; asking
+        # for it only when present avoids diffusers' warning about its absence.
+        return diffusers.UNet2DModel.from_pretrained(
+            unet_dir,
+            local_files_only=True,
+            variant=variant,
+            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
+        )
+    except Exception as e:           # a damaged config.json can make it raise anything
+        raise CheckpointError(
+            f"cannot load the UNet2DModel in {str(unet_dir)!r}: {type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}"
+        ) from e
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+def unet_sites(unet_dir: Path, net: Any) -> tuple[tuple[SkipSite, ...], tuple[FreeUStage, ...]]:
+    """The skip sites (bottom → top) and FreeU stages of a ``UNet2DModel``, found by a probe
+    pass on a tiny input; a class-conditional net is probed with class 0."""
+    size = probe_size(net)
+    probe_input = torch.zeros(
+        1, int(net.config.in_channels), size, size, dtype=next(net.parameters()).dtype
+    )
+    labels = None if net.class_embedding is None else torch.zeros(1, dtype=torch.long)
+    inputs = probe_skip_inputs(
+        net, lambda: net(probe_input, 0, class_labels=labels, return_dict=False)
+    )
+    return up_block_sites(str(unet_dir), net, inputs, SUPPORTED_UP_BLOCKS)
 
 
 class _DiffusersDenoiser(VpInput):

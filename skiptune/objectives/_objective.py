@@ -155,7 +155,8 @@ class ProxyObjective:
         (name and weights hash), ``reference_identity`` (hash of mu and sigma),
         ``reference_count``, ``condition`` (a conditional model's conditioner identity, e.g.
         the class labels the user fixed; absent for unconditional models), ``dtype`` (what
-        the net computes in; absent for float32), ``self_reference`` (the resolved
+        the net computes in; absent for float32), ``one_step_sigma`` (a one-step
+        generator's σ_init; absent otherwise), ``self_reference`` (the resolved
         ``self:SAMPLER:NFE:N``, its seed and statistics key; only for a self-reference), and
         every field of the config (``reference`` there is the source as given, None for the
         model's default).
@@ -176,6 +177,10 @@ class ProxyObjective:
             # Only for conditional models: an unconditional study's stored identity stays
             # as it was, so it still resumes.
             identity["condition"] = self.model.conditioner.identity
+        if "one_step_sigma" in self.model.metadata:
+            # Only for one-step generators, for the same reason: the same weights started
+            # at another σ_init are another generator.
+            identity["one_step_sigma"] = self.model.metadata["one_step_sigma"]
         if self.self_reference is not None:
             # Only for self-references, for the same reason: a changed self spec (sampler,
             # NFE, N) is another measurement even where the numbers happen to agree.

@@ -189,7 +189,7 @@ def _identity(
     schedule_exponent: float,
 ) -> dict[str, Any]:
     """Everything the statistics depend on (what the cache key hashes)."""
-    return {
+    identity: dict[str, Any] = {
         "kind": "self-reference",
         "version": _VERSION,
         "model": model.fingerprint,
@@ -201,6 +201,9 @@ def _identity(
         "extractor": extractor.identity,
         "condition": None if model.conditioner is None else model.conditioner.identity,
     }
+    if "one_step_sigma" in model.metadata:     # only then: other keys stay as they were
+        identity["one_step_sigma"] = model.metadata["one_step_sigma"]
+    return identity
 
 
 def _batches(total: int, batch_size: int) -> list[tuple[int, int]]:

@@ -141,6 +141,7 @@ def write_samples(
     revision: str | None = None,         # of a hub id, see load_model
     variant: str | None = None,          # of a diffusers model's weights, see load_model
     dtype: str | None = None,            # float16, bfloat16, float32; see load_model
+    one_step_sigma: float | None = None,  # σ_init of an EDM one-step generator; see load_model
 ) -> dict[str, Any]:
     """Load ``model``, sample under a schedule (given, from an export, or ρ = 1) and write ``path``.
 
@@ -169,7 +170,8 @@ def write_samples(
                       reading=[p for p in inputs if isinstance(p, str | Path)])
     loaded = load_model(model, device=None if device in (None, "auto") else device,
                         trust_pickle=trust_pickle, conditioning=conditioning,
-                        revision=revision, variant=variant, dtype=dtype)
+                        revision=revision, variant=variant, dtype=dtype,
+                        one_step_sigma=one_step_sigma)
     reason = not_images_reason(loaded)
     if reason is not None and Path(path).suffix.lower() == ".png":
         raise ConfigurationError(f"{reason}, or -o FILE.npz for the raw values")

@@ -64,6 +64,14 @@ def _stable_diffusion(root: Path) -> TunableModel:
                       conditioning={"embeddings": str(embeddings), "guidance_scale": 3.0})
 
 
+def _consistency(root: Path) -> TunableModel:
+    pytest.importorskip("diffusers")
+    from tests.models.tiny_cm import save_cm_pipeline
+
+    save_cm_pipeline(root / "pipeline", num_classes=10)
+    return load_model(root / "pipeline", device="cpu")
+
+
 def _edm(root: Path) -> TunableModel:
     from tests.models.edm_helpers import fixture_path
 
@@ -76,6 +84,7 @@ FAMILIES: dict[str, Callable[[Path], TunableModel]] = {
     "edm": _edm,
     "custom": _custom,
     "diffusers": _diffusers,
+    "consistency": _consistency,
     "stable-diffusion": _stable_diffusion,
 }
 

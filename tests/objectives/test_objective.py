@@ -85,6 +85,18 @@ def test_identity_names_everything_the_score_depends_on(demo_model: TunableModel
     assert kid.identity != identity
 
 
+def test_a_one_step_generators_sigma_init_is_part_of_the_identity(
+    demo_model: TunableModel,
+) -> None:
+    """The same weights started at σ_init are another model (load_model's one_step_sigma);
+    a model without one keeps the identity it always had."""
+    plain = objective(demo_model).identity
+    assert "one_step_sigma" not in plain
+    generator = dataclasses.replace(demo_model,
+                                    metadata={**demo_model.metadata, "one_step_sigma": 2.5})
+    assert objective(generator).identity == {**plain, "one_step_sigma": 2.5}
+
+
 # --- Evaluation -----------------------------------------------------------------------------
 
 

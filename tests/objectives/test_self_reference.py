@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,20 @@ def test_another_spec_is_another_measurement(
     keys = {i["self_reference"]["statistics_key"] for i in identities}
     assert len(keys) == 3
     assert len({i["reference_identity"] for i in identities}) == 3
+
+
+def test_a_one_step_generators_own_samples_are_another_reference(
+    demo_model: TunableModel, tmp_path: Path
+) -> None:
+    """The same weights as a one-step generator (load_model's one_step_sigma) sample other
+    images: their statistics must not be found under the diffusion model's key."""
+    generator = dataclasses.replace(demo_model,
+                                    metadata={**demo_model.metadata, "one_step_sigma": 2.5})
+    cache = DirectoryStatisticsCache(tmp_path)
+    config = ObjectiveConfig(sampler="heun", nfe=5, reference="self:heun:7:32", rungs=(8,))
+    keys = {build_objective(model, config, cache=cache).identity["self_reference"]
+            ["statistics_key"] for model in (demo_model, generator)}
+    assert len(keys) == 2
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ def export_schedule(
     revision: str | None = None,         # of ``model`` given as a hub id, see ``load_model``
     variant: str | None = None,          # of ``model``'s diffusers weights, see ``load_model``
     dtype: str | None = None,            # of ``model`` given as a path, see ``load_model``
+    one_step_sigma: float | None = None,  # of ``model`` given as a path, see ``load_model``
 ) -> ExportedSchedule:
     """The best stored schedule at ``nfe`` with how it was measured; written as JSON to ``path``.
 
@@ -70,7 +71,8 @@ def export_schedule(
 
     if model is not None and not isinstance(model, TunableModel):
         model = load_model(model, device=device, trust_pickle=trust_pickle,   # the slow part
-                           revision=revision, variant=variant, dtype=dtype)
+                           revision=revision, variant=variant, dtype=dtype,
+                           one_step_sigma=one_step_sigma)
     exported = ExportedSchedule(
         schedule=TuningSchedule.from_dict(record.schedule),
         nfe=record.nfe,

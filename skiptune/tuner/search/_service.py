@@ -279,6 +279,8 @@ def search(
     revision: str | None = None,               # of a hub id ``model``, see load_model
     variant: str | None = None,                # of diffusers weights, see load_model
     dtype: str | None = None,                  # float16, bfloat16, float32; see load_model
+    one_step_sigma: float | None = None,       # σ_init of an EDM one-step generator, see
+                                               # load_model; part of the identity
 ) -> list[StudySummary]:
     """Search the skip schedule of ``model`` at each budget of ``config``; resume where stored.
 
@@ -321,7 +323,7 @@ def search(
     device = None if device in (None, "auto") else device
     loaded = load_model(model, device=device, trust_pickle=trust_pickle,
                         conditioning=conditioning, revision=revision, variant=variant,
-                        dtype=dtype)
+                        dtype=dtype, one_step_sigma=one_step_sigma)
     # The objectives (and so the reference) are checked against a read-only view of the
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)
@@ -364,6 +366,7 @@ def search(
                 storage, study_configs, config, workers=workers, model=str(model),
                 device=device, trust_pickle=trust_pickle, conditioning=dict(conditioning or {}),
                 on_event=on_event, revision=revision, variant=variant, dtype=dtype,
+                one_step_sigma=one_step_sigma,
             )
         with _database_errors(storage):
             summaries = [summarize(study, study_config)
@@ -496,6 +499,7 @@ def _worker_main(
     revision: str | None = None,
     variant: str | None = None,
     dtype: str | None = None,
+    one_step_sigma: float | None = None,
 ) -> None:
     """One worker process: load the model, rebuild each study's objective, run the studies.
 
@@ -515,7 +519,8 @@ def _worker_main(
         storage = open_storage(url, pool_size=pool[0], max_overflow=pool[1])
         loaded = load_model(model, device=_worker_device(device, worker),
                             trust_pickle=trust_pickle, conditioning=conditioning,
-                            revision=revision, variant=variant, dtype=dtype)
+                            revision=revision, variant=variant, dtype=dtype,
+                            one_step_sigma=one_step_sigma)
         for study in studies:
             objective = resolve_objective(loaded, study.objective,
                                           cache=storage.statistics_cache, study=study)
@@ -547,6 +552,7 @@ def _run_workers(
     revision: str | None = None,
     variant: str | None = None,
     dtype: str | None = None,
+    one_step_sigma: float | None = None,
 ) -> dict[int, int | None]:
     """Run the workers; return those that died without a word (worker → exit code).
 
@@ -567,7 +573,7 @@ def _run_workers(
             target=_worker_main,
             args=(i, url, (storage.pool_size, storage.max_overflow), studies, config, model,
                   device, trust_pickle, conditioning, threads, writer, revision, variant,
-                  dtype),
+                  dtype, one_step_sigma),
             name=f"skiptune-worker-{i}",
         )
         for i, (_reader, writer) in enumerate(pipes)
