@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass

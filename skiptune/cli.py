@@ -44,6 +44,7 @@ from skiptune._install import install_hint
 from skiptune._parsing import parse_list, parse_name, parse_number, parse_whole
 from skiptune._secrets import mask_secrets
 from skiptune.errors import ConfigurationError, SkiptuneError
+from skiptune.sampling.solvers import DEFAULT_SAMPLER, SAMPLERS
 
 __all__ = ["app", "main", "search_app", "search_main"]
 
@@ -154,6 +155,10 @@ class _OneLineGroup(_OneLineErrors, TyperGroup):
         for command in self.commands.values():
             _plain_metavars(command)
 
+
+_SAMPLER_NAMES = ", ".join(SAMPLERS)
+_SAMPLER_DEFAULT = (f"[default: the model's own (consistency for a distilled model), else "
+                    f"{DEFAULT_SAMPLER}]")
 
 app = typer.Typer(
     help="Automatic Skip-Tuning: search the skip-connection scales ρ that make a diffusion "
@@ -848,11 +853,9 @@ def search_command(
     variant: VariantOption = None,
     dtype: DtypeOption = None,
     one_step_sigma: OneStepSigmaOption = None,
-    sampler: Annotated[list[str] | None, typer.Option(metavar="NAME",
-                                                      help="Sampler: heun, euler, dpmpp_2m, "
-                                                      "unipc, ipndm, ddim; repeat for several "
-                                                      "(one study each per budget). "
-                                                      "[default: heun]")] = None,
+    sampler: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help=f"Sampler: {_SAMPLER_NAMES}; repeat for several (one study each "
+        f"per budget). {_SAMPLER_DEFAULT}")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials each study "
                                                "should reach. [default: 10]")] = None,
     db: DbOption = None,
@@ -1222,8 +1225,8 @@ def sample(
                                                      "or --sampler than it was searched "
                                                      "for.")] = False,
     sampler: Annotated[str | None, typer.Option(
-        metavar="NAME", help="Sampler: heun, euler, dpmpp_2m, unipc, ipndm, ddim (an export's "
-        "own with --from). [default: heun]")] = None,
+        metavar="NAME", help=f"Sampler: {_SAMPLER_NAMES} (an export's own with --from). "
+        f"{_SAMPLER_DEFAULT}")] = None,
     num_samples: Annotated[int, typer.Option(
         "-n", "--num-samples", min=1, help="How many images to sample.")] = 64,
     seed: Annotated[int, typer.Option(

@@ -129,9 +129,10 @@ def _lr_at(step: int, settings: TrainSettings) -> float:
     return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _training_images(settings: TrainSettings, mnist_dir: str | None) -> torch.Tensor:
+def training_images(mnist_dir: str | None, *, held_out: int, seed: int) -> torch.Tensor:
+    """The training part of the MNIST split, as [N, 1, 28, 28] in [-1, 1]."""
     images, _labels = load_mnist(mnist_dir)
-    train_idx, _held = split_indices(len(images), held_out=settings.held_out, seed=settings.seed)
+    train_idx, _held = split_indices(len(images), held_out=held_out, seed=seed)
     pixels = torch.from_numpy(images[train_idx]).float()
     return (pixels / 127.5 - 1.0).unsqueeze(1)
 
@@ -149,7 +150,7 @@ def train(
     """Train (or resume) the demonstration model and write its EMA weights to ``out``."""
     console = console or Console()
     torch.manual_seed(settings.seed)
-    data = _training_images(settings, mnist_dir).to(device)
+    data = training_images(mnist_dir, held_out=settings.held_out, seed=settings.seed).to(device)
     net = build_net("edm-unet", DEMO_CONFIG.to_dict()).to(device).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)

@@ -9,11 +9,12 @@ condition at σ_min (Song et al. 2023, App. C; diffusers' ``get_scalings_for_bou
     c_skip = σ_d² / ((σ − σ_min)² + σ_d²),  c_out = (σ − σ_min)·σ_d / √(σ² + σ_d²),
     c_in = 1 / √(σ² + σ_d²),  t(σ) = 1000·0.25·log(σ + 1e-44)  (the scheduler's ``sigma_to_t``)
 
-with σ_min, σ_data from the scheduler config. One step is f(σ_max·z; σ_max), which diffusers
-then clamps to [-1, 1] (``clip_denoised``); the denoiser here is f itself, unclamped, and the
-sampler clamps. The skip sites and FreeU stages are those of any ``UNet2DModel``
-(:func:`skiptune.models.diffusers_unet.unet_sites`). Class-conditional models (ImageNet-64,
-``num_class_embeds``) draw each sample's class from its seed, as EDM's conditional models do.
+with σ_min, σ_data from the scheduler config. One step is f(σ_max·z; σ_max). Where the
+scheduler config says ``clip_denoised`` (its default), diffusers clamps each x̂₀ to [-1, 1]
+before re-noising it, and so does the denoiser here. The skip sites and FreeU stages are
+those of any ``UNet2DModel`` (:func:`skiptune.models.diffusers_unet.unet_sites`).
+Class-conditional models (ImageNet-64, ``num_class_embeds``) draw each sample's class from
+its seed, as EDM's conditional models do.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def load(
         net=net,
         denoise_fn=_ConsistencyDenoiser(
             net, sigma_min=scheduler["sigma_min"], sigma_data=scheduler["sigma_data"],
-            num_classes=num_classes,
+            num_classes=num_classes, clip_denoised=scheduler["clip_denoised"],
         ),
         skip_sites=skip_sites,
         image_shape=config_sample_shape(unet_dir, net.config),
@@ -132,8 +133,9 @@ class _ConsistencyDenoiser:
     casts_to_net_dtype = True
 
     def __init__(self, net: Any, *, sigma_min: float, sigma_data: float,
-                 num_classes: int) -> None:
+                 num_classes: int, clip_denoised: bool) -> None:
         self.net = net                 # a diffusers UNet2DModel (no type information)
+        self.clip_denoised = clip_denoised
         self.sigma_min = sigma_min
         self.sigma_data = sigma_data
         self.num_classes = num_classes
@@ -152,7 +154,9 @@ class _ConsistencyDenoiser:
         net_dtype = next(self.net.parameters()).dtype
         scaled = x / (s * s + d * d).sqrt()            # c_in·x, as scale_model_input divides
         output = self.net(scaled.to(net_dtype), t, class_labels=labels, return_dict=False)[0]
-        return c_skip * x + c_out * output.to(x.dtype)
+        denoised = c_skip * x + c_out * output.to(x.dtype)
+        # The scheduler clamps x̂₀ before it re-noises (clip_denoised): so does f here.
+        return denoised.clamp(-1, 1) if self.clip_denoised else denoised
 
     def _labels(self, condition: torch.Tensor | None) -> torch.Tensor | None:
         """The class indices the net's embedding takes, from one-hot labels [batch, classes]."""

@@ -29,13 +29,18 @@ from torch import nn
 from skiptune._files import read_input, save_torch_atomically
 from skiptune.errors import CheckpointError, first_line
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
-from skiptune.models.unet import EDMUNet, PreconditionedEDMUNet, UNetConfig
+from skiptune.models.unet import (
+    ConsistencyEDMUNet,
+    EDMUNet,
+    PreconditionedEDMUNet,
+    UNetConfig,
+)
 
 __all__ = ["ARCHITECTURES", "FORMAT", "FORMAT_VERSION", "build_net", "load", "save_checkpoint"]
 
 FORMAT = "skiptune-checkpoint"
 FORMAT_VERSION = 1
-ARCHITECTURES = ("edm-unet",)
+ARCHITECTURES = ("edm-unet", "edm-consistency-unet")
 _REQUIRED_KEYS = ("format", "format_version", "architecture", "config", "ema", "metadata")
 _REQUIRED_METADATA = ("resolution", "channels", "sigma_min", "sigma_max", "sigma_data")
 CHECKSUM_KEY = "ema_sha256"
@@ -47,6 +52,18 @@ def build_net(architecture: str, config: dict[str, Any]) -> PreconditionedEDMUNe
     if architecture == "edm-unet":
         unet_config = UNetConfig.from_dict(config)
         return PreconditionedEDMUNet(EDMUNet(unet_config), sigma_data=unet_config.sigma_data)
+    if architecture == "edm-consistency-unet":
+        # The U-Net's config and the boundary σ_min of the consistency scalings.
+        values = dict(config)
+        boundary = values.pop("boundary_sigma", None)
+        if isinstance(boundary, bool) or not isinstance(boundary, (int, float)) \
+                or not 0 < boundary < float("inf"):
+            raise CheckpointError(
+                f"a consistency U-Net's config needs boundary_sigma > 0, got {boundary!r}"
+            )
+        unet_config = UNetConfig.from_dict(values)
+        return ConsistencyEDMUNet(EDMUNet(unet_config), sigma_data=unet_config.sigma_data,
+                                  sigma_min=float(boundary))
     raise CheckpointError(
         f"unknown architecture {architecture!r}; this skiptune knows {', '.join(ARCHITECTURES)}"
     )
@@ -59,14 +76,14 @@ def save_checkpoint(
     sigma_min: float,
     sigma_max: float,
     metadata: dict[str, Any] | None = None,
-    architecture: str = "edm-unet",
 ) -> Path:
     """Write ``net``'s weights (give the EMA weights) and config as a skiptune checkpoint.
 
     Args:
         path: destination ``.pt`` file; written to a temporary file first, then renamed, so
             a crash never leaves a half-written checkpoint.
-        net: an :class:`PreconditionedEDMUNet` as built by :func:`build_net`.
+        net: an :class:`PreconditionedEDMUNet` as built by :func:`build_net` (a
+            :class:`ConsistencyEDMUNet` is saved as architecture ``edm-consistency-unet``).
         sigma_min, sigma_max: the σ range the model was trained for.
         metadata: anything else worth keeping (dataset, split, training record); plain types.
     """
@@ -80,15 +97,18 @@ def save_checkpoint(
         **(metadata or {}),
     }
     ema = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
-    payload = {
+    payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": architecture,
+        "architecture": "edm-unet",
         "config": config.to_dict(),
         "ema": ema,
         "metadata": meta,
         CHECKSUM_KEY: fingerprint_state_dict(ema),
     }
+    if isinstance(net, ConsistencyEDMUNet):
+        payload["architecture"] = "edm-consistency-unet"
+        payload["config"]["boundary_sigma"] = net.sigma_min
     return save_torch_atomically(payload, path)
 
 
@@ -246,6 +266,7 @@ def _wrap(
         # The demo names its assets; other checkpoints may too (plain names in assets/).
         reference=_asset_name(meta, "reference"),
         feature_net=_asset_name(meta, "feature_net"),
+        default_sampler="consistency" if isinstance(net, ConsistencyEDMUNet) else None,
     )
 
 

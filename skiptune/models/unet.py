@@ -21,7 +21,8 @@ from torch import nn
 
 from skiptune.errors import CheckpointError
 
-__all__ = ["EDMUNet", "PreconditionedEDMUNet", "UNetConfig"]
+__all__ = [
+    "ConsistencyEDMUNet","EDMUNet", "PreconditionedEDMUNet", "UNetConfig"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,29 @@ class PreconditionedEDMUNet(nn.Module):
         sd = self.sigma_data
         c_skip = sd**2 / (sigma**2 + sd**2)
         c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
+        c_in = 1 / (sd**2 + sigma**2).sqrt()
+        c_noise = sigma.log().flatten() / 4
+        return c_skip * x + c_out * self.unet(c_in * x, c_noise)
+
+
+class ConsistencyEDMUNet(PreconditionedEDMUNet):
+    """skiptune's :class:`EDMUNet` as a consistency model f(x; σ) (Song et al. 2023, App. C).
+
+    The same network under the boundary-condition scalings, so that f(x; σ_min) = x:
+    c_skip = σ_d²/((σ − σ_min)² + σ_d²), c_out = (σ − σ_min)·σ_d/√(σ² + σ_d²); c_in and
+    c_noise as EDM's. A student distilled from a :class:`PreconditionedEDMUNet` teacher
+    starts from the teacher's weights, which these scalings leave nearly unchanged above σ_min.
+    """
+
+    def __init__(self, unet: EDMUNet, sigma_data: float = 0.5, sigma_min: float = 0.002) -> None:
+        super().__init__(unet, sigma_data=sigma_data)
+        self.sigma_min = sigma_min
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = sigma.to(x.dtype).reshape(-1, 1, 1, 1)
+        sd = self.sigma_data
+        c_skip = sd**2 / ((sigma - self.sigma_min) ** 2 + sd**2)
+        c_out = (sigma - self.sigma_min) * sd / (sigma**2 + sd**2).sqrt()
         c_in = 1 / (sd**2 + sigma**2).sqrt()
         c_noise = sigma.log().flatten() / 4
         return c_skip * x + c_out * self.unet(c_in * x, c_noise)

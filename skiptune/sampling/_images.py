@@ -17,6 +17,7 @@ from skiptune.exported import ExportedSchedule, load_exported
 from skiptune.models import TunableModel, load_model, not_images_reason
 from skiptune.sampling._run import sample
 from skiptune.sampling.noise import SeededStepNoise, initial_noise
+from skiptune.sampling.solvers import DEFAULT_SAMPLER
 from skiptune.schedule import TuningSchedule
 from skiptune.skips import skip_tuning
 
@@ -188,9 +189,11 @@ def write_samples(
             exponent = found.schedule_exponent
     if schedule is None:
         schedule = TuningSchedule(rho_bottom=1.0, rho_top=1.0)
-    nfe = DEFAULT_SAMPLE_NFE if nfe is None else nfe
+    sampler = sampler or loaded.default_sampler or DEFAULT_SAMPLER
+    if nfe is None:     # a distilled model samples in one step as its users run it
+        nfe = 1 if loaded.default_sampler == "consistency" else DEFAULT_SAMPLE_NFE
     images = sample_images(
-        loaded, schedule=schedule, nfe=nfe, sampler=sampler or "heun", num_samples=num_samples,
+        loaded, schedule=schedule, nfe=nfe, sampler=sampler, num_samples=num_samples,
         seed=seed, schedule_exponent=exponent,
     )
     written = save_images(images, path)
@@ -199,7 +202,7 @@ def write_samples(
         "schedule": schedule.to_dict(),
         "untuned": untuned,
         "nfe": nfe,
-        "sampler": sampler or "heun",
+        "sampler": sampler,
         "num_samples": num_samples,
         "seed": seed,
         "model_fingerprint": loaded.fingerprint,

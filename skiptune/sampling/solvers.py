@@ -28,6 +28,7 @@ if TYPE_CHECKING:    # the solvers only do arithmetic on the tensors they are gi
     import torch
 
 __all__ = [
+    "DEFAULT_SAMPLER",
     "GRIDS",
     "MAX_NFE",
     "SAMPLERS",
@@ -58,6 +59,9 @@ Denoiser: TypeAlias = "Callable[[torch.Tensor, torch.Tensor], torch.Tensor]"
 
 StepNoise: TypeAlias = "Callable[[int], torch.Tensor]"
 """``noise(i)``: the unit Gaussian noise of step i, shaped, typed and placed like ``x``."""
+
+DEFAULT_SAMPLER = "heun"
+"""The sampler used where none is named, for a model without its own (``default_sampler``)."""
 
 MAX_NFE = 1000
 """The largest budget accepted: DDPM's full chain. Skip-Tuning is about few steps (5–50), and a

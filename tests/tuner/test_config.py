@@ -150,7 +150,9 @@ def test_a_search_config_is_validated_when_built_and_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.trials = 5  # type: ignore[misc]
     with pytest.raises(ConfigurationError, match="heun cannot use exactly 8 NFE"):
-        SearchConfig(nfe=[9, 8])
+        SearchConfig(nfe=[9, 8], sampler="heun")
+    with pytest.raises(ConfigurationError, match="heun cannot use exactly 8 NFE"):
+        SearchConfig(nfe=[9, 8]).for_model(None)      # no sampler named, none of the model's
     with pytest.raises(ConfigurationError, match="distinct step budgets"):
         SearchConfig(nfe=[9, 9])
     with pytest.raises(ConfigurationError, match="pass ObjectiveSettings"):
@@ -165,6 +167,15 @@ def test_a_search_config_is_validated_when_built_and_frozen() -> None:
         SearchConfig(nfe=9, objective=ObjectiveSettings(rungs=(64, 10**6)))
     with pytest.raises(ConfigurationError, match="study group"):
         SearchConfig(nfe=9, group="my group!")
+
+
+def test_no_sampler_named_means_the_models_own_else_heun() -> None:
+    config = SearchConfig(nfe=[1, 2])             # 2 NFE: no budget of heun's
+    assert config.sampler is None
+    assert config.for_model("consistency").samplers == ("consistency",)
+    assert SearchConfig(nfe=9).for_model(None).samplers == ("heun",)
+    named = SearchConfig(nfe=9, sampler="ipndm")
+    assert named.for_model("consistency") is named   # a named sampler wins
 
 
 def test_a_study_config_is_the_search_config_at_one_budget(demo_model: TunableModel) -> None:

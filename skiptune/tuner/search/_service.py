@@ -324,6 +324,7 @@ def search(
     loaded = load_model(model, device=device, trust_pickle=trust_pickle,
                         conditioning=conditioning, revision=revision, variant=variant,
                         dtype=dtype, one_step_sigma=one_step_sigma)
+    config = config.for_model(loaded.default_sampler)
     # The objectives (and so the reference) are checked against a read-only view of the
     # database; only then is it created or given skiptune's tables.
     reader = db if isinstance(db, Storage) else _read_only(db)

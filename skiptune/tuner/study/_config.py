@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from skiptune._checks import is_whole
@@ -20,7 +20,8 @@ from skiptune.objectives import (
     is_self_reference,
     parse_self_reference,
 )
-from skiptune.sampling import MAX_SEED, steps_for_nfe
+from skiptune.sampling import MAX_SEED
+from skiptune.sampling.solvers import DEFAULT_SAMPLER, steps_for_nfe
 from skiptune.schedule import SHAPES, check_sigma_window
 from skiptune.tuner.study._identity import check_group, study_name
 
@@ -430,7 +431,9 @@ class SearchConfig:
     Args:
         nfe: the step budgets in denoiser calls per image, one study each per sampler.
         sampler: the σ-space sampler's name, or several (a tuple) to search side by side;
-            ``best``, ``front`` and ``export`` then name the best sampler per budget.
+            ``best``, ``front`` and ``export`` then name the best sampler per budget. None:
+            the model's own (``TunableModel.default_sampler``, ``consistency`` for a
+            distilled model), else ``heun``; :func:`skiptune.search` resolves it on loading.
         trials: the total of finished trials each study should reach.
         optimizer: one of ``OPTIMIZERS``.
         space: where the search looks.
@@ -447,7 +450,7 @@ class SearchConfig:
     """
 
     nfe: int | Sequence[int]
-    sampler: str | Sequence[str] = "heun"
+    sampler: str | Sequence[str] | None = None
     trials: int = 10
     optimizer: str = "tpe"
     space: SearchSpace = field(default_factory=SearchSpace)
@@ -468,8 +471,17 @@ class SearchConfig:
 
     @property
     def samplers(self) -> tuple[str, ...]:
-        """The samplers, one study each per budget, in the order given."""
+        """The samplers, one study each per budget, in the order given (``heun`` for None:
+        see :meth:`for_model` for a model's own)."""
+        if self.sampler is None:
+            return (DEFAULT_SAMPLER,)
         return (self.sampler,) if isinstance(self.sampler, str) else tuple(self.sampler)
+
+    def for_model(self, default_sampler: str | None) -> SearchConfig:
+        """These settings with ``sampler`` None resolved to a model's own default sampler."""
+        if self.sampler is not None:
+            return self
+        return replace(self, sampler=default_sampler or DEFAULT_SAMPLER)
 
     def __post_init__(self) -> None:
         given = tuple(self.nfe) if isinstance(self.nfe, Sequence) else (self.nfe,)
@@ -484,10 +496,11 @@ class SearchConfig:
             raise ConfigurationError(
                 f"pass one or more distinct samplers, e.g. heun, got {list(samplers)}"
             )
-        object.__setattr__(self, "sampler", samplers[0] if len(samplers) == 1 else samplers)
-        for sampler in samplers:
-            for budget in self.budgets:
-                steps_for_nfe(sampler, budget)   # an unknown sampler or unreachable budget
+        if self.sampler is not None:     # None is checked once resolved (for_model)
+            object.__setattr__(self, "sampler", samplers[0] if len(samplers) == 1 else samplers)
+            for sampler in samplers:
+                for budget in self.budgets:
+                    steps_for_nfe(sampler, budget)   # an unknown sampler or unreachable budget
         _check_search(trials=self.trials, optimizer=self.optimizer, space=self.space)
         if isinstance(self.objective, ObjectiveConfig):
             raise ConfigurationError(
