@@ -4,7 +4,10 @@
         [--nfe 5 --nfe 7 --nfe 9 --nfe 15]
         [--sampler heun --sampler dpmpp_2m --sampler unipc --sampler ipndm]
         [--space rho --space steps --space rho+steps --space rho+window]
-        [--rho-range 0.3,1.5] [--more-seeds SPACE/SAMPLER/NFE ...] [--seeds 3]
+        [--rho-range LOW,HIGH] [--more-seeds SPACE/SAMPLER/NFE ...] [--seeds 3]
+        [--stochastic-sampler edm_stochastic --stochastic-sampler dpmpp_2m_sde]
+        [--stochastic-nfe 9 --stochastic-nfe 15] [--stochastic-rho-range 0.3,1.5]
+        [--stochastic-only]
         [--trials 10] [--rungs 16,64] [--large-n 1000] [--truth-seed 1000000]
         [--threads 1] [--device cpu] [--tag NAME]
 
@@ -16,8 +19,10 @@ That schedule, and each (sampler, budget)'s untuned baseline (ρ = 1 on the samp
 grid), is then scored at ``--large-n`` images on the seeds from ``--truth-seed``, which no
 search touches and which are the same for every cell: the "large-N FD". A cell's gain over
 its baseline comes with a paired bootstrap interval on those common seeds. ``rho+window`` is
-ρ with a σ window searched in ``--window``. ``--rho-range`` widens ρ's range (e.g. to
-1.5 for stochastic samplers, whose best ρ may lie above 1).
+ρ with a σ window searched in ``--window``. The stochastic samplers (``--stochastic-sampler``)
+are searched in the ``rho`` space only, at ``--stochastic-nfe``, over ``--stochastic-rho-range``
+(to 1.5 by default: their best ρ may lie above 1); ``--rho-range`` sets the deterministic
+samplers' range (default: skiptune's, 0.3–1.2).
 
 Everything measured is kept under ``--work``: one database per part, one JSON per finished
 cell and one feature file per large-N score. So a killed run resumes where it stopped, and
@@ -105,15 +110,23 @@ def space_of(name: str, window: tuple[float, float],
 
 
 def cells_of(args: argparse.Namespace) -> list[Cell]:
-    """Every cell, budget by budget (the largest last), then sampler, then space."""
+    """Every cell, budget by budget (the largest last), then sampler, then space; the
+    stochastic samplers' ρ cells at their budgets after them."""
     more = set(args.more_seeds or ())
     cells = []
-    for nfe in args.nfe:
+    for nfe in () if args.stochastic_only else args.nfe:
         for sampler in args.sampler:
             for space in args.space:
                 seeds = args.seeds if f"{space}/{sampler}/{nfe}" in more else 1
                 cells.extend(Cell(space, sampler, nfe, seed) for seed in range(seeds))
+    cells.extend(Cell("rho", sampler, nfe, 0) for nfe in args.stochastic_nfe
+                 for sampler in args.stochastic_sampler)
     return cells
+
+
+def rho_range_of(cell: Cell, args: argparse.Namespace) -> tuple[float, float] | None:
+    """The ρ range a cell searches: the stochastic samplers' wider one, else ``--rho-range``."""
+    return args.stochastic_rho_range if cell.sampler in args.stochastic_sampler else args.rho_range
 
 
 class Truth:
@@ -179,7 +192,7 @@ def measure_cell(cell: Cell, args: argparse.Namespace, truth: Truth, db: Path) -
     tick = time.perf_counter()
     config = SearchConfig(
         nfe=(cell.nfe,), sampler=(cell.sampler,), trials=args.trials, seed=cell.seed,
-        space=space_of(cell.space, args.window, args.rho_range),
+        space=space_of(cell.space, args.window, rho_range_of(cell, args)),
         objective=ObjectiveSettings(rungs=args.rungs, batch_size=args.batch_size),
         group=f"levers_{cell.name.replace('-', '_')}",
     )
@@ -231,9 +244,10 @@ def table(entries: list[dict[str, Any]], args: argparse.Namespace,
              "then the median)",
              " | ".join(["NFE", "sampler", "ρ = 1 (own grid)", *args.space])]
     rows = []
-    for nfe in args.nfe:
-        for sampler in args.sampler:
-            row: dict[str, Any] = {"sampler": sampler, "nfe": nfe, "spaces": {}}
+    for nfe in sorted({*args.nfe, *args.stochastic_nfe}):
+        for sampler in (*args.sampler, *args.stochastic_sampler):
+            row: dict[str, Any] = {"sampler": sampler, "nfe": nfe, "spaces": {},
+                                   "stochastic": sampler in args.stochastic_sampler}
             texts = []
             for space in args.space:
                 runs = sorted((e for e in entries if (e["space"], e["sampler"], e["nfe"]) ==
@@ -255,7 +269,7 @@ def table(entries: list[dict[str, Any]], args: argparse.Namespace,
     lines.append("")
     lines.append("best cell per budget (median over seeds), against the runner-up on the "
                  "same seeds (every sampler starts from the same noise per seed):")
-    for nfe in args.nfe:
+    for nfe in sorted({*args.nfe, *args.stochastic_nfe}):
         ranked = sorted(((s["value"], row["sampler"], space, s) for row in rows
                          if row["nfe"] == nfe for space, s in row["spaces"].items()),
                         key=lambda v: v[0])
@@ -285,9 +299,10 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> bo
     except ImportError:
         return False
     columns = ["ρ = 1", *args.space]
-    figure, axes = plt.subplots(1, len(args.nfe), figsize=(4.2 * len(args.nfe), 3.6),
+    budgets = sorted({row["nfe"] for row in rows})
+    figure, axes = plt.subplots(1, len(budgets), figsize=(4.2 * len(budgets), 3.6),
                                 squeeze=False)
-    for axis, nfe in zip(axes[0], args.nfe, strict=True):
+    for axis, nfe in zip(axes[0], budgets, strict=True):
         budget = [row for row in rows if row["nfe"] == nfe]
         width = 0.8 / max(1, len(columns))
         for c, column in enumerate(columns):
@@ -319,7 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", action="append")
     parser.add_argument("--space", action="append",
                         choices=("rho", "steps", "rho+steps", "rho+window"))
-    parser.add_argument("--rho-range", type=pair, default=None)
+    parser.add_argument("--rho-range", type=pair, default=None,
+                        help="ρ's range for the deterministic samplers; default skiptune's")
+    parser.add_argument("--stochastic-sampler", action="append")
+    parser.add_argument("--stochastic-nfe", type=int, action="append")
+    parser.add_argument("--stochastic-rho-range", type=pair, default=(0.3, 1.5))
+    parser.add_argument("--stochastic-only", action="store_true",
+                        help="measure only the stochastic cells (a process beside the parts)")
     parser.add_argument("--window", type=pair, default=(0.05, 20.0))
     parser.add_argument("--more-seeds", action="append")
     parser.add_argument("--seeds", type=int, default=3)
@@ -336,20 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     args.nfe = sorted(args.nfe or (5, 7, 9, 15))
     args.sampler = args.sampler or ["heun", "dpmpp_2m", "unipc", "ipndm"]
     args.space = args.space or ["rho", "steps", "rho+steps"]
+    args.stochastic_sampler = args.stochastic_sampler or ["edm_stochastic", "dpmpp_2m_sde"]
+    args.stochastic_nfe = sorted(args.stochastic_nfe or (9, 15))
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_optuna()
     truth = Truth(args)
     cells = cells_of(args)
     part, parts = (0, 1) if args.part is None else (int(v) for v in args.part.split("/"))
-    db = args.work / f"part{part}.db"
+    db = args.work / ("stochastic.db" if args.stochastic_only else f"part{part}.db")
     args.work.mkdir(parents=True, exist_ok=True)
     entries = [measure_cell(cell, args, truth, db) for cell in cells[part::parts]]
-    if args.part is not None:
+    if args.part is not None or args.stochastic_only:
         return 0
     rows, lines = table(entries, args, truth)
     settings = {key: value for key, value in vars(args).items()
-                if key not in ("work", "part", "model", "tag")}
+                if key not in ("work", "part", "model", "tag", "stochastic_only")}
     settings.update(model=str(args.model.name), argv=sys.argv[1:],
                     threads=torch.get_num_threads())
     text = [f"levers: {json.dumps(settings, default=list)}", *lines]
