@@ -62,6 +62,7 @@ __all__ = [
 
 CACHE_DIR_ENV = "SKIPTUNE_CACHE_DIR"
 OFFLINE_ENV = "SKIPTUNE_OFFLINE"
+_OFFLINE_WHY_ENV = "SKIPTUNE_OFFLINE_WHY"  # offline_mode's reason, for its worker processes
 HF_OFFLINE_ENV = "HF_HUB_OFFLINE"
 """Hugging Face's switch: a user offline for the hub is offline for skiptune too."""
 
@@ -212,22 +213,25 @@ def offline_mode(enabled: bool = True, *, why: str = "offline_mode()") -> Iterat
 
     Sets ``$SKIPTUNE_OFFLINE`` for the block, so worker processes started inside it are
     offline too; the previous value is restored after. ``why`` is what a refusal names as
-    the reason (the command line passes ``--offline``), not the variable set here.
+    the reason (the command line passes ``--offline``), not the variable set here, in the
+    workers too (``$SKIPTUNE_OFFLINE_WHY`` carries it to them).
     """
     if not enabled:
         yield
         return
-    previous = os.environ.get(OFFLINE_ENV)
+    previous = {name: os.environ.get(name) for name in (OFFLINE_ENV, _OFFLINE_WHY_ENV)}
     os.environ[OFFLINE_ENV] = "1"
+    os.environ[_OFFLINE_WHY_ENV] = why
     _switched_on_by.append(why)
     try:
         yield
     finally:
         _switched_on_by.pop()
-        if previous is None:
-            os.environ.pop(OFFLINE_ENV, None)
-        else:
-            os.environ[OFFLINE_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -342,6 +346,9 @@ def offline_reason() -> str:
     ``$SKIPTUNE_OFFLINE is set``, ``$HF_HUB_OFFLINE is set``, else ``offline=True``)."""
     if _switched_on_by:                 # its $SKIPTUNE_OFFLINE is not the user's
         return f"{_switched_on_by[-1]} was given"
+    inherited = os.environ.get(_OFFLINE_WHY_ENV)
+    if inherited and os.environ.get(OFFLINE_ENV) == "1":    # a worker of an offline_mode block
+        return f"{inherited[:40]} was given"
     for name in (OFFLINE_ENV, HF_OFFLINE_ENV):
         if os.environ.get(name, "").strip().lower() in _TRUE:
             return f"${name} is set"

@@ -135,6 +135,22 @@ def test_offline_mode_names_its_own_switch_not_the_variable_it_sets(
     assert server.requests == []
 
 
+def test_a_worker_process_of_an_offline_block_names_the_flag_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Worker processes inherit $SKIPTUNE_OFFLINE from the block; they name --offline too."""
+    monkeypatch.delenv("SKIPTUNE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    code = "from skiptune.downloads import offline_reason; print(offline_reason())"
+    with downloads.offline_mode(why="--offline"):
+        worker = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True, env=cli_env())
+    assert worker.stdout.strip() == "--offline was given"
+    assert "SKIPTUNE_OFFLINE_WHY" not in os.environ     # restored after the block
+    monkeypatch.setenv("SKIPTUNE_OFFLINE", "1")           # the user's own variable
+    assert downloads.offline_reason() == "$SKIPTUNE_OFFLINE is set"
+
+
 def test_http_errors_and_html_pages_are_one_line_and_leave_nothing(
     server: FileServer, cache: Path
 ) -> None:
