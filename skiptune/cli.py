@@ -475,8 +475,9 @@ EmbeddingsOption = Annotated[str | None, typer.Option(
 NegativeOption = Annotated[str | None, typer.Option(
     "--negative-prompt", help="Negative prompt for classifier-free guidance.")]
 GuidanceOption = Annotated[float | None, typer.Option(
-    "--guidance-scale", help="Classifier-free guidance scale; ≤ 1 turns it off. [default: "
-    "7.5 for SD 1.x/2.x, 5 for SDXL]")]
+    "--guidance-scale", help="Classifier-free guidance scale; ≤ 1 turns it off (an LCM takes "
+    "it as an input). [default: 7.5 for SD 1.x/2.x, 5 for SDXL, 8.5 for an LCM, 1 for "
+    "LCM-LoRA, 0 for SD-/SDXL-Turbo]")]
 # Which weights of a model named by hub id (org/name) or of a diffusers folder.
 RevisionOption = Annotated[str | None, typer.Option(
     metavar="REV", help="Branch, tag or commit of a Hugging Face hub id. [default: main]")]

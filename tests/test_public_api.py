@@ -76,7 +76,7 @@ PUBLIC = {
         "karras_sigmas", "nfe_for_steps", "sample", "sample_images", "save_images",
         "sigma_grid", "steps_for_nfe", "unipc", "write_samples",
         "MAX_SEED", "grid_sigmas", "ipndm", "SeededStepNoise", "StepNoise", "StochasticSampler",
-        "consistency", "dpmpp_2m_sde", "edm_stochastic", "euler_ancestral"),
+        "consistency", "dpmpp_2m_sde", "edm_stochastic", "euler_ancestral", "lcm_sigmas"),
     "skiptune.objectives": (
         "DEFAULT_FEATURE_NET_PATH", "METRICS", "BatchReduced", "CandidateReport",
         "DigitFeatureNet", "DirectoryStatisticsCache", "Evaluation", "FeatureExtractor",

@@ -153,8 +153,12 @@ class TunableModel:
         dtype: what the net computes in (``load_model(..., dtype=)``); ``denoise`` takes and
             returns the caller's dtype whatever it is.
         default_sampler: the sampler a search uses when the user names none, for a model
-            that only samples well with its own (``"consistency"`` for a distilled model);
+            that only samples well with its own (``"consistency"`` for a distilled model,
+            ``"lcm"`` for an LCM, ``"euler_ancestral_discrete"`` for SD-/SDXL-Turbo);
             None: skiptune's default (``heun``).
+        original_inference_steps: for a Latent Consistency Model, how many evenly skipped
+            training timesteps it was distilled on (its ``LCMScheduler``'s
+            ``original_inference_steps``); the ``lcm`` sampler steps among them. None: LCM's 50.
     """
 
     net: nn.Module
@@ -179,6 +183,7 @@ class TunableModel:
     freeu_family: str | None = None
     dtype: torch.dtype = torch.float32
     default_sampler: str | None = None
+    original_inference_steps: int | None = None
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:

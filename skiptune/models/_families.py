@@ -143,6 +143,18 @@ def _load_sd_folder(source: str, *, device: torch.device, trust_pickle: bool,
     return diffusers_sd.load(Path(source).expanduser(), device=device, variant=variant)
 
 
+def _is_distilled_sd_folder(kind: str) -> Callable[[str], bool]:
+    """Detects an SD folder whose scheduler samples as ``kind`` ("lcm", "turbo") does."""
+
+    def detect(text: str) -> bool:
+        from skiptune.models import diffusers_sd
+
+        path = Path(text).expanduser()
+        return _is_sd_folder(text) and diffusers_sd.scheduler_distillation(path) == kind
+
+    return detect
+
+
 def _is_adapter(text: str) -> bool:
     from skiptune.models import custom
 
@@ -186,6 +198,13 @@ FAMILIES: tuple[ModelFamily, ...] = (
                 _is_consistency_folder, _load_consistency_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers", "a diffusers UNet2DModel folder", _is_unet_folder,
                 _load_unet_folder, _FOLDER_OPTIONS),
+    # Before "diffusers-sd": the same folders, whose scheduler says they sample in few steps
+    # (diffusers_sd loads them all, and names the family from the scheduler config too).
+    ModelFamily("diffusers-lcm", "a diffusers LCM or LCM-LoRA pipeline folder (LCMScheduler)",
+                _is_distilled_sd_folder("lcm"), _load_sd_folder, _FOLDER_OPTIONS),
+    ModelFamily("diffusers-turbo", "a diffusers SD-Turbo or SDXL-Turbo pipeline folder "
+                "(EulerAncestralDiscreteScheduler, trailing)", _is_distilled_sd_folder("turbo"),
+                _load_sd_folder, _FOLDER_OPTIONS),
     ModelFamily("diffusers-sd", "a diffusers pipeline or UNet2DConditionModel folder",
                 _is_sd_folder, _load_sd_folder, _FOLDER_OPTIONS),
     ModelFamily("custom", "module:attr naming an adapter", _is_adapter, _load_adapter,
@@ -254,7 +273,8 @@ def family_of(text: str) -> ModelFamily:
     raise CheckpointError(f"model {text!r} not found: pass {accepted_formats()}")
 
 
-_HUB_FOLDER_FAMILIES = ("diffusers-cm", "diffusers", "diffusers-sd")
+_HUB_FOLDER_FAMILIES = ("diffusers-cm", "diffusers", "diffusers-lcm", "diffusers-turbo",
+                        "diffusers-sd")
 
 
 def _family_of_folder(folder: str) -> ModelFamily:

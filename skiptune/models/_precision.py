@@ -25,7 +25,8 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float32": torch.float32,
 }
-_HALF_BY_DEFAULT = frozenset({"diffusers-sd"})   # families run in float16 on CUDA by default
+# Families run in float16 on CUDA by default: Stable Diffusion pipelines, distilled ones too.
+_HALF_BY_DEFAULT = frozenset({"diffusers-sd", "diffusers-lcm", "diffusers-turbo"})
 
 
 def dtype_name(dtype: torch.dtype) -> str:

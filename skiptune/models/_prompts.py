@@ -7,8 +7,10 @@ text encoder(s), which needs ``transformers``) or precomputed embeddings in a
 ``negative_pooled_prompt_embeds`` for SDXL). Sample j, of noise seed s_j, takes prompt
 ``s_j mod P`` in every trial (common random numbers). The guidance scale g works as in
 diffusers' pipelines: g ≤ 1 means no classifier-free guidance; g > 1 doubles the batch with
-the negative (or empty) prompt's embedding. The embeddings' hash, P and g form the identity
-stored with a study.
+the negative (or empty) prompt's embedding. An LCM-distilled U-Net takes g as an input instead
+(no negative prompt). The default g is the pipeline's: diffusers' for the SD generation, or
+the model's own where its folder says (LCM 8.5, LCM-LoRA 1, SD-Turbo 0). The embeddings'
+hash, P and g form the identity stored with a study.
 """
 
 from __future__ import annotations
@@ -126,9 +128,7 @@ class PromptConditioner:
     ) -> None:
         self.info = info
         self.embeddings = embeddings
-        self.guidance_scale = (
-            DEFAULT_GUIDANCE[info.family] if guidance_scale is None else guidance_scale
-        )
+        self.guidance_scale = _default_guidance(info) if guidance_scale is None else guidance_scale
         self.source = source
 
     def _ready(self) -> _Embeddings:
@@ -142,7 +142,9 @@ class PromptConditioner:
 
     @property
     def guided(self) -> bool:
-        return self.guidance_scale > 1.0
+        """Whether it guides classifier-free, against a negative (or empty) prompt: g > 1 on a
+        U-Net that does not take the guidance scale as an input (an LCM-distilled one does)."""
+        return self.guidance_scale > 1.0 and self.info.guidance_embedding_dim is None
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -189,7 +191,14 @@ class PromptConditioner:
         negative = options.get("negative_prompt")
         if negative is not None:       # checked before anything is loaded or encoded
             check_prompt(str(negative), where="the negative prompt")
-        guidance = _guidance(options.get("guidance_scale"), self.info.family)
+        guidance = _guidance(options.get("guidance_scale"), self.info)
+        if negative is not None and self.info.guidance_embedding_dim is not None:
+            raise ConfigurationError(
+                "this LCM-distilled U-Net takes the guidance scale as an input and was distilled "
+                "against the empty prompt: it has no use for a negative prompt (diffusers' LCM "
+                "pipeline ignores one); leave negative_prompt out",
+                field="negative_prompt",
+            )
         if negative is not None and guidance <= 1.0:
             raise ConfigurationError(
                 f"a negative prompt acts only with classifier-free guidance, and guidance "
@@ -203,6 +212,8 @@ class PromptConditioner:
                 "FILE.safetensors",
                 field=("prompts", "embeddings"),
             )
+        # Classifier-free: the negative (or empty) prompt's embedding is needed.
+        guided = guidance > 1.0 and self.info.guidance_embedding_dim is None
         if file is not None:
             embeddings = _read_embeddings(Path(file).expanduser(), self.info)
             if negative is not None:
@@ -214,11 +225,11 @@ class PromptConditioner:
             texts = read_prompts(prompts)
             prompt, pooled = encode_texts(self.info, texts)
             embeddings = _Embeddings(prompt=prompt, pooled=pooled)
-            if guidance > 1.0 and not (negative is None and self.info.force_zeros_for_empty_prompt):
+            if guided and not (negative is None and self.info.force_zeros_for_empty_prompt):
                 negative_embeds, negative_pooled = encode_texts(self.info, [str(negative or "")])
                 embeddings = _with_negative(embeddings, negative_embeds, negative_pooled)
             source = str(prompts)
-        if guidance > 1.0 and embeddings.negative is None:
+        if guided and embeddings.negative is None:
             embeddings = self._empty_negative(embeddings, source)
         return PromptConditioner(self.info, embeddings, guidance_scale=guidance, source=source)
 
@@ -241,9 +252,15 @@ MAX_GUIDANCE = 100.0
 """The largest classifier-free guidance scale taken (SD's usual ones lie between 1 and 20)."""
 
 
-def _guidance(value: Any, family: str) -> float:
+def _default_guidance(info: UNetInfo) -> float:
+    """The guidance scale its pipeline samples with by default: the model's own where its
+    folder says (an LCM's, SD-Turbo's 0), else diffusers' for its SD generation."""
+    return DEFAULT_GUIDANCE[info.family] if info.default_guidance is None else info.default_guidance
+
+
+def _guidance(value: Any, info: UNetInfo) -> float:
     if value is None:
-        return DEFAULT_GUIDANCE[family]
+        return _default_guidance(info)
     try:
         scale = float(value)
     except (TypeError, ValueError):

@@ -17,6 +17,10 @@ batch is doubled as ``cat([negative, prompt])`` and the prediction is
 ``uncond + g·(cond − uncond)``; per-sample skip factors are tiled over both halves by the
 hooks. The up blocks get their skips by keyword (``res_hidden_states_tuple=``); a probe
 pass finds that, and the skip sites name the keyword.
+
+A pipeline whose scheduler is LCM's or SD-Turbo's samples as they do: families
+``diffusers-lcm`` and ``diffusers-turbo``, with their boundary condition, guidance and
+default sampler (:mod:`.diffusers_sd_distilled`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ from skiptune.models._diffusers_common import (
     x0_from_prediction,
 )
 from skiptune.models._prompts import PromptConditioner, UNetInfo
+from skiptune.models.diffusers_sd_distilled import (
+    LcmBoundary,
+    distillation,
+    guidance_embedding,
+    pipeline_sampling,
+)
 
 __all__ = [
     "SUPPORTED_UP_BLOCKS",
@@ -52,6 +62,7 @@ __all__ = [
     "is_conditional_unet_folder",
     "is_pipeline_folder",
     "load",
+    "scheduler_distillation",
 ]
 
 SUPPORTED_UP_BLOCKS = frozenset({"UpBlock2D", "CrossAttnUpBlock2D"})
@@ -77,6 +88,22 @@ def is_conditional_unet_folder(path: str | Path) -> bool:
     folder = Path(path)
     names = (_class_name(folder / "config.json"), _class_name(folder / "unet" / "config.json"))
     return _CLASS in names
+
+
+def scheduler_distillation(path: str | Path) -> str | None:
+    """``"lcm"`` or ``"turbo"`` for a pipeline or ``UNet2DConditionModel`` folder whose scheduler
+    config samples as LCM or SD-Turbo do (see :mod:`.diffusers_sd_distilled`), else None.
+
+    Reads that config only, so it works without diffusers installed; never raises (a
+    damaged config is named by :func:`load`).
+    """
+    folder = Path(path)
+    unet_dir = folder / "unet" if is_pipeline_folder(folder) else folder
+    try:
+        config = json.loads(scheduler_config_path(unet_dir).read_text(encoding="utf-8"))
+    except (CheckpointError, OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return distillation(config) if isinstance(config, dict) else None
 
 
 def freeu_family(config: Any) -> str:
@@ -105,14 +132,17 @@ def load(
             plain weights.
 
     Returns:
-        A :class:`TunableModel` with family ``"diffusers-sd"``: sampling runs on latents
+        A :class:`TunableModel` with family ``"diffusers-sd"`` (``"diffusers-lcm"``,
+        ``"diffusers-turbo"`` for a distilled pipeline, see :mod:`.diffusers_sd_distilled`,
+        with its ``default_sampler``): sampling runs on latents
         (``sample_shape``), ``decoder`` turns them into images in [-1, 1] (``image_shape``),
         and ``conditioner`` draws each sample's prompt embedding once the user has given
         prompts or embeddings (``load_model(..., conditioning={"prompts": ...})``).
 
     Raises:
         CheckpointError: no ``unet/`` in a pipeline folder, diffusers missing, a U-Net kind
-            or layout skiptune does not support, or an unreadable folder.
+            or layout skiptune does not support, an unreadable folder, or an LCM scheduler
+            config LCM cannot sample with.
     """
     folder = Path(path).expanduser()
     pipeline = is_pipeline_folder(folder)
@@ -148,6 +178,8 @@ def load(
     )
     config = net.config
     _check_supported(unet_dir, config)
+    sampling = pipeline_sampling(scheduler_path, scheduler_config, num_train=len(sigmas),
+                                 embeds_guidance=config.time_cond_proj_dim is not None)
     vae = None
     if pipeline and (folder / "vae" / "config.json").is_file():
         vae = _from_pretrained(diffusers.AutoencoderKL, folder / "vae", "AutoencoderKL", variant)
@@ -160,6 +192,8 @@ def load(
         folder=folder if pipeline else None,
         force_zeros_for_empty_prompt=_force_zeros(folder) if pipeline else pooled_dim is not None,
         family=freeu_family(config),
+        guidance_embedding_dim=config.time_cond_proj_dim,
+        default_guidance=sampling.default_guidance,
     )
     inputs = probe_skip_inputs(net, lambda: _probe_pass(net, info))
     skip_sites, freeu_stages = up_block_sites(str(unet_dir), net, inputs, SUPPORTED_UP_BLOCKS)
@@ -180,7 +214,8 @@ def load(
     return TunableModel(
         net=net,
         denoise_fn=_ConditionalDenoiser(
-            net, log_sigmas=sigmas.log(), prediction_type=prediction_type, info=info
+            net, log_sigmas=sigmas.log(), prediction_type=prediction_type, info=info,
+            boundary=sampling.boundary,
         ),
         skip_sites=skip_sites,
         image_shape=image_shape,
@@ -188,7 +223,7 @@ def load(
         sigma_max=float(table[-1]),
         # The VAE shapes the images the metric sees, so its weights are part of the identity.
         fingerprint=fingerprint_state_dict(weights),
-        family="diffusers-sd",
+        family=sampling.family,
         sigma_data=0.5,
         discrete_sigmas=table.to(device),
         metadata={
@@ -197,6 +232,7 @@ def load(
             "num_train_timesteps": len(sigmas),
             "prediction_type": prediction_type,
             "vae": vae is not None,
+            "guidance_embedding": info.guidance_embedding_dim is not None,
         },
         source=str(folder),
         conditioner=PromptConditioner(info),
@@ -206,6 +242,8 @@ def load(
         # FID's standard network for decoded RGB images; latents need a network of yours.
         default_features="inception" if vae is not None else None,
         freeu_family=info.family,
+        default_sampler=sampling.default_sampler,
+        original_inference_steps=sampling.original_inference_steps,
     )
 
 
@@ -215,15 +253,20 @@ class _ConditionalDenoiser(VpInput):
     ``condition`` (from :class:`~skiptune.models._prompts.PromptConditioner`) holds, per
     sample: ``prompt_embeds`` [B, L, D], ``guidance_scale`` [B], and when guided
     ``negative_prompt_embeds``; for SDXL also ``pooled_prompt_embeds`` (and its negative).
+    A U-Net with a guidance embedding (LCM-distilled) takes each sample's scale as its
+    ``timestep_cond`` and is never guided classifier-free; an LCM's ``boundary`` turns each
+    x̂₀ into the scheduler's denoised sample.
     """
 
     def __init__(
-        self, net: Any, *, log_sigmas: torch.Tensor, prediction_type: str, info: UNetInfo
+        self, net: Any, *, log_sigmas: torch.Tensor, prediction_type: str, info: UNetInfo,
+        boundary: LcmBoundary | None = None,
     ) -> None:
         super().__init__(log_sigmas)
         self.net = net
         self.prediction_type = prediction_type
         self.info = info
+        self.boundary = boundary
 
     def __call__(
         self, x: torch.Tensor, sigma: torch.Tensor, *,
@@ -235,26 +278,32 @@ class _ConditionalDenoiser(VpInput):
                 "condition=model.condition_for(seeds) (one row per sample)"
             )
         x_vp, t = self.vp_input(x, sigma)
-        t = t.float()
         guidance = condition["guidance_scale"].to(device=x.device, dtype=x.dtype)
-        guided = "negative_prompt_embeds" in condition and bool((guidance != 1).any())
+        width = self.info.guidance_embedding_dim
+        guided = (width is None and "negative_prompt_embeds" in condition
+                  and bool((guidance != 1).any()))
+        inputs, steps = x_vp, t.float()
         embeds = condition["prompt_embeds"]
         pooled = condition.get("pooled_prompt_embeds")
         if guided:
             # diffusers' order: the unconditional half first.
-            x_vp, t = torch.cat([x_vp, x_vp]), torch.cat([t, t])
+            inputs, steps = torch.cat([inputs, inputs]), torch.cat([steps, steps])
             embeds = torch.cat([condition["negative_prompt_embeds"], embeds])
             if pooled is not None:
                 pooled = torch.cat([condition["negative_pooled_prompt_embeds"], pooled])
-        output = self._call_net(x_vp, t, embeds, pooled)
+        # An LCM-distilled U-Net takes the scale as an input instead.
+        cond = None if width is None else guidance_embedding(guidance, width)
+        output = self._call_net(inputs, steps, embeds, pooled, cond)
         if guided:
-            uncond, cond = output.chunk(2)
+            uncond, conditional = output.chunk(2)
             g = guidance.view(-1, *([1] * (x.ndim - 1)))
-            output = uncond + g * (cond - uncond)
-        return x0_from_prediction(output.to(x.dtype), x, sigma, self.prediction_type)
+            output = uncond + g * (conditional - uncond)
+        x0 = x0_from_prediction(output.to(x.dtype), x, sigma, self.prediction_type)
+        return x0 if self.boundary is None else self.boundary(x_vp, t, x0)
 
     def _call_net(
-        self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None
+        self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
+        timestep_cond: torch.Tensor | None,
     ) -> torch.Tensor:
         dtype = next(self.net.parameters()).dtype
         added = None
@@ -263,9 +312,11 @@ class _ConditionalDenoiser(VpInput):
             height, width = (d * self.info.vae_scale_factor for d in x.shape[-2:])
             ids = torch.tensor([height, width, 0, 0, height, width], device=x.device, dtype=dtype)
             added = {"text_embeds": pooled.to(dtype), "time_ids": ids.expand(x.shape[0], 6)}
+        if timestep_cond is not None:
+            timestep_cond = timestep_cond.to(device=x.device, dtype=dtype)
         return self.net(
             x.to(dtype), t, encoder_hidden_states=embeds.to(dtype), added_cond_kwargs=added,
-            return_dict=False,
+            timestep_cond=timestep_cond, return_dict=False,
         )[0]
 
 
@@ -325,10 +376,10 @@ def _check_supported(unet_dir: Path, config: Any) -> None:
             f"the U-Net in {where!r} has addition_embed_type {config.addition_embed_type!r}; "
             "skiptune supports SD 1.x/2.x (none) and SDXL (text_time)"
         )
-    if config.time_cond_proj_dim is not None or config.encoder_hid_dim is not None:
+    if config.encoder_hid_dim is not None:
         raise CheckpointError(
-            f"the U-Net in {where!r} needs a guidance embedding or an encoder projection "
-            "(an LCM or image-conditioned model); skiptune supports SD 1.x/2.x and SDXL"
+            f"the U-Net in {where!r} needs an encoder projection (an image-conditioned "
+            "model); skiptune supports text-to-image SD 1.x/2.x and SDXL, LCMs included"
         )
 
 

@@ -18,7 +18,7 @@ _EXPORTS = {
     "skiptune.sampling._images": ("sample_images", "save_images", "write_samples"),
     "skiptune.sampling._run": ("sample", "SamplingModel", "sigma_grid"),
     "skiptune.sampling.noise": ("initial_noise", "SeededStepNoise"),
-    "skiptune.sampling.sigmas": ("ddim_sigmas", "grid_sigmas", "karras_sigmas"),
+    "skiptune.sampling.sigmas": ("ddim_sigmas", "grid_sigmas", "karras_sigmas", "lcm_sigmas"),
     "skiptune.sampling.solvers": (
         "consistency", "ddim", "Denoiser", "dpmpp_2m", "dpmpp_2m_sde", "edm_stochastic",
         "euler", "euler_ancestral", "get_sampler", "heun", "ipndm", "nfe_for_steps", "Sampler",
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from skiptune.sampling._images import sample_images, save_images, write_samples
     from skiptune.sampling._run import SamplingModel, sample, sigma_grid
     from skiptune.sampling.noise import SeededStepNoise, initial_noise
-    from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
+    from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas, lcm_sigmas
     from skiptune.sampling.solvers import (
         SAMPLERS,
         Denoiser,
@@ -83,6 +83,7 @@ __all__ = [
     "initial_noise",
     "ipndm",
     "karras_sigmas",
+    "lcm_sigmas",
     "nfe_for_steps",
     "sample",
     "sample_images",

@@ -151,7 +151,8 @@ def write_samples(
     budget is not the best for another), and a file searched on other weights unless
     ``allow_other_weights``. ``schedule`` and ``exported`` together are refused. With
     neither, the untuned model is sampled (ρ = 1 everywhere, ``untuned`` True in the result)
-    at ``nfe`` or 9. Returns what was written (path, schedule, NFE, sampler, N, fingerprint).
+    at ``nfe`` or 9 (1 for a distilled model with its own sampler). Returns what was written
+    (path, schedule, NFE, sampler, N, fingerprint).
     """
     if not is_whole(num_samples) or not 1 <= num_samples <= MAX_WRITTEN_SAMPLES:
         raise ConfigurationError(
@@ -190,8 +191,8 @@ def write_samples(
     if schedule is None:
         schedule = TuningSchedule(rho_bottom=1.0, rho_top=1.0)
     sampler = sampler or loaded.default_sampler or DEFAULT_SAMPLER
-    if nfe is None:     # a distilled model samples in one step as its users run it
-        nfe = 1 if loaded.default_sampler == "consistency" else DEFAULT_SAMPLE_NFE
+    if nfe is None:     # a distilled model (its own sampler) samples in one step, as it can
+        nfe = 1 if loaded.default_sampler is not None else DEFAULT_SAMPLE_NFE
     images = sample_images(
         loaded, schedule=schedule, nfe=nfe, sampler=sampler, num_samples=num_samples,
         seed=seed, schedule_exponent=exponent,

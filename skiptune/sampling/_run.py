@@ -8,9 +8,16 @@ import torch
 
 from skiptune._failpoints import failpoint
 from skiptune.errors import ConfigurationError, NonFiniteSampleError
-from skiptune.sampling.sigmas import ddim_sigmas, grid_sigmas, karras_sigmas
+from skiptune.sampling.sigmas import (
+    LCM_ORIGINAL_STEPS,
+    ddim_sigmas,
+    grid_sigmas,
+    karras_sigmas,
+    lcm_sigmas,
+)
 from skiptune.sampling.solvers import (
     SAMPLERS,
+    TIMESTEP_GRIDS,
     Sampler,
     SamplerCallback,
     StepNoise,
@@ -46,32 +53,44 @@ def sigma_grid(
 ) -> torch.Tensor:
     """The σ grid, from the top σ down to 0, on which ``sampler`` spends exactly ``nfe`` calls.
 
-    Karras samplers get EDM's grid over [model.sigma_min, model.sigma_max]; ``ddim`` gets the
-    model's discrete training σ (trailing spacing); ``consistency`` gets EDM's grid of one
-    level more, ending at σ_min instead of 0 (the consistency model's boundary: n steps
+    Karras samplers get EDM's grid over [model.sigma_min, model.sigma_max]; ``ddim`` and
+    ``euler_ancestral_discrete`` get the model's discrete training σ (trailing spacing);
+    ``lcm`` gets the timesteps a Latent Consistency Model samples (``lcm_sigmas``, among the
+    model's ``original_inference_steps``, else LCM's 50); ``consistency`` gets EDM's grid of
+    one level more, ending at σ_min instead of 0 (the consistency model's boundary: n steps
     denoise at the n levels above it). A ``steps`` grid replaces a Karras or consistency grid
-    (its exponent and ends; they must lie in the model's σ range); ``ddim`` takes none.
-    Float32, on the model's device.
+    (its exponent and ends; they must lie in the model's σ range); the timestep grids take
+    none. Float32, on the model's device.
     """
     spec = get_sampler(sampler)
     count = spec.steps_for_nfe(nfe)
-    if spec.grid == "discrete":
-        if steps is not None:
-            raise ConfigurationError(
-                f"{spec.name} walks the model's training timesteps and takes no step grid; "
-                "drop the grid or choose a sampler such as heun"
-            )
-        if model.discrete_sigmas is None:
-            others = ", ".join(name for name, s in SAMPLERS.items() if s.grid != "discrete")
-            raise ConfigurationError(
-                f"{spec.name} walks a discrete-time model's training timesteps, but this model "
-                f"has none (discrete_sigmas is None); choose one of {others}"
-            )
-        return ddim_sigmas(count, model.discrete_sigmas, device=model.device)
+    if spec.grid in TIMESTEP_GRIDS:
+        table = _training_sigmas(model, spec.name, steps)
+        if spec.grid == "lcm":
+            # Not part of SamplingModel: a model that does not say is sampled as LCM's default.
+            original = getattr(model, "original_inference_steps", None) or LCM_ORIGINAL_STEPS
+            return lcm_sigmas(count, table, original_steps=original, device=model.device)
+        return ddim_sigmas(count, table, device=model.device)
     if spec.grid == "consistency":
         # Karras levels σ_max … σ_min (count + 1 of them), without the trailing 0.
         return _karras_or_searched(model, count + 1, schedule_exponent, steps)[:-1]
     return _karras_or_searched(model, count, schedule_exponent, steps)
+
+
+def _training_sigmas(model: SamplingModel, name: str, steps: StepGrid | None) -> torch.Tensor:
+    """The model's training σ table, for a sampler that walks its timesteps (no step grid)."""
+    if steps is not None:
+        raise ConfigurationError(
+            f"{name} walks the model's training timesteps and takes no step grid; "
+            "drop the grid or choose a sampler such as heun"
+        )
+    if model.discrete_sigmas is None:
+        others = ", ".join(n for n, s in SAMPLERS.items() if s.grid not in TIMESTEP_GRIDS)
+        raise ConfigurationError(
+            f"{name} walks a discrete-time model's training timesteps, but this model "
+            f"has none (discrete_sigmas is None); choose one of {others}"
+        )
+    return model.discrete_sigmas
 
 
 def _karras_or_searched(

@@ -32,6 +32,7 @@ __all__ = [
     "GRIDS",
     "MAX_NFE",
     "SAMPLERS",
+    "TIMESTEP_GRIDS",
     "Denoiser",
     "Sampler",
     "SamplerCallback",
@@ -482,7 +483,10 @@ def consistency(
 
 # Registry.
 
-GRIDS = ("karras", "discrete", "consistency")
+GRIDS = ("karras", "discrete", "consistency", "lcm")
+TIMESTEP_GRIDS = frozenset({"discrete", "lcm"})
+"""The grids over a discrete-time model's training timesteps: no searched step grid replaces
+them, and a model without a training σ table cannot use them."""
 
 
 @dataclass(frozen=True)
@@ -498,8 +502,9 @@ class SamplerSpec:
     evals_per_step: int      # denoiser calls on every step but the last
     evals_last_step: int     # denoiser calls on the step to σ = 0
     nfe_rule: str            # the same rule in words, for error messages
-    grid: str = "karras"     # "karras": EDM's grid; "discrete": the model's training timesteps;
-    #                          "consistency": EDM's grid of steps + 1 levels ending at σ_min
+    grid: str = "karras"     # "karras": EDM's grid; "discrete": the model's training timesteps
+    #                          (trailing); "consistency": EDM's grid of steps + 1 levels ending
+    #                          at σ_min; "lcm": the timesteps a Latent Consistency Model samples
     stochastic: bool = False
 
     def __post_init__(self) -> None:
@@ -562,6 +567,11 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("edm_stochastic", edm_stochastic, 2, 1, "2·steps − 1", stochastic=True),
         SamplerSpec("consistency", consistency, 1, 1, "one call per step", grid="consistency",
                     stochastic=True),
+        # As the schedulers of distilled Stable Diffusion pipelines sample: LCMScheduler (LCM,
+        # LCM-LoRA) and EulerAncestralDiscreteScheduler, trailing (SD-Turbo, SDXL-Turbo).
+        SamplerSpec("lcm", consistency, 1, 1, "one call per step", grid="lcm", stochastic=True),
+        SamplerSpec("euler_ancestral_discrete", euler_ancestral, 1, 1, "one call per step",
+                    grid="discrete", stochastic=True),
     )
 }
 

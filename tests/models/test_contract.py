@@ -64,6 +64,18 @@ def _stable_diffusion(root: Path) -> TunableModel:
                       conditioning={"embeddings": str(embeddings), "guidance_scale": 3.0})
 
 
+def _latent_consistency(root: Path) -> TunableModel:
+    diffusers = pytest.importorskip("diffusers")
+    pytest.importorskip("safetensors")
+    from tests.models.tiny_sd import SD_UNET, save_embeddings, save_pipeline
+
+    # An LCM-distilled U-Net: the guidance scale is an input, LCM's boundary condition applies.
+    folder = save_pipeline(root / "pipeline", {**SD_UNET, "time_cond_proj_dim": 8},
+                           scheduler=diffusers.LCMScheduler(timestep_scaling=0.01))
+    embeddings = save_embeddings(root / "prompts.safetensors", negative=False)
+    return load_model(folder, device="cpu", conditioning={"embeddings": str(embeddings)})
+
+
 def _consistency(root: Path) -> TunableModel:
     pytest.importorskip("diffusers")
     from tests.models.tiny_cm import save_cm_pipeline
@@ -86,6 +98,7 @@ FAMILIES: dict[str, Callable[[Path], TunableModel]] = {
     "diffusers": _diffusers,
     "consistency": _consistency,
     "stable-diffusion": _stable_diffusion,
+    "latent-consistency": _latent_consistency,
 }
 
 

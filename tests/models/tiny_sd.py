@@ -48,9 +48,13 @@ VAE: dict[str, Any] = {
 
 def save_pipeline(
     root: Path, unet: dict[str, Any] = SD_UNET, *, vae: bool = True, seed: int = 0,
-    prediction_type: str = "epsilon",
+    prediction_type: str = "epsilon", scheduler: Any = None, pipeline: str | None = None,
 ) -> Path:
-    """unet/, vae/, scheduler/ with save_pretrained, and the model_index.json a pipeline writes."""
+    """unet/, vae/, scheduler/ with save_pretrained, and the model_index.json a pipeline writes.
+
+    ``scheduler``: a diffusers scheduler to save (default SD's DDPM schedule with
+    ``prediction_type``); ``pipeline``: the pipeline class model_index.json names (default
+    StableDiffusionPipeline, or StableDiffusionXLPipeline for an SDXL U-Net)."""
     import diffusers
 
     torch.manual_seed(seed)
@@ -59,15 +63,17 @@ def save_pipeline(
     if vae:
         diffusers.AutoencoderKL(**VAE).save_pretrained(root / "vae")
         components["vae"] = ["diffusers", "AutoencoderKL"]
-    diffusers.DDPMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-        prediction_type=prediction_type,
-    ).save_pretrained(root / "scheduler")
-    components["scheduler"] = ["diffusers", "DDPMScheduler"]
+    if scheduler is None:
+        scheduler = diffusers.DDPMScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+            prediction_type=prediction_type,
+        )
+    scheduler.save_pretrained(root / "scheduler")
+    components["scheduler"] = ["diffusers", type(scheduler).__name__]
     xl = "addition_embed_type" in unet
-    name = "StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline"
+    name = pipeline or ("StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline")
     index = {"_class_name": name, "_diffusers_version": diffusers.__version__, **components}
-    if name == "StableDiffusionXLPipeline":
+    if xl:
         index["force_zeros_for_empty_prompt"] = True
     (root / "model_index.json").write_text(json.dumps(index))
     return root

@@ -13,10 +13,12 @@ from skiptune.sampling import (
     SeededStepNoise,
     initial_noise,
     karras_sigmas,
+    lcm_sigmas,
     sample,
     sigma_grid,
     steps_for_nfe,
 )
+from skiptune.sampling.solvers import TIMESTEP_GRIDS
 
 SHAPE = (1, 4, 4)
 
@@ -42,7 +44,10 @@ class GaussianDataModel:
         return x / (1 + sigma[:, None, None, None] ** 2)
 
 
-KARRAS_SAMPLERS = sorted(name for name, spec in SAMPLERS.items() if spec.grid != "discrete")
+KARRAS_SAMPLERS = sorted(
+    name for name, spec in SAMPLERS.items() if spec.grid not in TIMESTEP_GRIDS)
+TIMESTEP_SAMPLERS = sorted(
+    name for name, spec in SAMPLERS.items() if spec.grid in TIMESTEP_GRIDS)
 
 
 @pytest.mark.parametrize("sampler", KARRAS_SAMPLERS)
@@ -85,6 +90,32 @@ def test_ddim_walks_the_model_training_timesteps() -> None:
     assert images.shape == (3, *SHAPE)
     assert model.calls == 10
     assert model.sigmas_seen == grid[:-1].tolist()
+
+
+@pytest.mark.parametrize("sampler", TIMESTEP_SAMPLERS)
+@pytest.mark.parametrize("nfe", [1, 4, 7])
+def test_timestep_samplers_call_exactly_nfe_times_at_their_grids_sigma(
+    sampler: str, nfe: int
+) -> None:
+    table = torch.linspace(0.01, 80.0, 1000)
+    model = GaussianDataModel(discrete_sigmas=table)
+    grid = sigma_grid(model, sampler=sampler, nfe=nfe)
+    images = sample(model, initial_noise(3, SHAPE, seed=0), sampler=sampler, nfe=nfe,
+                    step_noise=SeededStepNoise(3, SHAPE, seed=0))
+    assert images.shape == (3, *SHAPE) and model.calls == nfe
+    assert model.sigmas_seen == grid[:-1].tolist() and grid[-1].item() == 0
+    assert grid[0].item() == table[-1].item()       # all start at the last timestep, 999
+
+
+def test_lcm_steps_among_the_models_own_original_inference_steps() -> None:
+    table = torch.linspace(0.01, 80.0, 1000)
+    model = GaussianDataModel(discrete_sigmas=table)
+    assert torch.equal(sigma_grid(model, sampler="lcm", nfe=4), lcm_sigmas(4, table))
+    model.original_inference_steps = 25      # type: ignore[attr-defined]
+    assert torch.equal(sigma_grid(model, sampler="lcm", nfe=4),
+                       lcm_sigmas(4, table, original_steps=25))
+    with pytest.raises(ConfigurationError, match="at most the 25 timesteps"):
+        sigma_grid(model, sampler="lcm", nfe=26)
 
 
 def test_ddim_on_a_model_without_discrete_timesteps_says_what_to_use() -> None:

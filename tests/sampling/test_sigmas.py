@@ -1,4 +1,4 @@
-"""σ grids: EDM's Karras grid and DDIM's trailing pick of the training timesteps."""
+"""σ grids: EDM's Karras grid, DDIM's trailing pick of the training timesteps and LCM's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skiptune.errors import ConfigurationError
-from skiptune.sampling import ddim_sigmas, karras_sigmas
+from skiptune.sampling import ddim_sigmas, karras_sigmas, lcm_sigmas
 
 
 def vp_linear_sigmas(num_train: int = 1000) -> torch.Tensor:
@@ -85,3 +85,34 @@ def test_ddim_grid_rejects_bad_tables_and_too_many_steps() -> None:
         ddim_sigmas(10, table.flip(0))
     with pytest.raises(ConfigurationError, match="1-D"):
         ddim_sigmas(10, table.reshape(10, 10))
+
+
+def test_lcm_grid_takes_lcms_four_timesteps_of_fifty() -> None:
+    table = vp_linear_sigmas()
+    sigmas = lcm_sigmas(4, table, dtype=torch.float64)
+    assert sigmas.tolist() == [*table[[999, 759, 499, 259]].tolist(), 0.0]
+    assert lcm_sigmas(1, table, dtype=torch.float64).tolist() == [table[999].item(), 0.0]
+
+
+@pytest.mark.parametrize(("num_train", "original_steps"), [(1000, 50), (1000, 30), (999, 50)])
+def test_lcm_grid_is_the_lcm_schedulers_at_every_step_count(
+    num_train: int, original_steps: int
+) -> None:
+    scheduling = pytest.importorskip("diffusers.schedulers.scheduling_lcm")
+    scheduler = scheduling.LCMScheduler(num_train_timesteps=num_train,
+                                        original_inference_steps=original_steps)
+    table = vp_linear_sigmas(num_train)
+    for steps in range(1, original_steps + 1):
+        scheduler.set_timesteps(steps)
+        sigmas = lcm_sigmas(steps, table, original_steps=original_steps, dtype=torch.float64)
+        assert sigmas[:-1].tolist() == table[scheduler.timesteps].tolist(), steps
+
+
+def test_lcm_grid_rejects_more_steps_than_it_was_distilled_on() -> None:
+    table = vp_linear_sigmas()
+    with pytest.raises(ConfigurationError, match="at most the 50 timesteps"):
+        lcm_sigmas(51, table)
+    with pytest.raises(ConfigurationError, match="original_steps must be"):
+        lcm_sigmas(4, table, original_steps=0)
+    with pytest.raises(ConfigurationError, match="ascending"):
+        lcm_sigmas(4, table.flip(0))

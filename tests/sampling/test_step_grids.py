@@ -10,6 +10,7 @@ import torch
 
 from skiptune.errors import ConfigurationError
 from skiptune.sampling import SAMPLERS, SeededStepNoise, grid_sigmas, sample, sigma_grid
+from skiptune.sampling.solvers import TIMESTEP_GRIDS
 from skiptune.steps import StepGrid
 
 
@@ -28,7 +29,7 @@ class CountingModel:
         return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
 
 
-KARRAS = sorted(name for name, spec in SAMPLERS.items() if spec.grid != "discrete")
+KARRAS = sorted(name for name, spec in SAMPLERS.items() if spec.grid not in TIMESTEP_GRIDS)
 
 
 @pytest.mark.parametrize("name", KARRAS)
@@ -57,5 +58,7 @@ def test_a_grid_outside_the_model_or_on_ddim_is_refused() -> None:
     model = CountingModel()
     with pytest.raises(ConfigurationError, match="outside the model's σ range"):
         sigma_grid(model, sampler="heun", nfe=9, steps=StepGrid(7.0, 0.001, 80.0))
-    with pytest.raises(ConfigurationError, match="ddim walks the model's training timesteps"):
-        sigma_grid(model, sampler="ddim", nfe=9, steps=StepGrid(7.0, 0.002, 80.0))
+    for sampler in ("ddim", "euler_ancestral_discrete", "lcm"):
+        with pytest.raises(ConfigurationError,
+                           match=f"{sampler} walks the model's training timesteps"):
+            sigma_grid(model, sampler=sampler, nfe=9, steps=StepGrid(7.0, 0.002, 80.0))
