@@ -5,7 +5,8 @@ Models given by URL, clean-fid's Inception weights and its reference statistics,
 
 * the file is streamed into ``<cache>/downloads/.partial/``, fsynced, checked, and only then
   renamed to its entry ``<cache>/downloads/<hash of the URL>/<file name>``: an entry is
-  always a whole file, and a download that fails or is killed leaves no entry. Partial files
+  always a whole file, and a download that fails or is killed leaves no entry, nor does an
+  HTML page (whatever its Content-Type) or a body sent encoded (gzip...). Partial files
   of dead processes are removed by the next fetch and are never looked up;
 * the SHA-256 of every entry is recorded beside it (``<file name>.sha256``) and checked before
   each reuse: a cached file that no longer matches is refused, not used;
@@ -49,6 +50,7 @@ __all__ = [
     "OFFLINE_ENV",
     "DownloadProgress",
     "ProgressCallback",
+    "bad_file_fix",
     "cache_dir",
     "entry_path",
     "fetch",
@@ -185,6 +187,24 @@ def _record_path(entry: Path) -> Path:
     return entry.with_name(entry.name + RECORD_SUFFIX)
 
 
+def bad_file_fix(path: str | os.PathLike[str], fix: str) -> str:
+    """What to do about an input file a loader found damaged or not of its kind.
+
+    ``fix`` (e.g. "copy it again") for the user's own file. A download-cache entry, though,
+    is whole as the server sent it and is reused as long as it matches its checksum, so
+    copying or downloading "again" changes nothing: the fix is to delete it.
+    """
+    try:
+        folder = Path(path).expanduser().resolve().parent
+        inside = folder.parent == (cache_dir() / DOWNLOADS_FOLDER).resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        return fix
+    return (f"it is skiptune's download of a URL, whole as the server sent it: delete {folder} "
+            "to download it again, and check the URL if the same file comes back")
+
+
 # --- Offline and progress -----------------------------------------------------------------
 
 
@@ -288,12 +308,14 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", socket.gethostname()) or "host"
 
 
-def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
+def _checked_entry(entry: Path, *, url: str, what: str, pinned: bool) -> str | None:
     """The SHA-256 of the cached ``entry``, checked against its record; None when absent.
 
     An entry without a record was put there by hand (or its process died between the rename
     and the record): every entry is a whole file, so its hash is recorded now. A record that
-    no longer matches means the file changed after it was cached: refused.
+    no longer matches means the file changed after it was cached: refused, unless the URL is
+    ``pinned``: then the pin, not the record, decides whether the entry is used or
+    downloaded again.
     """
     if not entry.is_file():
         return None
@@ -301,6 +323,8 @@ def _checked_entry(entry: Path, *, url: str, what: str) -> str | None:
     record = _record_path(entry)
     if not os.path.lexists(record):
         write_atomically(record, f"{actual}\n".encode("ascii"))
+        return actual
+    if pinned:
         return actual
     recorded = _recorded_sha256(record, entry=entry, url=url, what=what)
     if recorded != actual:
@@ -359,18 +383,43 @@ def _open(url: str, timeout: float) -> IO[bytes]:
     from skiptune._version import skiptune_version
 
     agent = f"skiptune/{skiptune_version()}"
-    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    # The file's own bytes: a body sent gzip-encoded would be cached as gzip (_content_problem).
+    request = urllib.request.Request(url, headers={"User-Agent": agent,
+                                                  "Accept-Encoding": "identity"})
     response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
     return response
 
 
+_PAGE = "the server answered with an HTML page, not the file"
+_SNIFF_BYTES = 1024
+# How an HTML page starts (after a byte-order mark, blanks, comments), whatever its
+# Content-Type says; no file fetched here (zip, pickle, .npz, TorchScript) starts so.
+_HTML_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 def _content_problem(response: IO[bytes]) -> str | None:
-    """Why the answer is not the file (an HTML page: a login, an error or a landing page)."""
+    """Why the headers say the answer is not the file: an HTML page (a login, an error or a
+    landing page), or a body encoded (gzip...) that would be cached as the file."""
     headers = getattr(response, "headers", None)
     kind = (headers.get("Content-Type", "") if headers is not None else "").lower()
     if kind.startswith("text/html"):
-        return "the server answered with an HTML page, not the file"
+        return _PAGE
+    encoding = (headers.get("Content-Encoding", "") if headers is not None else "").strip()
+    if encoding.lower() not in ("", "identity"):
+        return (f"the server sent the file encoded (Content-Encoding: {encoding[:40]}), which "
+                "skiptune does not decode; download it with a client that does (curl "
+                "--compressed) and pass its path")
     return None
+
+
+def _body_problem(partial: Path) -> str | None:
+    """Why the body is not the file: an HTML page served under another Content-Type."""
+    with partial.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    return _PAGE if _HTML_START.match(head) else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -483,6 +532,9 @@ def _download(
                                     progress=progress, limits=limits)
             handle.flush()
             os.fsync(handle.fileno())
+        problem = _body_problem(partial)
+        if problem is not None:
+            raise DownloadError(problem)
         if expected is not None and actual != expected:
             raise DownloadError(
                 f"the file's SHA-256 is {actual}, not the pinned {expected}: the file at the "
@@ -548,9 +600,10 @@ def fetch(
     Raises:
         OfflineError: offline and not cached (a DownloadError and a ConfigurationError).
         DownloadError: the download failed (HTTP error, an answer that is not HTTP, timeout,
-            deadline, too large, connection cut, an HTML page instead of the file) or does not
-            match the pin; or
-            the cached file no longer matches its recorded SHA-256.
+            deadline, too large, connection cut, an HTML page instead of the file whatever
+            its Content-Type, a body sent encoded) or does not match the pin; or the cached
+            file of an unpinned URL no longer matches its recorded SHA-256 (a pinned one
+            that does not match its pin is downloaded again).
         ConfigurationError: ``url`` is not an http(s) URL, or its pin is malformed.
     """
     if not is_url(url):
@@ -566,7 +619,7 @@ def fetch(
     offline = is_offline() if offline is None else offline
     progress = progress if progress is not None else (_reporter[-1] if _reporter else None)
     _remove_stale_partials(entry.parent.parent / PARTIAL_FOLDER)
-    cached = _checked_entry(entry, url=base, what=what)
+    cached = _checked_entry(entry, url=base, what=what, pinned=expected is not None)
     if cached is not None and (expected is None or cached == expected):
         return entry
     if offline:

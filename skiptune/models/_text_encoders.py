@@ -28,7 +28,7 @@ from skiptune.errors import ConfigurationError, SkiptuneError
 if TYPE_CHECKING:
     from skiptune.models._unet_info import UNetInfo
 
-__all__ = ["cache_path", "encode_texts"]
+__all__ = ["cache_path", "encode_texts", "sequence_length"]
 
 CACHE_FOLDER = "prompt_embeddings"
 _FORMAT = "skiptune-prompt-embeddings-1"   # bumped if what is cached changes meaning
@@ -159,6 +159,29 @@ def _write_cache(path: Path, key: str, embeds: torch.Tensor, pooled: torch.Tenso
         return
 
 
+def sequence_length(tokenizer_limit: Any, positions: Any, *, where: str) -> int:
+    """The token count every prompt is padded (and cut) to: the tokenizer's ``model_max_length``.
+
+    A tokenizer that states none reports transformers' stand-in, about 1e30, which no
+    tokenizer can pad to; one above the encoder's ``max_position_embeddings`` (CLIP's 77)
+    could not be encoded. Either way the encoder's positions are the length, as CLIP's
+    tokenizers state it. Raises ConfigurationError when neither gives a usable length.
+    """
+    def usable(value: Any) -> int | None:
+        return value if isinstance(value, int) and 0 < value < 1 << 31 else None
+
+    limit, most = usable(tokenizer_limit), usable(positions)
+    if most is not None and (limit is None or limit > most):
+        return most
+    if limit is None:
+        raise ConfigurationError(
+            f"{where} state no prompt length (the tokenizer no model_max_length, the "
+            "encoder no max_position_embeddings); add \"model_max_length\": 77 (CLIP's) to "
+            "the tokenizer's tokenizer_config.json"
+        )
+    return limit
+
+
 def _encode(
     folder: Path, info: UNetInfo, texts: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -183,9 +206,14 @@ def _encode(
                     f"cannot load {encoder_dir}/ or {tokenizer_dir}/ of {str(folder)!r}: "
                     f"{' '.join(str(e).split())[:200]}"
                 ) from e
+            length = sequence_length(
+                tokenizer.model_max_length,
+                getattr(encoder.config, "max_position_embeddings", None),
+                where=f"{tokenizer_dir}/ and {encoder_dir}/ of {str(folder)!r}",
+            )
             ids = tokenizer(
-                texts, padding="max_length", max_length=tokenizer.model_max_length,
-                truncation=True, return_tensors="pt",
+                texts, padding="max_length", max_length=length, truncation=True,
+                return_tensors="pt",
             ).input_ids
             states, pools = [], []
             for batch in ids.split(ENCODE_BATCH):     # the encoder's memory: one batch's

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from skiptune._files import read_input, save_torch_atomically
+from skiptune.downloads import bad_file_fix
 from skiptune.errors import CheckpointError, first_line
 from skiptune.models._base import SkipSite, TunableModel, fingerprint_state_dict
 from skiptune.models.unet import (
@@ -129,14 +130,15 @@ def _short_reason(error: BaseException) -> str:
 def _not_torch(path: Path) -> CheckpointError:
     return CheckpointError(
         f"model file {str(path)!r} is not a readable torch checkpoint: it is neither a zip "
-        f"archive (as torch.save writes) nor a pickle; {_FIX}"
+        f"archive (as torch.save writes) nor a pickle; {bad_file_fix(path, _FIX)}"
     )
 
 
 def _damaged(path: Path, error: BaseException) -> CheckpointError:
     return CheckpointError(
         f"model file {str(path)!r} is not a readable torch checkpoint (truncated or damaged: "
-        f"{_short_reason(error)}); copy it again, or pass another skiptune .pt checkpoint"
+        f"{_short_reason(error)}); "
+        f"{bad_file_fix(path, 'copy it again, or pass another skiptune .pt checkpoint')}"
     )
 
 
@@ -214,8 +216,8 @@ def _check_checksum(path: Path, payload: dict[str, Any], fingerprint: str) -> No
     if stored is not None and stored != fingerprint:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is damaged: its tensors' SHA-256 {fingerprint[:12]}… "
-            f"differs from the one stored when it was saved ({str(stored)[:12]}…); copy it "
-            "again or restore an earlier checkpoint"
+            f"differs from the one stored when it was saved ({str(stored)[:12]}…); "
+            f"{bad_file_fix(path, 'copy it again or restore an earlier checkpoint')}"
         )
 
 

@@ -280,8 +280,8 @@ def _load_torchscript(path: Path, *, what: str, extra_files: dict[str, Any] | No
     except (RuntimeError, ValueError, OSError) as e:
         reason = first_line(e)
         raise CheckpointError(
-            f"{what} {path} is not a loadable TorchScript file ({reason}); pass a file saved "
-            "with torch.jit.save"
+            f"{what} {path} is not a loadable TorchScript file ({reason}); "
+            f"{downloads.bad_file_fix(path, 'pass a file saved with torch.jit.save')}"
         ) from e
 
 

@@ -508,8 +508,8 @@ def _from_npz(
     except Exception as e:  # damaged archives make zipfile and numpy raise anything
         reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise ConfigurationError(
-            f"reference {source} is not a readable .npz file ({reason}); pass an .npz with mu "
-            "and sigma"
+            f"reference {source} is not a readable .npz file ({reason}); "
+            f"{downloads.bad_file_fix(path, 'pass an .npz with mu and sigma')}"
         ) from e
     features = arrays.get("features", arrays.get("feats"))
     if "mu" in arrays and "sigma" in arrays:

@@ -65,6 +65,19 @@ def search_args(setup: dict[str, Path], *extra: str) -> list[str]:
     ]
 
 
+def text_search_args(
+    setup: dict[str, Path], pipeline: Path, prompts: Path, db: Path, *extra: str
+) -> list[str]:
+    """:func:`search_args` on a pipeline with its own text encoder(s): --prompts, not
+    --embeddings."""
+    args = search_args(setup, *extra)
+    args[args.index("--model") + 1] = str(pipeline)
+    args[args.index("--db") + 1] = str(db)
+    index = args.index("--embeddings")
+    args[index : index + 2] = ["--prompts", str(prompts)]
+    return args
+
+
 def test_search_export_and_sample_on_a_pipeline_folder(setup: dict[str, Path]) -> None:
     result = runner.invoke(cli.app, search_args(setup, "--trials", "7", "--guidance-scale", "3"))
     assert result.exit_code == 0, result.output
@@ -167,17 +180,35 @@ def test_search_with_text_prompts_runs_end_to_end(
     )
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red cat\ndog\n")
-    args = search_args(setup, "--trials", "2", "--study", f"text-{kind}",
-                       "--negative-prompt", "blurry")
-    args[args.index("--model") + 1] = str(pipeline)
-    args[args.index("--db") + 1] = str(tmp_path / "text.db")
-    index = args.index("--embeddings")
-    args[index : index + 2] = ["--prompts", str(prompts)]
+    args = text_search_args(setup, pipeline, prompts, tmp_path / "text.db", "--trials", "2",
+                            "--study", f"text-{kind}", "--negative-prompt", "blurry")
     result = runner.invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     [summary] = json.loads(result.stdout)
     assert summary["finished"] == 2 and summary["baseline_value"] is not None
     assert len(list((tmp_path / "cache" / "prompt_embeddings").glob("*.safetensors"))) == 2
+
+
+def test_a_tokenizer_without_a_length_samples_and_searches(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38, class 8: with no model_max_length in its tokenizer (transformers reports
+    ~1e30), prompts are padded to the encoder's positions, in sample and skiptune-search."""
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("SKIPTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    pipeline = add_text_encoders(save_pipeline(tmp_path / "sd"), model_max_length=None)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cat\ndog\n")
+    sampled = runner.invoke(cli.app, [
+        "sample", "--model", str(pipeline), "--prompts", str(prompts), "-n", "2", "--nfe", "2",
+        "--sampler", "euler", "-o", str(tmp_path / "x.npz"), "--device", "cpu"])
+    assert sampled.exit_code == 0, sampled.output
+    assert (tmp_path / "x.npz").is_file()
+    args = text_search_args(setup, pipeline, prompts, tmp_path / "text.db", "--trials", "1",
+                            "--study", "no-length")
+    searched = runner.invoke(cli.search_app, args[1:])          # skiptune-search
+    assert searched.exit_code == 0, searched.output
+    assert json.loads(searched.stdout)[0]["finished"] == 1
 
 
 def test_a_bfloat16_study_is_not_resumed_in_float32(setup: dict[str, Path]) -> None:

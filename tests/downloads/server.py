@@ -3,7 +3,9 @@
 It runs ``http.server`` in a thread, serving the files of one folder. A file named in
 ``stall`` is sent with its full Content-Length but only its first half, and the
 connection then hangs until the server stops: a client killed in that state is a download
-killed half-way. Nothing here reaches beyond 127.0.0.1.
+killed half-way. A name in ``answers`` gets that body with those headers (a page sent as
+``application/octet-stream``, a gzip-encoded body), whole per HTTP. Nothing here reaches
+beyond 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any
 
 
 class FileServer:
-    """The running server: ``url(name)``, the files' ``folder``, ``stall`` and ``requests``."""
+    """The running server: ``url(name)``, the files' ``folder``, ``stall``, ``answers``, and
+    the ``requests`` with their ``request_headers``."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.stall: set[str] = set()
+        self.answers: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.requests: list[str] = []
+        self.request_headers: list[dict[str, str]] = []
         self.released = threading.Event()
         server = self
 
@@ -36,6 +41,15 @@ class FileServer:
             def do_GET(self) -> None:
                 name = self.path.lstrip("/")
                 server.requests.append(name)
+                server.request_headers.append(dict(self.headers.items()))
+                if name in server.answers:
+                    body, headers = server.answers[name]
+                    self.send_response(200)
+                    for key, value in {"Content-Length": str(len(body)), **headers}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if name not in server.stall:
                     super().do_GET()
                     return

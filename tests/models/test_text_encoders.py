@@ -22,12 +22,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"   # before diffusers is imported: nothing may
 from skiptune.errors import ConfigurationError
 from skiptune.models import load_model
 from skiptune.models._base import TunableModel
+from skiptune.models._text_encoders import sequence_length
 
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
 from tests.models.tiny_sd import (  # noqa: E402 (after the skips above)
     SDXL_UNET,
+    TEXT_LENGTH,
     add_text_encoders,
     save_pipeline,
 )
@@ -193,3 +195,37 @@ def test_a_pipeline_without_its_text_encoder_is_one_line(tmp_path: Path) -> None
         with_prompts(folder, tmp_path)
     text = str(error.value)
     assert "\n" not in text and "text_encoder/" in text and "precomputed embeddings" in text
+
+
+@pytest.mark.parametrize(("kind", "limit"), [("sd", None), ("sdxl", None), ("sd", 10_000)])
+def test_a_tokenizer_without_a_usable_length_pads_to_the_encoders_positions(
+    kind: str, limit: int | None, sd_folder: Path, sdxl_folder: Path, tmp_path: Path
+) -> None:
+    """Issue 38, class 8: a tokenizer stating no model_max_length (transformers reports
+    ~1e30, an OverflowError in the tokenizer) or one longer than its encoder's positions
+    pads to the encoder's max_position_embeddings: what a tokenizer stating it gives."""
+    folder = add_text_encoders(
+        save_pipeline(tmp_path / kind, *([SDXL_UNET] if kind == "sdxl" else [])),
+        model_max_length=limit,
+    )
+    stated = {"sd": sd_folder, "sdxl": sdxl_folder}[kind]
+    got = with_prompts(folder, tmp_path, guidance_scale=1.0).conditioner.embeddings
+    want = with_prompts(stated, tmp_path, guidance_scale=1.0).conditioner.embeddings
+    assert got.prompt.shape[1] == TEXT_LENGTH
+    assert torch.equal(got.prompt, want.prompt)
+    if kind == "sdxl":
+        assert torch.equal(got.pooled, want.pooled)
+
+
+def test_the_prompt_length_is_the_tokenizers_else_the_encoders() -> None:
+    absent = int(1e30)                     # transformers' stand-in for "not stated"
+    assert sequence_length(16, 77, where="x") == 16
+    assert sequence_length(77, None, where="x") == 77
+    for tokenizer_limit in (absent, None, 0, -1, 78, "77"):
+        assert sequence_length(tokenizer_limit, 77, where="x") == 77
+    for tokenizer_limit, positions in ((absent, None), (None, None), (0, 0), (absent, absent)):
+        with pytest.raises(ConfigurationError) as error:
+            sequence_length(tokenizer_limit, positions, where="tokenizer/ of 'p'")
+        text = str(error.value)
+        assert "\n" not in text and "tokenizer/ of 'p'" in text
+        assert '"model_max_length": 77' in text

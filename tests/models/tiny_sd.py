@@ -118,15 +118,17 @@ def write_clip_vocabulary(folder: Path) -> Path:
 
 def save_text_encoder(
     root: Path, *, hidden: int, projection: int | None = None, suffix: str = "", seed: int = 3,
+    model_max_length: int | None = TEXT_LENGTH,
 ) -> None:
     """``tokenizer{suffix}/`` and ``text_encoder{suffix}/`` as a pipeline folder holds them:
-    a CLIPTextModel, or with ``projection`` a CLIPTextModelWithProjection (SDXL's second)."""
+    a CLIPTextModel, or with ``projection`` a CLIPTextModelWithProjection (SDXL's second).
+    ``model_max_length`` None: a tokenizer that states no length (transformers writes ~1e30)."""
     import transformers
 
     vocabulary = write_clip_vocabulary(root / f"tokenizer{suffix}")
+    length = {} if model_max_length is None else {"model_max_length": model_max_length}
     tokenizer = transformers.CLIPTokenizer(
-        str(vocabulary / "vocab.json"), str(vocabulary / "merges.txt"),
-        model_max_length=TEXT_LENGTH,
+        str(vocabulary / "vocab.json"), str(vocabulary / "merges.txt"), **length,
     )
     tokenizer.save_pretrained(root / f"tokenizer{suffix}")
     end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -143,18 +145,21 @@ def save_text_encoder(
     cls(config).eval().save_pretrained(root / f"text_encoder{suffix}")
 
 
-def add_text_encoders(root: Path) -> Path:
+def add_text_encoders(root: Path, *, model_max_length: int | None = TEXT_LENGTH) -> Path:
     """Give a tiny pipeline folder its text encoder(s) and tokenizer(s), listed in
-    model_index.json: one CLIPTextModel for SD, two (the second with projection) for SDXL."""
+    model_index.json: one CLIPTextModel for SD, two (the second with projection) for SDXL;
+    ``model_max_length`` is every tokenizer's (see :func:`save_text_encoder`)."""
     index = json.loads((root / "model_index.json").read_text())
     if index["_class_name"] == "StableDiffusionXLPipeline":
         half = SDXL_UNET["cross_attention_dim"] // 2
-        save_text_encoder(root, hidden=half)
-        save_text_encoder(root, hidden=half, projection=POOLED, suffix="_2", seed=4)
+        save_text_encoder(root, hidden=half, model_max_length=model_max_length)
+        save_text_encoder(root, hidden=half, projection=POOLED, suffix="_2", seed=4,
+                          model_max_length=model_max_length)
         parts = {"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
                  "tokenizer_2": ["transformers", "CLIPTokenizer"]}
     else:
-        save_text_encoder(root, hidden=SD_UNET["cross_attention_dim"])
+        save_text_encoder(root, hidden=SD_UNET["cross_attention_dim"],
+                          model_max_length=model_max_length)
         parts = {}
     index.update({"text_encoder": ["transformers", "CLIPTextModel"],
                   "tokenizer": ["transformers", "CLIPTokenizer"], **parts})

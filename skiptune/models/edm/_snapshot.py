@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from skiptune._files import read_input
+from skiptune.downloads import bad_file_fix
 from skiptune.errors import CheckpointError, first_line
 
 __all__ = [
@@ -366,6 +367,7 @@ def _trusted_sources() -> dict[str, str]:
 
 def _unpickle(path: Path) -> Any:
     where = f"EDM snapshot {str(path)!r}"
+    fix = bad_file_fix(path, "copy or download it again")
     data = read_input(path, what="EDM snapshot", fix="pass a network-snapshot-*.pkl")
     try:
         _check_declared_lengths(io.BytesIO(data))
@@ -374,13 +376,13 @@ def _unpickle(path: Path) -> Any:
         raise UnsafeSnapshotError(f"{where} was refused: {e}; nothing was loaded") from None
     except CheckpointError as e:
         raise CheckpointError(
-            f"{where} is damaged or hand-made: {e}; copy or download it again"
+            f"{where} is damaged or hand-made: {e}; {fix}"
         ) from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError,
             AttributeError, RuntimeError, KeyError) as e:
         reason = first_line(e)[:160]
         raise CheckpointError(
-            f"{where} is truncated or damaged ({reason}); copy or download it again"
+            f"{where} is truncated or damaged ({reason}); {fix}"
         ) from e
 
 

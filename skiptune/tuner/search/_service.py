@@ -337,8 +337,11 @@ def search(
     finally:
         if reader is not None and reader is not db:
             reader.dispose()
+    # Optuna's tables but not skiptune's: a plain Optuna database, given skiptune's below.
+    adopted = None
     if not isinstance(db, Storage):
-        _check_stored_studies(db, [study for study, _objective in plans])
+        stored = _check_stored_studies(db, [study for study, _objective in plans])
+        adopted = stored if reader is None else None
     storage = db if isinstance(db, Storage) else open_storage(db)
     try:
         cache.flush_into(storage.statistics_cache)
@@ -347,6 +350,7 @@ def search(
             studies = [prepare_study(storage, study, skip_layout=layout)[0]
                        for study, _objective in plans]
         _report_reference_notes(plans, on_event)    # once the search surely runs: a refusal
+        _emit_notes({_adopted_note(storage.display_url, adopted)}, on_event)
         study_configs = [study for study, _objective in plans]      # stays one line
         # Before the run, not after it: minutes spent on a search that searches nothing.
         _emit_notes({known_points_note(trials=s.trials, space=s.space) for s in study_configs},
@@ -456,14 +460,19 @@ def _read_only(db: str | Path | None) -> Storage | None:
         return None
 
 
-def _check_stored_studies(db: str | Path | None, studies: list[StudyConfig]) -> None:
+def _check_stored_studies(
+    db: str | Path | None, studies: list[StudyConfig]
+) -> list[str] | None:
     """Refuse, before anything is written, a stored study of the same name that skiptune did
     not create or that was searched with other settings, in a skiptune or plain Optuna
-    database: a refused search must not have given it skiptune's tables or a lock file."""
+    database: a refused search must not have given it skiptune's tables or a lock file.
+
+    Returns the names of the studies the database holds; None where it holds none of
+    Optuna's tables (a new database)."""
     try:
         view = open_storage(db, read_only=True, optuna_only=True)
     except NoSkiptuneDatabaseError:
-        return                               # nothing stored yet: no study to conflict with
+        return None                          # nothing stored yet: no study to conflict with
     try:
         with _database_errors(view):
             optuna_storage = view.optuna_storage()
@@ -474,8 +483,25 @@ def _check_stored_studies(db: str | Path | None, studies: list[StudyConfig]) -> 
                 except KeyError:
                     continue
                 check_stored_study(stored, study, display=view.display_url)
+            return [summary.study_name for summary in optuna_storage.get_all_studies()]
     finally:
         view.dispose()
+
+
+def _adopted_note(display: str, studies: list[str] | None) -> str | None:
+    """The note for a plain Optuna database (``studies``: what it held) that this search gave
+    skiptune's tables; None when it was skiptune's already, or new."""
+    if studies is None:
+        return None
+    added = f"{display} was a plain Optuna database: skiptune added its own tables beside Optuna's"
+    if not studies:
+        return added
+    shown = ", ".join(name[:60] for name in studies[:3]) + (
+        f" and {len(studies) - 3} more" if len(studies) > 3 else "")
+    one = len(studies) == 1
+    return (f"{added} and keeps its {len(studies)} {'study' if one else 'studies'} ({shown}) "
+            f"as {'it is' if one else 'they are'}; use a new database to keep skiptune's "
+            "studies apart")
 
 
 def _worker_device(device: str | None, worker: int) -> str | None:
