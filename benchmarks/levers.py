@@ -1,6 +1,6 @@
 """Which lever pays at few steps: ρ, the σ grid of the steps, or both? Per sampler and budget.
 
-    python benchmarks/levers.py --work DIR [--part I/K]
+    python benchmarks/levers.py --work DIR [--part I/K] [--db NAME]
         [--nfe 5 --nfe 7 --nfe 9 --nfe 15]
         [--sampler heun --sampler dpmpp_2m --sampler unipc --sampler ipndm]
         [--space rho --space steps --space rho+steps --space rho+window]
@@ -285,6 +285,20 @@ def table(entries: list[dict[str, Any]], args: argparse.Namespace,
         lines.append(f"  {nfe} NFE: {s1} {p1} {best['value']:.4g} ({rho_text(best['schedule'])}),"
                      f" runner-up {s2} {p2} {second['value']:.4g}; {against}; "
                      f"best untuned {untuned:.4g}")
+    lines.append("")
+    lines.append("the best sampler per budget and space as `skiptune best` names it (the lowest "
+                 "validated value, N = the race blocks' images) against the large-N table:")
+    for nfe in args.nfe:
+        for space in args.space:
+            cells = [(row["sampler"], row["spaces"][space]) for row in rows
+                     if row["nfe"] == nfe and not row["stochastic"] and space in row["spaces"]]
+            if len(cells) < 2:
+                continue
+            named = min(cells, key=lambda c: (c[1]["search"]["value"], c[0]))[0]
+            truth_best = min(cells, key=lambda c: (c[1]["value"], c[0]))[0]
+            verdict = "agree" if named == truth_best else "DIFFER"
+            lines.append(f"  {nfe} NFE {space:>9}: best names {named}, large N {truth_best}: "
+                         f"{verdict}")
     return rows, lines
 
 
@@ -329,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="kept measurements")
     parser.add_argument("--part", default=None, help="I/K: measure every K-th cell from I")
+    parser.add_argument("--db", default=None,
+                        help="the database file under --work; default part<I>.db")
     parser.add_argument("--model", type=Path, default=ASSETS / "demo_unet.pt")
     parser.add_argument("--nfe", type=int, action="append")
     parser.add_argument("--sampler", action="append")
@@ -365,14 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     truth = Truth(args)
     cells = cells_of(args)
     part, parts = (0, 1) if args.part is None else (int(v) for v in args.part.split("/"))
-    db = args.work / ("stochastic.db" if args.stochastic_only else f"part{part}.db")
+    db = args.work / (args.db or ("stochastic.db" if args.stochastic_only else f"part{part}.db"))
     args.work.mkdir(parents=True, exist_ok=True)
     entries = [measure_cell(cell, args, truth, db) for cell in cells[part::parts]]
     if args.part is not None or args.stochastic_only:
         return 0
     rows, lines = table(entries, args, truth)
     settings = {key: value for key, value in vars(args).items()
-                if key not in ("work", "part", "model", "tag", "stochastic_only")}
+                if key not in ("work", "part", "model", "tag", "stochastic_only", "db")}
     settings.update(model=str(args.model.name), argv=sys.argv[1:],
                     threads=torch.get_num_threads())
     text = [f"levers: {json.dumps(settings, default=list)}", *lines]
