@@ -324,7 +324,8 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> bo
                       row["spaces"].get(column, {}).get("value", float("nan")) for row in budget]
             axis.bar(np.arange(len(budget)) + c * width, values, width, label=column)
         axis.set_xticks(np.arange(len(budget)) + 0.4 - width / 2,
-                        [row["sampler"] for row in budget], fontsize=8)
+                        [row["sampler"] for row in budget], fontsize=7, rotation=25,
+                        ha="right")
         axis.set_title(f"{nfe} NFE")
         axis.set_ylabel(f"FD at N = {args.large_n}")
         axis.set_yscale("log")
