@@ -410,8 +410,8 @@ def _content_problem(response: IO[bytes]) -> str | None:
     encoding = (headers.get("Content-Encoding", "") if headers is not None else "").strip()
     if encoding.lower() not in ("", "identity"):
         return (f"the server sent the file encoded (Content-Encoding: {encoding[:40]}), which "
-                "skiptune does not decode; download it with a client that does (curl "
-                "--compressed) and pass its path")
+                "skiptune does not decode; download it with a client that decodes it (a "
+                "browser, or curl asked to decompress) and pass its path")
     return None
 
 

@@ -234,6 +234,6 @@ def test_the_metavars_say_what_to_write() -> None:
                             ("--optimizer", "[tpe|gp|cmaes|random|qmc|grid]")):
         assert re.search(rf"{re.escape(option)} {re.escape(metavar)}\s", search), option
     sample = " ".join(_help(cli.app, "sample").split())
-    assert "--sampler NAME Sampler: heun" in sample
+    assert "--sampler NAME Sampler: euler, heun" in sample
     assert "-n, --num-samples N How many images" in sample
     assert "--seed N Noise seed of image 0" in sample
