@@ -14,6 +14,7 @@ from typing import Any
 
 from skiptune._checks import is_whole
 from skiptune.errors import ConfigurationError
+from skiptune.objectives._cleanfid_spec import CLEANFID_PREFIX, parse_cleanfid_spec
 from skiptune.objectives._metrics import get_metric
 from skiptune.objectives._self_reference import is_self_reference, parse_self_reference
 from skiptune.sampling.solvers import get_sampler
@@ -62,6 +63,8 @@ class ObjectiveSettings:
             object.__setattr__(self, "reference", os.fspath(self.reference))
             if is_self_reference(self.reference):
                 parse_self_reference(self.reference)    # a bad spec fails before any model
+            elif self.reference.startswith(CLEANFID_PREFIX):
+                parse_cleanfid_spec(self.reference)     # and before Inception is loaded
         if isinstance(self.rungs, (list, tuple)):
             object.__setattr__(self, "rungs", tuple(self.rungs))
         else:

@@ -21,9 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from skiptune import downloads
 from skiptune._failpoints import failpoint
 from skiptune._files import read_input, sha256_file
-from skiptune._parsing import parse_whole
 from skiptune.errors import ConfigurationError, first_line
 from skiptune.objectives._cache import DirectoryStatisticsCache, StatisticsCache, statistics_key
+from skiptune.objectives._cleanfid_spec import CLEANFID_PREFIX, parse_cleanfid_spec
 from skiptune.objectives._features import FeatureExtractor
 from skiptune.objectives._maths import gaussian_statistics
 
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-CLEANFID_PREFIX = "cleanfid:"
 CLEANFID_STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 CLEANFID_STATS_URL_ENV = "SKIPTUNE_CLEANFID_STATS_URL"
 EDM_FID_REFS = ("cifar10-32x32.npz", "ffhq-64x64.npz", "afhqv2-64x64.npz", "imagenet-64x64.npz")
@@ -595,31 +594,17 @@ def edm_fid_refs(source: str) -> bool:
     return "/edm/fid-refs/" in path or Path(path).name.lower() in EDM_FID_REFS
 
 
-def _is_resolution(text: str) -> bool:
-    """Whether ``text`` is a resolution in ASCII digits (``32``; not ``٣٢`` or ``3_2``)."""
-    try:
-        return parse_whole(text) >= 1
-    except ConfigurationError:
-        return False
-
-
 def _from_cleanfid(
     spec: str, extractor: FeatureExtractor, *, need_features: bool
 ) -> ReferenceStatistics:
     """``cleanfid:NAME/SPLIT/RES`` → clean-fid's ``NAME_clean_SPLIT_RES.npz`` (Inception)."""
-    parts = spec.removeprefix(CLEANFID_PREFIX).split("/")
-    if len(parts) != 3 or not all(parts) or not _is_resolution(parts[2]):
-        raise ConfigurationError(
-            f"clean-fid reference {spec!r} must read cleanfid:NAME/SPLIT/RES, e.g. "
-            "cleanfid:cifar10/train/32"
-        )
+    name, split, resolution = parse_cleanfid_spec(spec)
     if not extractor.identity.startswith("inception-clean:"):
         raise ConfigurationError(
             f"clean-fid statistics {spec!r} are Inception-v3 features, but the extractor is "
             f"{extractor.name!r}; use objective.features inception",
             field="objective.features",
         )
-    name, split, resolution = parts
     filename = f"{name}_clean_{split}_{resolution}{'_kid' if need_features else ''}.npz".lower()
     path = cleanfid_stats_folder() / filename
     if not path.is_file():

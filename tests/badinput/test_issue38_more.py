@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from skiptune.errors import ConfigurationError
+from skiptune.objectives import ObjectiveSettings
 from tests.badinput.test_classes import _one_error, _run
 from tests.downloads import test_fetch
 from tests.tuner.helpers import DEMO
@@ -435,3 +437,20 @@ def test_skiptune_offline_of_another_value_is_refused(
     for fine, offline in (("0", False), ("off", False), ("", False), (" Yes ", True)):
         monkeypatch.setenv("SKIPTUNE_OFFLINE", fine)
         assert is_offline() is offline
+
+
+@pytest.mark.parametrize("spec", ["cleanfid:cifar10", "cleanfid:cifar10/train/", "cleanfid:",
+                                  "cleanfid:cifar10/train/٣٢", "cleanfid:a/b/3_2/x"])
+def test_a_malformed_cleanfid_spec_is_refused_when_the_config_is_built(spec: str) -> None:
+    with pytest.raises(ConfigurationError, match="must read cleanfid:NAME/SPLIT/RES") as info:
+        ObjectiveSettings(reference=spec)
+    assert "\n" not in str(info.value)
+
+
+def test_a_malformed_cleanfid_spec_is_named_before_inception_is_needed(tmp_path: Path) -> None:
+    # Offline, with Inception not cached: the spec is what is wrong, and the line says so.
+    result = _run("search", "--model", str(DEMO), "--nfe", "3", "--features", "inception",
+                  "--ref", "cleanfid:cifar10/32", "--offline", "--db", str(tmp_path / "s.db"),
+                  cwd=tmp_path)
+    _one_error(result, "must read cleanfid:NAME/SPLIT/RES")
+    assert not (tmp_path / "s.db").exists()
