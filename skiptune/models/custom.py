@@ -328,6 +328,11 @@ def _call_adapter(spec: str, target: Any) -> CustomModel:
     return result
 
 
+MAX_IMAGE_VALUES = 4 * 4096 * 4096
+"""The most values one image (or latent) may hold: beyond SDXL's 3 × 1024 × 1024 images with
+room to spare, and far below what would allocate terabytes for a mistyped shape."""
+
+
 def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     try:
         shape = tuple(image_shape)
@@ -338,6 +343,13 @@ def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     ):
         raise ConfigurationError(
             f"image_shape must be (channels, height, width) of positive ints, got {image_shape!r}"
+        )
+    values = math.prod(shape)
+    if values > MAX_IMAGE_VALUES:
+        raise ConfigurationError(
+            f"image_shape {shape} holds {values:.3g} values per image, more than skiptune samples "
+            f"(at most {MAX_IMAGE_VALUES:,}, e.g. 4 × 4096 × 4096); check the adapter's "
+            "image_shape"
         )
     return shape
 

@@ -331,3 +331,21 @@ def test_wrong_image_shape() -> None:
             sigma_min=0.01,
             sigma_max=10.0,
         )
+
+
+@pytest.mark.parametrize("shape", [(1, 2**20, 2**20), (3, 8192, 8192), (2**27, 1, 1)])
+def test_an_image_shape_too_large_to_sample_is_refused_before_any_allocation(
+    shape: tuple[int, int, int],
+) -> None:
+    # (1, 2**20, 2**20) would be 4 TB of float32 noise for one image: one line, nothing made.
+    with pytest.raises(ConfigurationError, match=r"values per image, more than skiptune") as info:
+        wrap_module(additive_unet.AdditiveUNet(), denoise=additive_unet.edm_denoise,
+                    skip_sites=[("dec2", 1)], image_shape=shape, sigma_min=0.01, sigma_max=10.0)
+    assert "\n" not in str(info.value)
+
+
+def test_the_largest_image_shape_skiptune_samples_is_accepted_by_the_check() -> None:
+    from skiptune.models.custom import MAX_IMAGE_VALUES, _check_image_shape
+
+    assert _check_image_shape((4, 4096, 4096)) == (4, 4096, 4096)
+    assert MAX_IMAGE_VALUES == 4 * 4096 * 4096
