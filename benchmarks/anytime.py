@@ -48,10 +48,8 @@ run with more strategies or seeds reuses every score. The table is printed and w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -62,6 +60,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from _kept import key_of, save_array, write_json  # benchmarks/_kept.py
 from optuna.trial import TrialState
 
 from skiptune.errors import NonFiniteSampleError
@@ -87,20 +86,6 @@ BASELINE = TuningSchedule(rho_bottom=1.0, rho_top=1.0)
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def key_of(schedule: TuningSchedule) -> str:
-    """A short stable name of a schedule, for file names."""
-    text = json.dumps(schedule.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` whole or not at all (a killed run leaves no torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(partial, path)
 
 
 @dataclass(frozen=True)
@@ -248,9 +233,7 @@ class Scores:
             return np.load(path)
         evaluation = self.check.evaluate(schedule, keep_features=True)
         assert evaluation.features is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path.with_suffix(".partial.npy"), evaluation.features)
-        os.replace(path.with_suffix(".partial.npy"), path)
+        save_array(path, evaluation.features)
         return evaluation.features
 
     def validated(self, schedule: TuningSchedule, size: int) -> float:

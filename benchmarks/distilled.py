@@ -25,9 +25,7 @@ writes ``benchmarks/results/distilled_<tag>.json`` and ``.log``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _kept import key_of, save_array  # benchmarks/_kept.py
 
 from skiptune.models import load_model
 from skiptune.objectives import (
@@ -60,18 +59,12 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def key_of(schedule: TuningSchedule) -> str:
-    return hashlib.sha256(json.dumps(schedule.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 def kept(path: Path, measure: Any) -> np.ndarray:
     """The array at ``path``, measured (and written whole) if absent."""
     if path.exists():
         return np.load(path)
     value = np.asarray(measure())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_suffix(".partial.npy"), value)
-    os.replace(path.with_suffix(".partial.npy"), path)
+    save_array(path, value)
     return value
 
 

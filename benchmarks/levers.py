@@ -41,9 +41,7 @@ the device type unless given).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _kept import key_of, save_array, write_json  # benchmarks/_kept.py
 
 from skiptune.errors import NonFiniteSampleError
 from skiptune.models import load_model
@@ -84,20 +83,6 @@ class Cell:
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def key_of(schedule: TuningSchedule) -> str:
-    """A short stable name of a schedule, for file names."""
-    text = json.dumps(schedule.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` whole or not at all (a killed run leaves no torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(partial, path)
 
 
 def space_of(name: str, window: tuple[float, float],
@@ -160,9 +145,7 @@ class Truth:
             failed.parent.mkdir(parents=True, exist_ok=True)
             failed.write_text(json.dumps(schedule.to_dict()))
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path.with_suffix(".partial.npy"), evaluation.features)
-        os.replace(path.with_suffix(".partial.npy"), path)
+        save_array(path, evaluation.features)
         say(f"  large-N {sampler} {nfe} NFE {key_of(schedule)}: {evaluation.value:.4g} "
             f"({time.perf_counter() - tick:.0f} s)")
         return evaluation.features
